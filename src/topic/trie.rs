@@ -1,0 +1,6 @@
+//! The subscription trie (being written).
+
+/// Subscriptions indexed by topic filter.
+pub struct SubscriptionTrie<K, V> {
+    _entries: Vec<(K, V)>,
+}
