@@ -1,0 +1,34 @@
+//! The application message as the broker keeps it: one immutable value shared by every session it reaches.
+//! Owns no behaviour beyond construction; routing and storage pass `Arc<Message>` around so payloads are never copied.
+
+use crate::codec::QoS;
+use crate::topic::TopicName;
+use bytes::Bytes;
+use std::time::{SystemTime, UNIX_EPOCH};
+
+/// An application message accepted by the broker.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Message {
+    /// Topic the message was published to.
+    pub topic: TopicName,
+    /// Payload, shared by reference count.
+    pub payload: Bytes,
+    /// QoS the message was published with (the upper bound of every delivery).
+    pub qos: QoS,
+    /// Whether the publisher set RETAIN.
+    pub retain: bool,
+    /// When the broker accepted the message, in milliseconds since the Unix epoch.
+    pub arrived_at_ms: u64,
+}
+
+/// A broker-wide identifier for a stored message body.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct MessageId(pub u64);
+
+/// Milliseconds since the Unix epoch, the time base of every stored timestamp.
+pub fn now_ms() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_millis() as u64)
+        .unwrap_or(0)
+}
