@@ -1,3 +1,4 @@
 pub mod codec;
 pub mod message;
+pub mod store;
 pub mod topic;
