@@ -1,4 +1,29 @@
+//! harbormq: a durable MQTT 3.1.1 / 3.1 broker on actix actors and redb.
+//!
+//! The map, from the wire inwards:
+//! - [`codec`]: MQTT packets and their validation; bytes in, `Packet` out, and back. Pure.
+//! - [`topic`]: topic names, topic filters and the subscription trie. Pure.
+//! - [`message`]: the application message shared by every session it reaches.
+//! - [`protocol`]: per-connection rules as plain code (CONNECT checks, inflight window, ordered acks).
+//! - [`store`]: durable state on redb, written by one thread with group commit.
+//! - [`broker`]: the actors (session, router, retained) and [`Broker`] / [`BrokerHandle`] to run them.
+//! - [`transport`]: TCP (and other byte streams) into sessions.
+//! - [`config`]: every setting, its default and its validation.
+//! - [`loadgen`]: `harbormq bench`, a load generator for any MQTT broker.
+//! - [`cli`]: the `harbormq` command line.
+
+pub mod broker;
+pub mod cli;
 pub mod codec;
+pub mod config;
+pub mod error;
+pub mod loadgen;
 pub mod message;
+pub mod protocol;
 pub mod store;
 pub mod topic;
+pub mod transport;
+
+pub use broker::{BackgroundBroker, Broker, BrokerHandle};
+pub use config::Config;
+pub use error::Error;

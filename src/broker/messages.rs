@@ -1,0 +1,194 @@
+//! Every message exchanged between the session, router and retained actors, named for its purpose.
+//! Owns no behaviour; replies that wait for the store carry a one-shot completion.
+
+use super::session::Session;
+use crate::codec::{ClientId, QoS};
+use crate::message::Message;
+use crate::protocol::Delivery;
+use crate::store::StoreError;
+use crate::topic::TopicFilter;
+use actix::prelude::*;
+use std::sync::Arc;
+use tokio::sync::oneshot;
+
+/// Signalled once a store write is durable (per the durability setting), or failed.
+pub type Completion = oneshot::Sender<Result<(), StoreError>>;
+
+/// A client's entry in the router: stable across reconnects of a persistent session.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct SlotId(pub u64);
+
+/// One network connection's claim on a slot; a stale connection's messages are ignored.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub struct ConnId(pub u64);
+
+/// A session that completed CONNECT asks for its slot; any previous connection is taken over [MQTT-3.1.4-2].
+#[derive(Message)]
+#[rtype(result = "RegisterReply")]
+pub struct RegisterSession {
+    /// Client identifier.
+    pub client_id: ClientId,
+    /// CONNECT's clean session flag.
+    pub clean_session: bool,
+    /// The new session actor.
+    pub session: Addr<Session>,
+}
+
+/// The router's answer to [`RegisterSession`].
+#[derive(Debug)]
+pub struct RegisterReply {
+    /// The client's slot.
+    pub slot: SlotId,
+    /// This connection's claim on it.
+    pub conn: ConnId,
+    /// A stored session is resumed (CONNACK session present flag) [MQTT-3.2.2-2].
+    pub session_present: bool,
+    /// A persistent session existed for this client id before (its stored state must be discarded when the
+    /// new connection asks for a clean session).
+    pub had_persistent: bool,
+    /// Resolves when the connection that was taken over has finished writing its state.
+    pub previous_closed: Option<oneshot::Receiver<()>>,
+}
+
+/// A connection ended; a clean session is discarded, a persistent one goes offline.
+#[derive(Message)]
+#[rtype(result = "()")]
+pub struct SessionClosed {
+    /// The client's slot.
+    pub slot: SlotId,
+    /// The connection that ended.
+    pub conn: ConnId,
+}
+
+/// Messages accepted from a publisher (one network read's worth), to be routed and stored.
+#[derive(Message)]
+#[rtype(result = "()")]
+pub struct RoutePublish {
+    /// The messages, in arrival order.
+    pub messages: Vec<Arc<Message>>,
+    /// The publisher's own store changes (inbound QoS 2 ids of a persistent session), in packet order, made
+    /// in the same commit as the messages [MQTT-4.3.3-2].
+    pub ops: Vec<crate::store::StoreOp>,
+    /// Signalled when everything the acknowledgements promise is stored.
+    pub done: Option<Completion>,
+}
+
+/// Adds or replaces subscriptions (QoS already granted by the session).
+#[derive(Message)]
+#[rtype(result = "()")]
+pub struct AddSubscriptions {
+    /// The client's slot.
+    pub slot: SlotId,
+    /// The subscribing connection.
+    pub conn: ConnId,
+    /// Filters with their granted QoS.
+    pub filters: Vec<(TopicFilter, QoS)>,
+    /// Signalled when the subscriptions of a persistent session are stored.
+    pub done: Completion,
+}
+
+/// Removes subscriptions.
+#[derive(Message)]
+#[rtype(result = "()")]
+pub struct RemoveSubscriptions {
+    /// The client's slot.
+    pub slot: SlotId,
+    /// The unsubscribing connection.
+    pub conn: ConnId,
+    /// Filters to remove.
+    pub filters: Vec<TopicFilter>,
+    /// Signalled when the removal is stored.
+    pub done: Completion,
+}
+
+/// A persistent session has read its stored queue up to `cursor` and asks for live delivery again.
+#[derive(Message)]
+#[rtype(result = "bool")]
+pub struct ResumeLive {
+    /// The client's slot.
+    pub slot: SlotId,
+    /// The asking connection.
+    pub conn: ConnId,
+    /// Highest queue position the session holds.
+    pub cursor: u64,
+}
+
+/// A persistent session cannot keep up: stop live delivery, it will read from the store.
+#[derive(Message)]
+#[rtype(result = "()")]
+pub struct PauseLive {
+    /// The client's slot.
+    pub slot: SlotId,
+    /// The asking connection.
+    pub conn: ConnId,
+}
+
+/// Closes every connection (broker shutdown); resolves once all sessions were told.
+#[derive(Message)]
+#[rtype(result = "usize")]
+pub struct DisconnectAll;
+
+/// Live figures of the router.
+#[derive(Message)]
+#[rtype(result = "RouterStats")]
+pub struct GetRouterStats;
+
+/// Counters kept by the router.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct RouterStats {
+    /// Connected clients.
+    pub connected: usize,
+    /// Sessions known (connected and offline persistent).
+    pub sessions: usize,
+    /// Subscriptions in the trie.
+    pub subscriptions: usize,
+    /// Messages routed.
+    pub messages_in: u64,
+    /// Deliveries handed to sessions or stored for them.
+    pub messages_out: u64,
+    /// Deliveries dropped because a session's mailbox was full.
+    pub dropped: u64,
+}
+
+/// Messages for one session, in order.
+#[derive(Message)]
+#[rtype(result = "()")]
+pub struct Deliver(pub Vec<Delivery>);
+
+/// Live delivery stopped: the session must read what follows from the store.
+#[derive(Message)]
+#[rtype(result = "()")]
+pub struct QueueBehind;
+
+/// Another connection took this client id over: close, publish the will, then signal `done`.
+#[derive(Message)]
+#[rtype(result = "()")]
+pub struct TakenOver {
+    /// Signalled once this session wrote everything it had to the store.
+    pub done: oneshot::Sender<()>,
+}
+
+/// The broker is stopping: close the connection without publishing the will.
+#[derive(Message)]
+#[rtype(result = "()")]
+pub struct CloseForShutdown;
+
+/// Keep (or, with an empty payload, delete) the retained message of a topic.
+#[derive(Message)]
+#[rtype(result = "()")]
+pub struct RetainMessage(pub Arc<Message>);
+
+/// Send the retained messages matching new subscriptions to a session, with RETAIN set.
+#[derive(Message)]
+#[rtype(result = "()")]
+pub struct SendRetained {
+    /// The filters just subscribed, with granted QoS.
+    pub filters: Vec<(TopicFilter, QoS)>,
+    /// Where to send them.
+    pub to: Recipient<Deliver>,
+}
+
+/// Number of retained messages held.
+#[derive(Message)]
+#[rtype(result = "usize")]
+pub struct CountRetained;

@@ -1,0 +1,262 @@
+//! The running broker: starts the store, the router, the retained actor, one session arbiter per core and
+//! the listeners, and hands out a `BrokerHandle` to stop it. The library's entry point.
+
+pub mod messages;
+pub mod registry;
+pub mod retained;
+pub mod router;
+pub mod session;
+
+use crate::codec::QoS;
+use crate::config::Config;
+use crate::error::Error;
+use crate::store::{Store, StoreConfig, StoreHandle, StoreWorker};
+use crate::transport::tcp;
+use actix::prelude::*;
+use messages::{DisconnectAll, GetRouterStats, RouterStats};
+use retained::RetainedStore;
+use router::{Router, RouterSettings};
+use session::{SessionPeers, SessionSettings};
+use std::net::SocketAddr;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+use tokio::sync::watch;
+
+/// How long shutdown waits for connected sessions to close before flushing the store anyway.
+const SHUTDOWN_GRACE: Duration = Duration::from_secs(3);
+
+/// Builds and starts a broker inside the current actix System.
+pub struct Broker {
+    config: Config,
+}
+
+impl Broker {
+    /// A broker with this configuration.
+    pub fn new(config: Config) -> Self {
+        Broker { config }
+    }
+
+    /// Opens the store, starts every actor and listener, and returns a handle; must run inside an actix System.
+    pub async fn start(self) -> Result<BrokerHandle, Error> {
+        let config = self.config;
+        config.validate()?;
+        let store_config = StoreConfig {
+            data_dir: config.data_dir.clone(),
+            durability: config.durability()?,
+            max_queued_messages: config.max_queued_messages,
+            max_queued_bytes: config.max_queued_bytes,
+            overflow: config.overflow_policy()?,
+            max_batch_ops: config.store_max_batch_ops,
+            channel_capacity: config.store_channel_capacity,
+        };
+        let (store, recovered, worker) = Store::open(&store_config)?;
+        log::info!(
+            "recovered {} persistent session(s) and {} retained message(s) from {}",
+            recovered.sessions.len(),
+            recovered.retained.len(),
+            config.data_dir.display()
+        );
+        let core = Arbiter::new();
+        let retained_messages = recovered.retained;
+        let retained = RetainedStore::start_in_arbiter(&core.handle(), move |_| {
+            RetainedStore::new(retained_messages)
+        });
+        let settings = RouterSettings {
+            queue_qos0: config.queue_qos0,
+        };
+        let router = {
+            let (store, retained) = (store.clone(), retained.clone());
+            let (sessions, next_id) = (recovered.sessions, recovered.next_message_id);
+            Router::start_in_arbiter(&core.handle(), move |_| {
+                Router::new(store, retained, settings, sessions, next_id)
+            })
+        };
+        let peers = SessionPeers {
+            router: router.clone(),
+            retained: retained.clone(),
+            store: store.clone(),
+            settings: Arc::new(session_settings(&config)?),
+        };
+        let workers: Vec<Arbiter> = (0..config.session_thread_count())
+            .map(|_| Arbiter::new())
+            .collect();
+        let (stop_tx, stop_rx) = watch::channel(false);
+        let tcp_addr = match config.bind_addr()? {
+            Some(addr) => {
+                let handles = workers.iter().map(|a| a.handle()).collect();
+                let local = tcp::listen(addr, handles, peers.clone(), stop_rx.clone()).await?;
+                log::info!("MQTT over TCP on {local}");
+                Some(local)
+            }
+            None => None,
+        };
+        Ok(BrokerHandle {
+            inner: Arc::new(Inner {
+                router,
+                retained,
+                store,
+                peers,
+                tcp_addr,
+                stop: stop_tx,
+                worker: Mutex::new(Some(worker)),
+                arbiters: Mutex::new(workers.into_iter().chain([core]).collect()),
+            }),
+        })
+    }
+}
+
+fn session_settings(config: &Config) -> Result<SessionSettings, Error> {
+    Ok(SessionSettings {
+        max_packet_size_bytes: config.max_packet_size_bytes,
+        connect_timeout: Duration::from_secs(config.connect_timeout_secs),
+        max_qos: QoS::from_u8(config.max_qos).unwrap_or(QoS::ExactlyOnce),
+        max_inflight: config.max_inflight,
+        max_queued_messages: usize::try_from(config.max_queued_messages).unwrap_or(usize::MAX),
+        overflow: config.overflow_policy()?,
+    })
+}
+
+struct Inner {
+    router: Addr<Router>,
+    retained: Addr<RetainedStore>,
+    store: StoreHandle,
+    peers: SessionPeers,
+    tcp_addr: Option<SocketAddr>,
+    stop: watch::Sender<bool>,
+    worker: Mutex<Option<StoreWorker>>,
+    arbiters: Mutex<Vec<Arbiter>>,
+}
+
+/// A cloneable handle on a running broker.
+#[derive(Clone)]
+pub struct BrokerHandle {
+    inner: Arc<Inner>,
+}
+
+impl BrokerHandle {
+    /// The address the TCP listener is bound to, if it runs (the real port when configured with port 0).
+    pub fn tcp_addr(&self) -> Option<SocketAddr> {
+        self.inner.tcp_addr
+    }
+
+    /// Live figures from the router.
+    pub async fn router_stats(&self) -> Option<RouterStats> {
+        self.inner.router.send(GetRouterStats).await.ok()
+    }
+
+    /// Number of retained messages.
+    pub async fn retained_count(&self) -> Option<usize> {
+        self.inner.retained.send(messages::CountRetained).await.ok()
+    }
+
+    /// What a transport needs to start sessions (used by the WebSocket route).
+    pub fn session_peers(&self) -> SessionPeers {
+        self.inner.peers.clone()
+    }
+
+    /// The store handle.
+    pub fn store(&self) -> StoreHandle {
+        self.inner.store.clone()
+    }
+
+    /// Stops accepting, closes every connection, flushes the store and stops the broker's threads.
+    pub async fn shutdown(&self) {
+        let _ = self.inner.stop.send(true);
+        let told = self.inner.router.send(DisconnectAll).await.unwrap_or(0);
+        log::info!("shutting down: closing {told} connection(s)");
+        let deadline = tokio::time::Instant::now() + SHUTDOWN_GRACE;
+        while tokio::time::Instant::now() < deadline {
+            match self.router_stats().await {
+                Some(stats) if stats.connected > 0 => {
+                    tokio::time::sleep(Duration::from_millis(20)).await;
+                }
+                _ => break,
+            }
+        }
+        let worker = self.inner.worker.lock().ok().and_then(|mut w| w.take());
+        if let Some(worker) = worker {
+            let joined = actix_rt::task::spawn_blocking(move || worker.shutdown()).await;
+            match joined {
+                Ok(Ok(())) => log::info!("store flushed"),
+                Ok(Err(e)) => log::error!("store shutdown failed: {e}"),
+                Err(e) => log::error!("store shutdown panicked: {e}"),
+            }
+        }
+        if let Ok(mut arbiters) = self.inner.arbiters.lock() {
+            for arbiter in arbiters.drain(..) {
+                arbiter.stop();
+            }
+        }
+    }
+}
+
+/// A broker running in its own thread with its own actix System, for programs (and tests) that do not run one.
+pub struct BackgroundBroker {
+    handle: BrokerHandle,
+    system: actix_rt::System,
+    thread: Option<std::thread::JoinHandle<()>>,
+}
+
+impl BackgroundBroker {
+    /// Starts a broker on a new thread and waits until it listens.
+    pub fn start(config: Config) -> Result<BackgroundBroker, Error> {
+        let (tx, rx) = std::sync::mpsc::channel();
+        let thread = std::thread::Builder::new()
+            .name("harbormq-system".to_owned())
+            .spawn(move || {
+                let system = actix_rt::System::new();
+                let sys = actix_rt::System::current();
+                system.block_on(async move {
+                    let started = Broker::new(config).start().await;
+                    let failed = started.is_err();
+                    let _ = tx.send(started.map(|h| (h, sys)));
+                    if failed {
+                        actix_rt::System::current().stop();
+                    }
+                });
+                let _ = system.run();
+            })
+            .map_err(|e| Error::Io {
+                context: "cannot start the broker thread".to_owned(),
+                source: e,
+            })?;
+        let (handle, system) = rx.recv().map_err(|_| Error::Stopped)??;
+        Ok(BackgroundBroker {
+            handle,
+            system,
+            thread: Some(thread),
+        })
+    }
+
+    /// The broker's handle.
+    pub fn handle(&self) -> &BrokerHandle {
+        &self.handle
+    }
+
+    /// Shuts the broker down cleanly and waits for its thread.
+    pub fn stop(mut self) {
+        self.stop_inner();
+    }
+
+    fn stop_inner(&mut self) {
+        let Some(thread) = self.thread.take() else {
+            return;
+        };
+        let handle = self.handle.clone();
+        let system = self.system.clone();
+        let (tx, rx) = std::sync::mpsc::channel();
+        system.arbiter().spawn(async move {
+            handle.shutdown().await;
+            actix_rt::System::current().stop();
+            let _ = tx.send(());
+        });
+        let _ = rx.recv_timeout(Duration::from_secs(10));
+        let _ = thread.join();
+    }
+}
+
+impl Drop for BackgroundBroker {
+    fn drop(&mut self) {
+        self.stop_inner();
+    }
+}

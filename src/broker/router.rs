@@ -1,0 +1,448 @@
+//! The router actor: owns the subscription trie and the session registry, fans messages out and hands
+//! what must be durable to the store. Never blocks on disk except when the store's bounded channel is full.
+
+use super::messages::*;
+use super::registry::{Entry, Online, Registry};
+use super::retained::RetainedStore;
+use crate::codec::QoS;
+use crate::message::{Message, MessageId};
+use crate::protocol::Delivery;
+use crate::store::{RecoveredSession, StoreHandle, StoreOp, StoreRequest};
+use crate::topic::SubscriptionTrie;
+use actix::prelude::*;
+use std::collections::HashMap;
+use std::sync::Arc;
+
+/// Router settings taken from the configuration.
+#[derive(Debug, Clone)]
+pub struct RouterSettings {
+    /// Whether QoS 0 messages are stored for offline persistent sessions.
+    pub queue_qos0: bool,
+}
+
+/// The subscription router.
+pub struct Router {
+    trie: SubscriptionTrie<SlotId, QoS>,
+    registry: Registry,
+    store: StoreHandle,
+    retained: Addr<RetainedStore>,
+    settings: RouterSettings,
+    next_message_id: u64,
+    matches: HashMap<SlotId, QoS>,
+    outbox: HashMap<SlotId, Vec<Delivery>>,
+    stats: RouterStats,
+}
+
+impl Router {
+    /// A router holding the persistent sessions recovered from the store, all offline.
+    pub fn new(
+        store: StoreHandle,
+        retained: Addr<RetainedStore>,
+        settings: RouterSettings,
+        sessions: Vec<RecoveredSession>,
+        next_message_id: u64,
+    ) -> Self {
+        let mut router = Router {
+            trie: SubscriptionTrie::new(),
+            registry: Registry::default(),
+            store,
+            retained,
+            settings,
+            next_message_id,
+            matches: HashMap::new(),
+            outbox: HashMap::new(),
+            stats: RouterStats::default(),
+        };
+        for session in sessions {
+            let slot = router.registry.insert(Entry {
+                client_id: session.client_id,
+                persistent: true,
+                online: None,
+                next_seq: session.next_seq,
+                subscriptions: HashMap::new(),
+            });
+            for (filter, qos) in session.subscriptions {
+                router.trie.insert(&filter, slot, qos);
+                if let Some(entry) = router.registry.get_mut(slot) {
+                    entry.subscriptions.insert(filter, qos);
+                }
+            }
+        }
+        router
+    }
+
+    fn register(&mut self, msg: RegisterSession) -> RegisterReply {
+        let conn = self.registry.next_conn();
+        let persistent = !msg.clean_session;
+        let online = Online {
+            conn,
+            addr: msg.session,
+            // A persistent session first reads what is stored for it, then asks for live delivery.
+            live: !persistent,
+        };
+        let Some(slot) = self.registry.slot_of(&msg.client_id) else {
+            let slot = self.registry.insert(Entry {
+                client_id: msg.client_id,
+                persistent,
+                online: Some(online),
+                next_seq: 1,
+                subscriptions: HashMap::new(),
+            });
+            return RegisterReply {
+                slot,
+                conn,
+                session_present: false,
+                had_persistent: false,
+                previous_closed: None,
+            };
+        };
+        let Some(entry) = self.registry.get_mut(slot) else {
+            unreachable_slot(slot);
+            return RegisterReply {
+                slot,
+                conn,
+                session_present: false,
+                had_persistent: false,
+                previous_closed: None,
+            };
+        };
+        // [MQTT-3.1.4-2]: the connection already using this client id is closed.
+        let previous_closed = entry.online.take().map(|old| {
+            let (done, closed) = tokio::sync::oneshot::channel();
+            old.addr.do_send(TakenOver { done });
+            closed
+        });
+        let had_persistent = entry.persistent;
+        let resume = persistent && had_persistent;
+        if !resume {
+            // [MQTT-3.1.2-6]: a clean session (new or old) starts from nothing.
+            for filter in entry.subscriptions.keys() {
+                self.trie.remove(filter, &slot);
+            }
+            entry.subscriptions.clear();
+        }
+        entry.persistent = persistent;
+        entry.online = Some(online);
+        RegisterReply {
+            slot,
+            conn,
+            session_present: resume,
+            had_persistent,
+            previous_closed,
+        }
+    }
+
+    fn close(&mut self, msg: SessionClosed) {
+        let Some(entry) = self.registry.get_mut(msg.slot) else {
+            return;
+        };
+        if entry.online_as(msg.conn).is_none() {
+            return;
+        }
+        entry.online = None;
+        if entry.persistent {
+            return;
+        }
+        if let Some(entry) = self.registry.remove(msg.slot) {
+            for filter in entry.subscriptions.keys() {
+                self.trie.remove(filter, &msg.slot);
+            }
+        }
+    }
+
+    /// Fans a batch out; store writes are submitted before any session can acknowledge what they contain.
+    fn route(&mut self, msg: RoutePublish) {
+        let mut ops = msg.ops;
+        for message in &msg.messages {
+            self.route_one(message, &mut ops);
+        }
+        self.submit(ops, msg.done);
+        self.flush_outbox();
+    }
+
+    fn route_one(&mut self, message: &Arc<Message>, ops: &mut Vec<StoreOp>) {
+        self.stats.messages_in += 1;
+        if message.retain {
+            self.retained.do_send(RetainMessage(message.clone()));
+            ops.push(if message.payload.is_empty() {
+                StoreOp::DeleteRetained {
+                    topic: message.topic.clone(),
+                }
+            } else {
+                StoreOp::SetRetained {
+                    message: message.clone(),
+                }
+            });
+        }
+        let matches = &mut self.matches;
+        matches.clear();
+        // Overlapping subscriptions of one client give one delivery at the highest granted QoS.
+        self.trie.for_each_match(&message.topic, |slot, qos| {
+            let best = matches.entry(*slot).or_insert(*qos);
+            *best = (*best).max(*qos);
+        });
+        let mut body: Option<MessageId> = None;
+        for (slot, granted) in self.matches.iter() {
+            let Some(entry) = self.registry.get_mut(*slot) else {
+                continue;
+            };
+            let qos = message.qos.min(*granted);
+            let store_it = entry.persistent
+                && (qos != QoS::AtMostOnce || (self.settings.queue_qos0 && entry.online.is_none()));
+            let seq = if store_it {
+                let id = *body.get_or_insert_with(|| {
+                    let id = MessageId(self.next_message_id);
+                    self.next_message_id += 1;
+                    ops.push(StoreOp::StoreMessage {
+                        id,
+                        message: message.clone(),
+                    });
+                    id
+                });
+                let seq = entry.next_seq;
+                entry.next_seq += 1;
+                ops.push(StoreOp::Enqueue {
+                    client_id: entry.client_id.clone(),
+                    seq,
+                    message: id,
+                    qos,
+                });
+                self.stats.messages_out += 1;
+                Some(seq)
+            } else {
+                None
+            };
+            match &entry.online {
+                Some(online) if online.live || seq.is_none() => {
+                    if seq.is_none() {
+                        self.stats.messages_out += 1;
+                    }
+                    self.outbox.entry(*slot).or_default().push(Delivery {
+                        message: message.clone(),
+                        qos,
+                        seq,
+                        retain: false,
+                    });
+                }
+                _ => {}
+            }
+        }
+    }
+
+    fn flush_outbox(&mut self) {
+        let mut outbox = std::mem::take(&mut self.outbox);
+        for (slot, deliveries) in outbox.drain() {
+            let Some(entry) = self.registry.get_mut(slot) else {
+                continue;
+            };
+            let Some(online) = entry.online.as_mut() else {
+                continue;
+            };
+            match online.addr.try_send(Deliver(deliveries)) {
+                Ok(()) => {}
+                Err(SendError::Full(Deliver(deliveries))) => {
+                    // Stored deliveries wait in the store; the rest cannot wait anywhere.
+                    let lost = deliveries.iter().filter(|d| d.seq.is_none()).count();
+                    self.stats.dropped += lost as u64;
+                    if lost > 0 {
+                        log::warn!(
+                            "client {}: dropped {lost} message(s), its mailbox is full",
+                            entry.client_id
+                        );
+                    }
+                    if online.live && deliveries.iter().any(|d| d.seq.is_some()) {
+                        online.live = false;
+                        online.addr.do_send(QueueBehind);
+                    }
+                }
+                Err(SendError::Closed(_)) => {}
+            }
+        }
+        // Keep the map's allocation for the next batch.
+        self.outbox = outbox;
+    }
+
+    fn submit(&self, ops: Vec<StoreOp>, done: Option<Completion>) {
+        if ops.is_empty() {
+            if let Some(done) = done {
+                let _ = done.send(Ok(()));
+            }
+            return;
+        }
+        if let Err(e) = self.store.submit(StoreRequest::Write { ops, done }) {
+            log::error!("store unavailable: {e}");
+        }
+    }
+
+    fn add_subscriptions(&mut self, msg: AddSubscriptions) {
+        let Some(entry) = self.registry.get_mut(msg.slot) else {
+            let _ = msg.done.send(Ok(()));
+            return;
+        };
+        if entry.online_as(msg.conn).is_none() {
+            let _ = msg.done.send(Ok(()));
+            return;
+        }
+        let mut ops = Vec::new();
+        for (filter, qos) in msg.filters {
+            self.trie.insert(&filter, msg.slot, qos);
+            if entry.persistent {
+                ops.push(StoreOp::Subscribe {
+                    client_id: entry.client_id.clone(),
+                    filter: filter.clone(),
+                    qos,
+                });
+            }
+            entry.subscriptions.insert(filter, qos);
+        }
+        self.submit(ops, Some(msg.done));
+    }
+
+    fn remove_subscriptions(&mut self, msg: RemoveSubscriptions) {
+        let Some(entry) = self.registry.get_mut(msg.slot) else {
+            let _ = msg.done.send(Ok(()));
+            return;
+        };
+        if entry.online_as(msg.conn).is_none() {
+            let _ = msg.done.send(Ok(()));
+            return;
+        }
+        let mut ops = Vec::new();
+        for filter in msg.filters {
+            if entry.subscriptions.remove(&filter).is_some() {
+                self.trie.remove(&filter, &msg.slot);
+                if entry.persistent {
+                    ops.push(StoreOp::Unsubscribe {
+                        client_id: entry.client_id.clone(),
+                        filter,
+                    });
+                }
+            }
+        }
+        self.submit(ops, Some(msg.done));
+    }
+
+    fn resume_live(&mut self, msg: ResumeLive) -> bool {
+        let Some(entry) = self.registry.get_mut(msg.slot) else {
+            return false;
+        };
+        let caught_up = entry.next_seq <= msg.cursor + 1;
+        match entry.online_as(msg.conn) {
+            Some(online) if caught_up => {
+                online.live = true;
+                true
+            }
+            _ => false,
+        }
+    }
+
+    fn stats(&self) -> RouterStats {
+        RouterStats {
+            connected: self
+                .registry
+                .entries()
+                .filter(|(_, e)| e.online.is_some())
+                .count(),
+            sessions: self.registry.len(),
+            subscriptions: self.trie.len(),
+            ..self.stats.clone()
+        }
+    }
+}
+
+fn unreachable_slot(slot: SlotId) {
+    log::error!("router registry lost slot {slot:?}");
+}
+
+impl Actor for Router {
+    type Context = Context<Self>;
+
+    fn started(&mut self, ctx: &mut Self::Context) {
+        ctx.set_mailbox_capacity(1024);
+    }
+}
+
+impl Handler<RegisterSession> for Router {
+    type Result = MessageResult<RegisterSession>;
+
+    fn handle(&mut self, msg: RegisterSession, _: &mut Self::Context) -> Self::Result {
+        MessageResult(self.register(msg))
+    }
+}
+
+impl Handler<SessionClosed> for Router {
+    type Result = ();
+
+    fn handle(&mut self, msg: SessionClosed, _: &mut Self::Context) {
+        self.close(msg);
+    }
+}
+
+impl Handler<RoutePublish> for Router {
+    type Result = ();
+
+    fn handle(&mut self, msg: RoutePublish, _: &mut Self::Context) {
+        self.route(msg);
+    }
+}
+
+impl Handler<AddSubscriptions> for Router {
+    type Result = ();
+
+    fn handle(&mut self, msg: AddSubscriptions, _: &mut Self::Context) {
+        self.add_subscriptions(msg);
+    }
+}
+
+impl Handler<RemoveSubscriptions> for Router {
+    type Result = ();
+
+    fn handle(&mut self, msg: RemoveSubscriptions, _: &mut Self::Context) {
+        self.remove_subscriptions(msg);
+    }
+}
+
+impl Handler<ResumeLive> for Router {
+    type Result = bool;
+
+    fn handle(&mut self, msg: ResumeLive, _: &mut Self::Context) -> bool {
+        self.resume_live(msg)
+    }
+}
+
+impl Handler<PauseLive> for Router {
+    type Result = ();
+
+    fn handle(&mut self, msg: PauseLive, _: &mut Self::Context) {
+        if let Some(online) = self
+            .registry
+            .get_mut(msg.slot)
+            .and_then(|e| e.online_as(msg.conn))
+        {
+            online.live = false;
+        }
+    }
+}
+
+impl Handler<DisconnectAll> for Router {
+    type Result = usize;
+
+    fn handle(&mut self, _: DisconnectAll, _: &mut Self::Context) -> usize {
+        let mut told = 0;
+        for (_, entry) in self.registry.entries() {
+            if let Some(online) = &entry.online {
+                online.addr.do_send(CloseForShutdown);
+                told += 1;
+            }
+        }
+        told
+    }
+}
+
+impl Handler<GetRouterStats> for Router {
+    type Result = MessageResult<GetRouterStats>;
+
+    fn handle(&mut self, _: GetRouterStats, _: &mut Self::Context) -> Self::Result {
+        MessageResult(self.stats())
+    }
+}

@@ -1,0 +1,330 @@
+//! The session actor: one per network connection. Owns the connection's protocol state (CONNECT, keepalive,
+//! packet ids, inflight windows, QoS handshakes, will) and talks to the router and store only by message.
+
+mod connect;
+mod inbound;
+mod outbound;
+mod writer;
+
+use super::messages::*;
+use super::retained::RetainedStore;
+use super::router::Router;
+use crate::codec::{
+    ClientId, DecodeError, LastWill, MqttCodec, Packet, PacketId, ProtocolLevel, QoS,
+};
+use crate::protocol::{AckQueue, Outbound};
+use crate::store::{OverflowPolicy, StoreHandle, StoreOp};
+use actix::prelude::*;
+use futures::StreamExt;
+use std::collections::HashSet;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+use tokio::io::{AsyncRead, AsyncWrite};
+use tokio_util::codec::FramedRead;
+use writer::{Flushed, Outgoing};
+
+/// Packets decoded from one read that are handled together (one routing batch, one store commit).
+const PACKETS_PER_BATCH: usize = 256;
+/// Initial read buffer: small, because most connections are idle; it grows with the traffic.
+const READ_BUFFER_BYTES: usize = 256;
+/// Stored queue entries read at a time by a persistent session that is catching up.
+const STORE_PAGE: usize = 256;
+
+/// Settings every session shares.
+#[derive(Debug, Clone)]
+pub struct SessionSettings {
+    /// Largest accepted packet.
+    pub max_packet_size_bytes: usize,
+    /// Time to send CONNECT.
+    pub connect_timeout: Duration,
+    /// Highest QoS granted.
+    pub max_qos: QoS,
+    /// Outbound inflight window.
+    pub max_inflight: usize,
+    /// Outbound queue of a clean session, in messages.
+    pub max_queued_messages: usize,
+    /// What a clean session's full queue does with new messages.
+    pub overflow: OverflowPolicy,
+}
+
+/// The peers a session talks to.
+#[derive(Clone)]
+pub struct SessionPeers {
+    /// The router.
+    pub router: Addr<Router>,
+    /// The retained-message actor.
+    pub retained: Addr<RetainedStore>,
+    /// The store.
+    pub store: StoreHandle,
+    /// Shared settings.
+    pub settings: Arc<SessionSettings>,
+}
+
+/// A transport's two halves and the peer's name, as handed to a new session.
+pub struct Connection {
+    /// Bytes from the client.
+    pub reader: Box<dyn AsyncRead + Unpin + Send>,
+    /// Bytes to the client.
+    pub writer: Box<dyn AsyncWrite + Unpin + Send>,
+    /// Peer address for logs.
+    pub peer: String,
+}
+
+enum Phase {
+    AwaitingConnect,
+    Connecting(Vec<Packet>),
+    Connected(Box<Attached>),
+    Closed,
+}
+
+/// State of a session once CONNECT was accepted.
+struct Attached {
+    client_id: ClientId,
+    slot: SlotId,
+    conn: ConnId,
+    persistent: bool,
+    keep_alive: Option<Duration>,
+    will: Option<LastWill>,
+    outbound: Outbound,
+    acks: AckQueue,
+    incoming_qos2: HashSet<PacketId>,
+    /// Highest stored queue position this session holds in memory.
+    cursor: u64,
+    /// Stored messages are read from the store rather than received live.
+    catching_up: bool,
+    reading_store: bool,
+    dropped: u64,
+}
+
+/// Why the session ends, which decides what happens to the will.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum CloseReason {
+    /// The client sent DISCONNECT: the will is discarded [MQTT-3.14.4-3].
+    Disconnect,
+    /// The broker shuts down.
+    Shutdown,
+    /// Anything else (network error, keepalive, violation, takeover): the will is published [MQTT-3.1.2-8].
+    Abnormal,
+}
+
+/// One client connection.
+pub struct Session {
+    peers: SessionPeers,
+    peer: String,
+    out: Outgoing,
+    phase: Phase,
+    last_activity: Instant,
+    close_reason: CloseReason,
+    takeover_done: Option<tokio::sync::oneshot::Sender<()>>,
+    pending_ops: Vec<StoreOp>,
+}
+
+impl Session {
+    /// Starts a session for a new connection on the current arbiter.
+    pub fn start(conn: Connection, peers: SessionPeers) -> Addr<Session> {
+        Session::create(move |ctx| {
+            let codec = MqttCodec::server(peers.settings.max_packet_size_bytes);
+            let frames = FramedRead::with_capacity(conn.reader, codec, READ_BUFFER_BYTES)
+                .ready_chunks(PACKETS_PER_BATCH);
+            ctx.add_stream(frames);
+            Session {
+                out: Outgoing::start(conn.writer),
+                peer: conn.peer,
+                peers,
+                phase: Phase::AwaitingConnect,
+                last_activity: Instant::now(),
+                close_reason: CloseReason::Abnormal,
+                takeover_done: None,
+                pending_ops: Vec::new(),
+            }
+        })
+    }
+
+    fn client_label(&self) -> String {
+        match &self.phase {
+            Phase::Connected(a) => a.client_id.to_string(),
+            _ => "(not connected)".to_owned(),
+        }
+    }
+
+    /// Ends the connection because the client broke a rule; logged with who and which rule.
+    fn violation(&mut self, rule: impl std::fmt::Display, ctx: &mut Context<Self>) {
+        log::warn!(
+            "client {} from {}: {rule}; closing the connection",
+            self.client_label(),
+            self.peer
+        );
+        self.close(CloseReason::Abnormal, ctx);
+    }
+
+    fn close(&mut self, reason: CloseReason, ctx: &mut Context<Self>) {
+        if self.close_reason == CloseReason::Abnormal {
+            self.close_reason = reason;
+        }
+        ctx.stop();
+    }
+
+    /// Hands what was encoded to the writer and what was recorded to the store; waits if the client is slow.
+    fn flush(&mut self, ctx: &mut Context<Self>) {
+        if !self.pending_ops.is_empty() {
+            let ops = std::mem::take(&mut self.pending_ops);
+            self.peers.store.write_and_forget(ops);
+        }
+        match self.out.flush() {
+            Flushed::Done => {}
+            Flushed::Congested(tx, chunk) => {
+                // Stop taking messages until the socket drains: the router then sees a full mailbox.
+                ctx.wait(
+                    async move { tx.send(chunk).await.is_ok() }
+                        .into_actor(self)
+                        .map(|sent, _, ctx| {
+                            if !sent {
+                                ctx.stop();
+                            }
+                        }),
+                );
+            }
+            Flushed::Closed => ctx.stop(),
+        }
+    }
+
+    fn arm_keepalive(&mut self, after: Duration, ctx: &mut Context<Self>) {
+        ctx.run_later(after, |act, ctx| {
+            let Phase::Connected(attached) = &act.phase else {
+                return;
+            };
+            let Some(keep_alive) = attached.keep_alive else {
+                return;
+            };
+            // [MQTT-3.1.2-24]: one and a half keepalive periods without a packet.
+            let limit = keep_alive + keep_alive / 2;
+            let idle = act.last_activity.elapsed();
+            if idle >= limit {
+                act.violation(
+                    format_args!("[MQTT-3.1.2-24] no packet within {}s", limit.as_secs_f32()),
+                    ctx,
+                );
+            } else {
+                act.arm_keepalive(limit - idle, ctx);
+            }
+        });
+    }
+
+    fn handle_batch(&mut self, items: Vec<Result<Packet, DecodeError>>, ctx: &mut Context<Self>) {
+        self.last_activity = Instant::now();
+        let mut batch = inbound::InboundBatch::default();
+        for item in items {
+            if matches!(self.phase, Phase::Closed) {
+                break;
+            }
+            match item {
+                Ok(packet) => self.handle_packet(packet, &mut batch, ctx),
+                Err(DecodeError::UnsupportedProtocolLevel(level)) => {
+                    self.refuse_level(level, ctx);
+                    break;
+                }
+                Err(e) => {
+                    self.violation(e, ctx);
+                    break;
+                }
+            }
+        }
+        self.finish_inbound(batch, ctx);
+        self.flush(ctx);
+    }
+
+    fn handle_packet(
+        &mut self,
+        packet: Packet,
+        batch: &mut inbound::InboundBatch,
+        ctx: &mut Context<Self>,
+    ) {
+        match &mut self.phase {
+            Phase::AwaitingConnect => match packet {
+                Packet::Connect(connect) => self.begin_connect(*connect, ctx),
+                other => self.violation(
+                    format_args!(
+                        "[MQTT-3.1.0-1] first packet is {}, not CONNECT",
+                        other.name()
+                    ),
+                    ctx,
+                ),
+            },
+            // Packets sent right after CONNECT wait until the session is attached.
+            Phase::Connecting(deferred) => deferred.push(packet),
+            Phase::Connected(_) => self.handle_attached(packet, batch, ctx),
+            Phase::Closed => {}
+        }
+    }
+}
+
+impl Actor for Session {
+    type Context = Context<Self>;
+
+    fn started(&mut self, ctx: &mut Self::Context) {
+        ctx.set_mailbox_capacity(64);
+        let timeout = self.peers.settings.connect_timeout;
+        ctx.run_later(timeout, move |act, ctx| {
+            if matches!(act.phase, Phase::AwaitingConnect) {
+                log::info!("{}: no CONNECT within {:?}, closing", act.peer, timeout);
+                ctx.stop();
+            }
+        });
+    }
+
+    fn stopped(&mut self, _: &mut Self::Context) {
+        self.detach();
+    }
+}
+
+impl StreamHandler<Vec<Result<Packet, DecodeError>>> for Session {
+    fn handle(&mut self, items: Vec<Result<Packet, DecodeError>>, ctx: &mut Self::Context) {
+        self.handle_batch(items, ctx);
+    }
+
+    fn finished(&mut self, ctx: &mut Self::Context) {
+        ctx.stop();
+    }
+}
+
+impl Handler<Deliver> for Session {
+    type Result = ();
+
+    fn handle(&mut self, msg: Deliver, ctx: &mut Self::Context) {
+        self.deliver(msg.0, ctx);
+        self.flush(ctx);
+    }
+}
+
+impl Handler<QueueBehind> for Session {
+    type Result = ();
+
+    fn handle(&mut self, _: QueueBehind, ctx: &mut Self::Context) {
+        if let Phase::Connected(attached) = &mut self.phase {
+            attached.catching_up = true;
+        }
+        self.read_store_if_room(ctx);
+    }
+}
+
+impl Handler<TakenOver> for Session {
+    type Result = ();
+
+    fn handle(&mut self, msg: TakenOver, ctx: &mut Self::Context) {
+        log::info!(
+            "client {} from {}: taken over by a new connection",
+            self.client_label(),
+            self.peer
+        );
+        self.takeover_done = Some(msg.done);
+        self.close(CloseReason::Abnormal, ctx);
+    }
+}
+
+impl Handler<CloseForShutdown> for Session {
+    type Result = ();
+
+    fn handle(&mut self, _: CloseForShutdown, ctx: &mut Self::Context) {
+        self.close(CloseReason::Shutdown, ctx);
+    }
+}

@@ -1,0 +1,225 @@
+//! The `harbormq` command line: `serve` (the default), `config default` and `bench`.
+//! Parses flags, overlays them on the config file, sets up logging and runs the chosen command.
+
+use crate::config::Config;
+use crate::Broker;
+use anyhow::Context as _;
+use clap::{Args, Parser, Subcommand};
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+/// A durable MQTT broker.
+#[derive(Parser, Debug)]
+#[command(
+    name = "harbormq",
+    version,
+    about,
+    args_conflicts_with_subcommands = true
+)]
+pub struct Cli {
+    #[command(subcommand)]
+    command: Option<Command>,
+    #[command(flatten)]
+    serve: ServeArgs,
+}
+
+#[derive(Subcommand, Debug)]
+enum Command {
+    /// Run the broker (the default when no command is given).
+    Serve(ServeArgs),
+    /// Configuration helpers.
+    Config {
+        #[command(subcommand)]
+        command: ConfigCommand,
+    },
+    /// Drive any MQTT broker with load and report rates, latency, loss and duplicates.
+    Bench(crate::loadgen::BenchArgs),
+}
+
+#[derive(Subcommand, Debug)]
+enum ConfigCommand {
+    /// Print the default configuration file.
+    Default,
+}
+
+/// Flags of `harbormq serve`; each overrides the key of the same name in the config file.
+#[derive(Args, Debug, Default, Clone)]
+pub struct ServeArgs {
+    /// TOML configuration file.
+    #[arg(long, value_name = "FILE")]
+    config: Option<PathBuf>,
+    /// MQTT TCP listener address (key `bind`; default 0.0.0.0:1883).
+    #[arg(long, value_name = "HOST:PORT")]
+    bind: Option<String>,
+    /// Directory of the database (key `data_dir`; default ./harbormq-data).
+    #[arg(long, value_name = "DIR")]
+    data_dir: Option<PathBuf>,
+    /// sync | periodic:MS | off (key `durability`; default sync).
+    #[arg(long, value_name = "MODE")]
+    durability: Option<String>,
+    /// Largest accepted packet in bytes (key `max_packet_size_bytes`).
+    #[arg(long, value_name = "BYTES")]
+    max_packet_size_bytes: Option<usize>,
+    /// Seconds to wait for CONNECT (key `connect_timeout_secs`).
+    #[arg(long, value_name = "SECS")]
+    connect_timeout_secs: Option<u64>,
+    /// Highest granted QoS, 0-2 (key `max_qos`).
+    #[arg(long, value_name = "QOS")]
+    max_qos: Option<u8>,
+    /// Unacknowledged outbound QoS 1/2 messages per session (key `max_inflight`).
+    #[arg(long, value_name = "N")]
+    max_inflight: Option<usize>,
+    /// Queued messages per session (key `max_queued_messages`).
+    #[arg(long, value_name = "N")]
+    max_queued_messages: Option<u64>,
+    /// Queued payload bytes per persistent session (key `max_queued_bytes`).
+    #[arg(long, value_name = "BYTES")]
+    max_queued_bytes: Option<u64>,
+    /// drop_new | drop_oldest (key `queue_overflow`).
+    #[arg(long, value_name = "POLICY")]
+    queue_overflow: Option<String>,
+    /// Queue QoS 0 messages for offline persistent sessions (key `queue_qos0`).
+    #[arg(long, value_name = "BOOL")]
+    queue_qos0: Option<bool>,
+    /// Remove offline persistent sessions after this many seconds; 0 = never (key `session_expiry_secs`).
+    #[arg(long, value_name = "SECS")]
+    session_expiry_secs: Option<u64>,
+    /// Session threads; 0 = one per core (key `session_threads`).
+    #[arg(long, value_name = "N")]
+    session_threads: Option<usize>,
+    /// Most store operations per commit (key `store_max_batch_ops`).
+    #[arg(long, value_name = "N")]
+    store_max_batch_ops: Option<usize>,
+    /// Store requests that may wait before senders are held back (key `store_channel_capacity`).
+    #[arg(long, value_name = "N")]
+    store_channel_capacity: Option<usize>,
+}
+
+impl ServeArgs {
+    /// The config file (or the defaults) with every given flag applied, validated.
+    pub fn resolve(&self) -> anyhow::Result<Config> {
+        let mut config = match &self.config {
+            Some(path) => Config::from_file(path)?,
+            None => Config::default(),
+        };
+        macro_rules! overlay {
+            ($($field:ident),*) => {
+                $(if let Some(value) = &self.$field { config.$field = value.clone(); })*
+            };
+        }
+        overlay!(
+            bind,
+            data_dir,
+            durability,
+            max_packet_size_bytes,
+            connect_timeout_secs,
+            max_qos,
+            max_inflight,
+            max_queued_messages,
+            max_queued_bytes,
+            queue_overflow,
+            queue_qos0,
+            session_expiry_secs,
+            session_threads,
+            store_max_batch_ops,
+            store_channel_capacity
+        );
+        config.validate()?;
+        Ok(config)
+    }
+}
+
+/// Runs the command line and turns errors into a message and exit code 1.
+pub fn main() -> ExitCode {
+    let cli = Cli::parse();
+    env_logger::Builder::from_env(env_logger::Env::default().default_filter_or("info")).init();
+    let result = match cli.command {
+        Some(Command::Serve(args)) => serve(args),
+        None => serve(cli.serve),
+        Some(Command::Config {
+            command: ConfigCommand::Default,
+        }) => {
+            print!("{}", Config::default_toml());
+            Ok(())
+        }
+        Some(Command::Bench(args)) => crate::loadgen::run(args),
+    };
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("harbormq: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn serve(args: ServeArgs) -> anyhow::Result<()> {
+    let config = args.resolve()?;
+    log::info!(
+        "harbormq {} starting: data dir {}, durability {}",
+        env!("CARGO_PKG_VERSION"),
+        config.data_dir.display(),
+        config.durability
+    );
+    let system = actix_rt::System::new();
+    system.block_on(async move {
+        let handle = Broker::new(config)
+            .start()
+            .await
+            .context("cannot start the broker")?;
+        wait_for_signal().await;
+        log::info!("signal received, shutting down");
+        handle.shutdown().await;
+        Ok::<_, anyhow::Error>(())
+    })?;
+    log::info!("stopped");
+    Ok(())
+}
+
+async fn wait_for_signal() {
+    #[cfg(unix)]
+    {
+        use tokio::signal::unix::{signal, SignalKind};
+        if let Ok(mut term) = signal(SignalKind::terminate()) {
+            tokio::select! {
+                _ = tokio::signal::ctrl_c() => {}
+                _ = term.recv() => {}
+            }
+            return;
+        }
+    }
+    let _ = tokio::signal::ctrl_c().await;
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn flags_override_the_file() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("h.toml");
+        std::fs::write(&path, "bind = \"127.0.0.1:1999\"\nmax_inflight = 5\n").unwrap();
+        let cli = Cli::parse_from([
+            "harbormq",
+            "serve",
+            "--config",
+            path.to_str().unwrap(),
+            "--max-inflight",
+            "7",
+        ]);
+        let Some(Command::Serve(args)) = cli.command else {
+            panic!("expected serve");
+        };
+        let config = args.resolve().unwrap();
+        assert_eq!(config.bind, "127.0.0.1:1999");
+        assert_eq!(config.max_inflight, 7);
+    }
+
+    #[test]
+    fn serve_is_the_default_command() {
+        let cli = Cli::parse_from(["harbormq", "--bind", "127.0.0.1:2000"]);
+        assert!(cli.command.is_none());
+        assert_eq!(cli.serve.resolve().unwrap().bind, "127.0.0.1:2000");
+    }
+}

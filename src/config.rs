@@ -1,0 +1,268 @@
+//! Broker configuration: every setting with a default that works on a laptop, read from TOML and validated.
+//! Owns parsing and validation only; the command line overlays its flags in `cli`.
+
+use crate::store::{Durability, OverflowPolicy};
+use serde::{Deserialize, Serialize};
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+
+/// Why a configuration cannot be used.
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    /// The file could not be read.
+    #[error("cannot read config file {path}: {source}")]
+    Read {
+        /// The file named.
+        path: PathBuf,
+        /// The I/O error.
+        source: std::io::Error,
+    },
+    /// The file is not valid TOML or has unknown or mistyped keys.
+    #[error("invalid config file {path}: {message}")]
+    Parse {
+        /// The file named.
+        path: PathBuf,
+        /// What the TOML parser said, with line and column.
+        message: String,
+    },
+    /// A value is out of its allowed range.
+    #[error("invalid setting `{key}`: {reason}")]
+    Invalid {
+        /// The key at fault.
+        key: &'static str,
+        /// Why the value is refused.
+        reason: String,
+    },
+}
+
+/// Every setting of the broker. Keys carry their units.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct Config {
+    /// Address of the MQTT TCP listener ("HOST:PORT"); an empty string turns it off.
+    pub bind: String,
+    /// Directory that holds the database file.
+    pub data_dir: PathBuf,
+    /// "sync" (fsync before every acknowledgement), "periodic:MS" (commit at least every MS milliseconds) or "off" (memory only).
+    pub durability: String,
+    /// Largest packet accepted from a client, in bytes; larger packets close the connection.
+    pub max_packet_size_bytes: usize,
+    /// Seconds a new connection has to send CONNECT before it is closed.
+    pub connect_timeout_secs: u64,
+    /// Highest QoS granted to a subscription (0, 1 or 2).
+    pub max_qos: u8,
+    /// Outbound QoS 1/2 messages awaiting acknowledgement per session before further ones wait in the queue.
+    pub max_inflight: usize,
+    /// Messages queued per session beyond the inflight window.
+    pub max_queued_messages: u64,
+    /// Payload bytes queued per persistent session.
+    pub max_queued_bytes: u64,
+    /// What a full queue does with a new message: "drop_new" or "drop_oldest".
+    pub queue_overflow: String,
+    /// Whether QoS 0 messages are queued for offline persistent sessions.
+    pub queue_qos0: bool,
+    /// Seconds after which an offline persistent session and its queue are removed; 0 keeps them forever.
+    pub session_expiry_secs: u64,
+    /// Threads that run client sessions; 0 uses one per CPU core.
+    pub session_threads: usize,
+    /// Most store operations committed in one write transaction.
+    pub store_max_batch_ops: usize,
+    /// Requests that may wait for the store thread before senders are held back.
+    pub store_channel_capacity: usize,
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        Config {
+            bind: "0.0.0.0:1883".to_owned(),
+            data_dir: PathBuf::from("./harbormq-data"),
+            durability: "sync".to_owned(),
+            max_packet_size_bytes: 1024 * 1024,
+            connect_timeout_secs: 10,
+            max_qos: 2,
+            max_inflight: 32,
+            max_queued_messages: 100_000,
+            max_queued_bytes: 100 * 1024 * 1024,
+            queue_overflow: "drop_new".to_owned(),
+            queue_qos0: false,
+            session_expiry_secs: 0,
+            session_threads: 0,
+            store_max_batch_ops: 65_536,
+            store_channel_capacity: 65_536,
+        }
+    }
+}
+
+impl Config {
+    /// Reads and validates a TOML file; missing keys take their defaults.
+    pub fn from_file(path: &Path) -> Result<Config, ConfigError> {
+        let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
+            path: path.to_owned(),
+            source,
+        })?;
+        let config: Config = toml::from_str(&text).map_err(|e| ConfigError::Parse {
+            path: path.to_owned(),
+            message: e.to_string(),
+        })?;
+        config.validate()?;
+        Ok(config)
+    }
+
+    /// The default configuration as a commented TOML file.
+    pub fn default_toml() -> String {
+        let body = toml::to_string(&Config::default()).unwrap_or_default();
+        format!(
+            "# harbormq configuration. Every key is optional; these are the defaults.\n\
+             # Each key also has a command-line flag of `harbormq serve` that overrides it.\n\n{body}"
+        )
+    }
+
+    /// Checks every value; returns the first one that cannot work.
+    pub fn validate(&self) -> Result<(), ConfigError> {
+        self.bind_addr()?;
+        self.durability()?;
+        self.overflow_policy()?;
+        if self.max_qos > 2 {
+            return Err(invalid("max_qos", "must be 0, 1 or 2"));
+        }
+        if self.max_inflight == 0 || self.max_inflight > 65_535 {
+            return Err(invalid("max_inflight", "must be between 1 and 65535"));
+        }
+        // The codec cannot express more than the four-byte remaining length plus the fixed header.
+        if !(16..=268_435_460).contains(&self.max_packet_size_bytes) {
+            return Err(invalid(
+                "max_packet_size_bytes",
+                "must be between 16 and 268435460",
+            ));
+        }
+        if self.connect_timeout_secs == 0 {
+            return Err(invalid("connect_timeout_secs", "must be at least 1"));
+        }
+        if self.store_max_batch_ops == 0 || self.store_channel_capacity == 0 {
+            return Err(invalid(
+                "store_max_batch_ops",
+                "store batch and channel sizes must be at least 1",
+            ));
+        }
+        Ok(())
+    }
+
+    /// The TCP listener address, or `None` when the listener is off.
+    pub fn bind_addr(&self) -> Result<Option<SocketAddr>, ConfigError> {
+        if self.bind.is_empty() {
+            return Ok(None);
+        }
+        self.bind
+            .parse()
+            .map(Some)
+            .map_err(|e| invalid("bind", format!("`{}` is not HOST:PORT ({e})", self.bind)))
+    }
+
+    /// The durability setting parsed.
+    pub fn durability(&self) -> Result<Durability, ConfigError> {
+        parse_durability(&self.durability).map_err(|reason| invalid("durability", reason))
+    }
+
+    /// The queue overflow policy parsed.
+    pub fn overflow_policy(&self) -> Result<OverflowPolicy, ConfigError> {
+        match self.queue_overflow.as_str() {
+            "drop_new" => Ok(OverflowPolicy::DropNew),
+            "drop_oldest" => Ok(OverflowPolicy::DropOldest),
+            other => Err(invalid(
+                "queue_overflow",
+                format!("`{other}` is neither drop_new nor drop_oldest"),
+            )),
+        }
+    }
+
+    /// Number of session threads, resolving 0 to the number of CPU cores.
+    pub fn session_thread_count(&self) -> usize {
+        if self.session_threads > 0 {
+            return self.session_threads;
+        }
+        std::thread::available_parallelism()
+            .map(|n| n.get())
+            .unwrap_or(1)
+    }
+}
+
+/// Parses "sync", "off" or "periodic:MS".
+pub fn parse_durability(text: &str) -> Result<Durability, String> {
+    match text {
+        "sync" => Ok(Durability::Sync),
+        "off" => Ok(Durability::Off),
+        other => {
+            let ms = other
+                .strip_prefix("periodic:")
+                .ok_or_else(|| format!("`{other}` is not sync, periodic:MS or off"))?;
+            let interval_ms: u64 = ms
+                .parse()
+                .map_err(|_| format!("`{ms}` in `{other}` is not a number of milliseconds"))?;
+            if interval_ms == 0 {
+                return Err("the periodic interval must be at least 1 ms".to_owned());
+            }
+            Ok(Durability::Periodic { interval_ms })
+        }
+    }
+}
+
+fn invalid(key: &'static str, reason: impl Into<String>) -> ConfigError {
+    ConfigError::Invalid {
+        key,
+        reason: reason.into(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn default_config_is_valid_and_round_trips_through_toml() {
+        let config = Config::default();
+        config.validate().unwrap();
+        let text = Config::default_toml();
+        let parsed: Config = toml::from_str(&text).unwrap();
+        assert_eq!(parsed, config);
+    }
+
+    #[test]
+    fn unknown_keys_are_refused_with_the_file_name() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("bad.toml");
+        std::fs::write(&path, "bind = \"127.0.0.1:1\"\nmax_inflite = 3\n").unwrap();
+        let err = Config::from_file(&path).unwrap_err().to_string();
+        assert!(err.contains("bad.toml"), "{err}");
+        assert!(err.contains("max_inflite"), "{err}");
+    }
+
+    #[test]
+    fn durability_forms_parse() {
+        assert_eq!(parse_durability("sync"), Ok(Durability::Sync));
+        assert_eq!(parse_durability("off"), Ok(Durability::Off));
+        assert_eq!(
+            parse_durability("periodic:250"),
+            Ok(Durability::Periodic { interval_ms: 250 })
+        );
+        assert!(parse_durability("periodic:").is_err());
+        assert!(parse_durability("fast").is_err());
+    }
+
+    #[test]
+    fn out_of_range_values_name_their_key() {
+        let config = Config {
+            max_qos: 3,
+            ..Config::default()
+        };
+        assert!(config
+            .validate()
+            .unwrap_err()
+            .to_string()
+            .contains("max_qos"));
+        let config = Config {
+            bind: "nowhere".to_owned(),
+            ..Config::default()
+        };
+        assert!(config.validate().unwrap_err().to_string().contains("bind"));
+    }
+}

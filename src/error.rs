@@ -1,0 +1,26 @@
+//! The crate's error: one variant per layer that can stop the broker from starting or running.
+
+use crate::config::ConfigError;
+use crate::store::StoreError;
+
+/// Why the broker cannot start or run.
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    /// The configuration is invalid.
+    #[error(transparent)]
+    Config(#[from] ConfigError),
+    /// The store cannot be opened or used.
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    /// A socket or thread could not be set up.
+    #[error("{context}: {source}")]
+    Io {
+        /// What was being done.
+        context: String,
+        /// The I/O error.
+        source: std::io::Error,
+    },
+    /// The broker stopped before it finished starting.
+    #[error("the broker stopped while starting")]
+    Stopped,
+}

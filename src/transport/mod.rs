@@ -1,0 +1,3 @@
+//! Transports: turn a byte stream from the network into a session. Everything above them is the same for all.
+
+pub mod tcp;
