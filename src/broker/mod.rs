@@ -63,6 +63,8 @@ impl Broker {
         });
         let settings = RouterSettings {
             queue_qos0: config.queue_qos0,
+            session_expiry: (config.session_expiry_secs > 0)
+                .then(|| Duration::from_secs(config.session_expiry_secs)),
         };
         let router = {
             let (store, retained) = (store.clone(), retained.clone());

@@ -30,6 +30,8 @@ pub struct Entry {
     pub next_seq: u64,
     /// Subscriptions with granted QoS, mirrored in the trie.
     pub subscriptions: HashMap<TopicFilter, QoS>,
+    /// When the last connection ended (milliseconds since the epoch), for session expiry.
+    pub offline_since_ms: u64,
 }
 
 impl Entry {

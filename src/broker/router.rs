@@ -5,7 +5,7 @@ use super::messages::*;
 use super::registry::{Entry, Online, Registry};
 use super::retained::RetainedStore;
 use crate::codec::QoS;
-use crate::message::{Message, MessageId};
+use crate::message::{now_ms, Message, MessageId};
 use crate::protocol::Delivery;
 use crate::store::{RecoveredSession, StoreHandle, StoreOp, StoreRequest};
 use crate::topic::SubscriptionTrie;
@@ -18,6 +18,8 @@ use std::sync::Arc;
 pub struct RouterSettings {
     /// Whether QoS 0 messages are stored for offline persistent sessions.
     pub queue_qos0: bool,
+    /// Offline persistent sessions older than this are removed with their queue; `None` keeps them.
+    pub session_expiry: Option<std::time::Duration>,
 }
 
 /// The subscription router.
@@ -60,6 +62,7 @@ impl Router {
                 online: None,
                 next_seq: session.next_seq,
                 subscriptions: HashMap::new(),
+                offline_since_ms: session.last_seen_ms,
             });
             for (filter, qos) in session.subscriptions {
                 router.trie.insert(&filter, slot, qos);
@@ -87,6 +90,7 @@ impl Router {
                 online: Some(online),
                 next_seq: 1,
                 subscriptions: HashMap::new(),
+                offline_since_ms: 0,
             });
             return RegisterReply {
                 slot,
@@ -97,7 +101,7 @@ impl Router {
             };
         };
         let Some(entry) = self.registry.get_mut(slot) else {
-            unreachable_slot(slot);
+            log::error!("router registry lost slot {slot:?}");
             return RegisterReply {
                 slot,
                 conn,
@@ -141,6 +145,7 @@ impl Router {
         }
         entry.online = None;
         if entry.persistent {
+            entry.offline_since_ms = now_ms();
             return;
         }
         if let Some(entry) = self.registry.remove(msg.slot) {
@@ -336,6 +341,30 @@ impl Router {
         }
     }
 
+    /// Removes offline persistent sessions that have been away longer than the expiry, with their queues.
+    fn expire_sessions(&mut self, expiry: std::time::Duration) {
+        let cutoff = now_ms().saturating_sub(expiry.as_millis() as u64);
+        let expired: Vec<SlotId> = self
+            .registry
+            .entries()
+            .filter(|(_, e)| e.persistent && e.online.is_none() && e.offline_since_ms <= cutoff)
+            .map(|(slot, _)| *slot)
+            .collect();
+        let mut ops = Vec::new();
+        for slot in expired {
+            if let Some(entry) = self.registry.remove(slot) {
+                for filter in entry.subscriptions.keys() {
+                    self.trie.remove(filter, &slot);
+                }
+                log::info!("session {} expired", entry.client_id);
+                ops.push(StoreOp::DeleteSession {
+                    client_id: entry.client_id,
+                });
+            }
+        }
+        self.submit(ops, None);
+    }
+
     fn stats(&self) -> RouterStats {
         RouterStats {
             connected: self
@@ -350,15 +379,18 @@ impl Router {
     }
 }
 
-fn unreachable_slot(slot: SlotId) {
-    log::error!("router registry lost slot {slot:?}");
-}
-
 impl Actor for Router {
     type Context = Context<Self>;
 
     fn started(&mut self, ctx: &mut Self::Context) {
         ctx.set_mailbox_capacity(1024);
+        if let Some(expiry) = self.settings.session_expiry {
+            let every = (expiry / 4).clamp(
+                std::time::Duration::from_secs(1),
+                std::time::Duration::from_secs(60),
+            );
+            ctx.run_interval(every, move |router, _| router.expire_sessions(expiry));
+        }
     }
 }
 

@@ -1,3 +1,4 @@
 //! Transports: turn a byte stream from the network into a session. Everything above them is the same for all.
 
+pub mod reader;
 pub mod tcp;

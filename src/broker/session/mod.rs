@@ -15,18 +15,13 @@ use crate::codec::{
 use crate::protocol::{AckQueue, Outbound};
 use crate::store::{OverflowPolicy, StoreHandle, StoreOp};
 use actix::prelude::*;
-use futures::StreamExt;
 use std::collections::HashSet;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 use tokio::io::{AsyncRead, AsyncWrite};
-use tokio_util::codec::FramedRead;
+use crate::transport::reader::PacketStream;
 use writer::{Flushed, Outgoing};
 
-/// Packets decoded from one read that are handled together (one routing batch, one store commit).
-const PACKETS_PER_BATCH: usize = 256;
-/// Initial read buffer: small, because most connections are idle; it grows with the traffic.
-const READ_BUFFER_BYTES: usize = 256;
 /// Stored queue entries read at a time by a persistent session that is catching up.
 const STORE_PAGE: usize = 256;
 
@@ -124,9 +119,7 @@ impl Session {
     pub fn start(conn: Connection, peers: SessionPeers) -> Addr<Session> {
         Session::create(move |ctx| {
             let codec = MqttCodec::server(peers.settings.max_packet_size_bytes);
-            let frames = FramedRead::with_capacity(conn.reader, codec, READ_BUFFER_BYTES)
-                .ready_chunks(PACKETS_PER_BATCH);
-            ctx.add_stream(frames);
+            ctx.add_stream(PacketStream::new(conn.reader, codec));
             Session {
                 out: Outgoing::start(conn.writer),
                 peer: conn.peer,

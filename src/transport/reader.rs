@@ -1,0 +1,141 @@
+//! Turns a byte stream into batches of decoded packets: everything that one read made decodable is handed
+//! over at once, so the session routes it as one batch. The read buffer starts small (most connections are
+//! idle) and grows while reads fill it, so a busy connection needs few system calls.
+
+use crate::codec::{DecodeError, MqttCodec, Packet};
+use bytes::BytesMut;
+use futures::Stream;
+use std::pin::Pin;
+use std::task::{Context, Poll};
+use tokio::io::AsyncRead;
+use tokio_util::codec::Decoder;
+use tokio_util::io::poll_read_buf;
+
+/// Smallest read: enough for a CONNECT or a few acknowledgements.
+const MIN_READ_BYTES: usize = 256;
+/// Largest read: a busy publisher's pipeline.
+const MAX_READ_BYTES: usize = 64 * 1024;
+/// Most packets handed over at once, so one client cannot hold its session for too long.
+const MAX_BATCH: usize = 512;
+
+/// A stream of packet batches read from `R`; a decode error ends the stream after the packets before it.
+pub struct PacketStream<R> {
+    io: R,
+    codec: MqttCodec,
+    buf: BytesMut,
+    read_size: usize,
+    finished: bool,
+}
+
+impl<R: AsyncRead + Unpin> PacketStream<R> {
+    /// Reads packets from `io` with `codec`.
+    pub fn new(io: R, codec: MqttCodec) -> Self {
+        PacketStream {
+            io,
+            codec,
+            buf: BytesMut::new(),
+            read_size: MIN_READ_BYTES,
+            finished: false,
+        }
+    }
+
+    fn decode_buffered(&mut self) -> Vec<Result<Packet, DecodeError>> {
+        let mut batch = Vec::new();
+        while batch.len() < MAX_BATCH && !self.finished {
+            match self.codec.decode(&mut self.buf) {
+                Ok(Some(packet)) => batch.push(Ok(packet)),
+                Ok(None) => break,
+                Err(e) => {
+                    self.finished = true;
+                    batch.push(Err(e));
+                }
+            }
+        }
+        batch
+    }
+
+    /// Grows the next read while reads fill the buffer, shrinks it again when they come in small.
+    fn adapt(&mut self, filled: bool, n: usize) {
+        if filled {
+            self.read_size = (self.read_size * 2).min(MAX_READ_BYTES);
+        } else if n < self.read_size / 4 {
+            self.read_size = (self.read_size / 2).max(MIN_READ_BYTES);
+        }
+    }
+}
+
+impl<R: AsyncRead + Unpin> Stream for PacketStream<R> {
+    type Item = Vec<Result<Packet, DecodeError>>;
+
+    fn poll_next(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Self::Item>> {
+        let this = self.get_mut();
+        loop {
+            let batch = this.decode_buffered();
+            if !batch.is_empty() {
+                return Poll::Ready(Some(batch));
+            }
+            if this.finished {
+                return Poll::Ready(None);
+            }
+            this.buf.reserve(this.read_size);
+            let room = this.buf.capacity() - this.buf.len();
+            match poll_read_buf(Pin::new(&mut this.io), cx, &mut this.buf) {
+                Poll::Ready(Ok(0)) | Poll::Ready(Err(_)) => {
+                    this.finished = true;
+                    return Poll::Ready(None);
+                }
+                Poll::Ready(Ok(n)) => this.adapt(n == room, n),
+                Poll::Pending => {
+                    // An idle connection keeps no large buffer.
+                    if this.buf.is_empty() && this.buf.capacity() > MIN_READ_BYTES {
+                        this.buf = BytesMut::new();
+                    }
+                    return Poll::Pending;
+                }
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::codec::encode::encode_packet;
+    use crate::codec::PacketId;
+    use futures::StreamExt;
+
+    #[tokio::test]
+    async fn pipelined_packets_arrive_in_batches_and_in_order() {
+        let mut bytes = BytesMut::new();
+        for id in 1..=1000u16 {
+            encode_packet(&Packet::PubAck(PacketId::new(id).unwrap()), &mut bytes).unwrap();
+        }
+        let mut stream = PacketStream::new(&bytes[..], MqttCodec::server(1024));
+        let mut seen = Vec::new();
+        let mut batches = 0;
+        while let Some(batch) = stream.next().await {
+            batches += 1;
+            for packet in batch {
+                match packet.unwrap() {
+                    Packet::PubAck(id) => seen.push(id.get()),
+                    other => panic!("unexpected {other:?}"),
+                }
+            }
+        }
+        assert_eq!(seen, (1..=1000).collect::<Vec<_>>());
+        assert!(batches < 100, "{batches} batches for 4000 bytes");
+    }
+
+    #[tokio::test]
+    async fn a_decode_error_ends_the_stream_after_the_good_packets() {
+        let mut bytes = BytesMut::new();
+        encode_packet(&Packet::PingReq, &mut bytes).unwrap();
+        bytes.extend_from_slice(&[0x00, 0x00]);
+        let mut stream = PacketStream::new(&bytes[..], MqttCodec::server(1024));
+        let batch = stream.next().await.unwrap();
+        assert_eq!(batch.len(), 2);
+        assert!(batch[0].is_ok());
+        assert!(batch[1].is_err());
+        assert!(stream.next().await.is_none());
+    }
+}
