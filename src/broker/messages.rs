@@ -48,6 +48,8 @@ pub struct RegisterReply {
     pub had_persistent: bool,
     /// Resolves when the connection that was taken over has finished writing its state.
     pub previous_closed: Option<oneshot::Receiver<()>>,
+    /// Highest queue position assigned so far; every position up to it is stored or already removed.
+    pub queue_head: u64,
 }
 
 /// A connection ended; a clean session is discarded, a persistent one goes offline.
@@ -101,9 +103,10 @@ pub struct RemoveSubscriptions {
     pub done: Completion,
 }
 
-/// A persistent session has read its stored queue up to `cursor` and asks for live delivery again.
+/// A persistent session has read its stored queue up to `cursor` and asks for live delivery again; refused
+/// with the current queue head when more was queued since the session's read began.
 #[derive(Message)]
-#[rtype(result = "bool")]
+#[rtype(result = "Result<(), u64>")]
 pub struct ResumeLive {
     /// The client's slot.
     pub slot: SlotId,

@@ -98,6 +98,7 @@ impl Router {
                 session_present: false,
                 had_persistent: false,
                 previous_closed: None,
+                queue_head: 0,
             };
         };
         let Some(entry) = self.registry.get_mut(slot) else {
@@ -108,6 +109,7 @@ impl Router {
                 session_present: false,
                 had_persistent: false,
                 previous_closed: None,
+                queue_head: 0,
             };
         };
         // [MQTT-3.1.4-2]: the connection already using this client id is closed.
@@ -133,6 +135,7 @@ impl Router {
             session_present: resume,
             had_persistent,
             previous_closed,
+            queue_head: entry.next_seq - 1,
         }
     }
 
@@ -327,17 +330,17 @@ impl Router {
         self.submit(ops, Some(msg.done));
     }
 
-    fn resume_live(&mut self, msg: ResumeLive) -> bool {
+    fn resume_live(&mut self, msg: ResumeLive) -> Result<(), u64> {
         let Some(entry) = self.registry.get_mut(msg.slot) else {
-            return false;
+            return Err(msg.cursor);
         };
-        let caught_up = entry.next_seq <= msg.cursor + 1;
+        let head = entry.next_seq - 1;
         match entry.online_as(msg.conn) {
-            Some(online) if caught_up => {
+            Some(online) if head <= msg.cursor => {
                 online.live = true;
-                true
+                Ok(())
             }
-            _ => false,
+            _ => Err(head),
         }
     }
 
@@ -435,9 +438,9 @@ impl Handler<RemoveSubscriptions> for Router {
 }
 
 impl Handler<ResumeLive> for Router {
-    type Result = bool;
+    type Result = Result<(), u64>;
 
-    fn handle(&mut self, msg: ResumeLive, _: &mut Self::Context) -> bool {
+    fn handle(&mut self, msg: ResumeLive, _: &mut Self::Context) -> Self::Result {
         self.resume_live(msg)
     }
 }

@@ -174,6 +174,7 @@ impl Session {
             acks: AckQueue::new(),
             incoming_qos2: attachment.incoming_qos2.into_iter().collect(),
             cursor: 0,
+            known_head: reply.queue_head,
             catching_up: persistent,
             reading_store: false,
             dropped: 0,

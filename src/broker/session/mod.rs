@@ -14,12 +14,12 @@ use crate::codec::{
 };
 use crate::protocol::{AckQueue, Outbound};
 use crate::store::{OverflowPolicy, StoreHandle, StoreOp};
+use crate::transport::reader::PacketStream;
 use actix::prelude::*;
 use std::collections::HashSet;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 use tokio::io::{AsyncRead, AsyncWrite};
-use crate::transport::reader::PacketStream;
 use writer::{Flushed, Outgoing};
 
 /// Stored queue entries read at a time by a persistent session that is catching up.
@@ -83,8 +83,11 @@ struct Attached {
     outbound: Outbound,
     acks: AckQueue,
     incoming_qos2: HashSet<PacketId>,
-    /// Highest stored queue position this session holds in memory.
+    /// Highest stored queue position this session holds in memory (or knows to be removed).
     cursor: u64,
+    /// A queue head learned from the router before the latest store read was sent: every position up to it
+    /// was either returned by that read or no longer exists.
+    known_head: u64,
     /// Stored messages are read from the store rather than received live.
     catching_up: bool,
     reading_store: bool,

@@ -151,6 +151,9 @@ impl Session {
             resume_entry(&mut self.out, &mut self.pending_ops, attached, entry);
         }
         if complete {
+            // Nothing beyond the cursor was stored when the read ran: positions up to the head the router
+            // reported before it are read or gone (acknowledged earlier, or dropped by the queue limit).
+            attached.cursor = attached.cursor.max(attached.known_head);
             self.ask_to_resume_live(ctx);
         } else {
             self.read_store_if_room(ctx);
@@ -179,8 +182,11 @@ impl Session {
                     };
                     attached.reading_store = false;
                     match live {
-                        Ok(true) => attached.catching_up = false,
-                        Ok(false) => act.read_store_if_room(ctx),
+                        Ok(Ok(())) => attached.catching_up = false,
+                        Ok(Err(head)) => {
+                            attached.known_head = attached.known_head.max(head);
+                            act.read_store_if_room(ctx);
+                        }
                         Err(_) => ctx.stop(),
                     }
                     act.flush(ctx);
