@@ -203,7 +203,16 @@ mod tests {
 
     #[test]
     fn filters_place_wildcards_by_the_rules() {
-        for ok in ["#", "+", "a/#", "+/+", "a/+/b", "/+", "+/#", "sport/tennis/#"] {
+        for ok in [
+            "#",
+            "+",
+            "a/#",
+            "+/+",
+            "a/+/b",
+            "/+",
+            "+/#",
+            "sport/tennis/#",
+        ] {
             assert!(TopicFilter::new(ok).is_ok(), "{ok} should be valid");
         }
         assert_eq!(
