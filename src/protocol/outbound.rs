@@ -54,9 +54,9 @@ pub enum Offer {
 
 #[derive(Debug)]
 enum InflightState {
-    AwaitPubAck(Delivery),
-    AwaitPubRec(Delivery),
-    AwaitPubComp,
+    WantPubAck(Delivery),
+    WantPubRec(Delivery),
+    Released,
 }
 
 #[derive(Debug)]
@@ -158,7 +158,7 @@ impl Outbound {
     pub fn on_puback(&mut self, id: PacketId) -> Option<Option<u64>> {
         match self.inflight.get(&id) {
             Some(Inflight {
-                state: InflightState::AwaitPubAck(_),
+                state: InflightState::WantPubAck(_),
                 ..
             }) => self.inflight.remove(&id).map(|entry| entry.seq),
             _ => None,
@@ -170,8 +170,8 @@ impl Outbound {
     pub fn on_pubrec(&mut self, id: PacketId) -> Option<Option<u64>> {
         let entry = self.inflight.get_mut(&id)?;
         match entry.state {
-            InflightState::AwaitPubRec(_) => {
-                entry.state = InflightState::AwaitPubComp;
+            InflightState::WantPubRec(_) => {
+                entry.state = InflightState::Released;
                 Some(entry.seq)
             }
             _ => None,
@@ -182,7 +182,7 @@ impl Outbound {
     pub fn on_pubcomp(&mut self, id: PacketId) -> Option<Option<u64>> {
         match self.inflight.get(&id) {
             Some(Inflight {
-                state: InflightState::AwaitPubComp,
+                state: InflightState::Released,
                 ..
             }) => self.inflight.remove(&id).map(|entry| entry.seq),
             _ => None,
@@ -194,8 +194,8 @@ impl Outbound {
     pub fn resume_publish(&mut self, delivery: Delivery, id: PacketId) -> Publish {
         let publish = delivery.to_publish(Some(id), true);
         let state = match delivery.qos {
-            QoS::ExactlyOnce => InflightState::AwaitPubRec(delivery.clone()),
-            _ => InflightState::AwaitPubAck(delivery.clone()),
+            QoS::ExactlyOnce => InflightState::WantPubRec(delivery.clone()),
+            _ => InflightState::WantPubAck(delivery.clone()),
         };
         self.inflight.insert(
             id,
@@ -213,7 +213,7 @@ impl Outbound {
             id,
             Inflight {
                 seq,
-                state: InflightState::AwaitPubComp,
+                state: InflightState::Released,
             },
         );
     }
@@ -224,8 +224,8 @@ impl Outbound {
             .inflight
             .drain()
             .filter_map(|(id, entry)| match entry.state {
-                InflightState::AwaitPubAck(d) | InflightState::AwaitPubRec(d) => Some((id, d)),
-                InflightState::AwaitPubComp => None,
+                InflightState::WantPubAck(d) | InflightState::WantPubRec(d) => Some((id, d)),
+                InflightState::Released => None,
             })
             .collect();
         out.sort_by_key(|(id, _)| *id);
@@ -240,8 +240,8 @@ impl Outbound {
         let publish = delivery.to_publish(Some(id), false);
         let seq = delivery.seq;
         let state = match delivery.qos {
-            QoS::ExactlyOnce => InflightState::AwaitPubRec(delivery),
-            _ => InflightState::AwaitPubAck(delivery),
+            QoS::ExactlyOnce => InflightState::WantPubRec(delivery),
+            _ => InflightState::WantPubAck(delivery),
         };
         self.inflight.insert(id, Inflight { seq, state });
         Some(Sendable { publish, seq })

@@ -35,9 +35,9 @@ impl Session {
     ) {
         match packet {
             Packet::Publish(publish) => self.on_publish(publish, batch, ctx),
-            Packet::PubAck(id) => self.on_outbound_ack(id, AckKind::PubAck, ctx),
-            Packet::PubRec(id) => self.on_outbound_ack(id, AckKind::PubRec, ctx),
-            Packet::PubComp(id) => self.on_outbound_ack(id, AckKind::PubComp, ctx),
+            Packet::PubAck(id) => self.on_outbound_ack(id, AckKind::Acknowledged, ctx),
+            Packet::PubRec(id) => self.on_outbound_ack(id, AckKind::Received, ctx),
+            Packet::PubComp(id) => self.on_outbound_ack(id, AckKind::Completed, ctx),
             Packet::PubRel(id) => self.on_pubrel(id, batch),
             Packet::Subscribe(subscribe) => {
                 self.finish_inbound(std::mem::take(batch), ctx);
@@ -248,7 +248,10 @@ impl Session {
 /// Which acknowledgement of an outbound message arrived.
 #[derive(Debug, Clone, Copy)]
 pub(super) enum AckKind {
-    PubAck,
-    PubRec,
-    PubComp,
+    /// PUBACK.
+    Acknowledged,
+    /// PUBREC.
+    Received,
+    /// PUBCOMP.
+    Completed,
 }

@@ -60,12 +60,12 @@ impl Session {
         };
         let client_id = attached.client_id.clone();
         match kind {
-            AckKind::PubAck => {
+            AckKind::Acknowledged => {
                 if let Some(Some(seq)) = attached.outbound.on_puback(id) {
                     self.pending_ops.push(StoreOp::Remove { client_id, seq });
                 }
             }
-            AckKind::PubRec => {
+            AckKind::Received => {
                 if let Some(Some(seq)) = attached.outbound.on_pubrec(id) {
                     self.pending_ops.push(StoreOp::MarkReleased {
                         client_id,
@@ -76,7 +76,7 @@ impl Session {
                 // [MQTT-4.3.3-1]: PUBREL answers PUBREC.
                 self.out.write(&Packet::PubRel(id));
             }
-            AckKind::PubComp => {
+            AckKind::Completed => {
                 if let Some(Some(seq)) = attached.outbound.on_pubcomp(id) {
                     self.pending_ops.push(StoreOp::Remove { client_id, seq });
                 }
