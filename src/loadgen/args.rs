@@ -1,0 +1,174 @@
+//! The command line of `harbormq bench`: one subcommand per scenario, each with its own defaults.
+//! Owns flag names, defaults and their validation; runs nothing.
+
+use clap::{Args, Subcommand};
+
+/// Drives any MQTT 3.1.1 broker over TCP and reports throughput, latency, loss and duplicates.
+#[derive(Debug, Clone, Args)]
+pub struct BenchArgs {
+    /// The scenario to run.
+    #[command(subcommand)]
+    pub scenario: Scenario,
+}
+
+/// The load scenarios, each bounded in time.
+#[derive(Debug, Clone, Subcommand)]
+pub enum Scenario {
+    /// P publishers send to one wildcard subscriber.
+    FanIn(FanInArgs),
+    /// One publisher sends to N subscribers of the same topic.
+    FanOut(FanOutArgs),
+    /// One publisher at a fixed rate; latency percentiles from timestamps in the payload.
+    Latency(LatencyArgs),
+    /// C idle connections: connect rate, then hold them (and the broker's memory per connection).
+    Connections(ConnectionsArgs),
+    /// QoS 1 publishes queued for offline persistent sessions, then the drain when they return.
+    Persistence(PersistenceArgs),
+}
+
+/// Options shared by every scenario.
+#[derive(Debug, Clone, Args)]
+pub struct CommonArgs {
+    /// Broker host name or address.
+    #[arg(long, default_value = "127.0.0.1")]
+    pub host: String,
+    /// Broker TCP port.
+    #[arg(long, default_value_t = 1883)]
+    pub port: u16,
+    /// Print one JSON object instead of the summary table.
+    #[arg(long)]
+    pub json: bool,
+    /// Upper bound on the whole run, in seconds; what arrived by then is reported.
+    #[arg(long, default_value_t = 120)]
+    pub timeout: u64,
+    /// Stop early when no message has arrived for this many seconds after the publishers finished.
+    #[arg(long, default_value_t = 10)]
+    pub stall: u64,
+    /// Do not print progress lines on stderr.
+    #[arg(long)]
+    pub quiet: bool,
+    /// Topic prefix and client id prefix; a random run id is appended so runs never collide.
+    #[arg(long, default_value = "hmqbench")]
+    pub prefix: String,
+}
+
+/// Message shape and flow control shared by the publishing scenarios.
+#[derive(Debug, Clone, Args)]
+pub struct FlowArgs {
+    /// QoS of publishes and subscriptions (0, 1 or 2).
+    #[arg(long, default_value_t = 0, value_parser = clap::value_parser!(u8).range(0..=2))]
+    pub qos: u8,
+    /// Payload size in bytes (at least 16: publisher id, sequence number and send time).
+    #[arg(long, default_value_t = 64, value_parser = clap::value_parser!(u32).range(16..=16_000_000))]
+    pub payload: u32,
+    /// Unacknowledged QoS 1/2 publishes each publisher keeps in flight.
+    #[arg(long, default_value_t = 64, value_parser = clap::value_parser!(u16).range(1..=65_535))]
+    pub inflight: u16,
+}
+
+/// Options of the fan-in scenario.
+#[derive(Debug, Clone, Args)]
+pub struct FanInArgs {
+    /// Number of publishers.
+    #[arg(long, default_value_t = 4, value_parser = clap::value_parser!(u32).range(1..=10_000))]
+    pub publishers: u32,
+    /// Messages sent by each publisher.
+    #[arg(long, default_value_t = 250_000, value_parser = clap::value_parser!(u32).range(1..))]
+    pub messages: u32,
+    /// Message shape and flow control.
+    #[command(flatten)]
+    pub flow: FlowArgs,
+    /// Connection, output and time bounds.
+    #[command(flatten)]
+    pub common: CommonArgs,
+}
+
+/// Options of the fan-out scenario.
+#[derive(Debug, Clone, Args)]
+pub struct FanOutArgs {
+    /// Number of subscribers.
+    #[arg(long, default_value_t = 50, value_parser = clap::value_parser!(u32).range(1..=10_000))]
+    pub subscribers: u32,
+    /// Messages sent by the publisher (each reaches every subscriber).
+    #[arg(long, default_value_t = 20_000, value_parser = clap::value_parser!(u32).range(1..))]
+    pub messages: u32,
+    /// Message shape and flow control.
+    #[command(flatten)]
+    pub flow: FlowArgs,
+    /// Connection, output and time bounds.
+    #[command(flatten)]
+    pub common: CommonArgs,
+}
+
+/// Options of the latency scenario.
+#[derive(Debug, Clone, Args)]
+pub struct LatencyArgs {
+    /// Messages per second sent by the publisher.
+    #[arg(long, default_value_t = 1_000, value_parser = clap::value_parser!(u32).range(1..=10_000_000))]
+    pub rate: u32,
+    /// Seconds to send for.
+    #[arg(long, default_value_t = 10, value_parser = clap::value_parser!(u64).range(1..=3_600))]
+    pub duration: u64,
+    /// Message shape and flow control.
+    #[command(flatten)]
+    pub flow: FlowArgs,
+    /// Connection, output and time bounds.
+    #[command(flatten)]
+    pub common: CommonArgs,
+}
+
+/// Options of the connections scenario.
+#[derive(Debug, Clone, Args)]
+pub struct ConnectionsArgs {
+    /// Number of idle connections to open and hold.
+    #[arg(long, default_value_t = 19_000, value_parser = clap::value_parser!(u32).range(1..=1_000_000))]
+    pub connections: u32,
+    /// Connection attempts in progress at once.
+    #[arg(long, default_value_t = 100, value_parser = clap::value_parser!(u32).range(1..=100_000))]
+    pub concurrency: u32,
+    /// Seconds to hold the connections once all are open.
+    #[arg(long, default_value_t = 3)]
+    pub hold: u64,
+    /// Broker process id: its VmRSS is read from /proc/PID/status before and after.
+    #[arg(long)]
+    pub pid: Option<u32>,
+    /// Connection, output and time bounds.
+    #[command(flatten)]
+    pub common: CommonArgs,
+}
+
+/// Options of the persistence scenario.
+#[derive(Debug, Clone, Args)]
+pub struct PersistenceArgs {
+    /// Persistent (clean session 0) subscribers that are offline while the messages are published.
+    #[arg(long, default_value_t = 10, value_parser = clap::value_parser!(u32).range(1..=10_000))]
+    pub subscribers: u32,
+    /// QoS 1 messages published while the subscribers are offline.
+    #[arg(long, default_value_t = 100_000, value_parser = clap::value_parser!(u32).range(1..))]
+    pub messages: u32,
+    /// Payload size in bytes (at least 16).
+    #[arg(long, default_value_t = 100, value_parser = clap::value_parser!(u32).range(16..=16_000_000))]
+    pub payload: u32,
+    /// Unacknowledged publishes the publisher keeps in flight.
+    #[arg(long, default_value_t = 64, value_parser = clap::value_parser!(u16).range(1..=65_535))]
+    pub inflight: u16,
+    /// Keep the subscribers' sessions in the broker after the run instead of removing them.
+    #[arg(long)]
+    pub keep_sessions: bool,
+    /// Connection, output and time bounds.
+    #[command(flatten)]
+    pub common: CommonArgs,
+}
+
+impl Scenario {
+    /// The options shared by every scenario.
+    pub fn common(&self) -> &CommonArgs {
+        match self {
+            Scenario::FanIn(a) => &a.common,
+            Scenario::FanOut(a) => &a.common,
+            Scenario::Latency(a) => &a.common,
+            Scenario::Connections(a) => &a.common,
+            Scenario::Persistence(a) => &a.common,
+        }
+    }
+}

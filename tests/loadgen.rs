@@ -1,0 +1,148 @@
+//! The load generator against a real broker: a small fan-in run must deliver every message exactly as counted.
+//! Uses Mosquitto from PATH on a free port; the test is skipped, with the reason printed, when it is missing.
+
+use clap::Parser;
+use harbormq::loadgen::{run_report, BenchArgs, Report};
+use std::io::{BufRead, BufReader};
+use std::net::TcpListener;
+use std::process::{Child, Command, Stdio};
+use std::sync::mpsc;
+use std::time::Duration;
+
+#[derive(Parser)]
+struct Cli {
+    #[command(flatten)]
+    bench: BenchArgs,
+}
+
+/// A Mosquitto process on 127.0.0.1, killed when dropped.
+struct Mosquitto {
+    child: Child,
+    port: u16,
+    _dir: tempfile::TempDir,
+}
+
+impl Drop for Mosquitto {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+/// Starts Mosquitto and returns once it logs that it is running, or `None` when it is not installed.
+fn start_mosquitto() -> Option<Mosquitto> {
+    let port = free_port();
+    let dir = tempfile::tempdir().unwrap();
+    let conf = dir.path().join("mosquitto.conf");
+    std::fs::write(
+        &conf,
+        format!("listener {port} 127.0.0.1\nallow_anonymous true\nmax_queued_messages 1000000\nlog_dest stderr\n"),
+    )
+    .unwrap();
+    let mut child = match Command::new("mosquitto")
+        .arg("-c")
+        .arg(&conf)
+        .stderr(Stdio::piped())
+        .spawn()
+    {
+        Ok(child) => child,
+        Err(e) => {
+            eprintln!(
+                "skipping: cannot run mosquitto ({e}); install it with `apt-get install mosquitto`"
+            );
+            return None;
+        }
+    };
+    let stderr = child.stderr.take().unwrap();
+    let (tx, rx) = mpsc::channel();
+    std::thread::spawn(move || {
+        for line in BufReader::new(stderr).lines().map_while(Result::ok) {
+            if line.contains(" running") {
+                let _ = tx.send(());
+            }
+        }
+    });
+    let broker = Mosquitto {
+        child,
+        port,
+        _dir: dir,
+    };
+    rx.recv_timeout(Duration::from_secs(10))
+        .expect("mosquitto did not report running within 10 s");
+    Some(broker)
+}
+
+fn bench(args: &[&str]) -> Report {
+    let mut argv = vec!["bench"];
+    argv.extend_from_slice(args);
+    let cli = Cli::try_parse_from(argv).unwrap();
+    run_report(cli.bench).unwrap()
+}
+
+/// Runs a 2 × 1,000 QoS 1 fan-in against the broker on `port` and checks the accounting.
+fn small_fan_in(port: u16) -> Report {
+    let port = port.to_string();
+    let report = bench(&[
+        "fan-in",
+        "--port",
+        &port,
+        "--publishers",
+        "2",
+        "--messages",
+        "1000",
+        "--qos",
+        "1",
+        "--timeout",
+        "30",
+        "--quiet",
+    ]);
+    let delivery = report.delivery.unwrap();
+    assert!(report.ok, "errors: {:?}", report.errors);
+    assert_eq!(report.ending, "completed");
+    assert_eq!(delivery.expected, 2_000);
+    assert_eq!(delivery.unique, 2_000);
+    assert_eq!(delivery.missing, 0);
+    assert_eq!(delivery.unexpected, 0);
+    // Per publisher and topic, QoS 1 order is kept [MQTT-4.6.0-2].
+    assert_eq!(delivery.out_of_order, 0);
+    report
+}
+
+#[test]
+fn fan_in_qos1_against_mosquitto_delivers_every_message() {
+    let Some(broker) = start_mosquitto() else {
+        return;
+    };
+    let report = small_fan_in(broker.port);
+    let json: serde_json::Value = serde_json::from_str(&report.to_json()).unwrap();
+    assert_eq!(json["delivery"]["unique"], 2_000);
+    assert!(json["results"]["delivered_rate"].as_f64().unwrap() > 0.0);
+    assert!(json["latency_us"]["count"].as_u64().unwrap() >= 2_000);
+}
+
+#[test]
+fn unreachable_broker_is_an_error_not_a_hang() {
+    let port = free_port().to_string();
+    let cli = Cli::try_parse_from([
+        "bench",
+        "fan-in",
+        "--port",
+        &port,
+        "--messages",
+        "10",
+        "--timeout",
+        "10",
+        "--quiet",
+    ])
+    .unwrap();
+    let err = run_report(cli.bench).unwrap_err();
+    assert!(err.to_string().contains("setting up"), "{err}");
+}
