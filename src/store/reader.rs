@@ -1,0 +1,205 @@
+//! Read-only access to a database file, beside a running broker or without one: what the admin command reads.
+//! Owns a `ReadOnlyDatabase` opened in the writer's concurrency mode; never writes, so changes go through the broker.
+
+use super::migrate::{self, CURRENT_VERSION};
+use super::read::{self, QueueTally};
+use super::records;
+use super::tables::{self, client_successor};
+use super::writer::{check_magic, guarded_open};
+use super::{QueuedMessage, StoreError};
+use crate::codec::{ClientId, PacketId, ProtocolLevel, QoS};
+use crate::message::Message;
+use crate::topic::TopicFilter;
+use redb::{Builder, ConcurrencyMode, ReadOnlyDatabase, ReadTransaction, ReadableDatabase};
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+/// One persistent session with the figures an operator wants to see.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SessionSummary {
+    /// The session's client id.
+    pub client_id: ClientId,
+    /// Protocol level of its last CONNECT.
+    pub level: ProtocolLevel,
+    /// When the session was created, in ms since the epoch.
+    pub created_at_ms: u64,
+    /// When the client was last seen, in ms since the epoch.
+    pub last_seen_ms: u64,
+    /// How long after `last_seen_ms` the session may be discarded, if set.
+    pub expiry_interval_ms: Option<u64>,
+    /// Number of subscriptions.
+    pub subscriptions: u64,
+    /// Messages waiting to be sent.
+    pub queued_messages: u64,
+    /// Topic plus payload bytes of the waiting messages.
+    pub queued_bytes: u64,
+    /// Outbound messages in a QoS 1/2 handshake (PUBLISH or PUBREL sent).
+    pub inflight: u64,
+    /// Inbound QoS 2 packet ids awaiting PUBREL.
+    pub incoming_qos2: u64,
+}
+
+/// A read-only view of a harbormq database file.
+pub struct StoreReader {
+    db: ReadOnlyDatabase,
+    path: PathBuf,
+}
+
+impl std::fmt::Debug for StoreReader {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("StoreReader")
+            .field("path", &self.path)
+            .finish_non_exhaustive()
+    }
+}
+
+impl StoreReader {
+    /// Opens the file at `path` read-only; refuses other schema versions, foreign and damaged files.
+    pub(crate) fn open(path: &Path) -> Result<StoreReader, StoreError> {
+        check_magic(path)?;
+        let mut builder = Builder::new();
+        builder.set_concurrency_mode(ConcurrencyMode::SingleWriter);
+        let db = guarded_open(path, || builder.open_read_only(path))?;
+        match migrate::stored_version(&db, path)? {
+            None => Err(StoreError::NotADatabase {
+                path: path.to_owned(),
+                reason: "the database is empty (never initialised by the broker)".to_string(),
+            }),
+            Some(found) if found > CURRENT_VERSION => Err(StoreError::NewerSchema {
+                path: path.to_owned(),
+                found,
+                supported: CURRENT_VERSION,
+            }),
+            Some(found) if found < CURRENT_VERSION => Err(StoreError::OlderSchema {
+                path: path.to_owned(),
+                found,
+                supported: CURRENT_VERSION,
+            }),
+            Some(_) => Ok(StoreReader {
+                db,
+                path: path.to_owned(),
+            }),
+        }
+    }
+
+    /// The database file.
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    /// The size of the database file in bytes.
+    pub fn file_size(&self) -> Result<u64, StoreError> {
+        std::fs::metadata(&self.path)
+            .map(|m| m.len())
+            .map_err(|source| StoreError::Io {
+                path: self.path.clone(),
+                source,
+            })
+    }
+
+    fn txn(&self) -> Result<ReadTransaction, StoreError> {
+        Ok(self.db.begin_read()?)
+    }
+
+    /// Every persistent session with its counts, in client id order, from one consistent snapshot.
+    pub fn sessions(&self) -> Result<Vec<SessionSummary>, StoreError> {
+        let txn = self.txn()?;
+        let tallies = read::tally_queues(&txn.open_table(tables::QUEUE)?)?;
+        let sessions = txn.open_table(tables::SESSIONS)?;
+        let mut out = Vec::new();
+        for item in sessions.range::<&str>(..)? {
+            let (key, value) = item?;
+            let client = key.value();
+            let tally = tallies
+                .get(&ClientId::new(client.to_owned()))
+                .copied()
+                .unwrap_or_default();
+            out.push(summary(&txn, client, value.value(), tally)?);
+        }
+        Ok(out)
+    }
+
+    /// One session with its counts, `None` if there is no such session.
+    pub fn session(&self, client_id: &str) -> Result<Option<SessionSummary>, StoreError> {
+        let txn = self.txn()?;
+        let sessions = txn.open_table(tables::SESSIONS)?;
+        let Some(value) = sessions.get(client_id)? else {
+            return Ok(None);
+        };
+        let tally = read::tally_client(&txn.open_table(tables::QUEUE)?, client_id)?;
+        Ok(Some(summary(&txn, client_id, value.value(), tally)?))
+    }
+
+    /// The subscriptions of a session with their granted QoS.
+    pub fn subscriptions(&self, client_id: &str) -> Result<Vec<(TopicFilter, QoS)>, StoreError> {
+        read::subscriptions(&self.txn()?.open_table(tables::SUBSCRIPTIONS)?, client_id)
+    }
+
+    /// Up to `limit` queue entries of a session after `after_seq` (0 for the start), inflight ones included.
+    pub fn queue(
+        &self,
+        client_id: &str,
+        after_seq: u64,
+        limit: usize,
+    ) -> Result<Vec<QueuedMessage>, StoreError> {
+        let txn = self.txn()?;
+        let queue = txn.open_table(tables::QUEUE)?;
+        let messages = txn.open_table(tables::MESSAGES)?;
+        read::queue_page(&queue, &messages, client_id, after_seq, limit)
+    }
+
+    /// The inbound QoS 2 packet ids of a session awaiting PUBREL.
+    pub fn incoming_qos2(&self, client_id: &str) -> Result<Vec<PacketId>, StoreError> {
+        read::incoming_qos2(&self.txn()?.open_table(tables::INCOMING_QOS2)?, client_id)
+    }
+
+    /// Every retained message, in topic order.
+    pub fn retained(&self) -> Result<Vec<Arc<Message>>, StoreError> {
+        read::retained(&self.txn()?.open_table(tables::RETAINED)?)
+    }
+
+    /// Number of stored message bodies (each shared by the queue entries naming it).
+    pub fn message_count(&self) -> Result<u64, StoreError> {
+        use redb::ReadableTableMetadata;
+        Ok(self.txn()?.open_table(tables::MESSAGES)?.len()?)
+    }
+}
+
+fn summary(
+    txn: &ReadTransaction,
+    client: &str,
+    value: &[u8],
+    tally: QueueTally,
+) -> Result<SessionSummary, StoreError> {
+    let record = records::decode_session(client, value)?;
+    let level = records::level_from_u8(record.level).ok_or_else(|| StoreError::Decode {
+        table: "sessions",
+        key: format!("{client:?}"),
+        reason: format!("protocol level {}", record.level),
+    })?;
+    let subs = txn.open_table(tables::SUBSCRIPTIONS)?;
+    let succ = client_successor(client);
+    let mut subscriptions = 0;
+    for item in subs.range((client, "")..(succ.as_str(), ""))? {
+        item?;
+        subscriptions += 1;
+    }
+    let qos2 = txn.open_table(tables::INCOMING_QOS2)?;
+    let mut incoming_qos2 = 0;
+    for item in qos2.range((client, 0u16)..=(client, u16::MAX))? {
+        item?;
+        incoming_qos2 += 1;
+    }
+    Ok(SessionSummary {
+        client_id: ClientId::new(client.to_owned()),
+        level,
+        created_at_ms: record.created_at_ms,
+        last_seen_ms: record.last_seen_ms,
+        expiry_interval_ms: record.expiry_interval_ms,
+        subscriptions,
+        queued_messages: tally.queued,
+        queued_bytes: tally.queued_bytes,
+        inflight: tally.publish_sent + tally.pubrel_sent,
+        incoming_qos2,
+    })
+}

@@ -1,0 +1,227 @@
+//! The records stored as redb values and the one place that encodes and decodes them (bincode 2 through serde).
+//! Owns the byte layout of every value; knows nothing of transactions, batching or policies.
+
+use super::StoreError;
+use crate::codec::{PacketId, ProtocolLevel, QoS};
+use crate::message::Message;
+use crate::topic::TopicName;
+use bytes::Bytes;
+use serde::{Deserialize, Serialize, Serializer};
+
+fn config() -> bincode::config::Configuration {
+    bincode::config::standard()
+}
+
+fn encode<T: Serialize>(table: &'static str, value: &T) -> Result<Vec<u8>, StoreError> {
+    bincode::serde::encode_to_vec(value, config()).map_err(|e| StoreError::Encode {
+        table,
+        reason: e.to_string(),
+    })
+}
+
+fn decode<'a, T: Deserialize<'a>>(
+    table: &'static str,
+    key: impl FnOnce() -> String,
+    bytes: &'a [u8],
+) -> Result<T, StoreError> {
+    let corrupt = |key: String, reason: String| StoreError::Decode { table, key, reason };
+    match bincode::serde::borrow_decode_from_slice::<T, _>(bytes, config()) {
+        Ok((value, used)) if used == bytes.len() => Ok(value),
+        Ok((_, used)) => Err(corrupt(
+            key(),
+            format!("{} trailing bytes", bytes.len() - used),
+        )),
+        Err(e) => Err(corrupt(key(), e.to_string())),
+    }
+}
+
+/// The wire level byte for storage, so reordering `ProtocolLevel` never changes stored data.
+pub(crate) fn level_to_u8(level: ProtocolLevel) -> u8 {
+    level.as_u8()
+}
+
+/// The protocol level for a stored level byte.
+pub(crate) fn level_from_u8(value: u8) -> Option<ProtocolLevel> {
+    match value {
+        3 => Some(ProtocolLevel::V31),
+        4 => Some(ProtocolLevel::V311),
+        _ => None,
+    }
+}
+
+/// A persistent session as stored in the `sessions` table.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub(crate) struct SessionRecord {
+    /// Protocol level byte of the last CONNECT.
+    pub level: u8,
+    /// When the session was first created.
+    pub created_at_ms: u64,
+    /// When the client was last connected.
+    pub last_seen_ms: u64,
+    /// How long after `last_seen_ms` the session may be discarded; `None` keeps it forever.
+    pub expiry_interval_ms: Option<u64>,
+}
+
+const SESSIONS: &str = "sessions";
+const MESSAGES: &str = "messages";
+const QUEUE: &str = "queue";
+
+/// Encodes a session record.
+pub(crate) fn encode_session(record: &SessionRecord) -> Result<Vec<u8>, StoreError> {
+    encode(SESSIONS, record)
+}
+
+/// Decodes a session record stored under `client`.
+pub(crate) fn decode_session(client: &str, bytes: &[u8]) -> Result<SessionRecord, StoreError> {
+    decode(SESSIONS, || format!("{client:?}"), bytes)
+}
+
+/// Serialises a payload as one byte string rather than a sequence of numbers (same bytes, far faster).
+fn payload_as_bytes<S: Serializer>(payload: &&[u8], serializer: S) -> Result<S::Ok, S::Error> {
+    serializer.serialize_bytes(payload)
+}
+
+/// A message body as stored in `messages` (with its reference count) and `retained` (refs unused).
+#[derive(Debug, Serialize, Deserialize)]
+struct MessageRecord<'a> {
+    topic: &'a str,
+    qos: u8,
+    retain: bool,
+    #[serde(serialize_with = "payload_as_bytes")]
+    payload: &'a [u8],
+    arrived_at_ms: u64,
+    refs: u32,
+}
+
+/// Encodes a message body with its reference count, borrowing the payload.
+pub(crate) fn encode_message(
+    table: &'static str,
+    message: &Message,
+    refs: u32,
+) -> Result<Vec<u8>, StoreError> {
+    encode(
+        table,
+        &MessageRecord {
+            topic: message.topic.as_str(),
+            qos: message.qos.as_u8(),
+            retain: message.retain,
+            payload: &message.payload,
+            arrived_at_ms: message.arrived_at_ms,
+            refs,
+        },
+    )
+}
+
+/// Decodes a message body stored under `key` in `table`, returning the message and its reference count.
+pub(crate) fn decode_message(
+    table: &'static str,
+    key: impl FnOnce() -> String + Clone,
+    bytes: &[u8],
+) -> Result<(Message, u32), StoreError> {
+    let record: MessageRecord<'_> = decode(table, key.clone(), bytes)?;
+    let corrupt = |reason: String| StoreError::Decode {
+        table,
+        key: key.clone()(),
+        reason,
+    };
+    let topic = TopicName::new(record.topic).map_err(|e| corrupt(e.to_string()))?;
+    let qos = QoS::from_u8(record.qos).ok_or_else(|| corrupt(format!("QoS {}", record.qos)))?;
+    let message = Message {
+        topic,
+        payload: Bytes::copy_from_slice(record.payload),
+        qos,
+        retain: record.retain,
+        arrived_at_ms: record.arrived_at_ms,
+    };
+    Ok((message, record.refs))
+}
+
+/// The reference count and size (topic plus payload bytes) of a stored body, without copying it.
+pub(crate) fn message_refs_and_size(id: u64, bytes: &[u8]) -> Result<(u32, u32), StoreError> {
+    let record: MessageRecord<'_> = decode(MESSAGES, || id.to_string(), bytes)?;
+    Ok((
+        record.refs,
+        body_size(record.topic.len(), record.payload.len()),
+    ))
+}
+
+/// Re-encodes a stored body with a new reference count.
+pub(crate) fn message_with_refs(id: u64, bytes: &[u8], refs: u32) -> Result<Vec<u8>, StoreError> {
+    let mut record: MessageRecord<'_> = decode(MESSAGES, || id.to_string(), bytes)?;
+    record.refs = refs;
+    encode(MESSAGES, &record)
+}
+
+/// The size a message counts for in queue limits: topic plus payload bytes, saturating at `u32::MAX`.
+pub(crate) fn body_size(topic_len: usize, payload_len: usize) -> u32 {
+    u32::try_from(topic_len.saturating_add(payload_len)).unwrap_or(u32::MAX)
+}
+
+/// Where an outbound queue entry stands in its QoS handshake.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub(crate) enum StateRecord {
+    /// Waiting to be sent.
+    Queued,
+    /// PUBLISH sent with this packet id, awaiting PUBACK or PUBREC.
+    PublishSent(u16),
+    /// PUBREL sent with this packet id, awaiting PUBCOMP; the body is released.
+    PubRelSent(u16),
+}
+
+impl StateRecord {
+    /// Whether the entry still holds a reference to its message body.
+    pub fn holds_body(self) -> bool {
+        !matches!(self, StateRecord::PubRelSent(_))
+    }
+}
+
+/// One entry of a session's outbound queue.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub(crate) struct QueueRecord {
+    /// The body in `messages`.
+    pub message: u64,
+    /// Delivery QoS byte.
+    pub qos: u8,
+    /// Topic plus payload bytes, so queue sizes are known without reading bodies.
+    pub bytes: u32,
+    /// Handshake state.
+    pub state: StateRecord,
+}
+
+impl QueueRecord {
+    /// The delivery QoS, or a decode error naming the entry.
+    pub fn qos(&self, client: &str, seq: u64) -> Result<QoS, StoreError> {
+        QoS::from_u8(self.qos).ok_or_else(|| StoreError::Decode {
+            table: QUEUE,
+            key: format!("({client:?}, {seq})"),
+            reason: format!("QoS {}", self.qos),
+        })
+    }
+}
+
+/// Encodes a queue entry.
+pub(crate) fn encode_queue(record: &QueueRecord) -> Result<Vec<u8>, StoreError> {
+    encode(QUEUE, record)
+}
+
+/// Decodes the queue entry stored under `(client, seq)`.
+pub(crate) fn decode_queue(
+    client: &str,
+    seq: u64,
+    bytes: &[u8],
+) -> Result<QueueRecord, StoreError> {
+    decode(QUEUE, || format!("({client:?}, {seq})"), bytes)
+}
+
+/// A packet id read from storage, or a decode error naming where it was found.
+pub(crate) fn stored_packet_id(
+    table: &'static str,
+    key: impl FnOnce() -> String,
+    value: u16,
+) -> Result<PacketId, StoreError> {
+    PacketId::new(value).ok_or_else(|| StoreError::Decode {
+        table,
+        key: key(),
+        reason: "packet id 0".to_string(),
+    })
+}

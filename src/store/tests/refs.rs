@@ -1,0 +1,137 @@
+use super::*;
+
+#[test]
+fn a_body_is_stored_once_for_many_sessions_and_removed_with_its_last_reference() {
+    let dir = tempfile::tempdir().unwrap();
+    let (h, _, w) = open(&config(dir.path()));
+    let m = msg("fan/out", &[7; 100], QoS::AtLeastOnce);
+    let mut ops = vec![store_message(1, &m)];
+    ops.extend(
+        ["a", "b", "c"]
+            .iter()
+            .map(|c| enqueue(c, 1, 1, QoS::AtLeastOnce)),
+    );
+    write(&h, ops).unwrap();
+    assert_eq!(bodies(dir.path()), 1);
+    write(
+        &h,
+        vec![StoreOp::Remove {
+            client_id: cid("a"),
+            seq: 1,
+        }],
+    )
+    .unwrap();
+    write(
+        &h,
+        vec![StoreOp::Remove {
+            client_id: cid("b"),
+            seq: 1,
+        }],
+    )
+    .unwrap();
+    assert_eq!(bodies(dir.path()), 1, "one reference is left");
+    assert_eq!(queue(&h, "c")[0].message.as_deref(), Some(&*m));
+    write(
+        &h,
+        vec![StoreOp::Remove {
+            client_id: cid("c"),
+            seq: 1,
+        }],
+    )
+    .unwrap();
+    assert_eq!(bodies(dir.path()), 0);
+    w.shutdown().unwrap();
+}
+
+#[test]
+fn the_body_is_released_at_pubrel_while_the_entry_remains() {
+    let dir = tempfile::tempdir().unwrap();
+    let (h, _, w) = open(&config(dir.path()));
+    let m = msg("q2", b"exactly once", QoS::ExactlyOnce);
+    write(
+        &h,
+        vec![store_message(9, &m), enqueue("a", 1, 9, QoS::ExactlyOnce)],
+    )
+    .unwrap();
+    write(
+        &h,
+        vec![StoreOp::MarkSent {
+            client_id: cid("a"),
+            seq: 1,
+            packet_id: pid(3),
+        }],
+    )
+    .unwrap();
+    assert_eq!(bodies(dir.path()), 1);
+    write(
+        &h,
+        vec![StoreOp::MarkReleased {
+            client_id: cid("a"),
+            seq: 1,
+            packet_id: pid(3),
+        }],
+    )
+    .unwrap();
+    assert_eq!(bodies(dir.path()), 0);
+    let entries = queue(&h, "a");
+    assert_eq!(
+        (entries[0].state, entries[0].message.is_none()),
+        (EntryState::PubRelSent(pid(3)), true)
+    );
+    let stats = h
+        .read_session_stats(cid("a"))
+        .blocking_recv()
+        .unwrap()
+        .unwrap();
+    assert_eq!(
+        (stats.messages, stats.bytes),
+        (0, 0),
+        "a released entry no longer counts against the limits"
+    );
+    write(
+        &h,
+        vec![StoreOp::Remove {
+            client_id: cid("a"),
+            seq: 1,
+        }],
+    )
+    .unwrap();
+    assert!(queue(&h, "a").is_empty());
+    w.shutdown().unwrap();
+}
+
+#[test]
+fn a_body_nobody_references_is_not_kept() {
+    let dir = tempfile::tempdir().unwrap();
+    let (h, _, w) = open(&config(dir.path()));
+    write(
+        &h,
+        vec![store_message(1, &msg("t", b"x", QoS::AtLeastOnce))],
+    )
+    .unwrap();
+    assert_eq!(bodies(dir.path()), 0);
+    w.shutdown().unwrap();
+}
+
+#[test]
+fn an_enqueue_of_a_missing_body_fails_the_whole_write() {
+    let dir = tempfile::tempdir().unwrap();
+    let (h, _, w) = open(&config(dir.path()));
+    let err = write(
+        &h,
+        vec![create("a", 1), enqueue("a", 1, 42, QoS::AtLeastOnce)],
+    )
+    .unwrap_err();
+    assert!(
+        err.to_string().contains("message 42 is not stored"),
+        "{err}"
+    );
+    assert!(Store::open_read_only(dir.path())
+        .unwrap()
+        .session("a")
+        .unwrap()
+        .is_none());
+    assert_eq!(h.stats().failed_batches, 1);
+    write(&h, vec![create("a", 1)]).expect("the writer keeps serving after a failed batch");
+    w.shutdown().unwrap();
+}
