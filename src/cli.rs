@@ -93,6 +93,9 @@ pub struct ServeArgs {
     /// Store requests that may wait before senders are held back (key `store_channel_capacity`).
     #[arg(long, value_name = "N")]
     store_channel_capacity: Option<usize>,
+    /// Memory for the database page cache in bytes (key `store_cache_bytes`).
+    #[arg(long, value_name = "BYTES")]
+    store_cache_bytes: Option<usize>,
 }
 
 impl ServeArgs {
@@ -122,7 +125,8 @@ impl ServeArgs {
             session_expiry_secs,
             session_threads,
             store_max_batch_ops,
-            store_channel_capacity
+            store_channel_capacity,
+            store_cache_bytes
         );
         config.validate()?;
         Ok(config)

@@ -69,6 +69,8 @@ pub struct Config {
     pub store_max_batch_ops: usize,
     /// Requests that may wait for the store thread before senders are held back.
     pub store_channel_capacity: usize,
+    /// Memory the database may use to cache pages, in bytes.
+    pub store_cache_bytes: usize,
 }
 
 impl Default for Config {
@@ -89,6 +91,7 @@ impl Default for Config {
             session_threads: 0,
             store_max_batch_ops: 65_536,
             store_channel_capacity: 65_536,
+            store_cache_bytes: 64 * 1024 * 1024,
         }
     }
 }

@@ -48,6 +48,7 @@ impl Broker {
             overflow: config.overflow_policy()?,
             max_batch_ops: config.store_max_batch_ops,
             channel_capacity: config.store_channel_capacity,
+            cache_bytes: config.store_cache_bytes,
         };
         let (store, recovered, worker) = Store::open(&store_config)?;
         log::info!(

@@ -70,6 +70,8 @@ pub struct StoreConfig {
     pub max_batch_ops: usize,
     /// Requests that may wait for the writer before `submit` blocks.
     pub channel_capacity: usize,
+    /// Memory redb may use to cache pages; queues beyond it stay on disk.
+    pub cache_bytes: usize,
 }
 
 impl Default for StoreConfig {
@@ -82,6 +84,7 @@ impl Default for StoreConfig {
             overflow: OverflowPolicy::DropNew,
             max_batch_ops: 4096,
             channel_capacity: 1024,
+            cache_bytes: 64 * 1024 * 1024,
         }
     }
 }

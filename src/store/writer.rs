@@ -108,7 +108,7 @@ fn guarded_read<T>(
     })
 }
 
-fn open_file(data_dir: &Path) -> Result<(Database, PathBuf), StoreError> {
+fn open_file(data_dir: &Path, cache_bytes: usize) -> Result<(Database, PathBuf), StoreError> {
     std::fs::create_dir_all(data_dir).map_err(|source| StoreError::Io {
         path: data_dir.to_owned(),
         source,
@@ -118,6 +118,8 @@ fn open_file(data_dir: &Path) -> Result<(Database, PathBuf), StoreError> {
     let mut builder = Builder::new();
     // Lets read-only handles in other processes (the admin command) open the file while the broker writes.
     builder.set_concurrency_mode(ConcurrencyMode::SingleWriter);
+    // redb's default cache is 1 GiB; offline queues are meant to wait on disk, not in the cache.
+    builder.set_cache_size(cache_bytes);
     let db = guarded_open(&path, || builder.create(&path))?;
     Ok((db, path))
 }
@@ -132,7 +134,7 @@ pub(crate) fn open_database(config: &StoreConfig) -> Result<Opened, StoreError> 
             })?;
             (db, path)
         }
-        _ => open_file(&config.data_dir)?,
+        _ => open_file(&config.data_dir, config.cache_bytes)?,
     };
     let (recovered, tallies) = guarded_read(&path, || {
         migrate::migrate(&db, &path)?;
