@@ -90,7 +90,7 @@ impl Default for Config {
             session_expiry_secs: 0,
             session_threads: 0,
             store_max_batch_ops: 65_536,
-            store_channel_capacity: 65_536,
+            store_channel_capacity: 4_096,
             store_cache_bytes: 64 * 1024 * 1024,
         }
     }
