@@ -65,7 +65,7 @@ fn connect_variable_header_matches_the_spec_example() {
     };
     let bytes = encode(&Packet::Connect(Box::new(connect)));
     let variable_header = [0x00, 0x04, b'M', b'Q', b'T', b'T', 0x04, 0xCE, 0x00, 0x0A];
-    assert_eq!(&bytes[..2], &[0x10, 10 + 4 * 3]);
+    assert_eq!(&bytes[..2], &[0x10, 10 + 5 * 3]);
     assert_eq!(&bytes[2..12], &variable_header);
     assert_eq!(
         &bytes[12..],
