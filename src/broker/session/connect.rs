@@ -255,7 +255,7 @@ impl Session {
         });
         self.out.close();
         log::info!(
-            "client {} from {} disconnected ({:?})",
+            "client {} from {} disconnected ({})",
             attached.client_id,
             self.peer,
             self.close_reason

@@ -96,7 +96,7 @@ struct Attached {
 
 /// Why the session ends, which decides what happens to the will.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum CloseReason {
+pub(super) enum CloseReason {
     /// The client sent DISCONNECT: the will is discarded [MQTT-3.14.4-3].
     Disconnect,
     /// The broker shuts down.
@@ -115,6 +115,16 @@ pub struct Session {
     close_reason: CloseReason,
     takeover_done: Option<tokio::sync::oneshot::Sender<()>>,
     pending_ops: Vec<StoreOp>,
+}
+
+impl std::fmt::Display for CloseReason {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            CloseReason::Disconnect => "DISCONNECT",
+            CloseReason::Shutdown => "broker shutdown",
+            CloseReason::Abnormal => "connection lost or closed by the broker",
+        })
+    }
 }
 
 impl Session {
