@@ -122,7 +122,8 @@ bench() {
     local extra=()
     [ "$scenario" = connections ] && extra=(--pid "$pid")
     echo "  $(basename "$out" .json): harbormq bench $scenario $* ${extra[*]:-}" >&2
-    "$BIN" bench "$scenario" --port "$port" --json --quiet "$@" "${extra[@]}" >"$out" 2>>"$TMP/bench.err" || true
+    "$BIN" bench "$scenario" --port "$port" --json --quiet "$@" "${extra[@]}" >"$out" 2>"$out.err" || true
+    sed "s|^|$(basename "$out" .json): |" "$out.err" >>"$TMP/bench.err"
     [ -s "$out" ] || echo '{}' >"$out"
 }
 
@@ -237,5 +238,5 @@ done <"$ROWS"
 if [ -s "$TMP/bench.err" ]; then
     echo >&2
     echo "errors reported by runs (a ! in the table):" >&2
-    grep -v '^\s*$' "$TMP/bench.err" | grep -iv backtrace | head -20 >&2 || true
+    grep -v ': *$' "$TMP/bench.err" | head -20 >&2 || true
 fi
