@@ -1,7 +1,7 @@
 //! Every message exchanged between the session, router and retained actors, named for its purpose.
 //! Owns no behaviour; replies that wait for the store carry a one-shot completion.
 
-use super::session::Session;
+use super::link::SessionLink;
 use crate::codec::{ClientId, QoS};
 use crate::message::Message;
 use crate::protocol::Delivery;
@@ -30,8 +30,8 @@ pub struct RegisterSession {
     pub client_id: ClientId,
     /// CONNECT's clean session flag.
     pub clean_session: bool,
-    /// The new session actor.
-    pub session: Addr<Session>,
+    /// The new session actor (or in-process subscriber).
+    pub session: SessionLink,
 }
 
 /// The router's answer to [`RegisterSession`].
@@ -73,6 +73,8 @@ pub struct RoutePublish {
     pub ops: Vec<crate::store::StoreOp>,
     /// Signalled when everything the acknowledgements promise is stored.
     pub done: Option<Completion>,
+    /// The publisher's flow permit, held until every delivery of the batch is in a mailbox.
+    pub permit: Option<super::congestion::FlowPermit>,
 }
 
 /// Adds or replaces subscriptions (QoS already granted by the session).
@@ -151,6 +153,10 @@ pub struct RouterStats {
     pub messages_out: u64,
     /// Deliveries dropped because a session's mailbox was full.
     pub dropped: u64,
+    /// Messages routed, by their QoS (0, 1, 2).
+    pub messages_in_by_qos: [u64; 3],
+    /// Deliveries, by the QoS they are delivered at (0, 1, 2).
+    pub messages_out_by_qos: [u64; 3],
 }
 
 /// Messages for one session, in order.
@@ -195,3 +201,62 @@ pub struct SendRetained {
 #[derive(Message)]
 #[rtype(result = "usize")]
 pub struct CountRetained;
+
+/// Lists every session the router knows, for the admin API.
+#[derive(Message)]
+#[rtype(result = "Vec<SessionPresence>")]
+pub struct ListSessions;
+
+/// A session as the router sees it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SessionPresence {
+    /// The client identifier.
+    pub client_id: ClientId,
+    /// Whether a connection is attached.
+    pub online: bool,
+    /// Clean session 0.
+    pub persistent: bool,
+    /// Subscriptions held.
+    pub subscriptions: usize,
+}
+
+/// Removes a session for the admin API: closes its connection, forgets it and deletes its stored state.
+/// Resolves to whether the router knew the client id, once the deletion is committed.
+#[derive(Message)]
+#[rtype(result = "Result<bool, StoreError>")]
+pub struct DeleteSession {
+    /// The client identifier.
+    pub client_id: ClientId,
+}
+
+/// Removes every offline persistent session last seen more than `older_than_ms` ago (the configured session
+/// expiry when `None`), with its stored state; resolves to the client ids removed, once committed.
+#[derive(Message)]
+#[rtype(result = "Result<Vec<ClientId>, StoreError>")]
+pub struct DeleteExpiredSessions {
+    /// The age beyond which an offline session counts as expired.
+    pub older_than_ms: Option<u64>,
+}
+
+/// Removes the retained message of a topic for the admin API, in memory and in the store, without
+/// publishing anything; resolves once the removal is committed.
+#[derive(Message)]
+#[rtype(result = "Result<(), StoreError>")]
+pub struct ClearRetained {
+    /// The topic.
+    pub topic: crate::topic::TopicName,
+}
+
+/// Publishes broker status messages (`$SYS/...`): kept as retained in memory and sent to current
+/// subscribers at QoS 0, never stored and not counted as client traffic.
+#[derive(Message)]
+#[rtype(result = "()")]
+pub struct PublishStatus(pub Vec<Arc<Message>>);
+
+/// The retained messages whose topic matches a filter (all of them when `None`), in topic order.
+#[derive(Message)]
+#[rtype(result = "Vec<Arc<Message>>")]
+pub struct ListRetained {
+    /// The filter, if any.
+    pub filter: Option<TopicFilter>,
+}

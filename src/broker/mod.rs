@@ -1,6 +1,8 @@
 //! The running broker: starts the store, the router, the retained actor, one session arbiter per core and
 //! the listeners, and hands out a `BrokerHandle` to stop it. The library's entry point.
 
+pub mod congestion;
+pub mod link;
 pub mod messages;
 pub mod registry;
 pub mod retained;
@@ -93,6 +95,15 @@ impl Broker {
             }
             None => None,
         };
+        let ws = match config.ws_bind_addr()? {
+            Some(addr) => {
+                let (local, server) =
+                    crate::web::serve(addr, peers.clone(), config.session_thread_count())?;
+                log::info!("MQTT over WebSocket on ws://{local}{}", crate::web::MQTT_WS_PATH);
+                Some((local, server))
+            }
+            None => None,
+        };
         Ok(BrokerHandle {
             inner: Arc::new(Inner {
                 router,
@@ -103,6 +114,7 @@ impl Broker {
                 stop: stop_tx,
                 worker: Mutex::new(Some(worker)),
                 arbiters: Mutex::new(workers.into_iter().chain([core]).collect()),
+                ws,
             }),
         })
     }
@@ -128,6 +140,7 @@ struct Inner {
     stop: watch::Sender<bool>,
     worker: Mutex<Option<StoreWorker>>,
     arbiters: Mutex<Vec<Arbiter>>,
+    ws: Option<(SocketAddr, actix_web::dev::ServerHandle)>,
 }
 
 /// A cloneable handle on a running broker.
@@ -140,6 +153,11 @@ impl BrokerHandle {
     /// The address the TCP listener is bound to, if it runs (the real port when configured with port 0).
     pub fn tcp_addr(&self) -> Option<SocketAddr> {
         self.inner.tcp_addr
+    }
+
+    /// The address the WebSocket listener is bound to, if it runs.
+    pub fn ws_addr(&self) -> Option<SocketAddr> {
+        self.inner.ws.as_ref().map(|(addr, _)| *addr)
     }
 
     /// Live figures from the router.
@@ -165,6 +183,9 @@ impl BrokerHandle {
     /// Stops accepting, closes every connection, flushes the store and stops the broker's threads.
     pub async fn shutdown(&self) {
         let _ = self.inner.stop.send(true);
+        if let Some((_, server)) = &self.inner.ws {
+            server.pause().await;
+        }
         let told = self.inner.router.send(DisconnectAll).await.unwrap_or(0);
         log::info!("shutting down: closing {told} connection(s)");
         let deadline = tokio::time::Instant::now() + SHUTDOWN_GRACE;
@@ -175,6 +196,9 @@ impl BrokerHandle {
                 }
                 _ => break,
             }
+        }
+        if let Some((_, server)) = &self.inner.ws {
+            server.stop(true).await;
         }
         let worker = self.inner.worker.lock().ok().and_then(|mut w| w.take());
         if let Some(worker) = worker {

@@ -1,6 +1,7 @@
 //! The router actor: owns the subscription trie and the session registry, fans messages out and hands
 //! what must be durable to the store. Never blocks on disk except when the store's bounded channel is full.
 
+use super::congestion::{Congestion, FlowPermit};
 use super::messages::*;
 use super::registry::{Entry, Online, Registry};
 use super::retained::RetainedStore;
@@ -32,8 +33,13 @@ pub struct Router {
     next_message_id: u64,
     matches: HashMap<SlotId, QoS>,
     outbox: HashMap<SlotId, Vec<Delivery>>,
+    congestion: Congestion,
     stats: RouterStats,
 }
+
+/// How long a session may take to handle one parked batch before it counts as stuck and its deliveries are
+/// dropped (stored ones stay in the store), so a client that stopped reading cannot hold publishers back.
+const STUCK_AFTER: std::time::Duration = std::time::Duration::from_secs(2);
 
 impl Router {
     /// A router holding the persistent sessions recovered from the store, all offline.
@@ -53,6 +59,7 @@ impl Router {
             next_message_id,
             matches: HashMap::new(),
             outbox: HashMap::new(),
+            congestion: Congestion::default(),
             stats: RouterStats::default(),
         };
         for session in sessions {
@@ -159,17 +166,17 @@ impl Router {
     }
 
     /// Fans a batch out; store writes are submitted before any session can acknowledge what they contain.
-    fn route(&mut self, msg: RoutePublish) {
+    fn route(&mut self, msg: RoutePublish, ctx: &mut Context<Self>) {
         let mut ops = msg.ops;
         for message in &msg.messages {
             self.route_one(message, &mut ops);
         }
         self.submit(ops, msg.done);
-        self.flush_outbox();
+        self.flush_outbox(msg.permit, ctx);
     }
 
     fn route_one(&mut self, message: &Arc<Message>, ops: &mut Vec<StoreOp>) {
-        self.stats.messages_in += 1;
+        self.stats.count_in(message.qos);
         if message.retain {
             self.retained.do_send(RetainMessage(message.clone()));
             ops.push(if message.payload.is_empty() {
@@ -215,7 +222,7 @@ impl Router {
                     message: id,
                     qos,
                 });
-                self.stats.messages_out += 1;
+                self.stats.count_out(qos);
                 Some(seq)
             } else {
                 None
@@ -223,7 +230,7 @@ impl Router {
             match &entry.online {
                 Some(online) if online.live || seq.is_none() => {
                     if seq.is_none() {
-                        self.stats.messages_out += 1;
+                        self.stats.count_out(qos);
                     }
                     self.outbox.entry(*slot).or_default().push(Delivery {
                         message: message.clone(),
@@ -237,37 +244,84 @@ impl Router {
         }
     }
 
-    fn flush_outbox(&mut self) {
+    fn flush_outbox(&mut self, permit: Option<FlowPermit>, ctx: &mut Context<Self>) {
         let mut outbox = std::mem::take(&mut self.outbox);
         for (slot, deliveries) in outbox.drain() {
-            let Some(entry) = self.registry.get_mut(slot) else {
+            let Some(online) = self.registry.get_mut(slot).and_then(|e| e.online.as_mut()) else {
                 continue;
             };
-            let Some(online) = entry.online.as_mut() else {
+            if self.congestion.is_congested(slot) {
+                if let Err(deliveries) = self.congestion.park(slot, deliveries, permit.clone()) {
+                    self.lose(slot, deliveries);
+                }
                 continue;
-            };
+            }
             match online.addr.try_send(Deliver(deliveries)) {
                 Ok(()) => {}
                 Err(SendError::Full(Deliver(deliveries))) => {
-                    // Stored deliveries wait in the store; the rest cannot wait anywhere.
-                    let lost = deliveries.iter().filter(|d| d.seq.is_none()).count();
-                    self.stats.dropped += lost as u64;
-                    if lost > 0 {
-                        log::warn!(
-                            "client {}: dropped {lost} message(s), its mailbox is full",
-                            entry.client_id
-                        );
+                    // Park in order; the publisher's permit stays with the batch, holding the publisher back.
+                    if let Err(deliveries) = self.congestion.park(slot, deliveries, permit.clone()) {
+                        self.lose(slot, deliveries);
                     }
-                    if online.live && deliveries.iter().any(|d| d.seq.is_some()) {
-                        online.live = false;
-                        online.addr.do_send(QueueBehind);
-                    }
+                    self.pump(slot, ctx);
                 }
                 Err(SendError::Closed(_)) => {}
             }
         }
         // Keep the map's allocation for the next batch.
         self.outbox = outbox;
+    }
+
+    /// Sends the next parked batch of a congested session once the previous one was handled.
+    fn pump(&mut self, slot: SlotId, ctx: &mut Context<Self>) {
+        let Some(addr) = self
+            .registry
+            .get(slot)
+            .and_then(|e| e.online.as_ref())
+            .map(|o| o.addr.clone())
+        else {
+            let deliveries = self.congestion.abandon(slot);
+            self.lose(slot, deliveries);
+            return;
+        };
+        let Some((deliveries, permit)) = self.congestion.next_to_send(slot) else {
+            return;
+        };
+        let handled = tokio::time::timeout(STUCK_AFTER, addr.send(Deliver(deliveries)));
+        // The batch is in the mailbox now: the publisher may go on.
+        drop(permit);
+        ctx.spawn(handled.into_actor(self).map(move |result, router, ctx| {
+            router.congestion.sent(slot);
+            match result {
+                Ok(Ok(())) => router.pump(slot, ctx),
+                Ok(Err(_)) | Err(_) => {
+                    let deliveries = router.congestion.abandon(slot);
+                    router.lose(slot, deliveries);
+                }
+            }
+        }));
+    }
+
+    /// Deliveries a session cannot take: stored ones wait in the store (the session reads them later),
+    /// the others are dropped and counted.
+    fn lose(&mut self, slot: SlotId, deliveries: Vec<Delivery>) {
+        let Some(entry) = self.registry.get_mut(slot) else {
+            return;
+        };
+        let lost = deliveries.iter().filter(|d| d.seq.is_none()).count();
+        self.stats.dropped += lost as u64;
+        if lost > 0 {
+            log::warn!(
+                "client {}: dropped {lost} message(s), it is not reading",
+                entry.client_id
+            );
+        }
+        if let Some(online) = entry.online.as_mut() {
+            if online.live && deliveries.iter().any(|d| d.seq.is_some()) {
+                online.live = false;
+                online.addr.do_send(QueueBehind);
+            }
+        }
     }
 
     fn submit(&self, ops: Vec<StoreOp>, done: Option<Completion>) {
@@ -416,8 +470,8 @@ impl Handler<SessionClosed> for Router {
 impl Handler<RoutePublish> for Router {
     type Result = ();
 
-    fn handle(&mut self, msg: RoutePublish, _: &mut Self::Context) {
-        self.route(msg);
+    fn handle(&mut self, msg: RoutePublish, ctx: &mut Self::Context) {
+        self.route(msg, ctx);
     }
 }
 
@@ -479,5 +533,42 @@ impl Handler<GetRouterStats> for Router {
 
     fn handle(&mut self, _: GetRouterStats, _: &mut Self::Context) -> Self::Result {
         MessageResult(self.stats())
+    }
+}
+
+/// What the admin handlers (`router_admin`) reach of the router's state.
+impl Router {
+    /// The session registry.
+    pub(super) fn registry(&self) -> &Registry {
+        &self.registry
+    }
+
+    /// The subscription trie.
+    pub(super) fn trie(&self) -> &SubscriptionTrie<SlotId, QoS> {
+        &self.trie
+    }
+
+    /// The store.
+    pub(super) fn store(&self) -> &StoreHandle {
+        &self.store
+    }
+
+    /// The retained-message actor.
+    pub(super) fn retained(&self) -> &Addr<RetainedStore> {
+        &self.retained
+    }
+
+    /// The configured settings.
+    pub(super) fn settings(&self) -> &RouterSettings {
+        &self.settings
+    }
+
+    /// Removes a slot from the registry and its subscriptions from the trie.
+    pub(super) fn forget(&mut self, slot: SlotId) -> Option<Entry> {
+        let entry = self.registry.remove(slot)?;
+        for filter in entry.subscriptions.keys() {
+            self.trie.remove(filter, &slot);
+        }
+        Some(entry)
     }
 }

@@ -8,6 +8,7 @@ mod migrate;
 mod read;
 mod reader;
 mod records;
+mod snapshot;
 mod tables;
 mod writer;
 
@@ -16,6 +17,7 @@ mod tests;
 
 pub use error::StoreError;
 pub use reader::{SessionSummary, StoreReader};
+pub use snapshot::{QueueTotals, Snapshot};
 
 use crate::codec::{ClientId, PacketId, ProtocolLevel, QoS};
 use crate::message::{Message, MessageId};
@@ -200,6 +202,14 @@ pub enum StoreOp {
     },
 }
 
+impl StoreOp {
+    /// Whether this records something the client is told in the same breath (a PUBLISH under a packet id,
+    /// a PUBREL), so the packet must not leave before the record is committed.
+    pub fn announced_to_client(&self) -> bool {
+        matches!(self, StoreOp::MarkSent { .. } | StoreOp::MarkReleased { .. })
+    }
+}
+
 /// Where an outbound queue entry stands in its QoS handshake.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum EntryState {
@@ -356,6 +366,24 @@ pub enum StoreRequest {
         /// Where the outcome goes.
         reply: Reply<()>,
     },
+    /// Runs a read for the admin API on the writer thread, against a snapshot taken after the batch's commit.
+    Inspect(Inspection),
+}
+
+/// A read of a [`Snapshot`] run on the writer thread, so redb is never touched by other threads of the broker.
+pub struct Inspection(Box<dyn FnOnce(Result<&Snapshot, StoreError>) + Send>);
+
+impl Inspection {
+    /// Runs the read with the snapshot, or tells it why there is none.
+    pub(crate) fn run(self, snapshot: Result<&Snapshot, StoreError>) {
+        (self.0)(snapshot)
+    }
+}
+
+impl std::fmt::Debug for Inspection {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Inspection")
+    }
 }
 
 impl StoreRequest {
@@ -379,6 +407,7 @@ impl StoreRequest {
             StoreRequest::Flush { reply } => {
                 let _ = reply.send(Err(StoreError::WriterGone));
             }
+            StoreRequest::Inspect(inspection) => inspection.run(Err(StoreError::WriterGone)),
         }
     }
 }
@@ -477,6 +506,21 @@ impl StoreHandle {
     pub fn flush(&self) -> ReplyReceiver<()> {
         let (reply, rx) = oneshot::channel();
         let _ = self.submit(StoreRequest::Flush { reply });
+        rx
+    }
+
+    /// Runs `read` on the writer thread against the state committed so far (an open periodic window is
+    /// committed first), and resolves with its result.
+    pub fn inspect<T, F>(&self, read: F) -> ReplyReceiver<T>
+    where
+        T: Send + 'static,
+        F: FnOnce(&Snapshot) -> Result<T, StoreError> + Send + 'static,
+    {
+        let (reply, rx) = oneshot::channel();
+        let inspection = Inspection(Box::new(move |snapshot| {
+            let _ = reply.send(snapshot.and_then(read));
+        }));
+        let _ = self.submit(StoreRequest::Inspect(inspection));
         rx
     }
 

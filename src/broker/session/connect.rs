@@ -54,7 +54,7 @@ impl Session {
         let register = RegisterSession {
             client_id: client_id.clone(),
             clean_session: connect.clean_session,
-            session: ctx.address(),
+            session: ctx.address().into(),
         };
         let level = connect.level;
         let id = client_id.clone();
@@ -236,6 +236,7 @@ impl Session {
                     })],
                     ops: Vec::new(),
                     done: None,
+                    permit: None,
                 });
             }
         }

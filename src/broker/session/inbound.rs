@@ -137,7 +137,34 @@ impl Session {
             messages: batch.messages,
             ops: batch.ops,
             done,
+            permit: None,
         };
+        if ctx.state() != ActorState::Running {
+            // The client is gone (or said DISCONNECT after these packets): nothing left to hold back.
+            self.peers.router.do_send(route);
+            return;
+        }
+        // Each batch holds one of a few permits until every subscriber has taken it: when all are out, the
+        // session stops reading its client until a slow subscriber catches up.
+        match self.flow.clone().try_acquire_owned() {
+            Ok(permit) => self.send_route(route, permit, ctx),
+            Err(_) => {
+                let acquire = self.flow.clone().acquire_owned();
+                ctx.wait(acquire.into_actor(self).map(move |permit, act, ctx| match permit {
+                    Ok(permit) => act.send_route(route, permit, ctx),
+                    Err(_) => ctx.stop(),
+                }));
+            }
+        }
+    }
+
+    fn send_route(
+        &mut self,
+        mut route: RoutePublish,
+        permit: tokio::sync::OwnedSemaphorePermit,
+        ctx: &mut Context<Self>,
+    ) {
+        route.permit = Some(Arc::new(permit));
         match self.peers.router.try_send(route) {
             Ok(()) => {}
             Err(SendError::Full(route)) => {

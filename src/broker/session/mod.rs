@@ -22,6 +22,8 @@ use std::time::{Duration, Instant};
 use tokio::io::{AsyncRead, AsyncWrite};
 use writer::{Flushed, Outgoing};
 
+/// Routing batches a publisher may have waiting for slow subscribers before it stops reading.
+const BATCHES_IN_FLIGHT: usize = 4;
 /// Stored queue entries read at a time by a persistent session that is catching up.
 const STORE_PAGE: usize = 256;
 
@@ -115,6 +117,8 @@ pub struct Session {
     close_reason: CloseReason,
     takeover_done: Option<tokio::sync::oneshot::Sender<()>>,
     pending_ops: Vec<StoreOp>,
+    /// Routing batches this session may have in flight; see `finish_inbound`.
+    flow: Arc<tokio::sync::Semaphore>,
 }
 
 impl std::fmt::Display for CloseReason {
@@ -142,6 +146,7 @@ impl Session {
                 close_reason: CloseReason::Abnormal,
                 takeover_done: None,
                 pending_ops: Vec::new(),
+                flow: Arc::new(tokio::sync::Semaphore::new(BATCHES_IN_FLIGHT)),
             }
         })
     }
@@ -170,11 +175,29 @@ impl Session {
         ctx.stop();
     }
 
-    /// Hands what was encoded to the writer and what was recorded to the store; waits if the client is slow.
+    /// Hands what was recorded to the store and what was encoded to the writer; bytes that announce stored
+    /// state wait for its commit; waits if the client is slow.
     fn flush(&mut self, ctx: &mut Context<Self>) {
         if !self.pending_ops.is_empty() {
             let ops = std::mem::take(&mut self.pending_ops);
-            self.peers.store.write_and_forget(ops);
+            if ops.iter().any(StoreOp::announced_to_client) {
+                // [MQTT-4.4.0-1]: after a crash the packet must be re-sent as it was; so the packet id it
+                // went out under is committed before the client can see it.
+                let gate = self.out.seal_gated();
+                let committed = self.peers.store.write(ops);
+                ctx.spawn(committed.into_actor(self).map(move |result, act, ctx| {
+                    act.out.open(gate);
+                    if !matches!(result, Ok(Ok(()))) {
+                        log::error!("client {}: cannot record what was sent; closing", act.client_label());
+                        act.out.close();
+                        ctx.stop();
+                        return;
+                    }
+                    act.flush(ctx);
+                }));
+            } else {
+                self.peers.store.write_and_forget(ops);
+            }
         }
         match self.out.flush() {
             Flushed::Done => {}
@@ -183,8 +206,10 @@ impl Session {
                 ctx.wait(
                     async move { tx.send(chunk).await.is_ok() }
                         .into_actor(self)
-                        .map(|sent, _, ctx| {
-                            if !sent {
+                        .map(|sent, act, ctx| {
+                            if sent {
+                                act.flush(ctx);
+                            } else {
                                 ctx.stop();
                             }
                         }),
