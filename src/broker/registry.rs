@@ -2,18 +2,17 @@
 //! Plain data owned by the router actor; knows nothing of the trie or the store.
 
 use super::messages::{ConnId, SlotId};
-use super::session::Session;
+use super::link::SessionLink;
 use crate::codec::{ClientId, QoS};
 use crate::topic::TopicFilter;
-use actix::Addr;
 use std::collections::HashMap;
 
 /// The connection currently attached to a slot.
 pub struct Online {
     /// Which connection it is.
     pub conn: ConnId,
-    /// Its session actor.
-    pub addr: Addr<Session>,
+    /// Its session actor (or in-process subscriber).
+    pub addr: SessionLink,
     /// Whether new messages are handed to it directly; a persistent session catching up reads them from the store.
     pub live: bool,
 }
