@@ -1,4 +1,5 @@
-//! The `harbormq` command line: `serve` (the default), `config default` and `bench`.
+//! The `harbormq` command line: `serve` (the default), `config default`, `bench` and the admin commands
+//! `sessions`, `retained` and `stats`.
 //! Parses flags, overlays them on the config file, sets up logging and runs the chosen command.
 
 use crate::config::Config;
@@ -34,6 +35,28 @@ enum Command {
     },
     /// Drive any MQTT broker with load and report rates, latency, loss and duplicates.
     Bench(crate::loadgen::BenchArgs),
+    /// Inspect and manage persistent sessions (live through the admin API, or from the database file).
+    Sessions {
+        #[command(flatten)]
+        admin: crate::admin::cli::AdminArgs,
+        #[command(subcommand)]
+        command: crate::admin::cli::SessionsCommand,
+    },
+    /// Inspect and remove retained messages.
+    Retained {
+        #[command(flatten)]
+        admin: crate::admin::cli::AdminArgs,
+        #[command(subcommand)]
+        command: crate::admin::cli::RetainedCommand,
+    },
+    /// Broker-wide figures: clients, sessions, subscriptions, messages, queues, database size.
+    Stats {
+        #[command(flatten)]
+        admin: crate::admin::cli::AdminArgs,
+        /// JSON instead of text.
+        #[arg(long)]
+        json: bool,
+    },
 }
 
 #[derive(Subcommand, Debug)]
@@ -96,6 +119,15 @@ pub struct ServeArgs {
     /// Memory for the database page cache in bytes (key `store_cache_bytes`).
     #[arg(long, value_name = "BYTES")]
     store_cache_bytes: Option<usize>,
+    /// HTTP admin API address; "" turns it off (key `admin_bind`; default 127.0.0.1:8081).
+    #[arg(long, value_name = "HOST:PORT")]
+    admin_bind: Option<String>,
+    /// Bearer token of the admin API; empty generates one into DATA_DIR/admin.token (key `admin_token`).
+    #[arg(long, value_name = "TOKEN")]
+    admin_token: Option<String>,
+    /// Seconds between $SYS/broker/... publications; 0 turns them off (key `sys_interval_secs`; default 10).
+    #[arg(long, value_name = "SECS")]
+    sys_interval_secs: Option<u64>,
 }
 
 impl ServeArgs {
@@ -126,7 +158,10 @@ impl ServeArgs {
             session_threads,
             store_max_batch_ops,
             store_channel_capacity,
-            store_cache_bytes
+            store_cache_bytes,
+            admin_bind,
+            admin_token,
+            sys_interval_secs
         );
         config.validate()?;
         Ok(config)
@@ -147,6 +182,9 @@ pub fn main() -> ExitCode {
             Ok(())
         }
         Some(Command::Bench(args)) => crate::loadgen::run(args),
+        Some(Command::Sessions { admin, command }) => crate::admin::cli::sessions(&admin, command),
+        Some(Command::Retained { admin, command }) => crate::admin::cli::retained(&admin, command),
+        Some(Command::Stats { admin, json }) => crate::admin::cli::stats(&admin, json),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

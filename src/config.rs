@@ -71,6 +71,12 @@ pub struct Config {
     pub store_channel_capacity: usize,
     /// Memory the database may use to cache pages, in bytes.
     pub store_cache_bytes: usize,
+    /// Address of the HTTP admin API ("HOST:PORT"); an empty string turns it off.
+    pub admin_bind: String,
+    /// Bearer token the admin API requires; empty generates one at start-up into `<data_dir>/admin.token`.
+    pub admin_token: String,
+    /// Seconds between `$SYS/broker/...` publications; 0 turns them off.
+    pub sys_interval_secs: u64,
 }
 
 impl Default for Config {
@@ -92,6 +98,9 @@ impl Default for Config {
             store_max_batch_ops: 65_536,
             store_channel_capacity: 4_096,
             store_cache_bytes: 64 * 1024 * 1024,
+            admin_bind: "127.0.0.1:8081".to_owned(),
+            admin_token: String::new(),
+            sys_interval_secs: 10,
         }
     }
 }
@@ -123,6 +132,7 @@ impl Config {
     /// Checks every value; returns the first one that cannot work.
     pub fn validate(&self) -> Result<(), ConfigError> {
         self.bind_addr()?;
+        self.admin_addr()?;
         self.durability()?;
         self.overflow_policy()?;
         if self.max_qos > 2 {
@@ -159,6 +169,19 @@ impl Config {
             .parse()
             .map(Some)
             .map_err(|e| invalid("bind", format!("`{}` is not HOST:PORT ({e})", self.bind)))
+    }
+
+    /// The admin API address, or `None` when the admin API is off.
+    pub fn admin_addr(&self) -> Result<Option<SocketAddr>, ConfigError> {
+        if self.admin_bind.is_empty() {
+            return Ok(None);
+        }
+        self.admin_bind.parse().map(Some).map_err(|e| {
+            invalid(
+                "admin_bind",
+                format!("`{}` is not HOST:PORT ({e})", self.admin_bind),
+            )
+        })
     }
 
     /// The durability setting parsed.

@@ -10,8 +10,10 @@
 //! - [`transport`]: TCP (and other byte streams) into sessions.
 //! - [`config`]: every setting, its default and its validation.
 //! - [`loadgen`]: `harbormq bench`, a load generator for any MQTT broker.
+//! - [`admin`]: the HTTP admin API and the `sessions` / `retained` / `stats` commands, live or offline.
 //! - [`cli`]: the `harbormq` command line.
 
+pub mod admin;
 pub mod broker;
 pub mod cli;
 pub mod codec;

@@ -7,7 +7,9 @@ pub mod messages;
 pub mod registry;
 pub mod retained;
 pub mod router;
+mod router_admin;
 pub mod session;
+pub mod sys;
 
 use crate::codec::QoS;
 use crate::config::Config;
@@ -104,6 +106,7 @@ impl Broker {
             }
             None => None,
         };
+        let admin = start_admin_and_sys(&config, &core, &router, &retained, &store);
         Ok(BrokerHandle {
             inner: Arc::new(Inner {
                 router,
@@ -115,9 +118,36 @@ impl Broker {
                 worker: Mutex::new(Some(worker)),
                 arbiters: Mutex::new(workers.into_iter().chain([core]).collect()),
                 ws,
+                admin,
             }),
         })
     }
+}
+
+/// Starts the `$SYS` publisher and the admin API as the configuration asks.
+fn start_admin_and_sys(
+    config: &Config,
+    core: &Arbiter,
+    router: &Addr<Router>,
+    retained: &Addr<RetainedStore>,
+    store: &StoreHandle,
+) -> Option<crate::admin::http::AdminServer> {
+    if config.sys_interval_secs > 0 {
+        let interval = Duration::from_secs(config.sys_interval_secs);
+        let (router, retained) = (router.clone(), retained.clone());
+        sys::SysPublisher::start_in_arbiter(&core.handle(), move |_| {
+            sys::SysPublisher::new(router, retained, interval)
+        });
+    }
+    let durable = !matches!(config.durability(), Ok(crate::store::Durability::Off));
+    crate::admin::start(config, |token| crate::admin::http::AdminContext {
+        router: router.clone(),
+        retained: retained.clone(),
+        store: store.clone(),
+        token: token.into(),
+        db_path: durable.then(|| Store::db_path(&config.data_dir)),
+        started: std::time::Instant::now(),
+    })
 }
 
 fn session_settings(config: &Config) -> Result<SessionSettings, Error> {
@@ -141,6 +171,7 @@ struct Inner {
     worker: Mutex<Option<StoreWorker>>,
     arbiters: Mutex<Vec<Arbiter>>,
     ws: Option<(SocketAddr, actix_web::dev::ServerHandle)>,
+    admin: Option<crate::admin::http::AdminServer>,
 }
 
 /// A cloneable handle on a running broker.
@@ -158,6 +189,11 @@ impl BrokerHandle {
     /// The address the WebSocket listener is bound to, if it runs.
     pub fn ws_addr(&self) -> Option<SocketAddr> {
         self.inner.ws.as_ref().map(|(addr, _)| *addr)
+    }
+
+    /// The address the admin API listens on, if it runs.
+    pub fn admin_addr(&self) -> Option<SocketAddr> {
+        self.inner.admin.as_ref().map(|a| a.addr())
     }
 
     /// Live figures from the router.
@@ -183,6 +219,9 @@ impl BrokerHandle {
     /// Stops accepting, closes every connection, flushes the store and stops the broker's threads.
     pub async fn shutdown(&self) {
         let _ = self.inner.stop.send(true);
+        if let Some(admin) = &self.inner.admin {
+            admin.stop().await;
+        }
         if let Some((_, server)) = &self.inner.ws {
             server.pause().await;
         }

@@ -98,6 +98,21 @@ impl Handler<CountRetained> for RetainedStore {
     }
 }
 
+impl Handler<super::messages::ListRetained> for RetainedStore {
+    type Result = MessageResult<super::messages::ListRetained>;
+
+    fn handle(&mut self, msg: super::messages::ListRetained, _: &mut Self::Context) -> Self::Result {
+        let mut found: Vec<Arc<Message>> = self
+            .messages
+            .values()
+            .filter(|m| msg.filter.as_ref().is_none_or(|f| f.matches(&m.topic)))
+            .cloned()
+            .collect();
+        found.sort_by(|a, b| a.topic.as_str().cmp(b.topic.as_str()));
+        MessageResult(found)
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -143,6 +143,17 @@ impl Queues {
         }
     }
 
+    /// The figures of all sessions together.
+    pub fn totals(&self) -> super::QueueTotals {
+        self.sizes
+            .values()
+            .fold(super::QueueTotals::default(), |acc, size| super::QueueTotals {
+                sessions: acc.sessions + u64::from(size.messages > 0),
+                messages: acc.messages + size.messages,
+                bytes: acc.bytes + size.bytes,
+            })
+    }
+
     /// The figures of one session.
     pub fn stats(&self, client: &ClientId) -> SessionQueueStats {
         let size = self.size(client);

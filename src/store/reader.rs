@@ -2,8 +2,9 @@
 //! Owns a `ReadOnlyDatabase` opened in the writer's concurrency mode; never writes, so changes go through the broker.
 
 use super::migrate::{self, CURRENT_VERSION};
-use super::read::{self, QueueTally};
+use super::read::QueueTally;
 use super::records;
+use super::snapshot::Snapshot;
 use super::tables::{self, client_successor};
 use super::writer::{check_magic, guarded_open};
 use super::{QueuedMessage, StoreError};
@@ -97,42 +98,24 @@ impl StoreReader {
             })
     }
 
-    fn txn(&self) -> Result<ReadTransaction, StoreError> {
-        Ok(self.db.begin_read()?)
+    /// A consistent view of the file as it is now; every read of one snapshot sees the same state.
+    pub fn snapshot(&self) -> Result<Snapshot, StoreError> {
+        Ok(Snapshot::new(self.db.begin_read()?, None))
     }
 
     /// Every persistent session with its counts, in client id order, from one consistent snapshot.
     pub fn sessions(&self) -> Result<Vec<SessionSummary>, StoreError> {
-        let txn = self.txn()?;
-        let tallies = read::tally_queues(&txn.open_table(tables::QUEUE)?)?;
-        let sessions = txn.open_table(tables::SESSIONS)?;
-        let mut out = Vec::new();
-        for item in sessions.range::<&str>(..)? {
-            let (key, value) = item?;
-            let client = key.value();
-            let tally = tallies
-                .get(&ClientId::new(client.to_owned()))
-                .copied()
-                .unwrap_or_default();
-            out.push(summary(&txn, client, value.value(), tally)?);
-        }
-        Ok(out)
+        self.snapshot()?.sessions()
     }
 
     /// One session with its counts, `None` if there is no such session.
     pub fn session(&self, client_id: &str) -> Result<Option<SessionSummary>, StoreError> {
-        let txn = self.txn()?;
-        let sessions = txn.open_table(tables::SESSIONS)?;
-        let Some(value) = sessions.get(client_id)? else {
-            return Ok(None);
-        };
-        let tally = read::tally_client(&txn.open_table(tables::QUEUE)?, client_id)?;
-        Ok(Some(summary(&txn, client_id, value.value(), tally)?))
+        self.snapshot()?.session(client_id)
     }
 
     /// The subscriptions of a session with their granted QoS.
     pub fn subscriptions(&self, client_id: &str) -> Result<Vec<(TopicFilter, QoS)>, StoreError> {
-        read::subscriptions(&self.txn()?.open_table(tables::SUBSCRIPTIONS)?, client_id)
+        self.snapshot()?.subscriptions(client_id)
     }
 
     /// Up to `limit` queue entries of a session after `after_seq` (0 for the start), inflight ones included.
@@ -142,30 +125,27 @@ impl StoreReader {
         after_seq: u64,
         limit: usize,
     ) -> Result<Vec<QueuedMessage>, StoreError> {
-        let txn = self.txn()?;
-        let queue = txn.open_table(tables::QUEUE)?;
-        let messages = txn.open_table(tables::MESSAGES)?;
-        read::queue_page(&queue, &messages, client_id, after_seq, limit)
+        self.snapshot()?.queue(client_id, after_seq, limit)
     }
 
     /// The inbound QoS 2 packet ids of a session awaiting PUBREL.
     pub fn incoming_qos2(&self, client_id: &str) -> Result<Vec<PacketId>, StoreError> {
-        read::incoming_qos2(&self.txn()?.open_table(tables::INCOMING_QOS2)?, client_id)
+        self.snapshot()?.incoming_qos2(client_id)
     }
 
     /// Every retained message, in topic order.
     pub fn retained(&self) -> Result<Vec<Arc<Message>>, StoreError> {
-        read::retained(&self.txn()?.open_table(tables::RETAINED)?)
+        self.snapshot()?.retained()
     }
 
     /// Number of stored message bodies (each shared by the queue entries naming it).
     pub fn message_count(&self) -> Result<u64, StoreError> {
-        use redb::ReadableTableMetadata;
-        Ok(self.txn()?.open_table(tables::MESSAGES)?.len()?)
+        self.snapshot()?.message_count()
     }
 }
 
-fn summary(
+/// The summary of one session from its record and queue tally, counting its subscriptions and QoS 2 ids.
+pub(super) fn summary(
     txn: &ReadTransaction,
     client: &str,
     value: &[u8],

@@ -5,8 +5,9 @@ use super::apply::apply_batch;
 use super::limits::{Limits, Queues};
 use super::read::{Bytes, QueueKey};
 use super::{migrate, read, tables};
+use super::snapshot::Snapshot;
 use super::{
-    Command, Counters, Durability, Recovered, Reply, StoreConfig, StoreError, StoreOp,
+    Command, Counters, Durability, Inspection, Recovered, Reply, StoreConfig, StoreError, StoreOp,
     StoreRequest, DB_FILE_NAME,
 };
 use redb::backends::InMemoryBackend;
@@ -202,6 +203,7 @@ struct Batch {
     writes: Vec<(Vec<StoreOp>, Option<Reply<()>>)>,
     reads: Vec<StoreRequest>,
     flushes: Vec<Reply<()>>,
+    inspections: Vec<Inspection>,
     ops: usize,
     shutdown: bool,
 }
@@ -214,6 +216,10 @@ impl Batch {
                 self.writes.push((ops, done));
             }
             Command::Request(StoreRequest::Flush { reply }) => self.flushes.push(reply),
+            Command::Request(StoreRequest::Inspect(inspection)) => {
+                self.ops += 1;
+                self.inspections.push(inspection);
+            }
             Command::Request(read) => {
                 self.ops += 1;
                 self.reads.push(read);
@@ -318,6 +324,7 @@ impl Writer {
                 Durability::Periodic { .. } => {
                     batch.shutdown
                         || !batch.flushes.is_empty()
+                        || !batch.inspections.is_empty()
                         || self.window_deadline().is_some_and(|d| Instant::now() >= d)
                 }
                 _ => true,
@@ -335,6 +342,28 @@ impl Writer {
             let _ = reply.send(failed(&result, ()));
         }
         self.answer_reads(batch.reads);
+        self.run_inspections(batch.inspections);
+    }
+
+    /// Runs admin reads on a snapshot of what is committed, with the writer's queue figures.
+    fn run_inspections(&self, inspections: Vec<Inspection>) {
+        if inspections.is_empty() {
+            return;
+        }
+        match self.db.begin_read() {
+            Ok(txn) => {
+                let snapshot = Snapshot::new(txn, Some(self.queues.totals()));
+                for inspection in inspections {
+                    inspection.run(Ok(&snapshot));
+                }
+            }
+            Err(e) => {
+                let shared = Arc::new(StoreError::from(e));
+                for inspection in inspections {
+                    inspection.run(Err(StoreError::BatchFailed(Arc::clone(&shared))));
+                }
+            }
+        }
     }
 
     fn apply(&mut self, writes: &[(Vec<StoreOp>, Option<Reply<()>>)]) -> Shared {

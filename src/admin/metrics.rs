@@ -1,0 +1,209 @@
+//! The Prometheus text exposition of the broker's figures, served at `/metrics`.
+//! Pure formatting: the figures are gathered by the HTTP handler from the router, the retained actor and the store.
+
+use crate::broker::messages::RouterStats;
+use crate::store::{QueueTotals, StoreStats};
+use std::fmt::Write as _;
+
+/// Everything `/metrics` reports, gathered at one moment.
+#[derive(Debug, Clone, Default)]
+pub struct MetricFigures {
+    /// The router's counters.
+    pub router: RouterStats,
+    /// Retained messages held.
+    pub retained: usize,
+    /// The store's counters.
+    pub store: StoreStats,
+    /// Queue figures of all sessions.
+    pub queues: QueueTotals,
+    /// Seconds since the broker started.
+    pub uptime_secs: u64,
+}
+
+struct Exposition(String);
+
+impl Exposition {
+    fn header(&mut self, name: &str, kind: &str, help: &str) {
+        let _ = writeln!(self.0, "# HELP {name} {help}\n# TYPE {name} {kind}");
+    }
+
+    fn sample(&mut self, name: &str, labels: &str, value: impl std::fmt::Display) {
+        if labels.is_empty() {
+            let _ = writeln!(self.0, "{name} {value}");
+        } else {
+            let _ = writeln!(self.0, "{name}{{{labels}}} {value}");
+        }
+    }
+
+    fn single(&mut self, name: &str, kind: &str, help: &str, value: impl std::fmt::Display) {
+        self.header(name, kind, help);
+        self.sample(name, "", value);
+    }
+
+    fn by_qos(&mut self, name: &str, help: &str, values: [u64; 3]) {
+        self.header(name, "counter", help);
+        for (qos, value) in values.iter().enumerate() {
+            self.sample(name, &format!("qos=\"{qos}\""), value);
+        }
+    }
+}
+
+/// The figures in the Prometheus text format (version 0.0.4).
+pub fn render(f: &MetricFigures) -> String {
+    let mut out = Exposition(String::with_capacity(4096));
+    let r = &f.router;
+    out.single(
+        "harbormq_uptime_seconds",
+        "gauge",
+        "Seconds since the broker started.",
+        f.uptime_secs,
+    );
+    out.single(
+        "harbormq_connections",
+        "gauge",
+        "Connected clients.",
+        r.connected,
+    );
+    out.single(
+        "harbormq_sessions",
+        "gauge",
+        "Sessions known to the router (connected, and offline persistent ones).",
+        r.sessions,
+    );
+    out.single(
+        "harbormq_subscriptions",
+        "gauge",
+        "Subscriptions of all sessions.",
+        r.subscriptions,
+    );
+    out.single(
+        "harbormq_retained_messages",
+        "gauge",
+        "Retained messages held.",
+        f.retained,
+    );
+    out.by_qos(
+        "harbormq_messages_received_total",
+        "Messages received from publishers, by QoS.",
+        r.messages_in_by_qos,
+    );
+    out.by_qos(
+        "harbormq_messages_sent_total",
+        "Deliveries to subscribers (sent or queued for them), by delivery QoS.",
+        r.messages_out_by_qos,
+    );
+    out.header(
+        "harbormq_messages_dropped_total",
+        "counter",
+        "Messages dropped: for a session that could not take them, or by a full queue's overflow policy.",
+    );
+    out.sample(
+        "harbormq_messages_dropped_total",
+        "reason=\"session_busy\"",
+        r.dropped,
+    );
+    out.sample(
+        "harbormq_messages_dropped_total",
+        "reason=\"queue_full\"",
+        f.store.messages_dropped,
+    );
+    render_queues_and_store(&mut out, f);
+    out.0
+}
+
+fn render_queues_and_store(out: &mut Exposition, f: &MetricFigures) {
+    out.single(
+        "harbormq_queued_messages",
+        "gauge",
+        "Queue entries of persistent sessions holding a message (waiting or awaiting acknowledgement).",
+        f.queues.messages,
+    );
+    out.single(
+        "harbormq_queued_bytes",
+        "gauge",
+        "Topic plus payload bytes of those entries.",
+        f.queues.bytes,
+    );
+    out.single(
+        "harbormq_queued_sessions",
+        "gauge",
+        "Persistent sessions with a non-empty queue.",
+        f.queues.sessions,
+    );
+    let s = &f.store;
+    out.header(
+        "harbormq_store_commit_duration_seconds",
+        "summary",
+        "Time spent committing write transactions.",
+    );
+    out.sample(
+        "harbormq_store_commit_duration_seconds_sum",
+        "",
+        s.commit_micros as f64 / 1e6,
+    );
+    out.sample("harbormq_store_commit_duration_seconds_count", "", s.commits);
+    out.header(
+        "harbormq_store_batch_operations",
+        "summary",
+        "Operations per committed transaction (group commit batch size).",
+    );
+    out.sample(
+        "harbormq_store_batch_operations_sum",
+        "",
+        s.ops_applied + s.ops_coalesced,
+    );
+    out.sample("harbormq_store_batch_operations_count", "", s.commits);
+    out.single(
+        "harbormq_store_write_requests_total",
+        "counter",
+        "Write requests taken by the store.",
+        s.write_requests,
+    );
+    out.single(
+        "harbormq_store_failed_batches_total",
+        "counter",
+        "Batches whose apply or commit failed.",
+        s.failed_batches,
+    );
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_sample_follows_its_type_line() {
+        let figures = MetricFigures {
+            router: RouterStats {
+                connected: 3,
+                messages_in_by_qos: [1, 2, 3],
+                ..RouterStats::default()
+            },
+            store: StoreStats {
+                commits: 4,
+                commit_micros: 2_000_000,
+                ..StoreStats::default()
+            },
+            ..MetricFigures::default()
+        };
+        let text = render(&figures);
+        assert!(text.contains("harbormq_connections 3\n"), "{text}");
+        assert!(text.contains("harbormq_messages_received_total{qos=\"2\"} 3\n"));
+        assert!(text.contains("harbormq_store_commit_duration_seconds_sum 2\n"));
+        assert!(text.contains("harbormq_store_commit_duration_seconds_count 4\n"));
+        let mut typed = std::collections::HashSet::new();
+        for line in text.lines() {
+            if let Some(rest) = line.strip_prefix("# TYPE ") {
+                typed.insert(rest.split(' ').next().unwrap().to_owned());
+            } else if !line.starts_with('#') {
+                let name = line.split(['{', ' ']).next().unwrap();
+                let base = name
+                    .strip_suffix("_sum")
+                    .or_else(|| name.strip_suffix("_count"))
+                    .filter(|b| typed.contains(*b))
+                    .unwrap_or(name);
+                assert!(typed.contains(base), "{line} has no TYPE line");
+            }
+        }
+    }
+}
