@@ -119,6 +119,9 @@ pub struct ServeArgs {
     /// Memory for the database page cache in bytes (key `store_cache_bytes`).
     #[arg(long, value_name = "BYTES")]
     store_cache_bytes: Option<usize>,
+    /// MQTT over WebSocket listener, served at /mqtt; "" turns it off (key `ws_bind`; default 0.0.0.0:8083).
+    #[arg(long, value_name = "HOST:PORT")]
+    ws_bind: Option<String>,
     /// HTTP admin API address; "" turns it off (key `admin_bind`; default 127.0.0.1:8081).
     #[arg(long, value_name = "HOST:PORT")]
     admin_bind: Option<String>,
@@ -159,6 +162,7 @@ impl ServeArgs {
             store_max_batch_ops,
             store_channel_capacity,
             store_cache_bytes,
+            ws_bind,
             admin_bind,
             admin_token,
             sys_interval_secs

@@ -71,6 +71,8 @@ pub struct Config {
     pub store_channel_capacity: usize,
     /// Memory the database may use to cache pages, in bytes.
     pub store_cache_bytes: usize,
+    /// Address of the MQTT-over-WebSocket listener ("HOST:PORT", path /mqtt); an empty string turns it off.
+    pub ws_bind: String,
     /// Address of the HTTP admin API ("HOST:PORT"); an empty string turns it off.
     pub admin_bind: String,
     /// Bearer token the admin API requires; empty generates one at start-up into `<data_dir>/admin.token`.
@@ -98,6 +100,7 @@ impl Default for Config {
             store_max_batch_ops: 65_536,
             store_channel_capacity: 4_096,
             store_cache_bytes: 64 * 1024 * 1024,
+            ws_bind: "0.0.0.0:8083".to_owned(),
             admin_bind: "127.0.0.1:8081".to_owned(),
             admin_token: String::new(),
             sys_interval_secs: 10,
@@ -132,6 +135,7 @@ impl Config {
     /// Checks every value; returns the first one that cannot work.
     pub fn validate(&self) -> Result<(), ConfigError> {
         self.bind_addr()?;
+        self.ws_bind_addr()?;
         self.admin_addr()?;
         self.durability()?;
         self.overflow_policy()?;
@@ -169,6 +173,19 @@ impl Config {
             .parse()
             .map(Some)
             .map_err(|e| invalid("bind", format!("`{}` is not HOST:PORT ({e})", self.bind)))
+    }
+
+    /// The WebSocket listener address, or `None` when it is off.
+    pub fn ws_bind_addr(&self) -> Result<Option<SocketAddr>, ConfigError> {
+        if self.ws_bind.is_empty() {
+            return Ok(None);
+        }
+        self.ws_bind.parse().map(Some).map_err(|e| {
+            invalid(
+                "ws_bind",
+                format!("`{}` is not HOST:PORT ({e})", self.ws_bind),
+            )
+        })
     }
 
     /// The admin API address, or `None` when the admin API is off.

@@ -7,7 +7,8 @@
 //! - [`protocol`]: per-connection rules as plain code (CONNECT checks, inflight window, ordered acks).
 //! - [`store`]: durable state on redb, written by one thread with group commit.
 //! - [`broker`]: the actors (session, router, retained) and [`Broker`] / [`BrokerHandle`] to run them.
-//! - [`transport`]: TCP (and other byte streams) into sessions.
+//! - [`transport`]: TCP and WebSocket byte streams into sessions.
+//! - [`web`]: what an actix-web app mounts: the MQTT-over-WebSocket route.
 //! - [`config`]: every setting, its default and its validation.
 //! - [`loadgen`]: `harbormq bench`, a load generator for any MQTT broker.
 //! - [`admin`]: the HTTP admin API and the `sessions` / `retained` / `stats` commands, live or offline.
@@ -25,6 +26,7 @@ pub mod protocol;
 pub mod store;
 pub mod topic;
 pub mod transport;
+pub mod web;
 
 pub use broker::{BackgroundBroker, Broker, BrokerHandle};
 pub use config::Config;

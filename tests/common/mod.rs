@@ -47,6 +47,7 @@ impl TestBroker {
         let mut config = Config {
             bind: "127.0.0.1:0".to_owned(),
             data_dir: dir.path().to_owned(),
+            ws_bind: String::new(),
             ..Config::default()
         };
         tweak(&mut config);
@@ -58,6 +59,11 @@ impl TestBroker {
             addr,
             dir,
         }
+    }
+
+    /// The running broker's handle.
+    pub fn handle(&self) -> &harbormq::BrokerHandle {
+        self.broker.as_ref().unwrap().handle()
     }
 
     /// The address clients connect to.
