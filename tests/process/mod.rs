@@ -33,6 +33,8 @@ impl BrokerProcess {
             .arg("serve")
             .arg("--bind")
             .arg("127.0.0.1:0")
+            .arg("--ws-bind")
+            .arg("")
             .arg("--data-dir")
             .arg(data_dir)
             .arg("--durability")
