@@ -23,4 +23,10 @@ pub enum Error {
     /// The broker stopped before it finished starting.
     #[error("the broker stopped while starting")]
     Stopped,
+    /// A topic name or filter given to the in-process API is invalid.
+    #[error(transparent)]
+    Topic(#[from] crate::topic::TopicError),
+    /// The broker is not running (an in-process call on a broker that shut down).
+    #[error("the broker is not running")]
+    NotRunning,
 }

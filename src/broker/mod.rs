@@ -2,6 +2,8 @@
 //! the listeners, and hands out a `BrokerHandle` to stop it. The library's entry point.
 
 pub mod congestion;
+pub mod hooks;
+pub mod inprocess;
 pub mod link;
 pub mod messages;
 pub mod registry;
@@ -30,19 +32,70 @@ use tokio::sync::watch;
 const SHUTDOWN_GRACE: Duration = Duration::from_secs(3);
 
 /// Builds and starts a broker inside the current actix System.
+///
+/// ```no_run
+/// # async fn run() -> Result<(), harbormq::Error> {
+/// use harbormq::{Broker, Config};
+/// // No TCP or WebSocket listener: the application talks to the broker in-process (or mounts
+/// // `harbormq::web::mqtt_ws` in its own actix-web server).
+/// let handle = Broker::builder()
+///     .config(Config { data_dir: "./app-data".into(), ..Config::default() })
+///     .tcp(None)
+///     .websocket(None)
+///     .start()
+///     .await?;
+/// handle.publish("greetings", "hello", harbormq::codec::QoS::AtLeastOnce, false).await?;
+/// handle.shutdown().await;
+/// # Ok(())
+/// # }
+/// ```
 pub struct Broker {
     config: Config,
+    hooks: Option<Arc<dyn hooks::Hooks>>,
 }
 
 impl Broker {
     /// A broker with this configuration.
     pub fn new(config: Config) -> Self {
-        Broker { config }
+        Broker {
+            config,
+            hooks: None,
+        }
+    }
+
+    /// A broker with the default configuration, to adjust with the builder methods.
+    pub fn builder() -> Self {
+        Broker::new(Config::default())
+    }
+
+    /// Replaces the configuration (listener choices made before are overwritten by it).
+    pub fn config(mut self, config: Config) -> Self {
+        self.config = config;
+        self
+    }
+
+    /// Registers the application's hooks.
+    pub fn hooks(mut self, hooks: impl hooks::Hooks) -> Self {
+        self.hooks = Some(Arc::new(hooks));
+        self
+    }
+
+    /// Sets the MQTT TCP listener address (`"HOST:PORT"`), or turns it off with `None`.
+    pub fn tcp(mut self, addr: Option<&str>) -> Self {
+        self.config.bind = addr.unwrap_or_default().to_owned();
+        self
+    }
+
+    /// Sets the MQTT-over-WebSocket listener address (`"HOST:PORT"`, path `/mqtt`), or turns it off with `None`.
+    pub fn websocket(mut self, addr: Option<&str>) -> Self {
+        self.config.ws_bind = addr.unwrap_or_default().to_owned();
+        self
     }
 
     /// Opens the store, starts every actor and listener, and returns a handle; must run inside an actix System.
     pub async fn start(self) -> Result<BrokerHandle, Error> {
         let config = self.config;
+        let hooks = self.hooks;
         config.validate()?;
         let store_config = StoreConfig {
             data_dir: config.data_dir.clone(),
@@ -83,6 +136,7 @@ impl Broker {
             retained: retained.clone(),
             store: store.clone(),
             settings: Arc::new(session_settings(&config)?),
+            hooks,
         };
         let workers: Vec<Arbiter> = (0..config.session_thread_count())
             .map(|_| Arbiter::new())
@@ -97,6 +151,7 @@ impl Broker {
             }
             None => None,
         };
+        let inprocess = workers.first().unwrap_or(&core).handle();
         let ws = match config.ws_bind_addr()? {
             Some(addr) => {
                 let (local, server) =
@@ -118,6 +173,7 @@ impl Broker {
                 worker: Mutex::new(Some(worker)),
                 arbiters: Mutex::new(workers.into_iter().chain([core]).collect()),
                 ws,
+                inprocess,
                 admin,
             }),
         })
@@ -171,6 +227,8 @@ struct Inner {
     worker: Mutex<Option<StoreWorker>>,
     arbiters: Mutex<Vec<Arbiter>>,
     ws: Option<(SocketAddr, actix_web::dev::ServerHandle)>,
+    /// Where in-process subscribers run.
+    inprocess: actix_rt::ArbiterHandle,
     admin: Option<crate::admin::http::AdminServer>,
 }
 
@@ -194,6 +252,34 @@ impl BrokerHandle {
     /// The address the admin API listens on, if it runs.
     pub fn admin_addr(&self) -> Option<SocketAddr> {
         self.inner.admin.as_ref().map(|a| a.addr())
+    }
+
+    /// Publishes a message as an in-process client; resolves once it is routed and, for what is stored
+    /// (QoS > 0 for persistent subscribers, retained messages), durable as the durability setting promises.
+    ///
+    /// Hooks do not see these messages: the application is their author.
+    pub async fn publish(
+        &self,
+        topic: &str,
+        payload: impl Into<bytes::Bytes>,
+        qos: QoS,
+        retain: bool,
+    ) -> Result<(), Error> {
+        inprocess::publish(&self.inner.router, topic, payload.into(), qos, retain).await
+    }
+
+    /// Subscribes an in-process client to `filter`; resolves once the subscription is in place (so a message
+    /// published after it returns is received), with a bounded stream of the matching messages, retained
+    /// ones first. Dropping the stream unsubscribes.
+    ///
+    /// The stream holds up to [`inprocess::SUBSCRIPTION_CAPACITY`] messages; beyond that QoS 0 messages are
+    /// dropped and QoS 1/2 ones wait, as for a slow network client with a clean session.
+    pub async fn subscribe(
+        &self,
+        filter: &str,
+        qos: QoS,
+    ) -> Result<inprocess::Subscription, Error> {
+        inprocess::subscribe(&self.inner.peers, &self.inner.inprocess, filter, qos).await
     }
 
     /// Live figures from the router.
@@ -266,6 +352,11 @@ pub struct BackgroundBroker {
 impl BackgroundBroker {
     /// Starts a broker on a new thread and waits until it listens.
     pub fn start(config: Config) -> Result<BackgroundBroker, Error> {
+        BackgroundBroker::start_broker(Broker::new(config))
+    }
+
+    /// Starts a configured [`Broker`] (with its hooks) on a new thread and waits until it listens.
+    pub fn start_broker(broker: Broker) -> Result<BackgroundBroker, Error> {
         let (tx, rx) = std::sync::mpsc::channel();
         let thread = std::thread::Builder::new()
             .name("harbormq-system".to_owned())
@@ -273,7 +364,7 @@ impl BackgroundBroker {
                 let system = actix_rt::System::new();
                 let sys = actix_rt::System::current();
                 system.block_on(async move {
-                    let started = Broker::new(config).start().await;
+                    let started = broker.start().await;
                     let failed = started.is_err();
                     let _ = tx.send(started.map(|h| (h, sys)));
                     if failed {

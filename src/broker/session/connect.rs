@@ -48,6 +48,15 @@ impl Session {
             }
         };
         self.phase = Phase::Connecting(Vec::new());
+        if let Some(hooks) = self.peers.hooks.clone() {
+            self.authenticate(hooks, connect, client_id, ctx);
+            return;
+        }
+        self.attach(connect, client_id, ctx);
+    }
+
+    /// Registers an accepted CONNECT with the router and does the store work CONNACK waits for.
+    pub(super) fn attach(&mut self, connect: Connect, client_id: ClientId, ctx: &mut Context<Self>) {
         let persistent = !connect.clean_session;
         let router = self.peers.router.clone();
         let store = self.peers.store.clone();
@@ -178,11 +187,13 @@ impl Session {
             catching_up: persistent,
             reading_store: false,
             dropped: 0,
+            hooks: self.session_hooks(),
         }));
         self.out.write(&Packet::ConnAck(ConnAck {
             session_present: reply.session_present,
             code: ConnectReturnCode::Accepted,
         }));
+        self.hook_connected(reply.session_present);
         if let Some(keep_alive) = keep_alive {
             self.arm_keepalive(keep_alive + keep_alive / 2, ctx);
         }
@@ -205,7 +216,7 @@ impl Session {
     }
 
     /// Sends a refusing CONNACK and closes [MQTT-3.2.2-5].
-    fn refuse(&mut self, code: ConnectReturnCode, ctx: &mut Context<Self>) {
+    pub(super) fn refuse(&mut self, code: ConnectReturnCode, ctx: &mut Context<Self>) {
         self.out.write(&Packet::ConnAck(ConnAck {
             session_present: false,
             code,
@@ -255,6 +266,7 @@ impl Session {
             conn: attached.conn,
         });
         self.out.close();
+        hooked::disconnected(attached.hooks.as_deref(), self.close_reason);
         log::info!(
             "client {} from {} disconnected ({})",
             attached.client_id,

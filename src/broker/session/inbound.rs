@@ -14,6 +14,8 @@ pub(super) struct InboundBatch {
     ops: Vec<StoreOp>,
     ack_batch: Option<BatchId>,
     now_ms: Option<u64>,
+    /// The publish hooks have seen these messages.
+    screened: bool,
 }
 
 impl InboundBatch {
@@ -117,7 +119,23 @@ impl Session {
     }
 
     /// Sends a read's messages and store changes to the router; acknowledgements wait for the commit.
-    pub(super) fn finish_inbound(&mut self, batch: InboundBatch, ctx: &mut Context<Self>) {
+    pub(super) fn finish_inbound(&mut self, mut batch: InboundBatch, ctx: &mut Context<Self>) {
+        if !batch.screened && !batch.messages.is_empty() {
+            batch.screened = true;
+            let messages = std::mem::take(&mut batch.messages);
+            match self.screen_publishes(messages) {
+                Ok(messages) => batch.messages = messages,
+                Err(screening) => {
+                    // The session waits for the hooks, so its packets stay in order.
+                    ctx.wait(screening.into_actor(self).map(move |kept, act, ctx| {
+                        batch.messages = kept;
+                        act.finish_inbound(batch, ctx);
+                        act.flush(ctx);
+                    }));
+                    return;
+                }
+            }
+        }
         if batch.messages.is_empty() && batch.ops.is_empty() {
             if let Some(ack) = batch.ack_batch {
                 self.on_committed(ack, Ok(()), ctx);
@@ -205,6 +223,18 @@ impl Session {
     }
 
     fn on_subscribe(&mut self, subscribe: Subscribe, ctx: &mut Context<Self>) {
+        if let Some(subscribe) = self.screen_subscribe(subscribe, ctx) {
+            self.subscribe_screened(subscribe, Vec::new(), ctx);
+        }
+    }
+
+    /// Subscribes to the filters not `denied` (one flag per filter; empty when nothing is denied).
+    pub(super) fn subscribe_screened(
+        &mut self,
+        subscribe: Subscribe,
+        denied: Vec<bool>,
+        ctx: &mut Context<Self>,
+    ) {
         let max_qos = self.peers.settings.max_qos;
         let Phase::Connected(attached) = &mut self.phase else {
             return;
@@ -222,10 +252,20 @@ impl Session {
                 packet_id: subscribe.packet_id,
                 return_codes: granted
                     .iter()
-                    .map(|(_, qos)| SubscribeReturnCode::Success(*qos))
+                    .enumerate()
+                    .map(|(i, (_, qos))| match denied.get(i) {
+                        Some(true) => SubscribeReturnCode::Failure,
+                        _ => SubscribeReturnCode::Success(*qos),
+                    })
                     .collect(),
             }),
         );
+        let granted: Vec<_> = granted
+            .into_iter()
+            .enumerate()
+            .filter(|(i, _)| denied.get(*i) != Some(&true))
+            .map(|(_, granted)| granted)
+            .collect();
         let (done, committed) = tokio::sync::oneshot::channel();
         self.peers.router.do_send(AddSubscriptions {
             slot: attached.slot,

@@ -2,6 +2,7 @@
 //! packet ids, inflight windows, QoS handshakes, will) and talks to the router and store only by message.
 
 mod connect;
+mod hooked;
 mod inbound;
 mod outbound;
 mod writer;
@@ -55,6 +56,8 @@ pub struct SessionPeers {
     pub store: StoreHandle,
     /// Shared settings.
     pub settings: Arc<SessionSettings>,
+    /// The application's hooks, if it registered any.
+    pub hooks: Option<Arc<dyn crate::broker::hooks::Hooks>>,
 }
 
 /// A transport's two halves and the peer's name, as handed to a new session.
@@ -94,6 +97,8 @@ struct Attached {
     catching_up: bool,
     reading_store: bool,
     dropped: u64,
+    /// Present only when hooks are registered, so a broker without them pays nothing per message.
+    hooks: Option<Box<hooked::SessionHooks>>,
 }
 
 /// Why the session ends, which decides what happens to the will.
@@ -117,6 +122,8 @@ pub struct Session {
     close_reason: CloseReason,
     takeover_done: Option<tokio::sync::oneshot::Sender<()>>,
     pending_ops: Vec<StoreOp>,
+    /// Who the client is, kept for the hooks once authenticate accepted it.
+    client_info: Option<Arc<crate::broker::hooks::ClientInfo>>,
     /// Routing batches this session may have in flight; see `finish_inbound`.
     flow: Arc<tokio::sync::Semaphore>,
 }
@@ -146,6 +153,7 @@ impl Session {
                 close_reason: CloseReason::Abnormal,
                 takeover_done: None,
                 pending_ops: Vec::new(),
+                client_info: None,
                 flow: Arc::new(tokio::sync::Semaphore::new(BATCHES_IN_FLIGHT)),
             }
         })

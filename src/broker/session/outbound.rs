@@ -59,6 +59,9 @@ impl Session {
             return;
         };
         let client_id = attached.client_id.clone();
+        if let (Some(hooks), AckKind::Acknowledged | AckKind::Received) = (&mut attached.hooks, kind) {
+            hooks.acked(id);
+        }
         match kind {
             AckKind::Acknowledged => {
                 if let Some(Some(seq)) = attached.outbound.on_puback(id) {
@@ -213,6 +216,9 @@ fn send_publish(
             None => StoreOp::Remove { client_id, seq },
         });
     }
+    if let Some(hooks) = &mut attached.hooks {
+        hooks.delivered(&sendable.publish);
+    }
     out.write(&Packet::Publish(sendable.publish));
 }
 
@@ -238,6 +244,9 @@ fn resume_entry(
                 retain: false,
             };
             let publish = attached.outbound.resume_publish(delivery, id);
+            if let Some(hooks) = &mut attached.hooks {
+                hooks.delivered(&publish);
+            }
             out.write(&Packet::Publish(publish));
         }
         (EntryState::Queued, Some(message)) => {

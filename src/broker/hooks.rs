@@ -1,0 +1,180 @@
+//! Hooks: the embedding application's say over what clients may do, and its view of what they do.
+//! Owns the trait and the data handed to it; sessions call it (each on its own), the router never does.
+
+use crate::codec::{ClientId, ConnectReturnCode, ProtocolLevel, Publish, QoS};
+use crate::message::Message;
+use crate::topic::TopicFilter;
+use bytes::Bytes;
+use bytestring::ByteString;
+use std::future::Future;
+use std::pin::Pin;
+
+/// The future a hook returns; it may borrow the hook and its arguments.
+pub type HookFuture<'a, T> = Pin<Box<dyn Future<Output = T> + Send + 'a>>;
+
+/// A hook future that is ready at once, for hooks that need not wait.
+pub fn ready<'a, T: Send + 'a>(value: T) -> HookFuture<'a, T> {
+    Box::pin(std::future::ready(value))
+}
+
+/// What a client sent in CONNECT, for [`Hooks::authenticate`].
+#[derive(Debug, Clone)]
+pub struct ConnectInfo {
+    /// The client identifier (assigned by the broker when the client sent an empty one).
+    pub client_id: ClientId,
+    /// The user name, if sent.
+    pub username: Option<ByteString>,
+    /// The password, if sent.
+    pub password: Option<Bytes>,
+    /// The peer's address (with "(websocket)" for WebSocket connections).
+    pub peer: String,
+    /// The clean session flag.
+    pub clean_session: bool,
+    /// The keepalive in seconds.
+    pub keep_alive_secs: u16,
+    /// The protocol level.
+    pub level: ProtocolLevel,
+}
+
+/// Who a connected client is, as every hook after authentication sees it.
+#[derive(Debug, Clone)]
+pub struct ClientInfo {
+    /// The client identifier.
+    pub client_id: ClientId,
+    /// The user name the client authenticated with, if any.
+    pub username: Option<ByteString>,
+    /// The peer's address.
+    pub peer: String,
+}
+
+impl ConnectInfo {
+    /// The part of the CONNECT information kept for the connection's lifetime.
+    pub fn client(&self) -> ClientInfo {
+        ClientInfo {
+            client_id: self.client_id.clone(),
+            username: self.username.clone(),
+            peer: self.peer.clone(),
+        }
+    }
+}
+
+/// The answer of [`Hooks::authenticate`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum AuthDecision {
+    /// The connection goes ahead.
+    Allow,
+    /// The connection is refused with this CONNACK return code (`Accepted` is read as `NotAuthorized`).
+    Deny(ConnectReturnCode),
+}
+
+/// Why a connection ended, for [`Hooks::on_disconnected`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum DisconnectReason {
+    /// The client sent DISCONNECT.
+    Client,
+    /// The broker is shutting down.
+    Shutdown,
+    /// The network connection was lost or closed by the broker (violation, keepalive, takeover).
+    Abnormal,
+}
+
+/// Callbacks an application registers on the [`Broker`](crate::Broker) builder; every method has a default
+/// that allows everything and observes nothing.
+///
+/// Hooks run on the session of the client concerned: while `authenticate`, `authorize_*` or
+/// `on_message_publish` are pending, that client's session waits (keeping its packets in order) and every
+/// other client goes on. The notification hooks (`on_connected`, `on_disconnected`, `on_message_delivered`,
+/// `on_message_acked`) run detached and delay nothing. Messages published through
+/// [`BrokerHandle::publish`](crate::BrokerHandle::publish) and will messages do not pass through hooks.
+///
+/// ```
+/// use harbormq::broker::hooks::{ready, AuthDecision, ConnectInfo, HookFuture, Hooks};
+/// use harbormq::codec::ConnectReturnCode;
+///
+/// struct OnlyAlice;
+///
+/// impl Hooks for OnlyAlice {
+///     fn authenticate<'a>(&'a self, connect: &'a ConnectInfo) -> HookFuture<'a, AuthDecision> {
+///         ready(match connect.username.as_deref() {
+///             Some("alice") => AuthDecision::Allow,
+///             _ => AuthDecision::Deny(ConnectReturnCode::BadUsernameOrPassword),
+///         })
+///     }
+/// }
+/// ```
+pub trait Hooks: Send + Sync + 'static {
+    /// Decides whether a CONNECT is accepted; runs before the session is registered.
+    fn authenticate<'a>(&'a self, connect: &'a ConnectInfo) -> HookFuture<'a, AuthDecision> {
+        let _ = connect;
+        ready(AuthDecision::Allow)
+    }
+
+    /// Decides whether a client may publish this message; a denied message is acknowledged as usual (MQTT
+    /// 3.1.1 cannot say no to a PUBLISH), logged and dropped.
+    fn authorize_publish<'a>(
+        &'a self,
+        client: &'a ClientInfo,
+        message: &'a Message,
+    ) -> HookFuture<'a, bool> {
+        let _ = (client, message);
+        ready(true)
+    }
+
+    /// Decides whether a client may subscribe to this filter; a denied filter gets return code 0x80 in SUBACK.
+    fn authorize_subscribe<'a>(
+        &'a self,
+        client: &'a ClientInfo,
+        filter: &'a TopicFilter,
+        qos: QoS,
+    ) -> HookFuture<'a, bool> {
+        let _ = (client, filter, qos);
+        ready(true)
+    }
+
+    /// Sees every message an authorized client publishes before it is routed: returns it (possibly with a
+    /// new topic or payload) or `None` to drop it.
+    fn on_message_publish<'a>(
+        &'a self,
+        client: &'a ClientInfo,
+        message: Message,
+    ) -> HookFuture<'a, Option<Message>> {
+        let _ = client;
+        ready(Some(message))
+    }
+
+    /// A client was accepted and CONNACK sent.
+    fn on_connected<'a>(&'a self, client: &'a ClientInfo, session_present: bool) -> HookFuture<'a, ()> {
+        let _ = (client, session_present);
+        ready(())
+    }
+
+    /// A connected client's connection ended.
+    fn on_disconnected<'a>(
+        &'a self,
+        client: &'a ClientInfo,
+        reason: DisconnectReason,
+    ) -> HookFuture<'a, ()> {
+        let _ = (client, reason);
+        ready(())
+    }
+
+    /// A PUBLISH was written to a client (again, when it is a retransmission).
+    fn on_message_delivered<'a>(
+        &'a self,
+        client: &'a ClientInfo,
+        publish: &'a Publish,
+    ) -> HookFuture<'a, ()> {
+        let _ = (client, publish);
+        ready(())
+    }
+
+    /// A client acknowledged a QoS 1 (PUBACK) or QoS 2 (PUBREC) message sent to it.
+    fn on_message_acked<'a>(
+        &'a self,
+        client: &'a ClientInfo,
+        publish: &'a Publish,
+    ) -> HookFuture<'a, ()> {
+        let _ = (client, publish);
+        ready(())
+    }
+}
