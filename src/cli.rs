@@ -24,6 +24,8 @@ pub struct Cli {
     serve: ServeArgs,
 }
 
+// Parsed once per run, so the size of the `serve` flags does not matter.
+#[allow(clippy::large_enum_variant)]
 #[derive(Subcommand, Debug)]
 enum Command {
     /// Run the broker (the default when no command is given).

@@ -120,7 +120,10 @@ impl Target {
         if let Some(dir) = &args.data_dir {
             config.data_dir = dir.clone();
         }
-        let url = args.admin.clone().or_else(|| default_url(&config.admin_bind));
+        let url = args
+            .admin
+            .clone()
+            .or_else(|| default_url(&config.admin_bind));
         let token = args
             .token
             .clone()
@@ -229,8 +232,8 @@ pub fn sessions(args: &AdminArgs, command: SessionsCommand) -> anyhow::Result<()
             }
             match sort {
                 SortKey::ClientId => rows.sort_by(|a, b| a.client_id.cmp(&b.client_id)),
-                SortKey::Queued => rows.sort_by(|a, b| b.queued_messages.cmp(&a.queued_messages)),
-                SortKey::LastSeen => rows.sort_by(|a, b| b.last_seen.cmp(&a.last_seen)),
+                SortKey::Queued => rows.sort_by_key(|r| std::cmp::Reverse(r.queued_messages)),
+                SortKey::LastSeen => rows.sort_by_key(|r| std::cmp::Reverse(r.last_seen.clone())),
             }
             if json {
                 return print_json(&rows);
@@ -244,7 +247,16 @@ pub fn sessions(args: &AdminArgs, command: SessionsCommand) -> anyhow::Result<()
             limit,
             after,
             json,
-        } => show(&target, &client_id, Page { after, limit, payload }, json),
+        } => show(
+            &target,
+            &client_id,
+            Page {
+                after,
+                limit,
+                payload,
+            },
+            json,
+        ),
         SessionsCommand::Delete {
             client_id,
             expired,
@@ -295,7 +307,9 @@ fn delete(
             None => {
                 let secs = older_than.unwrap_or(target.config.session_expiry_secs);
                 if secs == 0 && older_than.is_none() {
-                    bail!("session_expiry_secs is 0 (sessions never expire); pass --older-than SECS");
+                    bail!(
+                        "session_expiry_secs is 0 (sessions never expire); pass --older-than SECS"
+                    );
                 }
                 offline::delete_expired(&target.config.data_dir, secs.saturating_mul(1000))
                     .map_err(|e| target.offline_error(e))?

@@ -91,8 +91,8 @@ impl AdminClient {
             .map_err(|e| unreachable(e.to_string()))?
             .next()
             .ok_or_else(|| unreachable("the host name has no address".to_owned()))?;
-        let mut stream =
-            TcpStream::connect_timeout(&addr, CONNECT_TIMEOUT).map_err(|e| unreachable(e.to_string()))?;
+        let mut stream = TcpStream::connect_timeout(&addr, CONNECT_TIMEOUT)
+            .map_err(|e| unreachable(e.to_string()))?;
         let io = |e: std::io::Error| unreachable(e.to_string());
         stream.set_read_timeout(Some(READ_TIMEOUT)).map_err(io)?;
         stream.set_write_timeout(Some(READ_TIMEOUT)).map_err(io)?;
@@ -182,7 +182,8 @@ mod tests {
 
     #[test]
     fn fixed_and_chunked_bodies_are_read() {
-        let fixed = parse_response(b"HTTP/1.1 404 Not Found\r\ncontent-length: 2\r\n\r\nno").unwrap();
+        let fixed =
+            parse_response(b"HTTP/1.1 404 Not Found\r\ncontent-length: 2\r\n\r\nno").unwrap();
         assert_eq!((fixed.status, fixed.text().as_str()), (404, "no"));
         let chunked = parse_response(
             b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n3\r\nabc\r\n2\r\nde\r\n0\r\n\r\n",

@@ -303,7 +303,9 @@ async fn delete_session(
         })
         .await??;
     if !(stored || known) {
-        return Err(ApiError::NotFound(format!("no session for client id {id:?}")));
+        return Err(ApiError::NotFound(format!(
+            "no session for client id {id:?}"
+        )));
     }
     Ok(HttpResponse::Ok().json(serde_json::json!({ "deleted": id })))
 }

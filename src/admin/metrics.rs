@@ -141,7 +141,11 @@ fn render_queues_and_store(out: &mut Exposition, f: &MetricFigures) {
         "",
         s.commit_micros as f64 / 1e6,
     );
-    out.sample("harbormq_store_commit_duration_seconds_count", "", s.commits);
+    out.sample(
+        "harbormq_store_commit_duration_seconds_count",
+        "",
+        s.commits,
+    );
     out.header(
         "harbormq_store_batch_operations",
         "summary",

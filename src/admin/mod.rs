@@ -56,7 +56,10 @@ fn write_private(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
 }
 
 /// Starts the admin API when `admin_bind` is set; a failure is logged and the broker runs without it.
-pub fn start(config: &Config, context: impl FnOnce(String) -> http::AdminContext) -> Option<http::AdminServer> {
+pub fn start(
+    config: &Config,
+    context: impl FnOnce(String) -> http::AdminContext,
+) -> Option<http::AdminServer> {
     let addr = match config.admin_addr() {
         Ok(Some(addr)) => addr,
         Ok(None) => return None,

@@ -101,7 +101,11 @@ impl Handler<CountRetained> for RetainedStore {
 impl Handler<super::messages::ListRetained> for RetainedStore {
     type Result = MessageResult<super::messages::ListRetained>;
 
-    fn handle(&mut self, msg: super::messages::ListRetained, _: &mut Self::Context) -> Self::Result {
+    fn handle(
+        &mut self,
+        msg: super::messages::ListRetained,
+        _: &mut Self::Context,
+    ) -> Self::Result {
         let mut found: Vec<Arc<Message>> = self
             .messages
             .values()

@@ -147,10 +147,12 @@ impl Queues {
     pub fn totals(&self) -> super::QueueTotals {
         self.sizes
             .values()
-            .fold(super::QueueTotals::default(), |acc, size| super::QueueTotals {
-                sessions: acc.sessions + u64::from(size.messages > 0),
-                messages: acc.messages + size.messages,
-                bytes: acc.bytes + size.bytes,
+            .fold(super::QueueTotals::default(), |acc, size| {
+                super::QueueTotals {
+                    sessions: acc.sessions + u64::from(size.messages > 0),
+                    messages: acc.messages + size.messages,
+                    bytes: acc.bytes + size.bytes,
+                }
             })
     }
 

@@ -371,7 +371,9 @@ pub enum StoreRequest {
 }
 
 /// A read of a [`Snapshot`] run on the writer thread, so redb is never touched by other threads of the broker.
-pub struct Inspection(Box<dyn FnOnce(Result<&Snapshot, StoreError>) + Send>);
+pub struct Inspection(InspectFn);
+
+type InspectFn = Box<dyn FnOnce(Result<&Snapshot, StoreError>) + Send>;
 
 impl Inspection {
     /// Runs the read with the snapshot, or tells it why there is none.

@@ -4,8 +4,8 @@
 use super::apply::apply_batch;
 use super::limits::{Limits, Queues};
 use super::read::{Bytes, QueueKey};
-use super::{migrate, read, tables};
 use super::snapshot::Snapshot;
+use super::{migrate, read, tables};
 use super::{
     Command, Counters, Durability, Inspection, Recovered, Reply, StoreConfig, StoreError, StoreOp,
     StoreRequest, DB_FILE_NAME,
