@@ -20,6 +20,8 @@ pub struct Parked {
     batches: VecDeque<(Vec<Delivery>, Option<FlowPermit>)>,
     /// A batch is on its way to the session; the next one goes when it has been handled.
     pub sending: bool,
+    /// The session said its own queue is long; nothing is sent until it drains.
+    pub paused_since: Option<std::time::Instant>,
 }
 
 /// Parked deliveries of every congested session.
@@ -52,7 +54,7 @@ impl Congestion {
     /// The next batch to send to `slot`, marking it in flight; `None` when nothing is parked or one is in flight.
     pub fn next_to_send(&mut self, slot: SlotId) -> Option<(Vec<Delivery>, Option<FlowPermit>)> {
         let parked = self.slots.get_mut(&slot)?;
-        if parked.sending {
+        if parked.sending || parked.paused_since.is_some() {
             return None;
         }
         let next = parked.batches.pop_front();
@@ -66,6 +68,27 @@ impl Congestion {
                 None
             }
         }
+    }
+
+    /// Stops sending to `slot` until `resume`; later deliveries park behind.
+    pub fn pause(&mut self, slot: SlotId) {
+        let parked = self.slots.entry(slot).or_default();
+        parked.paused_since.get_or_insert_with(std::time::Instant::now);
+    }
+
+    /// Lets parked batches flow to `slot` again.
+    pub fn resume(&mut self, slot: SlotId) {
+        if let Some(parked) = self.slots.get_mut(&slot) {
+            parked.paused_since = None;
+        }
+    }
+
+    /// How long `slot` has been paused, if it is.
+    pub fn paused_for(&self, slot: SlotId) -> Option<std::time::Duration> {
+        self.slots
+            .get(&slot)
+            .and_then(|p| p.paused_since)
+            .map(|since| since.elapsed())
     }
 
     /// The batch in flight to `slot` was handled.
@@ -129,6 +152,18 @@ mod tests {
         congestion.sent(slot);
         assert!(congestion.next_to_send(slot).is_none());
         assert!(!congestion.is_congested(slot));
+    }
+
+    #[test]
+    fn a_paused_slot_sends_nothing_until_resumed() {
+        let mut congestion = Congestion::default();
+        let slot = SlotId(3);
+        congestion.pause(slot);
+        congestion.park(slot, vec![delivery(0)], None).unwrap();
+        assert!(congestion.next_to_send(slot).is_none());
+        assert!(congestion.paused_for(slot).is_some());
+        congestion.resume(slot);
+        assert!(congestion.next_to_send(slot).is_some());
     }
 
     #[test]

@@ -260,3 +260,23 @@ pub struct ListRetained {
     /// The filter, if any.
     pub filter: Option<TopicFilter>,
 }
+
+/// A session's own queue is long: park its deliveries (holding their publishers back) until it drains.
+#[derive(Message)]
+#[rtype(result = "()")]
+pub struct SessionBackedUp {
+    /// The client's slot.
+    pub slot: SlotId,
+    /// The backed-up connection.
+    pub conn: ConnId,
+}
+
+/// A backed-up session has room again.
+#[derive(Message)]
+#[rtype(result = "()")]
+pub struct SessionDrained {
+    /// The client's slot.
+    pub slot: SlotId,
+    /// The drained connection.
+    pub conn: ConnId,
+}

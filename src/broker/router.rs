@@ -572,3 +572,36 @@ impl Router {
         Some(entry)
     }
 }
+
+impl Handler<SessionBackedUp> for Router {
+    type Result = ();
+
+    fn handle(&mut self, msg: SessionBackedUp, ctx: &mut Self::Context) {
+        if self.registry.get_mut(msg.slot).and_then(|e| e.online_as(msg.conn)).is_none() {
+            return;
+        }
+        self.congestion.pause(msg.slot);
+        let slot = msg.slot;
+        // A session that stays backed up is stuck: its parked deliveries are given up so publishers go on.
+        ctx.run_later(STUCK_AFTER, move |router, ctx| {
+            if router.congestion.paused_for(slot).is_some_and(|d| d >= STUCK_AFTER) {
+                router.congestion.resume(slot);
+                let deliveries = router.congestion.abandon(slot);
+                router.lose(slot, deliveries);
+                router.pump(slot, ctx);
+            }
+        });
+    }
+}
+
+impl Handler<SessionDrained> for Router {
+    type Result = ();
+
+    fn handle(&mut self, msg: SessionDrained, ctx: &mut Self::Context) {
+        if self.registry.get_mut(msg.slot).and_then(|e| e.online_as(msg.conn)).is_none() {
+            return;
+        }
+        self.congestion.resume(msg.slot);
+        self.pump(msg.slot, ctx);
+    }
+}

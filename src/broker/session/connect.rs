@@ -56,7 +56,12 @@ impl Session {
     }
 
     /// Registers an accepted CONNECT with the router and does the store work CONNACK waits for.
-    pub(super) fn attach(&mut self, connect: Connect, client_id: ClientId, ctx: &mut Context<Self>) {
+    pub(super) fn attach(
+        &mut self,
+        connect: Connect,
+        client_id: ClientId,
+        ctx: &mut Context<Self>,
+    ) {
         let persistent = !connect.clean_session;
         let router = self.peers.router.clone();
         let store = self.peers.store.clone();
@@ -187,6 +192,7 @@ impl Session {
             catching_up: persistent,
             reading_store: false,
             dropped: 0,
+            backed_up: false,
             hooks: self.session_hooks(),
         }));
         self.out.write(&Packet::ConnAck(ConnAck {

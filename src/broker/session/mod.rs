@@ -21,10 +21,14 @@ use std::collections::HashSet;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 use tokio::io::{AsyncRead, AsyncWrite};
-use writer::{Flushed, Outgoing};
+use writer::Outgoing;
 
 /// Routing batches a publisher may have waiting for slow subscribers before it stops reading.
 const BATCHES_IN_FLIGHT: usize = 4;
+/// Queued messages at which a clean session asks the router to hold deliveries back, and at which it lets
+/// them flow again.
+const BACKED_UP_AT: usize = 1024;
+const DRAINED_AT: usize = 256;
 /// Stored queue entries read at a time by a persistent session that is catching up.
 const STORE_PAGE: usize = 256;
 
@@ -99,6 +103,8 @@ struct Attached {
     dropped: u64,
     /// Present only when hooks are registered, so a broker without them pays nothing per message.
     hooks: Option<Box<hooked::SessionHooks>>,
+    /// The router was told this session's queue is long and parks its deliveries.
+    backed_up: bool,
 }
 
 /// Why the session ends, which decides what happens to the will.
@@ -145,7 +151,7 @@ impl Session {
             let codec = MqttCodec::server(peers.settings.max_packet_size_bytes);
             ctx.add_stream(PacketStream::new(conn.reader, codec));
             Session {
-                out: Outgoing::start(conn.writer),
+                out: Outgoing::new(conn.writer),
                 peer: conn.peer,
                 peers,
                 phase: Phase::AwaitingConnect,
@@ -207,23 +213,15 @@ impl Session {
                 self.peers.store.write_and_forget(ops);
             }
         }
-        match self.out.flush() {
-            Flushed::Done => {}
-            Flushed::Congested(tx, chunk) => {
-                // Stop taking messages until the socket drains: the router then sees a full mailbox.
-                ctx.wait(
-                    async move { tx.send(chunk).await.is_ok() }
-                        .into_actor(self)
-                        .map(|sent, act, ctx| {
-                            if sent {
-                                act.flush(ctx);
-                            } else {
-                                ctx.stop();
-                            }
-                        }),
-                );
-            }
-            Flushed::Closed => ctx.stop(),
+        // The socket is written while the session waits: a full socket holds the session (and so its mailbox).
+        if let Some(job) = self.out.take_job() {
+            ctx.wait(job.run().into_actor(self).map(|result, act, ctx| match result {
+                Ok(io) => {
+                    act.out.restore(io);
+                    act.flush(ctx);
+                }
+                Err(_) => ctx.stop(),
+            }));
         }
     }
 
@@ -301,7 +299,8 @@ impl Actor for Session {
     type Context = Context<Self>;
 
     fn started(&mut self, ctx: &mut Self::Context) {
-        ctx.set_mailbox_capacity(64);
+        // Each message is a batch; a short mailbox keeps the overshoot past a backed-up signal small.
+        ctx.set_mailbox_capacity(16);
         let timeout = self.peers.settings.connect_timeout;
         ctx.run_later(timeout, move |act, ctx| {
             if matches!(act.phase, Phase::AwaitingConnect) {

@@ -50,6 +50,14 @@ impl Session {
                 conn: attached.conn,
             });
         }
+        // A clean session's queue is memory: past a point, publishers are held back rather than messages dropped.
+        if !attached.persistent && !attached.backed_up && attached.outbound.queued_len() >= BACKED_UP_AT {
+            attached.backed_up = true;
+            self.peers.router.do_send(SessionBackedUp {
+                slot: attached.slot,
+                conn: attached.conn,
+            });
+        }
         self.read_store_if_room(ctx);
     }
 
@@ -59,7 +67,9 @@ impl Session {
             return;
         };
         let client_id = attached.client_id.clone();
-        if let (Some(hooks), AckKind::Acknowledged | AckKind::Received) = (&mut attached.hooks, kind) {
+        if let (Some(hooks), AckKind::Acknowledged | AckKind::Received) =
+            (&mut attached.hooks, kind)
+        {
             hooks.acked(id);
         }
         match kind {
@@ -91,6 +101,13 @@ impl Session {
         attached.outbound.take_sendable(|s| ready.push(s));
         for sendable in ready {
             send_publish(out, ops, attached, sendable);
+        }
+        if attached.backed_up && attached.outbound.queued_len() <= DRAINED_AT {
+            attached.backed_up = false;
+            self.peers.router.do_send(SessionDrained {
+                slot: attached.slot,
+                conn: attached.conn,
+            });
         }
         self.read_store_if_room(ctx);
     }

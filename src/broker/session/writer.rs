@@ -1,51 +1,54 @@
-//! The outgoing half of a connection: packets are encoded into a buffer by the session, sealed into chunks,
-//! and handed through a bounded channel to a small task that writes them. A chunk that announces stored state
-//! (a PUBLISH under a recorded packet id, a PUBREL) waits until that state is committed, and every later chunk
-//! waits behind it, so a client never sees what a crash could take back. A full channel is how a slow client
-//! pushes back.
+//! The outgoing half of a connection: packets are encoded into a buffer by the session and sealed into
+//! chunks. A chunk that announces stored state (a PUBLISH under a recorded packet id, a PUBREL) waits until
+//! that state is committed, and every later chunk waits behind it, so a client never sees what a crash could
+//! take back. The session writes released chunks itself and waits while the socket is full: that pause is how
+//! a slow client pushes back on the router.
 
 use crate::codec::encode::encode_packet;
 use crate::codec::Packet;
 use bytes::{Bytes, BytesMut};
 use std::collections::{HashSet, VecDeque};
 use tokio::io::{AsyncWrite, AsyncWriteExt};
-use tokio::sync::mpsc;
 
-/// Chunks that may wait for the socket before the session stops reading its mailbox.
-const CHUNKS_IN_FLIGHT: usize = 32;
+/// The socket's write half.
+pub type WriteHalf = Box<dyn AsyncWrite + Unpin + Send>;
 
 /// A store commit that sealed chunks wait for.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub struct Gate(u64);
 
-/// What became of a flush.
-pub enum Flushed {
-    /// Everything releasable was handed over (gated chunks may still wait).
-    Done,
-    /// The writer is behind; the chunk must be sent with `send().await` while the session waits, then
-    /// `flush` called again.
-    Congested(mpsc::Sender<Bytes>, Bytes),
-    /// The connection is gone.
-    Closed,
+/// Chunks ready to be written, with the socket to write them to.
+pub struct WriteJob {
+    io: WriteHalf,
+    chunks: Vec<Bytes>,
 }
 
-/// Encodes packets for one connection and feeds its writer task.
+impl WriteJob {
+    /// Writes every chunk and flushes; gives the socket back.
+    pub async fn run(mut self) -> std::io::Result<WriteHalf> {
+        for chunk in &self.chunks {
+            self.io.write_all(chunk).await?;
+        }
+        self.io.flush().await?;
+        Ok(self.io)
+    }
+}
+
+/// Encodes packets for one connection and releases them in order.
 pub struct Outgoing {
     buf: BytesMut,
-    tx: Option<mpsc::Sender<Bytes>>,
+    io: Option<WriteHalf>,
     held: VecDeque<(Option<Gate>, Bytes)>,
     open_gates: HashSet<Gate>,
     next_gate: u64,
 }
 
 impl Outgoing {
-    /// Starts the writer task for `io` on the current runtime.
-    pub fn start<W: AsyncWrite + Unpin + 'static>(io: W) -> Self {
-        let (tx, rx) = mpsc::channel(CHUNKS_IN_FLIGHT);
-        actix_rt::spawn(write_loop(io, rx));
+    /// Writes to `io`.
+    pub fn new(io: WriteHalf) -> Self {
         Outgoing {
             buf: BytesMut::new(),
-            tx: Some(tx),
+            io: Some(io),
             held: VecDeque::new(),
             open_gates: HashSet::new(),
             next_gate: 0,
@@ -69,66 +72,49 @@ impl Outgoing {
         gate
     }
 
-    /// The commit a gate waited for is done (or failed and the connection is closing).
+    /// The commit a gate waited for is done.
     pub fn open(&mut self, gate: Gate) {
         self.open_gates.remove(&gate);
     }
 
-    /// Hands every chunk that may leave to the writer task, in order.
-    pub fn flush(&mut self) -> Flushed {
+    /// The chunks that may leave now, in order, with the socket; `None` when there are none or a write is
+    /// already running.
+    pub fn take_job(&mut self) -> Option<WriteJob> {
         if !self.buf.is_empty() {
             let chunk = self.buf.split().freeze();
             self.held.push_back((None, chunk));
         }
-        let Some(tx) = &self.tx else {
-            self.held.clear();
-            return Flushed::Closed;
-        };
-        while let Some((gate, _)) = self.held.front() {
-            if gate.is_some_and(|g| self.open_gates.contains(&g)) {
-                break;
-            }
-            let Some((_, chunk)) = self.held.pop_front() else {
-                break;
-            };
-            match tx.try_send(chunk) {
-                Ok(()) => {}
-                Err(mpsc::error::TrySendError::Full(chunk)) => {
-                    return Flushed::Congested(tx.clone(), chunk)
-                }
-                Err(mpsc::error::TrySendError::Closed(_)) => return Flushed::Closed,
-            }
+        let ready = self
+            .held
+            .iter()
+            .take_while(|(gate, _)| !gate.is_some_and(|g| self.open_gates.contains(&g)))
+            .count();
+        if ready == 0 {
+            return None;
         }
-        Flushed::Done
+        let io = self.io.take()?;
+        let chunks = self.held.drain(..ready).map(|(_, chunk)| chunk).collect();
+        Some(WriteJob { io, chunks })
     }
 
-    /// Stops writing after what may leave now; the writer task then shuts the socket down. Chunks still
-    /// waiting for a commit are not sent: the client gets them again after it reconnects.
+    /// The socket is back from a finished write.
+    pub fn restore(&mut self, io: WriteHalf) {
+        self.io = Some(io);
+    }
+
+    /// Writes what may leave now in the background and shuts the socket down; chunks still waiting for a
+    /// commit are not sent (the client gets them again after it reconnects).
     pub fn close(&mut self) {
-        if let Flushed::Congested(tx, chunk) = self.flush() {
-            // The session is going away: hand the chunk over without waiting on the actor.
-            actix_rt::spawn(async move {
-                let _ = tx.send(chunk).await;
-            });
-        }
-        self.tx = None;
-    }
-}
-
-async fn write_loop<W: AsyncWrite + Unpin>(mut io: W, mut rx: mpsc::Receiver<Bytes>) {
-    while let Some(chunk) = rx.recv().await {
-        if io.write_all(&chunk).await.is_err() {
-            return;
-        }
-        // Everything already waiting goes out before the flush, so bursts need few system calls.
-        while let Ok(more) = rx.try_recv() {
-            if io.write_all(&more).await.is_err() {
-                return;
+        let job = self.take_job();
+        let idle = self.io.take();
+        actix_rt::spawn(async move {
+            let io = match job {
+                Some(job) => job.run().await.ok(),
+                None => idle,
+            };
+            if let Some(mut io) = io {
+                let _ = io.shutdown().await;
             }
-        }
-        if io.flush().await.is_err() {
-            return;
-        }
+        });
     }
-    let _ = io.shutdown().await;
 }
