@@ -156,7 +156,10 @@ impl Broker {
             Some(addr) => {
                 let (local, server) =
                     crate::web::serve(addr, peers.clone(), config.session_thread_count())?;
-                log::info!("MQTT over WebSocket on ws://{local}{}", crate::web::MQTT_WS_PATH);
+                log::info!(
+                    "MQTT over WebSocket on ws://{local}{}",
+                    crate::web::MQTT_WS_PATH
+                );
                 Some((local, server))
             }
             None => None,

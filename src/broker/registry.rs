@@ -1,8 +1,8 @@
 //! The router's table of client sessions: which client id owns which slot, who is connected, what they subscribe.
 //! Plain data owned by the router actor; knows nothing of the trie or the store.
 
-use super::messages::{ConnId, SlotId};
 use super::link::SessionLink;
+use super::messages::{ConnId, SlotId};
 use crate::codec::{ClientId, QoS};
 use crate::topic::TopicFilter;
 use std::collections::HashMap;
