@@ -43,16 +43,17 @@ pub(crate) fn serve(
     peers: SessionPeers,
     workers: usize,
 ) -> Result<(SocketAddr, ServerHandle), Error> {
-    let server = HttpServer::new(move || App::new().route(MQTT_WS_PATH, mqtt_ws_route(peers.clone())))
-        .workers(workers.max(1))
-        // The broker's owner decides when to stop; SIGINT must not stop this server behind its back.
-        .disable_signals()
-        .shutdown_timeout(2)
-        .bind(addr)
-        .map_err(|source| Error::Io {
-            context: format!("cannot listen for WebSocket on {addr}"),
-            source,
-        })?;
+    let server =
+        HttpServer::new(move || App::new().route(MQTT_WS_PATH, mqtt_ws_route(peers.clone())))
+            .workers(workers.max(1))
+            // The broker's owner decides when to stop; SIGINT must not stop this server behind its back.
+            .disable_signals()
+            .shutdown_timeout(2)
+            .bind(addr)
+            .map_err(|source| Error::Io {
+                context: format!("cannot listen for WebSocket on {addr}"),
+                source,
+            })?;
     let local = server.addrs().first().copied().unwrap_or(addr);
     let server = server.run();
     let handle = server.handle();

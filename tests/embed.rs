@@ -173,7 +173,11 @@ impl Hooks for TestHooks {
         client: &'a ClientInfo,
         publish: &'a Publish,
     ) -> HookFuture<'a, ()> {
-        self.note(format!("acked {} {}", client.client_id.as_str(), publish.topic))
+        self.note(format!(
+            "acked {} {}",
+            client.client_id.as_str(),
+            publish.topic
+        ))
     }
 }
 
@@ -223,7 +227,10 @@ async fn a_broker_runs_in_the_callers_system_without_listeners() {
     assert_eq!(got.topic().as_str(), "local/x");
     assert_eq!(&got.payload()[..], b"one");
     assert_eq!(got.qos(), QoS::AtLeastOnce);
-    assert!(handle.publish("bad/#", "x", QoS::AtMostOnce, false).await.is_err());
+    assert!(handle
+        .publish("bad/#", "x", QoS::AtMostOnce, false)
+        .await
+        .is_err());
     handle.shutdown().await;
 }
 
@@ -273,7 +280,10 @@ async fn a_subscription_gets_the_retained_message_first_and_dropping_it_unsubscr
     let mut sub = handle.subscribe("config/#", QoS::AtMostOnce).await.unwrap();
     let got = next_message(&mut sub).await;
     assert_eq!(&got.payload()[..], b"eco");
-    assert!(got.retain(), "[MQTT-3.3.1-8] retained message sent with RETAIN");
+    assert!(
+        got.retain(),
+        "[MQTT-3.3.1-8] retained message sent with RETAIN"
+    );
     assert_eq!(handle.router_stats().await.unwrap().subscriptions, 1);
     drop(sub);
     let gone = timeout(WAIT, async {
@@ -285,7 +295,10 @@ async fn a_subscription_gets_the_retained_message_first_and_dropping_it_unsubscr
         }
     })
     .await;
-    assert!(gone.is_ok(), "the dropped subscription is still in the router");
+    assert!(
+        gone.is_ok(),
+        "the dropped subscription is still in the router"
+    );
 }
 
 #[tokio::test]
@@ -356,14 +369,21 @@ async fn a_denied_filter_gets_0x80_and_the_others_are_granted() {
         }
         other => panic!("expected SUBACK, got {other:?}"),
     }
-    assert_eq!(broker.handle().router_stats().await.unwrap().subscriptions, 1);
+    assert_eq!(
+        broker.handle().router_stats().await.unwrap().subscriptions,
+        1
+    );
 }
 
 #[tokio::test]
 async fn denied_and_dropped_publishes_are_not_delivered_and_rewrites_are() {
     let (hooks, _, _) = TestHooks::new();
     let broker = HookedBroker::start(Some(hooks));
-    let mut sub = broker.handle().subscribe("#", QoS::AtLeastOnce).await.unwrap();
+    let mut sub = broker
+        .handle()
+        .subscribe("#", QoS::AtLeastOnce)
+        .await
+        .unwrap();
     let mut tcp = broker.client("publisher").await;
     // Sent in this order by one client: anything delivered before the rewrite would come first.
     tcp.publish("forbidden/a", rumqttc::QoS::AtLeastOnce, false, "no")

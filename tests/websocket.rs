@@ -71,7 +71,9 @@ async fn recv_packets(ws: &mut Ws, buf: &mut BytesMut, n: usize) -> Vec<Packet> 
 }
 
 async fn connect_over(ws: &mut Ws, buf: &mut BytesMut, client_id: &str) {
-    let bytes = encode(&[Packet::Connect(Box::new(connect_packet(client_id, true, 30)))]);
+    let bytes = encode(&[Packet::Connect(Box::new(connect_packet(
+        client_id, true, 30,
+    )))]);
     ws.send(Message::Binary(bytes)).await.unwrap();
     match recv_packets(ws, buf, 1).await.as_slice() {
         [Packet::ConnAck(ack)] => assert_eq!(ack.code as u8, 0, "{ack:?}"),
@@ -101,7 +103,10 @@ async fn a_foreign_subprotocol_is_refused() {
     let result = timeout(WAIT, tokio_tungstenite::connect_async(request))
         .await
         .unwrap();
-    assert!(result.is_err(), "handshake with only `chat` offered succeeded");
+    assert!(
+        result.is_err(),
+        "handshake with only `chat` offered succeeded"
+    );
 }
 
 #[tokio::test]
@@ -110,7 +115,9 @@ async fn a_connect_split_into_one_byte_frames_is_accepted() {
     let (mut ws, _) = open(&broker, "mqtt").await;
     let bytes = encode(&[Packet::Connect(Box::new(connect_packet("split", true, 30)))]);
     for i in 0..bytes.len() {
-        ws.send(Message::Binary(bytes.slice(i..i + 1))).await.unwrap();
+        ws.send(Message::Binary(bytes.slice(i..i + 1)))
+            .await
+            .unwrap();
     }
     let mut buf = BytesMut::new();
     match recv_packets(&mut ws, &mut buf, 1).await.as_slice() {
@@ -134,8 +141,14 @@ async fn several_packets_in_one_frame_are_all_handled() {
     ]);
     ws.send(Message::Binary(frame)).await.unwrap();
     let packets = recv_packets(&mut ws, &mut buf, 2).await;
-    assert!(packets.iter().any(|p| matches!(p, Packet::SubAck(_))), "{packets:?}");
-    assert!(packets.iter().any(|p| matches!(p, Packet::PingResp)), "{packets:?}");
+    assert!(
+        packets.iter().any(|p| matches!(p, Packet::SubAck(_))),
+        "{packets:?}"
+    );
+    assert!(
+        packets.iter().any(|p| matches!(p, Packet::PingResp)),
+        "{packets:?}"
+    );
     // A publish split across two frames, the second also holding a PINGREQ.
     let publish = encode(&[publish_packet(
         "ws/packed",
@@ -150,8 +163,16 @@ async fn several_packets_in_one_frame_are_all_handled() {
     ws.send(Message::Binary(publish.slice(..3))).await.unwrap();
     ws.send(Message::Binary(second.freeze())).await.unwrap();
     let packets = recv_packets(&mut ws, &mut buf, 3).await;
-    assert!(packets.iter().any(|p| matches!(p, Packet::PubAck(id) if id.get() == 2)), "{packets:?}");
-    assert!(packets.iter().any(|p| matches!(p, Packet::PingResp)), "{packets:?}");
+    assert!(
+        packets
+            .iter()
+            .any(|p| matches!(p, Packet::PubAck(id) if id.get() == 2)),
+        "{packets:?}"
+    );
+    assert!(
+        packets.iter().any(|p| matches!(p, Packet::PingResp)),
+        "{packets:?}"
+    );
     assert!(
         packets
             .iter()
@@ -164,15 +185,12 @@ async fn several_packets_in_one_frame_are_all_handled() {
 async fn a_websocket_ping_is_answered_with_its_payload() {
     let broker = ws_broker();
     let (mut ws, _) = open(&broker, "mqtt").await;
-    ws.send(Message::Ping(Bytes::from_static(b"harbor"))).await.unwrap();
-    loop {
-        match timeout(WAIT, ws.next()).await.unwrap() {
-            Some(Ok(Message::Pong(payload))) => {
-                assert_eq!(&payload[..], b"harbor");
-                break;
-            }
-            other => panic!("expected a pong, got {other:?}"),
-        }
+    ws.send(Message::Ping(Bytes::from_static(b"harbor")))
+        .await
+        .unwrap();
+    match timeout(WAIT, ws.next()).await.unwrap() {
+        Some(Ok(Message::Pong(payload))) => assert_eq!(&payload[..], b"harbor"),
+        other => panic!("expected a pong, got {other:?}"),
     }
 }
 
@@ -206,15 +224,22 @@ async fn messages_cross_between_tcp_and_websocket_clients() {
         packet_id: pid(1),
         filters: vec![(topic_filter("cross/#"), QoS::AtLeastOnce)],
     });
-    ws.send(Message::Binary(encode(&[subscribe]))).await.unwrap();
+    ws.send(Message::Binary(encode(&[subscribe])))
+        .await
+        .unwrap();
     assert!(matches!(
         recv_packets(&mut ws, &mut buf, 1).await.as_slice(),
         [Packet::SubAck(_)]
     ));
     let mut tcp = broker.client("tcp-pub").await;
     tcp.subscribe("back/#", rumqttc::QoS::AtLeastOnce).await;
-    tcp.publish("cross/a", rumqttc::QoS::AtLeastOnce, false, b"to-ws".to_vec())
-        .await;
+    tcp.publish(
+        "cross/a",
+        rumqttc::QoS::AtLeastOnce,
+        false,
+        b"to-ws".to_vec(),
+    )
+    .await;
     let packets = recv_packets(&mut ws, &mut buf, 1).await;
     let Some(Packet::Publish(p)) = packets.first() else {
         panic!("expected PUBLISH, got {packets:?}");
@@ -223,6 +248,8 @@ async fn messages_cross_between_tcp_and_websocket_clients() {
     assert_eq!(p.topic.as_str(), "cross/a");
     let reply = publish_packet("back/b", QoS::AtMostOnce, None, false, b"to-tcp");
     ws.send(Message::Binary(encode(&[reply]))).await.unwrap();
-    let got = timeout(Duration::from_secs(5), tcp.next_publish()).await.unwrap();
+    let got = timeout(Duration::from_secs(5), tcp.next_publish())
+        .await
+        .unwrap();
     assert_eq!(&got.payload[..], b"to-tcp");
 }

@@ -143,7 +143,11 @@ pub trait Hooks: Send + Sync + 'static {
     }
 
     /// A client was accepted and CONNACK sent.
-    fn on_connected<'a>(&'a self, client: &'a ClientInfo, session_present: bool) -> HookFuture<'a, ()> {
+    fn on_connected<'a>(
+        &'a self,
+        client: &'a ClientInfo,
+        session_present: bool,
+    ) -> HookFuture<'a, ()> {
         let _ = (client, session_present);
         ready(())
     }

@@ -184,7 +184,9 @@ impl Subscriber {
             }
             match self.tx.try_send(received) {
                 Ok(()) => {}
-                Err(mpsc::error::TrySendError::Full(received)) if received.qos != QoS::AtMostOnce => {
+                Err(mpsc::error::TrySendError::Full(received))
+                    if received.qos != QoS::AtMostOnce =>
+                {
                     waiting.push(received);
                 }
                 Err(mpsc::error::TrySendError::Full(_)) => {
@@ -228,21 +230,28 @@ impl Actor for Subscriber {
     fn started(&mut self, ctx: &mut Self::Context) {
         ctx.set_mailbox_capacity(64);
         // A random id: MQTT clients cannot guess it, so none takes this subscription over by accident.
-        let client_id = ClientId::new(format!("$harbormq/inprocess/{:016x}", rand::random::<u64>()));
+        let client_id = ClientId::new(format!(
+            "$harbormq/inprocess/{:016x}",
+            rand::random::<u64>()
+        ));
         let register = self.router.send(RegisterSession {
             client_id,
             clean_session: true,
             session: SessionLink::new(ctx.address()),
         });
-        ctx.wait(register.into_actor(self).map(|reply, act, ctx| match reply {
-            Ok(reply) => {
-                act.attached = Some((reply.slot, reply.conn));
-                if let Some(ready) = act.ready.take() {
-                    let _ = ready.send((reply.slot, reply.conn));
-                }
-            }
-            Err(_) => ctx.stop(),
-        }));
+        ctx.wait(
+            register
+                .into_actor(self)
+                .map(|reply, act, ctx| match reply {
+                    Ok(reply) => {
+                        act.attached = Some((reply.slot, reply.conn));
+                        if let Some(ready) = act.ready.take() {
+                            let _ = ready.send((reply.slot, reply.conn));
+                        }
+                    }
+                    Err(_) => ctx.stop(),
+                }),
+        );
     }
 
     fn stopped(&mut self, _: &mut Self::Context) {

@@ -47,8 +47,9 @@ pub fn accept(
     let protocol = match negotiate(req.headers()) {
         Ok(protocol) => protocol,
         Err(offered) => {
-            return Ok(HttpResponse::BadRequest()
-                .body(format!("no supported WebSocket subprotocol in `{offered}`; use mqtt")));
+            return Ok(HttpResponse::BadRequest().body(format!(
+                "no supported WebSocket subprotocol in `{offered}`; use mqtt"
+            )));
         }
     };
     let (mut response, ws, frames) = actix_ws::handle(req, body)?;
@@ -166,7 +167,10 @@ mod tests {
     #[test]
     fn mqtt_is_chosen_from_the_offer() {
         assert_eq!(negotiate(&headers(&["mqtt"])), Ok(Some("mqtt")));
-        assert_eq!(negotiate(&headers(&["wamp, mqttv3.1"])), Ok(Some("mqttv3.1")));
+        assert_eq!(
+            negotiate(&headers(&["wamp, mqttv3.1"])),
+            Ok(Some("mqttv3.1"))
+        );
         assert_eq!(
             negotiate(&headers(&["chat", "MQTT, mqttv3.1"])),
             Ok(Some("mqtt"))
@@ -176,6 +180,9 @@ mod tests {
     #[test]
     fn no_offer_is_served_and_a_foreign_offer_is_refused() {
         assert_eq!(negotiate(&headers(&[])), Ok(None));
-        assert_eq!(negotiate(&headers(&["chat, wamp"])), Err("chat, wamp".to_owned()));
+        assert_eq!(
+            negotiate(&headers(&["chat, wamp"])),
+            Err("chat, wamp".to_owned())
+        );
     }
 }

@@ -2,9 +2,7 @@
 //! messages and subscriptions (the session waits, in order), and detached notifications.
 
 use super::*;
-use crate::broker::hooks::{
-    AuthDecision, ClientInfo, ConnectInfo, DisconnectReason, Hooks,
-};
+use crate::broker::hooks::{AuthDecision, ClientInfo, ConnectInfo, DisconnectReason, Hooks};
 use crate::codec::{Connect, ConnectReturnCode, Publish, Subscribe};
 use crate::message::Message;
 use std::collections::HashMap;
