@@ -48,6 +48,8 @@ impl TestBroker {
             bind: "127.0.0.1:0".to_owned(),
             data_dir: dir.path().to_owned(),
             ws_bind: String::new(),
+            admin_bind: String::new(),
+            sys_interval_secs: 0,
             ..Config::default()
         };
         tweak(&mut config);

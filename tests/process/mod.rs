@@ -35,6 +35,8 @@ impl BrokerProcess {
             .arg("127.0.0.1:0")
             .arg("--ws-bind")
             .arg("")
+            .arg("--admin-bind")
+            .arg("")
             .arg("--data-dir")
             .arg(data_dir)
             .arg("--durability")
