@@ -105,7 +105,7 @@ start_harbormq() {
     local name=$1 durability=${2:-sync}
     PORT=$(free_port)
     RUST_LOG=warn "$BIN" serve --bind "127.0.0.1:$PORT" --data-dir "$TMP/$name.harbormq-data" \
-        --durability "$durability" >"$TMP/$name.harbormq.log" 2>&1 &
+        --durability "$durability" --ws-bind "" --admin-bind "" >"$TMP/$name.harbormq.log" 2>&1 &
     PID=$!
     PIDS+=("$PID")
     wait_port "$PORT" "$PID" || {
