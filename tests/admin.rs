@@ -54,17 +54,30 @@ fn metrics(text: &str) -> HashMap<String, f64> {
 
 /// Two parked sessions get 4 and 2 QoS 1 messages; a third stays online.
 async fn populate(broker: &AdminBroker) -> Client {
-    park_session(broker, "dev-a", &[("t/a", QoS::AtLeastOnce), ("t/all", QoS::AtLeastOnce)]).await;
+    park_session(
+        broker,
+        "dev-a",
+        &[("t/a", QoS::AtLeastOnce), ("t/all", QoS::AtLeastOnce)],
+    )
+    .await;
     park_session(broker, "dev-b", &[("t/b", QoS::ExactlyOnce)]).await;
     let (mut watcher, _) = Client::connect(options(broker, "watcher", false)).await;
     watcher.subscribe("w/#", QoS::AtMostOnce).await;
     let (mut publisher, _) = Client::connect(options(broker, "publisher", true)).await;
     for i in 0..3 {
-        publisher.publish("t/a", QoS::AtLeastOnce, false, format!("hello-{i}")).await;
+        publisher
+            .publish("t/a", QoS::AtLeastOnce, false, format!("hello-{i}"))
+            .await;
     }
-    publisher.publish("t/all", QoS::AtLeastOnce, false, "all").await;
-    publisher.publish("t/b", QoS::AtLeastOnce, false, "b-one").await;
-    publisher.publish("t/b", QoS::AtLeastOnce, false, "b-two").await;
+    publisher
+        .publish("t/all", QoS::AtLeastOnce, false, "all")
+        .await;
+    publisher
+        .publish("t/b", QoS::AtLeastOnce, false, "b-one")
+        .await;
+    publisher
+        .publish("t/b", QoS::AtLeastOnce, false, "b-two")
+        .await;
     publisher.handle.disconnect().await.unwrap();
     publisher.wait_closed().await;
     watcher
@@ -72,7 +85,10 @@ async fn populate(broker: &AdminBroker) -> Client {
 
 /// Topic plus payload bytes, as the queue counts them.
 fn bytes(messages: &[(&str, &str)]) -> u64 {
-    messages.iter().map(|(t, p)| (t.len() + p.len()) as u64).sum()
+    messages
+        .iter()
+        .map(|(t, p)| (t.len() + p.len()) as u64)
+        .sum()
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -94,7 +110,12 @@ async fn sessions_are_inspected_and_deleted_live_then_offline() {
     assert_eq!(a["online"], false);
     assert_eq!(a["subscriptions"], 2);
     assert_eq!(a["queued_messages"], 4);
-    let a_bytes = bytes(&[("t/a", "hello-0"), ("t/a", "hello-1"), ("t/a", "hello-2"), ("t/all", "all")]);
+    let a_bytes = bytes(&[
+        ("t/a", "hello-0"),
+        ("t/a", "hello-1"),
+        ("t/a", "hello-2"),
+        ("t/all", "all"),
+    ]);
     assert_eq!(a["queued_bytes"], a_bytes);
     assert_eq!(a["inflight"], 0);
     assert!(a["last_seen"].as_str().unwrap().ends_with('Z'));
@@ -102,15 +123,32 @@ async fn sessions_are_inspected_and_deleted_live_then_offline() {
     assert_eq!(rows["watcher"]["online"], true);
     assert_eq!(rows["watcher"]["queued_messages"], 0);
 
-    let table = live(&["sessions", "list", "--sort", "queued"]).ok().to_owned();
+    let table = live(&["sessions", "list", "--sort", "queued"])
+        .ok()
+        .to_owned();
     let lines: Vec<&str> = table.lines().collect();
     assert!(lines[0].starts_with("CLIENT ID"), "{table}");
-    assert!(lines[1].starts_with("dev-a") && lines[1].contains(" no "), "{table}");
-    assert!(lines[3].starts_with("watcher") && lines[3].contains(" yes "), "{table}");
+    assert!(
+        lines[1].starts_with("dev-a") && lines[1].contains(" no "),
+        "{table}"
+    );
+    assert!(
+        lines[3].starts_with("watcher") && lines[3].contains(" yes "),
+        "{table}"
+    );
     let filtered = by_id(&live(&["sessions", "list", "--json", "--filter", "dev-"]).json());
     assert_eq!(filtered.len(), 2);
 
-    let page = live(&["sessions", "show", "dev-a", "--json", "--payload", "--limit", "3"]).json();
+    let page = live(&[
+        "sessions",
+        "show",
+        "dev-a",
+        "--json",
+        "--payload",
+        "--limit",
+        "3",
+    ])
+    .json();
     assert_eq!(page["subscriptions"].as_array().unwrap().len(), 2);
     let queued = page["queued"].as_array().unwrap();
     assert_eq!(queued.len(), 3);
@@ -119,13 +157,24 @@ async fn sessions_are_inspected_and_deleted_live_then_offline() {
     assert_eq!(queued[0]["qos"], 1);
     assert_eq!(queued[0]["state"], "queued");
     let next = page["next_after"].as_u64().expect("a second page");
-    let rest = live(&["sessions", "show", "dev-a", "--json", "--after", &next.to_string()]).json();
+    let rest = live(&[
+        "sessions",
+        "show",
+        "dev-a",
+        "--json",
+        "--after",
+        &next.to_string(),
+    ])
+    .json();
     let rest = rest["queued"].as_array().unwrap();
     assert_eq!(rest.len(), 1);
     assert_eq!(rest[0]["topic"], "t/all");
     assert!(rest[0]["payload"].is_null(), "no payload unless asked");
     let text = live(&["sessions", "show", "dev-b"]).ok().to_owned();
-    assert!(text.contains("t/b") && text.contains("queued, this page (2)"), "{text}");
+    assert!(
+        text.contains("t/b") && text.contains("queued, this page (2)"),
+        "{text}"
+    );
 
     let stats = live(&["stats", "--json"]).json();
     assert_eq!(stats["source"], "live");
@@ -150,8 +199,17 @@ async fn sessions_are_inspected_and_deleted_live_then_offline() {
     assert_eq!(anonymous.request("GET", "/metrics").unwrap().status, 401);
     assert_eq!(anonymous.request("GET", "/health").unwrap().status, 200);
 
-    harbormq(&["sessions", "list", "--data-dir", &data, "--admin", &url, "--token", "wrong"])
-        .fails_with("refused the token");
+    harbormq(&[
+        "sessions",
+        "list",
+        "--data-dir",
+        &data,
+        "--admin",
+        &url,
+        "--token",
+        "wrong",
+    ])
+    .fails_with("refused the token");
     live(&["sessions", "show", "nobody"]).fails_with("no stored session");
     live(&["sessions", "delete", "nobody"]).fails_with("no session");
 
@@ -181,7 +239,10 @@ async fn sessions_are_inspected_and_deleted_live_then_offline() {
     offline(&["sessions", "show", "nobody"]).fails_with("unknown client id");
     offline(&["sessions", "delete", "nobody"]).fails_with("unknown client id");
     offline(&["sessions", "delete", "dev-a"]).ok();
-    assert_eq!(offline(&["sessions", "list", "--json"]).json(), serde_json::json!([]));
+    assert_eq!(
+        offline(&["sessions", "list", "--json"]).json(),
+        serde_json::json!([])
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -198,14 +259,27 @@ async fn expired_sessions_are_deleted_live_and_offline() {
         all.extend(["--data-dir", &data, "--admin", admin, "--token", TOKEN]);
         harbormq(&all)
     };
-    let out = run(&["sessions", "delete", "--expired", "--older-than", "3600"], &url);
+    let out = run(
+        &["sessions", "delete", "--expired", "--older-than", "3600"],
+        &url,
+    );
     assert!(out.ok().contains("deleted 0 expired"), "{}", out.stdout);
-    let out = run(&["sessions", "delete", "--expired", "--older-than", "0"], &url);
+    let out = run(
+        &["sessions", "delete", "--expired", "--older-than", "0"],
+        &url,
+    );
     assert!(out.ok().contains("deleted 2 expired"), "{}", out.stdout);
     let rows = by_id(&run(&["sessions", "list", "--json"], &url).json());
-    assert_eq!(rows.keys().collect::<Vec<_>>(), vec!["online"], "the online session stays");
+    assert_eq!(
+        rows.keys().collect::<Vec<_>>(),
+        vec!["online"],
+        "the online session stays"
+    );
     broker.stop();
-    let out = run(&["sessions", "delete", "--expired", "--older-than", "0"], NOWHERE);
+    let out = run(
+        &["sessions", "delete", "--expired", "--older-than", "0"],
+        NOWHERE,
+    );
     assert!(out.ok().contains("deleted 1 expired"), "{}", out.stdout);
 }
 
@@ -216,24 +290,40 @@ async fn retained_messages_are_listed_and_deleted_live_and_offline() {
     let mut broker = AdminBroker::start(dir.path(), true, &["--admin-token", TOKEN]);
     let url = broker.url();
     let (mut publisher, _) = Client::connect(options(&broker, "pub", true)).await;
-    publisher.publish("r/1", QoS::AtLeastOnce, true, "one").await;
-    publisher.publish("r/with space", QoS::AtLeastOnce, true, "two!").await;
-    publisher.publish("s/3", QoS::AtMostOnce, true, "three").await;
+    publisher
+        .publish("r/1", QoS::AtLeastOnce, true, "one")
+        .await;
+    publisher
+        .publish("r/with space", QoS::AtLeastOnce, true, "two!")
+        .await;
+    publisher
+        .publish("s/3", QoS::AtMostOnce, true, "three")
+        .await;
     publisher.publish("r/1", QoS::AtLeastOnce, true, "").await;
-    publisher.publish("r/1", QoS::AtLeastOnce, true, "uno").await;
+    publisher
+        .publish("r/1", QoS::AtLeastOnce, true, "uno")
+        .await;
     let run = |args: &[&str], admin: &str| {
         let mut all = args.to_vec();
         all.extend(["--data-dir", &data, "--admin", admin, "--token", TOKEN]);
         harbormq(&all)
     };
     let rows = run(&["retained", "list", "r/#", "--json"], &url).json();
-    let topics: Vec<&str> = rows.as_array().unwrap().iter().map(|r| r["topic"].as_str().unwrap()).collect();
+    let topics: Vec<&str> = rows
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| r["topic"].as_str().unwrap())
+        .collect();
     assert_eq!(topics, vec!["r/1", "r/with space"]);
     assert_eq!(rows[1]["size"], 4);
     run(&["retained", "delete", "r/with space"], &url).ok();
     run(&["retained", "delete", "r/nothing"], &url).fails_with("no retained message");
     let table = run(&["retained", "list"], &url).ok().to_owned();
-    assert!(table.contains("r/1") && table.contains("s/3") && !table.contains("with space"), "{table}");
+    assert!(
+        table.contains("r/1") && table.contains("s/3") && !table.contains("with space"),
+        "{table}"
+    );
     publisher.handle.disconnect().await.unwrap();
     publisher.wait_closed().await;
     broker.stop();
@@ -243,7 +333,10 @@ async fn retained_messages_are_listed_and_deleted_live_and_offline() {
     let rows = run(&["retained", "list", "--json"], NOWHERE).json();
     assert_eq!(rows[0]["topic"], "r/1");
     assert_eq!(rows.as_array().unwrap().len(), 1);
-    assert_eq!(run(&["stats", "--json"], NOWHERE).json()["retained_messages"], 1);
+    assert_eq!(
+        run(&["stats", "--json"], NOWHERE).json()["retained_messages"],
+        1
+    );
 }
 
 #[test]
@@ -251,22 +344,62 @@ fn failures_exit_with_1_and_say_why() {
     let dir = tempfile::tempdir().unwrap();
     let missing = dir.path().join("nowhere");
     let missing = missing.to_str().unwrap();
-    harbormq(&["sessions", "list", "--data-dir", missing, "--admin", NOWHERE])
-        .fails_with("no database at");
+    harbormq(&[
+        "sessions",
+        "list",
+        "--data-dir",
+        missing,
+        "--admin",
+        NOWHERE,
+    ])
+    .fails_with("no database at");
     harbormq(&["stats", "--data-dir", missing, "--admin", NOWHERE]).fails_with("no database at");
-    harbormq(&["sessions", "delete", "x", "--data-dir", missing, "--admin", NOWHERE])
-        .fails_with("no database at");
+    harbormq(&[
+        "sessions",
+        "delete",
+        "x",
+        "--data-dir",
+        missing,
+        "--admin",
+        NOWHERE,
+    ])
+    .fails_with("no database at");
 
     // A broker without its admin API holds the database: a change cannot go around it.
     let data = dir.path().join("data");
     let broker = AdminBroker::start(&data, false, &[]);
     let data = data.to_str().unwrap();
-    harbormq(&["sessions", "delete", "x", "--data-dir", data, "--admin", NOWHERE])
-        .fails_with("broker is running");
-    harbormq(&["retained", "delete", "t", "--data-dir", data, "--admin", NOWHERE])
-        .fails_with("not reachable");
+    harbormq(&[
+        "sessions",
+        "delete",
+        "x",
+        "--data-dir",
+        data,
+        "--admin",
+        NOWHERE,
+    ])
+    .fails_with("broker is running");
+    harbormq(&[
+        "retained",
+        "delete",
+        "t",
+        "--data-dir",
+        data,
+        "--admin",
+        NOWHERE,
+    ])
+    .fails_with("not reachable");
     // Reading beside the running writer works.
-    let rows = harbormq(&["sessions", "list", "--json", "--data-dir", data, "--admin", NOWHERE]).json();
+    let rows = harbormq(&[
+        "sessions",
+        "list",
+        "--json",
+        "--data-dir",
+        data,
+        "--admin",
+        NOWHERE,
+    ])
+    .json();
     assert_eq!(rows, serde_json::json!([]));
     drop(broker);
 }
@@ -285,7 +418,15 @@ fn a_generated_token_is_written_privately_and_found_by_the_commands() {
         let mode = std::fs::metadata(&path).unwrap().permissions().mode();
         assert_eq!(mode & 0o777, 0o600);
     }
-    let stats = harbormq(&["stats", "--json", "--data-dir", &data, "--admin", &broker.url()]).json();
+    let stats = harbormq(&[
+        "stats",
+        "--json",
+        "--data-dir",
+        &data,
+        "--admin",
+        &broker.url(),
+    ])
+    .json();
     assert_eq!(stats["source"], "live");
     broker.stop();
 }

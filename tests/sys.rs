@@ -37,7 +37,11 @@ async fn sys_topics_reach_a_subscriber_with_the_broker_figures() {
     assert!(first.iter().all(|p| p.qos == QoS::AtMostOnce));
     // The next publication counts the watcher's own subscription and both clients.
     let mut figures = HashMap::new();
-    while figures.get("$SYS/broker/subscriptions/count").map(String::as_str) != Some("1") {
+    while figures
+        .get("$SYS/broker/subscriptions/count")
+        .map(String::as_str)
+        != Some("1")
+    {
         let batch = watcher
             .publishes_until("$SYS/broker/version", b"harbormq version 0.1.0")
             .await;
@@ -47,7 +51,9 @@ async fn sys_topics_reach_a_subscriber_with_the_broker_figures() {
     assert_eq!(figures["$SYS/broker/clients/total"], "2");
     assert_eq!(figures["$SYS/broker/messages/received"], "2");
     assert!(figures["$SYS/broker/uptime"].ends_with(" seconds"));
-    let load: f64 = figures["$SYS/broker/load/messages/received/1min"].parse().unwrap();
+    let load: f64 = figures["$SYS/broker/load/messages/received/1min"]
+        .parse()
+        .unwrap();
     assert!(load >= 0.0);
     assert!(figures.contains_key("$SYS/broker/retained messages/count"));
     assert!(figures.contains_key("$SYS/broker/load/messages/sent/15min"));

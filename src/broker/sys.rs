@@ -78,7 +78,10 @@ pub fn status_messages(figures: &StatusFigures) -> Vec<Arc<Message>> {
         ("messages/sent".into(), r.messages_out.to_string()),
         ("publish/messages/dropped".into(), r.dropped.to_string()),
         ("subscriptions/count".into(), r.subscriptions.to_string()),
-        ("retained messages/count".into(), figures.retained.to_string()),
+        (
+            "retained messages/count".into(),
+            figures.retained.to_string(),
+        ),
     ];
     for (name, value) in figures.load_received.figures() {
         pairs.push((
@@ -218,13 +221,18 @@ mod tests {
         };
         assert_eq!(get("$SYS/broker/clients/connected").as_deref(), Some("2"));
         assert_eq!(get("$SYS/broker/clients/total").as_deref(), Some("5"));
-        assert_eq!(get("$SYS/broker/clients/disconnected").as_deref(), Some("3"));
+        assert_eq!(
+            get("$SYS/broker/clients/disconnected").as_deref(),
+            Some("3")
+        );
         assert_eq!(get("$SYS/broker/messages/received").as_deref(), Some("7"));
         assert_eq!(
             get("$SYS/broker/retained messages/count").as_deref(),
             Some("3")
         );
         assert!(get("$SYS/broker/load/messages/received/15min").is_some());
-        assert!(messages.iter().all(|m| m.retain && m.qos == QoS::AtMostOnce));
+        assert!(messages
+            .iter()
+            .all(|m| m.retain && m.qos == QoS::AtMostOnce));
     }
 }

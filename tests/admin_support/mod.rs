@@ -31,7 +31,14 @@ impl AdminBroker {
     pub fn start(data_dir: &Path, admin: bool, extra: &[&str]) -> AdminBroker {
         let admin_bind = if admin { "127.0.0.1:0" } else { "" };
         let mut child = Command::new(env!("CARGO_BIN_EXE_harbormq"))
-            .args(["serve", "--bind", "127.0.0.1:0", "--ws-bind", "", "--admin-bind"])
+            .args([
+                "serve",
+                "--bind",
+                "127.0.0.1:0",
+                "--ws-bind",
+                "",
+                "--admin-bind",
+            ])
             .arg(admin_bind)
             .arg("--data-dir")
             .arg(data_dir)
@@ -127,7 +134,11 @@ impl Run {
 
     /// Asserts exit code 1 with `needle` in stderr.
     pub fn fails_with(&self, needle: &str) {
-        assert_eq!(self.code, 1, "stdout:\n{}\nstderr:\n{}", self.stdout, self.stderr);
+        assert_eq!(
+            self.code, 1,
+            "stdout:\n{}\nstderr:\n{}",
+            self.stdout, self.stderr
+        );
         assert!(
             self.stderr.contains(needle),
             "expected {needle:?} in stderr:\n{}",
