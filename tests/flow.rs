@@ -3,8 +3,8 @@
 
 mod common;
 
-use common::*;
 use bytes::Bytes;
+use common::*;
 use harbormq::codec::{Packet, Publish, QoS};
 use std::time::Duration;
 

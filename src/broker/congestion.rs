@@ -73,7 +73,9 @@ impl Congestion {
     /// Stops sending to `slot` until `resume`; later deliveries park behind.
     pub fn pause(&mut self, slot: SlotId) {
         let parked = self.slots.entry(slot).or_default();
-        parked.paused_since.get_or_insert_with(std::time::Instant::now);
+        parked
+            .paused_since
+            .get_or_insert_with(std::time::Instant::now);
     }
 
     /// Lets parked batches flow to `slot` again.
@@ -138,12 +140,17 @@ mod tests {
         let slot = SlotId(1);
         for n in 0..2 {
             let permit = Arc::new(semaphore.clone().try_acquire_owned().unwrap());
-            congestion.park(slot, vec![delivery(n)], Some(permit)).unwrap();
+            congestion
+                .park(slot, vec![delivery(n)], Some(permit))
+                .unwrap();
         }
         assert_eq!(semaphore.available_permits(), 0);
         let (first, permit) = congestion.next_to_send(slot).unwrap();
         assert_eq!(first[0].message.arrived_at_ms, 0);
-        assert!(congestion.next_to_send(slot).is_none(), "one in flight at a time");
+        assert!(
+            congestion.next_to_send(slot).is_none(),
+            "one in flight at a time"
+        );
         drop(permit);
         assert_eq!(semaphore.available_permits(), 1);
         congestion.sent(slot);
@@ -172,7 +179,9 @@ mod tests {
         let mut congestion = Congestion::default();
         for n in 0..3 {
             let permit = Arc::new(semaphore.clone().try_acquire_owned().unwrap());
-            congestion.park(SlotId(7), vec![delivery(n)], Some(permit)).unwrap();
+            congestion
+                .park(SlotId(7), vec![delivery(n)], Some(permit))
+                .unwrap();
         }
         assert_eq!(congestion.abandon(SlotId(7)).len(), 3);
         assert_eq!(semaphore.available_permits(), 3);

@@ -260,7 +260,8 @@ impl Router {
                 Ok(()) => {}
                 Err(SendError::Full(Deliver(deliveries))) => {
                     // Park in order; the publisher's permit stays with the batch, holding the publisher back.
-                    if let Err(deliveries) = self.congestion.park(slot, deliveries, permit.clone()) {
+                    if let Err(deliveries) = self.congestion.park(slot, deliveries, permit.clone())
+                    {
                         self.lose(slot, deliveries);
                     }
                     self.pump(slot, ctx);
@@ -577,14 +578,23 @@ impl Handler<SessionBackedUp> for Router {
     type Result = ();
 
     fn handle(&mut self, msg: SessionBackedUp, ctx: &mut Self::Context) {
-        if self.registry.get_mut(msg.slot).and_then(|e| e.online_as(msg.conn)).is_none() {
+        if self
+            .registry
+            .get_mut(msg.slot)
+            .and_then(|e| e.online_as(msg.conn))
+            .is_none()
+        {
             return;
         }
         self.congestion.pause(msg.slot);
         let slot = msg.slot;
         // A session that stays backed up is stuck: its parked deliveries are given up so publishers go on.
         ctx.run_later(STUCK_AFTER, move |router, ctx| {
-            if router.congestion.paused_for(slot).is_some_and(|d| d >= STUCK_AFTER) {
+            if router
+                .congestion
+                .paused_for(slot)
+                .is_some_and(|d| d >= STUCK_AFTER)
+            {
                 router.congestion.resume(slot);
                 let deliveries = router.congestion.abandon(slot);
                 router.lose(slot, deliveries);
@@ -598,7 +608,12 @@ impl Handler<SessionDrained> for Router {
     type Result = ();
 
     fn handle(&mut self, msg: SessionDrained, ctx: &mut Self::Context) {
-        if self.registry.get_mut(msg.slot).and_then(|e| e.online_as(msg.conn)).is_none() {
+        if self
+            .registry
+            .get_mut(msg.slot)
+            .and_then(|e| e.online_as(msg.conn))
+            .is_none()
+        {
             return;
         }
         self.congestion.resume(msg.slot);

@@ -168,10 +168,14 @@ impl Session {
             Ok(permit) => self.send_route(route, permit, ctx),
             Err(_) => {
                 let acquire = self.flow.clone().acquire_owned();
-                ctx.wait(acquire.into_actor(self).map(move |permit, act, ctx| match permit {
-                    Ok(permit) => act.send_route(route, permit, ctx),
-                    Err(_) => ctx.stop(),
-                }));
+                ctx.wait(
+                    acquire
+                        .into_actor(self)
+                        .map(move |permit, act, ctx| match permit {
+                            Ok(permit) => act.send_route(route, permit, ctx),
+                            Err(_) => ctx.stop(),
+                        }),
+                );
             }
         }
     }

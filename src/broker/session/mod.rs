@@ -202,7 +202,10 @@ impl Session {
                 ctx.spawn(committed.into_actor(self).map(move |result, act, ctx| {
                     act.out.open(gate);
                     if !matches!(result, Ok(Ok(()))) {
-                        log::error!("client {}: cannot record what was sent; closing", act.client_label());
+                        log::error!(
+                            "client {}: cannot record what was sent; closing",
+                            act.client_label()
+                        );
                         act.out.close();
                         ctx.stop();
                         return;
@@ -215,13 +218,17 @@ impl Session {
         }
         // The socket is written while the session waits: a full socket holds the session (and so its mailbox).
         if let Some(job) = self.out.take_job() {
-            ctx.wait(job.run().into_actor(self).map(|result, act, ctx| match result {
-                Ok(io) => {
-                    act.out.restore(io);
-                    act.flush(ctx);
-                }
-                Err(_) => ctx.stop(),
-            }));
+            ctx.wait(
+                job.run()
+                    .into_actor(self)
+                    .map(|result, act, ctx| match result {
+                        Ok(io) => {
+                            act.out.restore(io);
+                            act.flush(ctx);
+                        }
+                        Err(_) => ctx.stop(),
+                    }),
+            );
         }
     }
 

@@ -51,7 +51,10 @@ impl Session {
             });
         }
         // A clean session's queue is memory: past a point, publishers are held back rather than messages dropped.
-        if !attached.persistent && !attached.backed_up && attached.outbound.queued_len() >= BACKED_UP_AT {
+        if !attached.persistent
+            && !attached.backed_up
+            && attached.outbound.queued_len() >= BACKED_UP_AT
+        {
             attached.backed_up = true;
             self.peers.router.do_send(SessionBackedUp {
                 slot: attached.slot,
