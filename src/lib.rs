@@ -28,6 +28,7 @@ pub mod topic;
 pub mod transport;
 pub mod web;
 
+pub use broker::hooks::Hooks;
 pub use broker::{BackgroundBroker, Broker, BrokerHandle};
 pub use config::Config;
 pub use error::Error;
