@@ -12,8 +12,9 @@ use super::{
 };
 use redb::backends::InMemoryBackend;
 use redb::{
-    Builder, ConcurrencyMode, Database, DatabaseError, ReadOnlyTable, ReadableDatabase,
-    ReadableTable, StorageError, Table, WriteTransaction,
+    Builder, CommitError, ConcurrencyMode, Database, DatabaseError, ReadOnlyTable,
+    ReadableDatabase, ReadableTable, StorageError, Table, TableError, TransactionError,
+    WriteTransaction,
 };
 use std::fs::File;
 use std::io::Read;
@@ -179,7 +180,9 @@ pub(crate) fn spawn(
     counters: Arc<Counters>,
 ) -> Result<JoinHandle<()>, StoreError> {
     let writer = Writer {
-        db,
+        db: Some(db),
+        data_dir: config.data_dir.clone(),
+        cache_bytes: config.cache_bytes,
         rx,
         mode: config.durability,
         max_batch_ops: config.max_batch_ops.max(1),
@@ -234,7 +237,10 @@ impl Batch {
 }
 
 struct Writer {
-    db: Database,
+    /// The database; `None` after a storage failure closed it, until the next batch opens it again.
+    db: Option<Database>,
+    data_dir: PathBuf,
+    cache_bytes: usize,
     rx: Receiver<Command>,
     mode: Durability,
     max_batch_ops: usize,
@@ -314,6 +320,7 @@ impl Writer {
     }
 
     fn process(&mut self, batch: Batch) {
+        self.reopen_if_closed();
         let applied = if batch.writes.is_empty() {
             Ok(())
         } else {
@@ -350,7 +357,7 @@ impl Writer {
         if inspections.is_empty() {
             return;
         }
-        match self.db.begin_read() {
+        match self.database().and_then(|db| Ok(db.begin_read()?)) {
             Ok(txn) => {
                 let snapshot = Snapshot::new(txn, Some(self.queues.totals()));
                 for inspection in inspections {
@@ -358,7 +365,7 @@ impl Writer {
                 }
             }
             Err(e) => {
-                let shared = Arc::new(StoreError::from(e));
+                let shared = Arc::new(e);
                 for inspection in inspections {
                     inspection.run(Err(StoreError::BatchFailed(Arc::clone(&shared))));
                 }
@@ -371,12 +378,12 @@ impl Writer {
         Counters::add(&self.counters.write_requests, writes.len() as u64);
         let txn = match self.txn.take() {
             Some(txn) => txn,
-            None => match self.db.begin_write() {
+            None => match self.database().and_then(|db| Ok(db.begin_write()?)) {
                 Ok(txn) => {
                     self.window_start = Some(Instant::now());
                     txn
                 }
-                Err(e) => return Err(self.fail(e.into(), "begin")),
+                Err(e) => return Err(self.fail(e, "begin")),
             },
         };
         match apply_batch(&txn, &ops, &mut self.queues) {
@@ -399,6 +406,10 @@ impl Writer {
     /// Abandons the open window after an error: figures roll back, the error is logged and shared by the batch.
     fn fail(&mut self, error: StoreError, stage: &str) -> Arc<StoreError> {
         self.queues.rollback();
+        // After an I/O error redb refuses every later operation until the file is closed and opened again.
+        if is_storage_failure(&error) && self.mode != Durability::Off {
+            self.db = None;
+        }
         self.window_start = None;
         Counters::add(&self.counters.failed_batches, 1);
         if let Durability::Periodic { .. } = self.mode {
@@ -411,6 +422,27 @@ impl Writer {
             );
         }
         Arc::new(error)
+    }
+
+    /// The open database; while a failure keeps it closed, the error redb itself gives in that state.
+    fn database(&self) -> Result<&Database, StoreError> {
+        self.db
+            .as_ref()
+            .ok_or(StoreError::Storage(StorageError::PreviousIo))
+    }
+
+    /// Opens the file again after a storage failure closed it (a full disk may have room again by now).
+    fn reopen_if_closed(&mut self) {
+        if self.db.is_some() {
+            return;
+        }
+        match open_file(&self.data_dir, self.cache_bytes) {
+            Ok((db, path)) => {
+                log::warn!("store: {} reopened after a storage failure", path.display());
+                self.db = Some(db);
+            }
+            Err(e) => log::error!("store: reopening the database failed: {e}"),
+        }
     }
 
     fn commit(&mut self) -> Shared {
@@ -445,7 +477,7 @@ impl Writer {
                 }
                 Err(e) => fail_reads(reads, e),
             },
-            None => match open_read_tables(&self.db) {
+            None => match self.database().and_then(open_read_tables) {
                 Ok((queue, messages, qos2)) => {
                     answer_all(&queue, &messages, &qos2, &self.queues, reads)
                 }
@@ -482,6 +514,17 @@ fn open_read_tables(db: &Database) -> Result<ReadTables, StoreError> {
         txn.open_table(tables::MESSAGES)?,
         txn.open_table(tables::INCOMING_QOS2)?,
     ))
+}
+
+/// Whether `error` came from the storage below redb, after which redb's handle stays failed.
+fn is_storage_failure(error: &StoreError) -> bool {
+    matches!(
+        error,
+        StoreError::Storage(_)
+            | StoreError::Commit(CommitError::Storage(_))
+            | StoreError::Transaction(TransactionError::Storage(_))
+            | StoreError::Table(TableError::Storage(_))
+    )
 }
 
 fn answer_all<Q, M, I>(queue: &Q, messages: &M, qos2: &I, queues: &Queues, reads: Vec<StoreRequest>)
