@@ -237,7 +237,7 @@ impl Actor for Subscriber {
         let register = self.router.send(RegisterSession {
             client_id,
             clean_session: true,
-            session: SessionLink::new(ctx.address()),
+            session: SessionLink::from(ctx.address()),
         });
         ctx.wait(
             register

@@ -1,63 +1,62 @@
 //! How the router reaches whatever is attached to a client slot: a network session or an in-process
 //! subscriber. Owns only the four recipients; knows nothing of what sits behind them.
 
+use super::inprocess::Subscriber;
 use super::messages::{CloseForShutdown, Deliver, QueueBehind, TakenOver};
-use actix::dev::{RecipientRequest, SendError};
+use super::session::Session;
+use actix::dev::SendError;
 use actix::prelude::*;
+use futures::future::BoxFuture;
 
-/// The mailbox of an attached client, as the router sees it: deliveries and the three control messages.
+/// The actor attached to a slot. An enum over the two kinds of client rather than four boxed recipients, so
+/// each registry entry costs one address.
 #[derive(Clone)]
-pub struct SessionLink {
-    deliver: Recipient<Deliver>,
-    queue_behind: Recipient<QueueBehind>,
-    taken_over: Recipient<TakenOver>,
-    close: Recipient<CloseForShutdown>,
+pub enum SessionLink {
+    /// A network connection's session.
+    Network(Addr<Session>),
+    /// An in-process subscriber of the library API.
+    InProcess(Addr<Subscriber>),
+}
+
+/// Sends `$msg` to whichever actor `$link` holds, with `$method`.
+macro_rules! dispatch {
+    ($link:expr, $method:ident, $msg:expr) => {
+        match $link {
+            SessionLink::Network(addr) => addr.$method($msg),
+            SessionLink::InProcess(addr) => addr.$method($msg),
+        }
+    };
 }
 
 impl SessionLink {
-    /// A link to any actor that takes deliveries and the control messages.
-    pub fn new<A>(addr: Addr<A>) -> Self
-    where
-        A: Actor<Context = Context<A>>
-            + Handler<Deliver>
-            + Handler<QueueBehind>
-            + Handler<TakenOver>
-            + Handler<CloseForShutdown>,
-    {
-        SessionLink {
-            deliver: addr.clone().recipient(),
-            queue_behind: addr.clone().recipient(),
-            taken_over: addr.clone().recipient(),
-            close: addr.recipient(),
+    /// Hands over deliveries unless the mailbox is full (the router's hot path).
+    pub fn try_send(&self, msg: Deliver) -> Result<(), SendError<Deliver>> {
+        dispatch!(self, try_send, msg)
+    }
+
+    /// Hands over deliveries, resolving once the actor handled them (used for parked batches).
+    pub fn send(&self, msg: Deliver) -> BoxFuture<'static, Result<(), MailboxError>> {
+        match self {
+            SessionLink::Network(addr) => Box::pin(addr.send(msg)),
+            SessionLink::InProcess(addr) => Box::pin(addr.send(msg)),
         }
     }
 
-    /// Hands deliveries over without waiting; a full mailbox gives them back.
-    pub fn try_send(&self, msg: Deliver) -> Result<(), SendError<Deliver>> {
-        self.deliver.try_send(msg)
-    }
-
-    /// Hands deliveries over, resolving once they were handled.
-    pub fn send(&self, msg: Deliver) -> RecipientRequest<Deliver> {
-        self.deliver.send(msg)
-    }
-
-    /// Sends a control message, bypassing the mailbox limit (they are bounded by the number of clients).
+    /// Sends a control message regardless of the mailbox bound (bounded by the number of sessions).
     pub fn do_send<M: ControlMessage>(&self, msg: M) {
         msg.send_over(self);
     }
 }
 
-impl<A> From<Addr<A>> for SessionLink
-where
-    A: Actor<Context = Context<A>>
-        + Handler<Deliver>
-        + Handler<QueueBehind>
-        + Handler<TakenOver>
-        + Handler<CloseForShutdown>,
-{
-    fn from(addr: Addr<A>) -> Self {
-        SessionLink::new(addr)
+impl From<Addr<Session>> for SessionLink {
+    fn from(addr: Addr<Session>) -> Self {
+        SessionLink::Network(addr)
+    }
+}
+
+impl From<Addr<Subscriber>> for SessionLink {
+    fn from(addr: Addr<Subscriber>) -> Self {
+        SessionLink::InProcess(addr)
     }
 }
 
@@ -69,24 +68,24 @@ pub trait ControlMessage {
 
 impl ControlMessage for QueueBehind {
     fn send_over(self, link: &SessionLink) {
-        link.queue_behind.do_send(self);
+        dispatch!(link, do_send, self);
     }
 }
 
 impl ControlMessage for TakenOver {
     fn send_over(self, link: &SessionLink) {
-        link.taken_over.do_send(self);
+        dispatch!(link, do_send, self);
     }
 }
 
 impl ControlMessage for CloseForShutdown {
     fn send_over(self, link: &SessionLink) {
-        link.close.do_send(self);
+        dispatch!(link, do_send, self);
     }
 }
 
 impl ControlMessage for Deliver {
     fn send_over(self, link: &SessionLink) {
-        link.deliver.do_send(self);
+        dispatch!(link, do_send, self);
     }
 }

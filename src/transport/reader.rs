@@ -86,8 +86,8 @@ impl<R: AsyncRead + Unpin> Stream for PacketStream<R> {
                 }
                 Poll::Ready(Ok(n)) => this.adapt(n == room, n),
                 Poll::Pending => {
-                    // An idle connection keeps no large buffer.
-                    if this.buf.is_empty() && this.buf.capacity() > MIN_READ_BYTES {
+                    // An idle connection keeps no buffer at all; the next read allocates one.
+                    if this.buf.is_empty() {
                         this.buf = BytesMut::new();
                     }
                     return Poll::Pending;

@@ -29,6 +29,8 @@ const BATCHES_IN_FLIGHT: usize = 4;
 /// them flow again.
 const BACKED_UP_AT: usize = 1024;
 const DRAINED_AT: usize = 256;
+/// How long one write may make no progress before the client counts as gone.
+const WRITE_STALL_LIMIT: Duration = Duration::from_secs(60);
 /// Stored queue entries read at a time by a persistent session that is catching up.
 const STORE_PAGE: usize = 256;
 
@@ -218,17 +220,17 @@ impl Session {
         }
         // The socket is written while the session waits: a full socket holds the session (and so its mailbox).
         if let Some(job) = self.out.take_job() {
-            ctx.wait(
-                job.run()
-                    .into_actor(self)
-                    .map(|result, act, ctx| match result {
-                        Ok(io) => {
-                            act.out.restore(io);
-                            act.flush(ctx);
-                        }
-                        Err(_) => ctx.stop(),
-                    }),
-            );
+            // While waiting nothing else of this session runs, not even its keepalive timer: a client that
+            // vanished with a full socket buffer is dropped after a bounded stall instead.
+            let write = tokio::time::timeout(WRITE_STALL_LIMIT, job.run());
+            ctx.wait(write.into_actor(self).map(|result, act, ctx| match result {
+                Ok(Ok(io)) => {
+                    act.out.restore(io);
+                    act.flush(ctx);
+                }
+                Ok(Err(_)) => ctx.stop(),
+                Err(_) => act.violation("the socket accepted nothing for 60 s", ctx),
+            }));
         }
     }
 
