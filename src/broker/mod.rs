@@ -1,5 +1,5 @@
-//! The running broker: starts the store, the router, the retained actor, one session arbiter per core and
-//! the listeners, and hands out a `BrokerHandle` to stop it. The library's entry point.
+//! The running broker: starts the store, one session arbiter per core (the first also runs the router and the
+//! retained actor) and the listeners, and hands out a `BrokerHandle` to stop it. The library's entry point.
 
 pub mod congestion;
 pub mod hooks;
@@ -114,11 +114,18 @@ impl Broker {
             recovered.retained.len(),
             config.data_dir.display()
         );
-        let core = Arbiter::new();
+        let workers: Vec<Arbiter> = (0..config.session_thread_count())
+            .map(|_| Arbiter::new())
+            .collect();
+        // The router shares the first session thread: a message crosses threads once (publisher or
+        // subscriber side) instead of twice, which is what latency at low rates is made of.
+        let core = workers
+            .first()
+            .map(|a| a.handle())
+            .unwrap_or_else(|| Arbiter::current());
         let retained_messages = recovered.retained;
-        let retained = RetainedStore::start_in_arbiter(&core.handle(), move |_| {
-            RetainedStore::new(retained_messages)
-        });
+        let retained =
+            RetainedStore::start_in_arbiter(&core, move |_| RetainedStore::new(retained_messages));
         let settings = RouterSettings {
             queue_qos0: config.queue_qos0,
             session_expiry: (config.session_expiry_secs > 0)
@@ -127,7 +134,7 @@ impl Broker {
         let router = {
             let (store, retained) = (store.clone(), retained.clone());
             let (sessions, next_id) = (recovered.sessions, recovered.next_message_id);
-            Router::start_in_arbiter(&core.handle(), move |_| {
+            Router::start_in_arbiter(&core, move |_| {
                 Router::new(store, retained, settings, sessions, next_id)
             })
         };
@@ -138,9 +145,6 @@ impl Broker {
             settings: Arc::new(session_settings(&config)?),
             hooks,
         };
-        let workers: Vec<Arbiter> = (0..config.session_thread_count())
-            .map(|_| Arbiter::new())
-            .collect();
         let (stop_tx, stop_rx) = watch::channel(false);
         let tcp_addr = match config.bind_addr()? {
             Some(addr) => {
@@ -151,7 +155,7 @@ impl Broker {
             }
             None => None,
         };
-        let inprocess = workers.first().unwrap_or(&core).handle();
+        let inprocess = core.clone();
         let ws = match config.ws_bind_addr()? {
             Some(addr) => {
                 let (local, server) =
@@ -174,7 +178,7 @@ impl Broker {
                 tcp_addr,
                 stop: stop_tx,
                 worker: Mutex::new(Some(worker)),
-                arbiters: Mutex::new(workers.into_iter().chain([core]).collect()),
+                arbiters: Mutex::new(workers),
                 ws,
                 inprocess,
                 admin,
@@ -186,7 +190,7 @@ impl Broker {
 /// Starts the `$SYS` publisher and the admin API as the configuration asks.
 fn start_admin_and_sys(
     config: &Config,
-    core: &Arbiter,
+    core: &ArbiterHandle,
     router: &Addr<Router>,
     retained: &Addr<RetainedStore>,
     store: &StoreHandle,
@@ -194,7 +198,7 @@ fn start_admin_and_sys(
     if config.sys_interval_secs > 0 {
         let interval = Duration::from_secs(config.sys_interval_secs);
         let (router, retained) = (router.clone(), retained.clone());
-        sys::SysPublisher::start_in_arbiter(&core.handle(), move |_| {
+        sys::SysPublisher::start_in_arbiter(core, move |_| {
             sys::SysPublisher::new(router, retained, interval)
         });
     }
