@@ -122,7 +122,7 @@ impl Broker {
         let core = workers
             .first()
             .map(|a| a.handle())
-            .unwrap_or_else(|| Arbiter::current());
+            .unwrap_or_else(Arbiter::current);
         let retained_messages = recovered.retained;
         let retained =
             RetainedStore::start_in_arbiter(&core, move |_| RetainedStore::new(retained_messages));
