@@ -169,12 +169,24 @@ pub struct Deliver(pub Vec<Delivery>);
 #[rtype(result = "()")]
 pub struct QueueBehind;
 
-/// Another connection took this client id over: close, publish the will, then signal `done`.
+/// The session must end (another connection took its client id over, or an operator deleted it): close,
+/// publish the will, then signal `done`.
 #[derive(Message)]
 #[rtype(result = "()")]
 pub struct TakenOver {
     /// Signalled once this session wrote everything it had to the store.
     pub done: oneshot::Sender<()>,
+    /// Why, for the log.
+    pub cause: EndCause,
+}
+
+/// Why the router ends a connected session.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum EndCause {
+    /// A new connection with the same client id [MQTT-3.1.4-2].
+    Takeover,
+    /// The session was deleted through the admin API.
+    Deleted,
 }
 
 /// The broker is stopping: close the connection without publishing the will.

@@ -122,7 +122,10 @@ impl Router {
         // [MQTT-3.1.4-2]: the connection already using this client id is closed.
         let previous_closed = entry.online.take().map(|old| {
             let (done, closed) = tokio::sync::oneshot::channel();
-            old.addr.do_send(TakenOver { done });
+            old.addr.do_send(TakenOver {
+                done,
+                cause: EndCause::Takeover,
+            });
             closed
         });
         let had_persistent = entry.persistent;

@@ -60,7 +60,10 @@ impl Router {
             log::info!("session {client_id} deleted through the admin API: closing its connection");
             let (done, closed) = oneshot::channel();
             // The connection is closed by the broker, so its will is published [MQTT-3.1.2-8].
-            online.addr.do_send(TakenOver { done });
+            online.addr.do_send(TakenOver {
+                done,
+                cause: EndCause::Deleted,
+            });
             closed
         }))
     }

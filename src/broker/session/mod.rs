@@ -358,11 +358,11 @@ impl Handler<TakenOver> for Session {
     type Result = ();
 
     fn handle(&mut self, msg: TakenOver, ctx: &mut Self::Context) {
-        log::info!(
-            "client {} from {}: taken over by a new connection",
-            self.client_label(),
-            self.peer
-        );
+        let why = match msg.cause {
+            EndCause::Takeover => "taken over by a new connection",
+            EndCause::Deleted => "session deleted by an operator",
+        };
+        log::info!("client {} from {}: {why}", self.client_label(), self.peer);
         self.takeover_done = Some(msg.done);
         self.close(CloseReason::Abnormal, ctx);
     }
