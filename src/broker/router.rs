@@ -5,7 +5,7 @@ use super::congestion::{Congestion, FlowPermit};
 use super::messages::*;
 use super::registry::{Entry, Online, Registry};
 use super::retained::RetainedStore;
-use crate::codec::QoS;
+use crate::codec::{ClientId, QoS};
 use crate::message::{now_ms, Message, MessageId};
 use crate::protocol::Delivery;
 use crate::store::{RecoveredSession, StoreHandle, StoreOp, StoreRequest};
@@ -35,6 +35,8 @@ pub struct Router {
     outbox: HashMap<SlotId, Vec<Delivery>>,
     congestion: Congestion,
     stats: RouterStats,
+    /// Client ids whose stored session is being deleted, with the connections waiting for that to finish.
+    deleting: HashMap<ClientId, Vec<tokio::sync::oneshot::Sender<()>>>,
 }
 
 /// How long a session may take to handle one parked batch before it counts as stuck and its deliveries are
@@ -61,6 +63,7 @@ impl Router {
             outbox: HashMap::new(),
             congestion: Congestion::default(),
             stats: RouterStats::default(),
+            deleting: HashMap::new(),
         };
         for session in sessions {
             let slot = router.registry.insert(Entry {
@@ -90,6 +93,13 @@ impl Router {
             // A persistent session first reads what is stored for it, then asks for live delivery.
             live: !persistent,
         };
+        // A connection arriving while its old session's deletion is under way must not touch the store
+        // before that deletion is committed, or the deletion would erase the new session.
+        let after_delete = self.deleting.get_mut(&msg.client_id).map(|waiting| {
+            let (done, deleted) = tokio::sync::oneshot::channel();
+            waiting.push(done);
+            deleted
+        });
         let Some(slot) = self.registry.slot_of(&msg.client_id) else {
             let slot = self.registry.insert(Entry {
                 client_id: msg.client_id,
@@ -104,7 +114,7 @@ impl Router {
                 conn,
                 session_present: false,
                 had_persistent: false,
-                previous_closed: None,
+                previous_closed: after_delete,
                 queue_head: 0,
             };
         };
@@ -568,6 +578,18 @@ impl Router {
     }
 
     /// Removes a slot from the registry and its subscriptions from the trie.
+    /// Marks a client id as being deleted from the store; connections registering meanwhile wait.
+    pub(super) fn begin_delete(&mut self, client_id: &ClientId) {
+        self.deleting.entry(client_id.clone()).or_default();
+    }
+
+    /// The deletion of a client id's stored session is committed (or gave up): waiting connections go on.
+    pub(super) fn end_delete(&mut self, client_id: &ClientId) {
+        for waiting in self.deleting.remove(client_id).unwrap_or_default() {
+            let _ = waiting.send(());
+        }
+    }
+
     pub(super) fn forget(&mut self, slot: SlotId) -> Option<Entry> {
         let entry = self.registry.remove(slot)?;
         for filter in entry.subscriptions.keys() {

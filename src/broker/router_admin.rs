@@ -130,12 +130,14 @@ impl Handler<ListSessions> for Router {
 }
 
 impl Handler<DeleteSession> for Router {
-    type Result = ResponseFuture<Result<bool, StoreError>>;
+    type Result = ResponseActFuture<Self, Result<bool, StoreError>>;
 
     fn handle(&mut self, msg: DeleteSession, _: &mut Self::Context) -> Self::Result {
         let evicted = self.evict(&msg.client_id);
+        self.begin_delete(&msg.client_id);
         let store = self.store().clone();
-        Box::pin(async move {
+        let client_id = msg.client_id.clone();
+        let work = async move {
             let known = evicted.is_some();
             if let Some(Some(closed)) = evicted {
                 let _ = tokio::time::timeout(CLOSE_WAIT, closed).await;
@@ -145,7 +147,11 @@ impl Handler<DeleteSession> for Router {
             }];
             delete_stored(store, ops).await?;
             Ok(known)
-        })
+        };
+        Box::pin(work.into_actor(self).map(move |result, router, _| {
+            router.end_delete(&client_id);
+            result
+        }))
     }
 }
 
@@ -158,15 +164,18 @@ impl Handler<DeleteExpiredSessions> for Router {
             self.evict(client_id);
             log::info!("session {client_id} deleted through the admin API (expired)");
         }
-        let ops = expired
+        let ops: Vec<StoreOp> = expired
             .iter()
             .map(|client_id| StoreOp::DeleteSession {
                 client_id: client_id.clone(),
             })
             .collect();
-        let store = self.store().clone();
+        // Submitted now, so a connection registering after this message is stored after the deletion.
+        let committed = (!ops.is_empty()).then(|| self.store().write(ops));
         Box::pin(async move {
-            delete_stored(store, ops).await?;
+            if let Some(committed) = committed {
+                committed.await.map_err(|_| StoreError::WriterGone)??;
+            }
             Ok(expired)
         })
     }
