@@ -517,11 +517,7 @@ impl Handler<PauseLive> for Router {
     type Result = ();
 
     fn handle(&mut self, msg: PauseLive, _: &mut Self::Context) {
-        if let Some(online) = self
-            .registry
-            .get_mut(msg.slot)
-            .and_then(|e| e.online_as(msg.conn))
-        {
+        if let Some(online) = self.attached(msg.slot, msg.conn) {
             online.live = false;
         }
     }
@@ -578,6 +574,11 @@ impl Router {
     }
 
     /// Removes a slot from the registry and its subscriptions from the trie.
+    /// The connection attached to `slot`, if it is still `conn`; messages from a replaced connection are stale.
+    fn attached(&mut self, slot: SlotId, conn: ConnId) -> Option<&mut Online> {
+        self.registry.get_mut(slot).and_then(|e| e.online_as(conn))
+    }
+
     /// Marks a client id as being deleted from the store; connections registering meanwhile wait.
     pub(super) fn begin_delete(&mut self, client_id: &ClientId) {
         self.deleting.entry(client_id.clone()).or_default();
@@ -603,12 +604,7 @@ impl Handler<SessionBackedUp> for Router {
     type Result = ();
 
     fn handle(&mut self, msg: SessionBackedUp, ctx: &mut Self::Context) {
-        if self
-            .registry
-            .get_mut(msg.slot)
-            .and_then(|e| e.online_as(msg.conn))
-            .is_none()
-        {
+        if self.attached(msg.slot, msg.conn).is_none() {
             return;
         }
         self.congestion.pause(msg.slot);
@@ -633,12 +629,7 @@ impl Handler<SessionDrained> for Router {
     type Result = ();
 
     fn handle(&mut self, msg: SessionDrained, ctx: &mut Self::Context) {
-        if self
-            .registry
-            .get_mut(msg.slot)
-            .and_then(|e| e.online_as(msg.conn))
-            .is_none()
-        {
+        if self.attached(msg.slot, msg.conn).is_none() {
             return;
         }
         self.congestion.resume(msg.slot);
