@@ -3,6 +3,9 @@
 
 mod admin_support;
 mod common;
+// The admin tests use only the broker process of the shared helper, not its clients.
+#[allow(dead_code)]
+mod process;
 
 use admin_support::{harbormq, AdminBroker};
 use common::Client;

@@ -1,6 +1,8 @@
 //! Crash tests of the durability contract (DESIGN.md section 2) against the real binary and real clients.
 //! Each test kills or stops a `harbormq` process on a temporary data dir, restarts it and checks what survived.
 
+// Only part of the shared helper is needed here: not the broker's address, nor raw reads that tolerate a close.
+#[allow(dead_code)]
 mod process;
 
 use harbormq::codec::{
@@ -8,30 +10,19 @@ use harbormq::codec::{
     SubscribeReturnCode,
 };
 use harbormq::topic::{TopicFilter, TopicName};
+use process::client::{self, connect, disconnect, subscribe, subscribe_offline};
+use process::numbered::{duplicates, invented, lost, number_of, tally};
 use process::raw::RawClient;
-use process::BrokerProcess;
-use rumqttc::{AsyncClient, Event, EventLoop, MqttOptions, Outgoing, Packet, QoS};
-use std::collections::{BTreeMap, BTreeSet, HashMap, VecDeque};
-use std::future::Future;
-use std::time::{Duration, Instant};
-use tokio::time::timeout;
-
-/// Upper bound of any single wait on the network (connect, an ack, the next message).
-const STEP: Duration = Duration::from_secs(15);
+use process::{within, BrokerProcess, STEP};
+use rumqttc::{Event, EventLoop, MqttOptions, Outgoing, Packet, QoS};
+use std::collections::{BTreeSet, HashMap, VecDeque};
+use std::time::Instant;
 
 /// Messages per publishing run.
 const COUNT: u32 = 5_000;
 
 /// The payload number that marks the end of a subscriber's backlog.
 const SENTINEL: u32 = u32::MAX;
-
-/// Awaits `fut`, failing the test with `what` if it takes longer than `STEP`.
-async fn within<T>(what: &str, fut: impl Future<Output = T>) -> T {
-    match timeout(STEP, fut).await {
-        Ok(value) => value,
-        Err(_) => panic!("timed out after {STEP:?}: {what}"),
-    }
-}
 
 /// A payload that carries its message number in the first four bytes.
 fn numbered(n: u32) -> Vec<u8> {
@@ -40,77 +31,16 @@ fn numbered(n: u32) -> Vec<u8> {
     payload
 }
 
-/// The message number of a payload written by `numbered`.
-fn number_of(payload: &[u8]) -> u32 {
-    let head: [u8; 4] = payload
-        .get(..4)
-        .and_then(|bytes| bytes.try_into().ok())
-        .unwrap_or_else(|| panic!("payload too short: {payload:?}"));
-    u32::from_be_bytes(head)
-}
-
 /// A client id made of a prefix, a topic and a number, with the topic's slashes replaced.
 fn client_name(prefix: &str, topic: &str, n: impl std::fmt::Display) -> String {
     format!("{prefix}-{}-{n}", topic.replace('/', "-"))
 }
 
-/// Client options for the broker on `port`.
+/// Client options for the broker on `port`, with room for a pipelined publishing run in flight.
 fn options(client_id: &str, port: u16, clean_session: bool) -> MqttOptions {
-    let mut options = MqttOptions::new(client_id, "127.0.0.1", port);
+    let mut options = client::options(client_id, port, clean_session);
+    options.set_inflight(500);
     options
-        .set_keep_alive(Duration::from_secs(60))
-        .set_clean_session(clean_session)
-        .set_inflight(500);
-    options
-}
-
-/// Connects and waits for CONNACK; returns the client, its event loop and the session-present flag.
-async fn connect(options: MqttOptions) -> (AsyncClient, EventLoop, bool) {
-    let id = options.client_id();
-    let (client, mut eventloop) = AsyncClient::new(options, 1_000);
-    loop {
-        let event = within(&format!("CONNACK for {id}"), eventloop.poll()).await;
-        match event {
-            Ok(Event::Incoming(Packet::ConnAck(ack))) => {
-                assert_eq!(ack.code, rumqttc::ConnectReturnCode::Success, "{id}");
-                return (client, eventloop, ack.session_present);
-            }
-            Ok(_) => {}
-            Err(e) => panic!("{id} could not connect: {e}"),
-        }
-    }
-}
-
-/// Subscribes and waits for a SUBACK that grants `qos`.
-async fn subscribe(client: &AsyncClient, eventloop: &mut EventLoop, filter: &str, qos: QoS) {
-    client.subscribe(filter, qos).await.unwrap();
-    loop {
-        match within("SUBACK", eventloop.poll()).await {
-            Ok(Event::Incoming(Packet::SubAck(ack))) => {
-                let granted = rumqttc::SubscribeReasonCode::Success(qos);
-                assert_eq!(ack.return_codes, vec![granted], "SUBACK for {filter}");
-                return;
-            }
-            Ok(_) => {}
-            Err(e) => panic!("connection lost before SUBACK: {e}"),
-        }
-    }
-}
-
-/// Sends DISCONNECT and polls until the broker has closed the connection.
-async fn disconnect(client: AsyncClient, mut eventloop: EventLoop) {
-    client.disconnect().await.unwrap();
-    within("the broker closing after DISCONNECT", async {
-        while eventloop.poll().await.is_ok() {}
-    })
-    .await;
-}
-
-/// A persistent session subscribes to `filter` and goes offline.
-async fn subscribe_offline(port: u16, client_id: &str, filter: &str, qos: QoS) {
-    let (client, mut eventloop, _) = connect(options(client_id, port, false)).await;
-    subscribe(&client, &mut eventloop, filter, qos).await;
-    disconnect(client, eventloop).await;
 }
 
 /// What a publishing run saw before its connection ended.
@@ -254,15 +184,6 @@ async fn drain_backlog(port: u16, client_id: &str, topic: &str) -> Deliveries {
     deliveries
 }
 
-/// How often each message number was delivered.
-fn tally(deliveries: &Deliveries) -> BTreeMap<u32, u32> {
-    let mut counts = BTreeMap::new();
-    for (n, _) in deliveries {
-        *counts.entry(*n).or_insert(0) += 1;
-    }
-    counts
-}
-
 /// A short description of a set of numbers for failure messages.
 fn sample(numbers: &[u32]) -> String {
     let shown: Vec<String> = numbers.iter().take(20).map(u32::to_string).collect();
@@ -271,24 +192,20 @@ fn sample(numbers: &[u32]) -> String {
 
 /// Checks that every acknowledged message arrived and none was invented; returns the duplicate count.
 fn assert_acked_delivered(label: &str, acked: &BTreeSet<u32>, sent: u32, got: &Deliveries) -> u32 {
-    let counts = tally(got);
-    let lost: Vec<u32> = acked
-        .iter()
-        .copied()
-        .filter(|n| !counts.contains_key(n))
-        .collect();
+    let counts = tally(got.iter().map(|(n, _)| *n));
+    let lost = lost(acked, &counts);
     assert!(
         lost.is_empty(),
         "{label}: acknowledged but never delivered after the restart: {}",
         sample(&lost)
     );
-    let invented: Vec<u32> = counts.keys().copied().filter(|n| *n >= sent).collect();
+    let invented = invented(&counts, sent);
     assert!(
         invented.is_empty(),
         "{label}: delivered but never sent: {}",
         sample(&invented)
     );
-    let duplicates: u32 = counts.values().map(|c| c - 1).sum();
+    let duplicates = duplicates(&counts);
     let unacked_delivered = counts.keys().filter(|n| !acked.contains(n)).count();
     println!(
         "{label}: sent {sent}, acknowledged {}, delivered {} ({} distinct, {unacked_delivered} of them unacknowledged), duplicates {duplicates}",
@@ -325,7 +242,12 @@ async fn offline_subscriber_survives(label: &str, stop: impl FnOnce(&mut BrokerP
     let started = Instant::now();
     let (_dir, mut broker) = start_broker();
     let (topic, sub) = (format!("crash/{label}"), format!("sub-{label}"));
-    subscribe_offline(broker.port(), &sub, &topic, QoS::AtLeastOnce).await;
+    subscribe_offline(
+        options(&sub, broker.port(), false),
+        &topic,
+        QoS::AtLeastOnce,
+    )
+    .await;
     let mut stop = Some(stop);
     let port = broker.port();
     let outcome = publish_numbered(port, &topic, QoS::AtLeastOnce, COUNT, |acked| {
@@ -373,7 +295,7 @@ async fn f_sigterm_after_last_puback_loses_nothing() {
 async fn kill_during_publishing(label: &str, qos: QoS) -> (PublishOutcome, Deliveries) {
     let (_dir, mut broker) = start_broker();
     let (topic, sub) = (format!("crash/{label}"), format!("sub-{label}"));
-    subscribe_offline(broker.port(), &sub, &topic, qos).await;
+    subscribe_offline(options(&sub, broker.port(), false), &topic, qos).await;
     let kill_at = kill_point(500..4_500);
     println!("{label}: killing the broker at acknowledgement {kill_at} (CRASH_KILL_AT={kill_at} repeats this)");
     let port = broker.port();
@@ -409,7 +331,7 @@ async fn c_qos2_kill9_during_publishing_delivers_exactly_once() {
     let label = "c-qos2-kill9";
     let (outcome, got) = kill_during_publishing(label, QoS::ExactlyOnce).await;
     let duplicates = assert_acked_delivered(label, &outcome.acked, outcome.sent, &got);
-    let twice: Vec<u32> = tally(&got)
+    let twice: Vec<u32> = tally(got.iter().map(|(n, _)| *n))
         .into_iter()
         .filter(|(_, c)| *c > 1)
         .map(|(n, _)| n)
@@ -486,13 +408,8 @@ fn qos2_publish(topic: &str, id: u16, n: u32, dup: bool) -> RawPacket {
 /// Runs an inbound QoS 2 exchange up to PUBREC, kills the broker and restarts it.
 async fn interrupt_after_pubrec(label: &str, topic: &str) -> (tempfile::TempDir, BrokerProcess) {
     let (dir, mut broker) = start_broker();
-    subscribe_offline(
-        broker.port(),
-        &format!("sub-{label}"),
-        topic,
-        QoS::ExactlyOnce,
-    )
-    .await;
+    let sub = options(&format!("sub-{label}"), broker.port(), false);
+    subscribe_offline(sub, topic, QoS::ExactlyOnce).await;
     let (mut publisher, _) = RawClient::connect(broker.port(), &format!("pub-{label}")).await;
     publisher.send(&qos2_publish(topic, 7, 1, false)).await;
     let answer = publisher.recv().await;

@@ -1,31 +1,24 @@
 //! Disk-full test of the durability contract (DESIGN.md section 2) against the real binary on a really full tmpfs.
 //! Owns the tmpfs mount and the filler file; the broker process and its clients come from `process` and rumqttc.
 
-// Only part of the shared helper is needed here: neither its raw client nor SIGTERM.
+// Only part of the shared helper is needed here: neither SIGTERM nor raw persistent sessions.
 #[allow(dead_code)]
 mod process;
 
-use bytes::{Bytes, BytesMut};
-use harbormq::codec::{
-    decode::decode_packet, encode::encode_packet, ClientId, Connect, ConnectReturnCode,
-    Packet as RawPacket, PacketId, ProtocolLevel, Publish as RawPublish, QoS as RawQoS, Role,
-};
+use bytes::Bytes;
+use harbormq::codec::{Packet as RawPacket, PacketId, Publish as RawPublish, QoS as RawQoS};
 use harbormq::topic::TopicName;
-use process::BrokerProcess;
-use rumqttc::{AsyncClient, Event, EventLoop, MqttOptions, Packet, QoS};
-use std::collections::{BTreeMap, BTreeSet};
+use process::client::{self, connect, disconnect, subscribe, subscribe_offline};
+use process::numbered::{duplicates, invented, lost, number_of, tally};
+use process::raw::RawClient;
+use process::{within, BrokerProcess};
+use rumqttc::{Event, MqttOptions, Packet, QoS};
+use std::collections::BTreeSet;
 use std::fs::{File, OpenOptions};
-use std::future::Future;
 use std::io::{ErrorKind, Write};
 use std::path::{Path, PathBuf};
 use std::process::Command;
-use std::time::{Duration, Instant};
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use tokio::net::TcpStream;
-use tokio::time::timeout;
-
-/// Upper bound of any single wait on the network (connect, an ack, the next message).
-const STEP: Duration = Duration::from_secs(15);
+use std::time::Instant;
 
 /// Mount options of the tmpfs that serves as the data dir.
 const TMPFS_OPTIONS: &str = "size=4m";
@@ -47,14 +40,6 @@ const SENTINEL: u32 = u32::MAX;
 
 /// The filter of the persistent subscribers.
 const FILTER: &str = "full/#";
-
-/// Awaits `fut`, failing the test with `what` if it takes longer than `STEP`.
-async fn within<T>(what: &str, fut: impl Future<Output = T>) -> T {
-    match timeout(STEP, fut).await {
-        Ok(value) => value,
-        Err(_) => panic!("timed out after {STEP:?}: {what}"),
-    }
-}
 
 /// A tmpfs mounted on a temporary directory, unmounted when dropped (also on panic).
 struct Tmpfs {
@@ -139,96 +124,28 @@ fn numbered(n: u32) -> Bytes {
     Bytes::from(payload)
 }
 
-/// The message number of a payload written by `numbered`.
-fn number_of(payload: &[u8]) -> u32 {
-    let head: [u8; 4] = payload
-        .get(..4)
-        .and_then(|bytes| bytes.try_into().ok())
-        .unwrap_or_else(|| panic!("payload too short: {} bytes", payload.len()));
-    u32::from_be_bytes(head)
-}
-
-/// A clean-session publisher on a raw socket, which tells a connection the broker closed from a stall.
-struct Publisher {
-    stream: TcpStream,
-    buffer: BytesMut,
-}
-
-impl Publisher {
-    /// Connects with clean session 1 (so the connection itself never needs the store) and waits for CONNACK.
-    async fn connect(port: u16, client_id: &str) -> Publisher {
-        let stream = within(
-            "publisher TCP connect",
-            TcpStream::connect(("127.0.0.1", port)),
-        )
-        .await
-        .unwrap();
-        let mut publisher = Publisher {
-            stream,
-            buffer: BytesMut::new(),
-        };
-        let connect = Connect {
-            level: ProtocolLevel::V311,
-            clean_session: true,
-            keep_alive_secs: 60,
-            client_id: ClientId::new(client_id),
-            will: None,
-            username: None,
-            password: None,
-        };
-        assert!(publisher.send(&RawPacket::Connect(Box::new(connect))).await);
-        match publisher.recv().await {
-            Some(RawPacket::ConnAck(ack)) => assert_eq!(ack.code, ConnectReturnCode::Accepted),
-            other => panic!("{client_id}: expected CONNACK, got {other:?}"),
-        }
-        publisher
+/// Publishes message `n` at QoS 1 on `topic` on a raw publisher and waits for the outcome: true for a PUBACK,
+/// false if the broker closed the connection instead, which a client library does not tell from a stall.
+async fn publish_numbered(publisher: &mut RawClient, topic: &str, n: u32) -> bool {
+    let packet_id = PacketId::new(u16::try_from(n % 65_535 + 1).unwrap()).unwrap();
+    let publish = RawPublish {
+        dup: false,
+        qos: RawQoS::AtLeastOnce,
+        retain: false,
+        topic: TopicName::new(topic).unwrap(),
+        packet_id: Some(packet_id),
+        payload: numbered(n),
+    };
+    if !publisher.try_send(&RawPacket::Publish(publish)).await {
+        return false;
     }
-
-    /// Writes one packet; false if the broker has closed the connection.
-    async fn send(&mut self, packet: &RawPacket) -> bool {
-        let mut bytes = BytesMut::new();
-        encode_packet(packet, &mut bytes).unwrap();
-        within("a publisher write", self.stream.write_all(&bytes))
-            .await
-            .is_ok()
-    }
-
-    /// Reads the next packet; `None` once the broker has closed the connection.
-    async fn recv(&mut self) -> Option<RawPacket> {
-        loop {
-            if let Some(packet) = decode_packet(&mut self.buffer, Role::Client, 1 << 20).unwrap() {
-                return Some(packet);
-            }
-            match within("a publisher read", self.stream.read_buf(&mut self.buffer)).await {
-                Ok(0) | Err(_) => return None,
-                Ok(_) => {}
-            }
+    match publisher.try_recv().await {
+        Some(RawPacket::PubAck(id)) => {
+            assert_eq!(id, packet_id, "PUBACK for another packet [MQTT-4.3.2-2]");
+            true
         }
-    }
-
-    /// Publishes message `n` at QoS 1 on `topic` and waits for the outcome: true for a PUBACK, false if the
-    /// broker closed the connection instead.
-    async fn publish(&mut self, topic: &str, n: u32) -> bool {
-        let packet_id = PacketId::new(u16::try_from(n % 65_535 + 1).unwrap()).unwrap();
-        let publish = RawPublish {
-            dup: false,
-            qos: RawQoS::AtLeastOnce,
-            retain: false,
-            topic: TopicName::new(topic).unwrap(),
-            packet_id: Some(packet_id),
-            payload: numbered(n),
-        };
-        if !self.send(&RawPacket::Publish(publish)).await {
-            return false;
-        }
-        match self.recv().await {
-            Some(RawPacket::PubAck(id)) => {
-                assert_eq!(id, packet_id, "PUBACK for another packet [MQTT-4.3.2-2]");
-                true
-            }
-            None => false,
-            Some(other) => panic!("expected PUBACK for message {n}, got {other:?}"),
-        }
+        None => false,
+        Some(other) => panic!("expected PUBACK for message {n}, got {other:?}"),
     }
 }
 
@@ -248,7 +165,9 @@ struct PublishOutcome {
 async fn publish_until_refused(port: u16) -> PublishOutcome {
     let mut outcome = PublishOutcome::default();
     for connection in 0..=RECONNECTS {
-        let mut publisher = Publisher::connect(port, &format!("disk-full-pub-{connection}")).await;
+        // Clean session 1, so the connection itself never needs the store.
+        let client_id = format!("disk-full-pub-{connection}");
+        let (mut publisher, _) = RawClient::open(port, &client_id, true).await;
         loop {
             let n = outcome.sent;
             assert!(
@@ -257,7 +176,7 @@ async fn publish_until_refused(port: u16) -> PublishOutcome {
                 outcome.acked.len()
             );
             outcome.sent += 1;
-            if publisher.publish(&format!("full/{}", n % 4), n).await {
+            if publish_numbered(&mut publisher, &format!("full/{}", n % 4), n).await {
                 outcome.acked.insert(n);
             } else {
                 outcome.refused.insert(n);
@@ -270,61 +189,11 @@ async fn publish_until_refused(port: u16) -> PublishOutcome {
 
 /// Client options for the broker on `port`, taking the large payloads of this test.
 fn options(client_id: &str, port: u16, clean_session: bool) -> MqttOptions {
-    let mut options = MqttOptions::new(client_id, "127.0.0.1", port);
+    let mut options = client::options(client_id, port, clean_session);
     options
-        .set_keep_alive(Duration::from_secs(60))
-        .set_clean_session(clean_session)
         .set_max_packet_size(1 << 20, 1 << 20)
         .set_inflight(100);
     options
-}
-
-/// Connects and waits for CONNACK; returns the client, its event loop and the session-present flag.
-async fn connect(options: MqttOptions) -> (AsyncClient, EventLoop, bool) {
-    let id = options.client_id();
-    let (client, mut eventloop) = AsyncClient::new(options, 100);
-    loop {
-        match within(&format!("CONNACK for {id}"), eventloop.poll()).await {
-            Ok(Event::Incoming(Packet::ConnAck(ack))) => {
-                assert_eq!(ack.code, rumqttc::ConnectReturnCode::Success, "{id}");
-                return (client, eventloop, ack.session_present);
-            }
-            Ok(_) => {}
-            Err(e) => panic!("{id} could not connect: {e}"),
-        }
-    }
-}
-
-/// Subscribes and waits for a SUBACK that grants `qos`.
-async fn subscribe(client: &AsyncClient, eventloop: &mut EventLoop, filter: &str, qos: QoS) {
-    client.subscribe(filter, qos).await.unwrap();
-    loop {
-        match within("SUBACK", eventloop.poll()).await {
-            Ok(Event::Incoming(Packet::SubAck(ack))) => {
-                let granted = rumqttc::SubscribeReasonCode::Success(qos);
-                assert_eq!(ack.return_codes, vec![granted], "SUBACK for {filter}");
-                return;
-            }
-            Ok(_) => {}
-            Err(e) => panic!("connection lost before SUBACK: {e}"),
-        }
-    }
-}
-
-/// Sends DISCONNECT and polls until the broker has closed the connection.
-async fn disconnect(client: AsyncClient, mut eventloop: EventLoop) {
-    client.disconnect().await.unwrap();
-    within("the broker closing after DISCONNECT", async {
-        while eventloop.poll().await.is_ok() {}
-    })
-    .await;
-}
-
-/// A persistent session subscribes to `FILTER` at QoS 1 and goes offline.
-async fn subscribe_offline(port: u16, client_id: &str) {
-    let (client, mut eventloop, _) = connect(options(client_id, port, false)).await;
-    subscribe(&client, &mut eventloop, FILTER, QoS::AtLeastOnce).await;
-    disconnect(client, eventloop).await;
 }
 
 /// While the disk is full, a clean client connects, subscribes and gets a QoS 0 message and a QoS 1
@@ -354,8 +223,9 @@ async fn assert_clean_client_served(port: u16) {
 
 /// Publishes the sentinel to `full/end` with a new clean publisher; true if it was acknowledged.
 async fn publish_sentinel(port: u16, label: &str) -> bool {
-    let mut publisher = Publisher::connect(port, &format!("disk-full-sentinel-{label}")).await;
-    publisher.publish("full/end", SENTINEL).await
+    let client_id = format!("disk-full-sentinel-{label}");
+    let (mut publisher, _) = RawClient::open(port, &client_id, true).await;
+    publish_numbered(&mut publisher, "full/end", SENTINEL).await
 }
 
 /// Reconnects a persistent subscriber and reads its backlog up to the sentinel; returns every message
@@ -388,30 +258,18 @@ async fn drain_backlog(port: u16, client_id: &str) -> Vec<u32> {
 
 /// Checks that every acknowledged message was delivered and nothing unsent was; returns the duplicate count.
 fn assert_acked_delivered(label: &str, outcome: &PublishOutcome, delivered: &[u32]) -> u32 {
-    let mut counts: BTreeMap<u32, u32> = BTreeMap::new();
-    for n in delivered {
-        *counts.entry(*n).or_insert(0) += 1;
-    }
-    let lost: Vec<u32> = outcome
-        .acked
-        .iter()
-        .copied()
-        .filter(|n| !counts.contains_key(n))
-        .collect();
+    let counts = tally(delivered.iter().copied());
+    let lost = lost(&outcome.acked, &counts);
     assert!(
         lost.is_empty(),
         "{label}: acknowledged but never delivered: {lost:?}"
     );
-    let invented: Vec<u32> = counts
-        .keys()
-        .copied()
-        .filter(|n| *n >= outcome.sent)
-        .collect();
+    let invented = invented(&counts, outcome.sent);
     assert!(
         invented.is_empty(),
         "{label}: delivered but never sent: {invented:?}"
     );
-    let duplicates: u32 = counts.values().map(|c| c - 1).sum();
+    let duplicates = duplicates(&counts);
     let refused_delivered = counts
         .keys()
         .filter(|n| outcome.refused.contains(n))
@@ -447,8 +305,9 @@ async fn full_disk_refuses_publishes_and_loses_no_acked_message() {
     let filler = tmpfs.path().join("filler");
     let mut broker = BrokerProcess::start(&data_dir, "sync");
     let port = broker.port();
-    subscribe_offline(port, "disk-full-live").await;
-    subscribe_offline(port, "disk-full-restart").await;
+    for sub in ["disk-full-live", "disk-full-restart"] {
+        subscribe_offline(options(sub, port, false), FILTER, QoS::AtLeastOnce).await;
+    }
     let filled = fill_leaving(&filler, HEADROOM);
     println!("filler of {filled} bytes leaves {HEADROOM} bytes free");
 

@@ -1,84 +1,40 @@
 //! The real `harbormq` binary for the admin tests: a broker process with its admin API on a free port, and
-//! the admin commands run as child processes with their exit code and output. A dropped broker is killed.
+//! the admin commands run as child processes with their exit code and output. The broker process itself comes from
+//! `process`; a dropped broker is killed.
 #![allow(dead_code)]
 
-use std::io::{BufRead, BufReader};
+use crate::process::BrokerProcess;
 use std::net::SocketAddr;
 use std::path::Path;
-use std::process::{Child, Command, Output, Stdio};
-use std::sync::mpsc;
+use std::process::{Command, Output, Stdio};
 use std::time::Duration;
 
-/// How long a broker may take to print a line the test waits for.
-const READY_TIMEOUT: Duration = Duration::from_secs(20);
+/// The log line the broker prints once its admin API is bound; the address follows it.
+const ADMIN_MARKER: &str = "admin HTTP API on ";
 
-/// A broker process.
+/// How long a stopped broker may take to exit: any clean shutdown fits, a hanging one fails the test.
+const STOP_TIMEOUT: Duration = Duration::from_secs(60);
+
+/// A broker process, killed when dropped.
 pub struct AdminBroker {
-    child: Option<Child>,
+    process: BrokerProcess,
     /// The MQTT TCP address.
     pub mqtt: SocketAddr,
     /// The admin API address, when it runs.
     pub admin: Option<SocketAddr>,
 }
 
-fn addr_after(line: &str, marker: &str) -> Option<SocketAddr> {
-    let at = line.find(marker)?;
-    line.get(at + marker.len()..)?.trim().parse().ok()
-}
-
 impl AdminBroker {
     /// Starts the broker on `data_dir` with `extra` flags; waits for the admin line when `admin` is set.
     pub fn start(data_dir: &Path, admin: bool, extra: &[&str]) -> AdminBroker {
         let admin_bind = if admin { "127.0.0.1:0" } else { "" };
-        let mut child = Command::new(env!("CARGO_BIN_EXE_harbormq"))
-            .args([
-                "serve",
-                "--bind",
-                "127.0.0.1:0",
-                "--ws-bind",
-                "",
-                "--admin-bind",
-            ])
-            .arg(admin_bind)
-            .arg("--data-dir")
-            .arg(data_dir)
-            .args(extra)
-            .env("RUST_LOG", "info")
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(Stdio::piped())
-            .spawn()
-            .expect("spawn the harbormq binary");
-        let stderr = child.stderr.take().expect("stderr is piped");
-        let (tx, rx) = mpsc::channel();
-        std::thread::spawn(move || {
-            for line in BufReader::new(stderr).lines() {
-                let Ok(line) = line else { break };
-                let _ = tx.send(line);
-            }
-        });
-        let mut broker = AdminBroker {
-            child: Some(child),
-            mqtt: SocketAddr::from(([127, 0, 0, 1], 0)),
-            admin: None,
-        };
-        loop {
-            let line = rx
-                .recv_timeout(READY_TIMEOUT)
-                .expect("the broker printed its listeners");
-            if let Some(addr) = addr_after(&line, "MQTT over TCP on ") {
-                broker.mqtt = addr;
-            }
-            if let Some(addr) = addr_after(&line, "admin HTTP API on ") {
-                broker.admin = Some(addr);
-            }
-            if broker.mqtt.port() != 0 && (broker.admin.is_some() || !admin) {
-                break;
-            }
+        let mut process = BrokerProcess::start_with(data_dir, admin_bind, extra);
+        let admin = admin.then(|| process.wait_for_addr(ADMIN_MARKER));
+        AdminBroker {
+            mqtt: process.addr(),
+            admin,
+            process,
         }
-        // Keep draining so the broker never blocks on a full pipe.
-        std::thread::spawn(move || while rx.recv().is_ok() {});
-        broker
     }
 
     /// The admin API URL.
@@ -86,28 +42,10 @@ impl AdminBroker {
         format!("http://{}", self.admin.expect("the admin API runs"))
     }
 
-    /// Stops the broker with SIGTERM and waits for it to exit.
+    /// Stops the broker with SIGTERM and waits for it to exit cleanly.
     pub fn stop(&mut self) {
-        let Some(mut child) = self.child.take() else {
-            return;
-        };
-        let status = Command::new("kill")
-            .arg("-TERM")
-            .arg(child.id().to_string())
-            .status()
-            .expect("run kill");
-        assert!(status.success());
-        let status = child.wait().expect("wait for the broker");
+        let status = self.process.terminate(STOP_TIMEOUT);
         assert!(status.success(), "broker exit status {status}");
-    }
-}
-
-impl Drop for AdminBroker {
-    fn drop(&mut self) {
-        if let Some(mut child) = self.child.take() {
-            let _ = child.kill();
-            let _ = child.wait();
-        }
     }
 }
 

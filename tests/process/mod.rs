@@ -1,46 +1,73 @@
-//! The built `harbormq` binary as a child process for crash tests: start on port 0, kill -9, SIGTERM, restart.
-//! Owns the child's lifetime: a `BrokerProcess` that goes out of scope (also on panic) kills its broker.
+//! The built `harbormq` binary as a child process for the tests that run it: start on port 0, kill -9, SIGTERM,
+//! restart, and the bounded wait of every network step. A `BrokerProcess` that goes out of scope (also on panic) kills its broker.
 
+pub mod client;
+pub mod numbered;
 pub mod raw;
 
+use std::future::Future;
 use std::io::{BufRead, BufReader};
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, ExitStatus, Stdio};
-use std::sync::mpsc;
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Condvar, Mutex};
 use std::thread;
 use std::time::{Duration, Instant};
+use tokio::time::timeout;
 
-/// How long a broker may take from spawn to its ready line.
+/// Upper bound of any single wait on the network (connect, an ack, the next message).
+pub const STEP: Duration = Duration::from_secs(15);
+
+/// How long a broker may take from spawn to a log line a test waits for.
 const READY_TIMEOUT: Duration = Duration::from_secs(20);
 
 /// The log line the broker prints once its TCP listener is bound; the address follows it.
 const READY_MARKER: &str = "MQTT over TCP on ";
+
+/// Awaits `fut`, failing the test with `what` if it takes longer than `STEP`.
+pub async fn within<T>(what: &str, fut: impl Future<Output = T>) -> T {
+    match timeout(STEP, fut).await {
+        Ok(value) => value,
+        Err(_) => panic!("timed out after {STEP:?}: {what}"),
+    }
+}
+
+/// What the broker has logged so far, and whether its stderr has closed.
+#[derive(Default)]
+struct Log {
+    lines: Vec<String>,
+    closed: bool,
+}
+
+/// The address that follows `marker` in `line`, if the line holds one.
+fn addr_after(line: &str, marker: &str) -> Option<SocketAddr> {
+    let at = line.find(marker)?;
+    line.get(at + marker.len()..)?.trim().parse().ok()
+}
 
 /// One running broker process on a data directory, killed when dropped.
 pub struct BrokerProcess {
     child: Option<Child>,
     addr: SocketAddr,
     data_dir: PathBuf,
-    log: Arc<Mutex<Vec<String>>>,
+    log: Arc<(Mutex<Log>, Condvar)>,
 }
 
 impl BrokerProcess {
     /// Starts the broker on `data_dir` with `durability` (`sync`, `periodic:MS`, `off`) on a free port, and waits for it to listen.
     pub fn start(data_dir: &Path, durability: &str) -> BrokerProcess {
+        BrokerProcess::start_with(data_dir, "", &["--durability", durability])
+    }
+
+    /// Starts the broker on `data_dir` on a free port, with its admin API on `admin_bind` (empty for none) and
+    /// `extra` flags, and waits for it to listen.
+    pub fn start_with(data_dir: &Path, admin_bind: &str, extra: &[&str]) -> BrokerProcess {
         let mut child = Command::new(env!("CARGO_BIN_EXE_harbormq"))
-            .arg("serve")
-            .arg("--bind")
-            .arg("127.0.0.1:0")
-            .arg("--ws-bind")
-            .arg("")
-            .arg("--admin-bind")
-            .arg("")
+            .args(["serve", "--bind", "127.0.0.1:0", "--ws-bind", ""])
+            .args(["--admin-bind", admin_bind])
             .arg("--data-dir")
             .arg(data_dir)
-            .arg("--durability")
-            .arg(durability)
+            .args(extra)
             .env("RUST_LOG", "info")
             .stdin(Stdio::null())
             .stdout(Stdio::null())
@@ -48,22 +75,18 @@ impl BrokerProcess {
             .spawn()
             .expect("spawn the harbormq binary");
         let stderr = child.stderr.take().expect("stderr is piped");
-        let log = Arc::new(Mutex::new(Vec::new()));
-        let (ready_tx, ready_rx) = mpsc::channel();
-        let log_sink = Arc::clone(&log);
-        // The reader keeps draining after the ready line so the broker never blocks on a full pipe.
+        let log = Arc::new((Mutex::new(Log::default()), Condvar::new()));
+        let sink = Arc::clone(&log);
+        // The reader keeps draining after the lines a test waits for, so the broker never blocks on a full pipe.
         thread::spawn(move || {
-            let mut ready_tx = Some(ready_tx);
+            let (log, changed) = &*sink;
             for line in BufReader::new(stderr).lines() {
                 let Ok(line) = line else { break };
-                if let Some(at) = line.find(READY_MARKER) {
-                    let addr = line[at + READY_MARKER.len()..].trim().parse::<SocketAddr>();
-                    if let (Some(tx), Ok(addr)) = (ready_tx.take(), addr) {
-                        let _ = tx.send(addr);
-                    }
-                }
-                log_sink.lock().unwrap().push(line);
+                log.lock().unwrap().lines.push(line);
+                changed.notify_all();
             }
+            log.lock().unwrap().closed = true;
+            changed.notify_all();
         });
         let mut process = BrokerProcess {
             child: Some(child),
@@ -71,17 +94,34 @@ impl BrokerProcess {
             data_dir: data_dir.to_path_buf(),
             log,
         };
-        match ready_rx.recv_timeout(READY_TIMEOUT) {
-            Ok(addr) => process.addr = addr,
-            Err(_) => {
-                process.kill9();
-                panic!(
-                    "broker did not print its ready line within {READY_TIMEOUT:?}; log:\n{}",
-                    process.log_text()
-                );
-            }
-        }
+        process.addr = process.wait_for_addr(READY_MARKER);
         process
+    }
+
+    /// Waits for the first log line in which an address follows `marker`, and returns that address.
+    ///
+    /// Panics (after a SIGKILL) if no such line comes within `READY_TIMEOUT` or the broker's log ends first.
+    pub fn wait_for_addr(&mut self, marker: &str) -> SocketAddr {
+        let deadline = Instant::now() + READY_TIMEOUT;
+        let found = {
+            let (log, changed) = &*self.log;
+            let mut log = log.lock().unwrap();
+            loop {
+                let addr = log.lines.iter().find_map(|line| addr_after(line, marker));
+                let now = Instant::now();
+                if addr.is_some() || log.closed || now >= deadline {
+                    break addr;
+                }
+                log = changed.wait_timeout(log, deadline - now).unwrap().0;
+            }
+        };
+        found.unwrap_or_else(|| {
+            self.kill9();
+            panic!(
+                "broker did not print {marker:?} with an address within {READY_TIMEOUT:?}; log:\n{}",
+                self.log_text()
+            )
+        })
     }
 
     /// Starts a new broker on the same data directory (and a new port), as a restart after a crash.
@@ -92,6 +132,11 @@ impl BrokerProcess {
             self.addr
         );
         BrokerProcess::start(&self.data_dir, durability)
+    }
+
+    /// The broker's MQTT TCP address.
+    pub fn addr(&self) -> SocketAddr {
+        self.addr
     }
 
     /// The broker's TCP port.
@@ -142,8 +187,9 @@ impl BrokerProcess {
     /// Everything the broker has logged so far, one line per entry.
     pub fn log_text(&self) -> String {
         self.log
+            .0
             .lock()
-            .map(|lines| lines.join("\n"))
+            .map(|log| log.lines.join("\n"))
             .unwrap_or_default()
     }
 }
