@@ -4,6 +4,7 @@
 mod batching;
 mod fixture;
 mod limits;
+mod model;
 mod open;
 mod refs;
 mod tables;
