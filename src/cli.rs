@@ -109,7 +109,7 @@ pub struct ServeArgs {
     /// Remove offline persistent sessions after this many seconds; 0 = never (key `session_expiry_secs`).
     #[arg(long, value_name = "SECS")]
     session_expiry_secs: Option<u64>,
-    /// Session threads; 0 = one per core (key `session_threads`).
+    /// Session threads; 0 = one less than the CPU cores, at least 1 (key `session_threads`).
     #[arg(long, value_name = "N")]
     session_threads: Option<usize>,
     /// Most store operations per commit (key `store_max_batch_ops`).

@@ -63,7 +63,8 @@ pub struct Config {
     pub queue_qos0: bool,
     /// Seconds after which an offline persistent session and its queue are removed; 0 keeps them forever.
     pub session_expiry_secs: u64,
-    /// Threads that run client sessions; 0 uses one per CPU core.
+    /// Threads that run client sessions (the first also runs the router); 0 uses one less than the number of
+    /// CPU cores, at least one.
     pub session_threads: usize,
     /// Most store operations committed in one write transaction.
     pub store_max_batch_ops: usize,
@@ -218,15 +219,24 @@ impl Config {
         }
     }
 
-    /// Number of session threads, resolving 0 to the number of CPU cores.
+    /// Number of session threads, resolving 0 to one less than the number of CPU cores (at least one).
+    ///
+    /// The spare core serves the store thread and the kernel's network stack; fewer session threads also
+    /// means fewer messages crossing threads, which is what latency at low rates is made of.
     pub fn session_thread_count(&self) -> usize {
         if self.session_threads > 0 {
             return self.session_threads;
         }
-        std::thread::available_parallelism()
-            .map(|n| n.get())
-            .unwrap_or(1)
+        default_session_threads(
+            std::thread::available_parallelism()
+                .map(|n| n.get())
+                .unwrap_or(1),
+        )
     }
+}
+
+fn default_session_threads(cores: usize) -> usize {
+    cores.saturating_sub(1).max(1)
 }
 
 /// Parses "sync", "off" or "periodic:MS".
@@ -277,6 +287,18 @@ mod tests {
         let err = Config::from_file(&path).unwrap_err().to_string();
         assert!(err.contains("bad.toml"), "{err}");
         assert!(err.contains("max_inflite"), "{err}");
+    }
+
+    #[test]
+    fn default_session_threads_leave_a_core_spare() {
+        assert_eq!(default_session_threads(1), 1);
+        assert_eq!(default_session_threads(2), 1);
+        assert_eq!(default_session_threads(8), 7);
+        let explicit = Config {
+            session_threads: 3,
+            ..Config::default()
+        };
+        assert_eq!(explicit.session_thread_count(), 3);
     }
 
     #[test]

@@ -1,5 +1,5 @@
-//! The running broker: starts the store, one session arbiter per core (the first also runs the router and the
-//! retained actor) and the listeners, and hands out a `BrokerHandle` to stop it. The library's entry point.
+//! The running broker: starts the store, the session arbiters (the first also runs the router and the retained
+//! actor) and the listeners, and hands out a `BrokerHandle` to stop it. The library's entry point.
 
 pub mod congestion;
 pub mod hooks;
