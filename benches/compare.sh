@@ -59,7 +59,8 @@ port_open() { (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null; }
 free_port() {
     local p
     while :; do
-        p=$((20000 + RANDOM % 20000))
+        # Below the ephemeral range (32768+), where the generator's own client sockets live.
+        p=$((20000 + RANDOM % 12000))
         port_open "$p" || { echo "$p"; return; }
     done
 }
