@@ -62,20 +62,9 @@ fn an_entry_acknowledged_within_its_batch_never_reaches_the_file() {
         store_message(1, &big),
         enqueue("a", 1, 1, QoS::ExactlyOnce),
     ]);
-    let sent = h.write(vec![StoreOp::MarkSent {
-        client_id: cid("a"),
-        seq: 1,
-        packet_id: pid(1),
-    }]);
-    let released = h.write(vec![StoreOp::MarkReleased {
-        client_id: cid("a"),
-        seq: 1,
-        packet_id: pid(1),
-    }]);
-    let removed = h.write(vec![StoreOp::Remove {
-        client_id: cid("a"),
-        seq: 1,
-    }]);
+    let sent = h.write(vec![mark_sent("a", 1, 1)]);
+    let released = h.write(vec![mark_released("a", 1, 1)]);
+    let removed = h.write(vec![remove("a", 1)]);
     drop(release);
     for rx in [stored, sent, released, removed] {
         rx.blocking_recv().unwrap().unwrap();

@@ -42,11 +42,7 @@ fn fixture_ops() -> Vec<StoreOp> {
         enqueue("device-1", 1, 1, QoS::AtLeastOnce),
         enqueue("device-1", 2, 2, QoS::ExactlyOnce),
         enqueue("legacy", 1, 1, QoS::AtLeastOnce),
-        StoreOp::MarkSent {
-            client_id: cid("device-1"),
-            seq: 2,
-            packet_id: pid(17),
-        },
+        mark_sent("device-1", 2, 17),
         StoreOp::AddIncomingQos2 {
             client_id: cid("legacy"),
             packet_id: pid(300),

@@ -52,15 +52,7 @@ fn drop_oldest_drops_waiting_messages_but_never_inflight_ones() {
     let dir = tempfile::tempdir().unwrap();
     let (h, _, w) = open(&limited(dir.path(), 3, OverflowPolicy::DropOldest));
     fill(&h, "a", 1..=3, QoS::AtLeastOnce);
-    write(
-        &h,
-        vec![StoreOp::MarkSent {
-            client_id: cid("a"),
-            seq: 1,
-            packet_id: pid(1),
-        }],
-    )
-    .unwrap();
+    write(&h, vec![mark_sent("a", 1, 1)]).unwrap();
     fill(&h, "a", 4..=5, QoS::AtLeastOnce);
     assert_eq!(seqs(&h, "a"), vec![1, 4, 5]);
     assert_eq!(dropped(&h, "a"), 2);

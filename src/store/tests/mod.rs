@@ -94,3 +94,26 @@ pub(super) fn pause(handle: &StoreHandle) -> std::sync::mpsc::Sender<()> {
     handle.tx.send(Command::Pause(held)).unwrap();
     release
 }
+
+pub(super) fn mark_sent(client: &str, seq: u64, packet_id: u16) -> StoreOp {
+    StoreOp::MarkSent {
+        client_id: cid(client),
+        seq,
+        packet_id: pid(packet_id),
+    }
+}
+
+pub(super) fn mark_released(client: &str, seq: u64, packet_id: u16) -> StoreOp {
+    StoreOp::MarkReleased {
+        client_id: cid(client),
+        seq,
+        packet_id: pid(packet_id),
+    }
+}
+
+pub(super) fn remove(client: &str, seq: u64) -> StoreOp {
+    StoreOp::Remove {
+        client_id: cid(client),
+        seq,
+    }
+}

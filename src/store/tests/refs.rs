@@ -13,32 +13,11 @@ fn a_body_is_stored_once_for_many_sessions_and_removed_with_its_last_reference()
     );
     write(&h, ops).unwrap();
     assert_eq!(bodies(dir.path()), 1);
-    write(
-        &h,
-        vec![StoreOp::Remove {
-            client_id: cid("a"),
-            seq: 1,
-        }],
-    )
-    .unwrap();
-    write(
-        &h,
-        vec![StoreOp::Remove {
-            client_id: cid("b"),
-            seq: 1,
-        }],
-    )
-    .unwrap();
+    write(&h, vec![remove("a", 1)]).unwrap();
+    write(&h, vec![remove("b", 1)]).unwrap();
     assert_eq!(bodies(dir.path()), 1, "one reference is left");
     assert_eq!(queue(&h, "c")[0].message.as_deref(), Some(&*m));
-    write(
-        &h,
-        vec![StoreOp::Remove {
-            client_id: cid("c"),
-            seq: 1,
-        }],
-    )
-    .unwrap();
+    write(&h, vec![remove("c", 1)]).unwrap();
     assert_eq!(bodies(dir.path()), 0);
     w.shutdown().unwrap();
 }
@@ -53,25 +32,9 @@ fn the_body_is_released_at_pubrel_while_the_entry_remains() {
         vec![store_message(9, &m), enqueue("a", 1, 9, QoS::ExactlyOnce)],
     )
     .unwrap();
-    write(
-        &h,
-        vec![StoreOp::MarkSent {
-            client_id: cid("a"),
-            seq: 1,
-            packet_id: pid(3),
-        }],
-    )
-    .unwrap();
+    write(&h, vec![mark_sent("a", 1, 3)]).unwrap();
     assert_eq!(bodies(dir.path()), 1);
-    write(
-        &h,
-        vec![StoreOp::MarkReleased {
-            client_id: cid("a"),
-            seq: 1,
-            packet_id: pid(3),
-        }],
-    )
-    .unwrap();
+    write(&h, vec![mark_released("a", 1, 3)]).unwrap();
     assert_eq!(bodies(dir.path()), 0);
     let entries = queue(&h, "a");
     assert_eq!(
@@ -88,14 +51,7 @@ fn the_body_is_released_at_pubrel_while_the_entry_remains() {
         (0, 0),
         "a released entry no longer counts against the limits"
     );
-    write(
-        &h,
-        vec![StoreOp::Remove {
-            client_id: cid("a"),
-            seq: 1,
-        }],
-    )
-    .unwrap();
+    write(&h, vec![remove("a", 1)]).unwrap();
     assert!(queue(&h, "a").is_empty());
     w.shutdown().unwrap();
 }

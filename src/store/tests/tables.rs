@@ -177,21 +177,9 @@ fn queue_entries_move_through_their_states_and_read_in_pages() {
     write(
         &h,
         vec![
-            StoreOp::MarkSent {
-                client_id: cid("a"),
-                seq: 1,
-                packet_id: pid(10),
-            },
-            StoreOp::MarkSent {
-                client_id: cid("a"),
-                seq: 2,
-                packet_id: pid(11),
-            },
-            StoreOp::MarkReleased {
-                client_id: cid("a"),
-                seq: 1,
-                packet_id: pid(10),
-            },
+            mark_sent("a", 1, 10),
+            mark_sent("a", 2, 11),
+            mark_released("a", 1, 10),
         ],
     )
     .unwrap();
