@@ -229,11 +229,7 @@ pub(crate) fn recover(
         let (key, value) = item?;
         let client = key.value();
         let record = records::decode_session(client, value.value())?;
-        let level = records::level_from_u8(record.level).ok_or_else(|| StoreError::Decode {
-            table: "sessions",
-            key: format!("{client:?}"),
-            reason: format!("protocol level {}", record.level),
-        })?;
+        let level = record.protocol_level(client)?;
         let client_id = ClientId::new(client.to_owned());
         let next_seq = tallies
             .get(&client_id)

@@ -152,11 +152,7 @@ pub(super) fn summary(
     tally: QueueTally,
 ) -> Result<SessionSummary, StoreError> {
     let record = records::decode_session(client, value)?;
-    let level = records::level_from_u8(record.level).ok_or_else(|| StoreError::Decode {
-        table: "sessions",
-        key: format!("{client:?}"),
-        reason: format!("protocol level {}", record.level),
-    })?;
+    let level = record.protocol_level(client)?;
     let subs = txn.open_table(tables::SUBSCRIPTIONS)?;
     let succ = client_successor(client);
     let mut subscriptions = 0;

@@ -41,7 +41,7 @@ pub(crate) fn level_to_u8(level: ProtocolLevel) -> u8 {
 }
 
 /// The protocol level for a stored level byte.
-pub(crate) fn level_from_u8(value: u8) -> Option<ProtocolLevel> {
+fn level_from_u8(value: u8) -> Option<ProtocolLevel> {
     match value {
         3 => Some(ProtocolLevel::V31),
         4 => Some(ProtocolLevel::V311),
@@ -60,6 +60,17 @@ pub(crate) struct SessionRecord {
     pub last_seen_ms: u64,
     /// How long after `last_seen_ms` the session may be discarded; `None` keeps it forever.
     pub expiry_interval_ms: Option<u64>,
+}
+
+impl SessionRecord {
+    /// The protocol level of the stored level byte, or a decode error naming the session.
+    pub fn protocol_level(&self, client: &str) -> Result<ProtocolLevel, StoreError> {
+        level_from_u8(self.level).ok_or_else(|| StoreError::Decode {
+            table: SESSIONS,
+            key: format!("{client:?}"),
+            reason: format!("protocol level {}", self.level),
+        })
+    }
 }
 
 const SESSIONS: &str = "sessions";
