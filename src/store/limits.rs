@@ -2,7 +2,7 @@
 //! Owns only in-memory accounting; the tables are changed by `apply`, which consults this first.
 
 use super::read::QueueTally;
-use super::{OverflowPolicy, SessionQueueStats};
+use super::{OverflowPolicy, QueueTotals, SessionQueueStats};
 use crate::codec::ClientId;
 use std::collections::HashMap;
 use std::time::{Duration, Instant};
@@ -44,16 +44,7 @@ pub(crate) struct Queues {
 impl Queues {
     /// Starts from the tallies of the queue table.
     pub fn new(limits: Limits, tallies: HashMap<ClientId, QueueTally>) -> Queues {
-        let sizes = tallies
-            .into_iter()
-            .map(|(id, t)| {
-                let size = QueueSize {
-                    messages: t.queued + t.publish_sent,
-                    bytes: t.queued_bytes + t.publish_sent_bytes,
-                };
-                (id, size)
-            })
-            .collect();
+        let sizes = tallies.into_iter().map(|(id, t)| (id, t.held())).collect();
         Queues {
             limits,
             sizes,
@@ -144,16 +135,8 @@ impl Queues {
     }
 
     /// The figures of all sessions together.
-    pub fn totals(&self) -> super::QueueTotals {
-        self.sizes
-            .values()
-            .fold(super::QueueTotals::default(), |acc, size| {
-                super::QueueTotals {
-                    sessions: acc.sessions + u64::from(size.messages > 0),
-                    messages: acc.messages + size.messages,
-                    bytes: acc.bytes + size.bytes,
-                }
-            })
+    pub fn totals(&self) -> QueueTotals {
+        QueueTotals::of(self.sizes.values().copied())
     }
 
     /// The figures of one session.

@@ -1,6 +1,7 @@
 //! Reads shared by recovery, the writer's read requests and the read-only reader.
 //! Generic over redb's `ReadableTable`, so write transactions, read transactions and read-only handles read alike; never writes.
 
+use super::limits::QueueSize;
 use super::records::{self, StateRecord};
 use super::tables::{self, client_successor};
 use super::{EntryState, QueuedMessage, Recovered, RecoveredSession, StoreError};
@@ -33,6 +34,14 @@ pub(crate) struct QueueTally {
 }
 
 impl QueueTally {
+    /// The entries still holding a body (waiting or PUBLISH sent) and their bytes: what the queue limits count.
+    pub fn held(&self) -> QueueSize {
+        QueueSize {
+            messages: self.queued + self.publish_sent,
+            bytes: self.queued_bytes + self.publish_sent_bytes,
+        }
+    }
+
     fn add(&mut self, seq: u64, record: &records::QueueRecord) {
         let bytes = u64::from(record.bytes);
         match record.state {

@@ -1,6 +1,7 @@
 //! One consistent read transaction over the tables, with the reads an operator needs: sessions, queues, retained.
 //! Used by `StoreReader` (a read-only file handle) and by the writer thread's inspect requests; never writes.
 
+use super::limits::QueueSize;
 use super::read::{self, QueueTally};
 use super::reader::{summary, SessionSummary};
 use super::tables;
@@ -20,6 +21,17 @@ pub struct QueueTotals {
     pub messages: u64,
     /// Topic plus payload bytes of those entries.
     pub bytes: u64,
+}
+
+impl QueueTotals {
+    /// The sum of per-session queue sizes.
+    pub(crate) fn of(sizes: impl Iterator<Item = QueueSize>) -> QueueTotals {
+        sizes.fold(QueueTotals::default(), |acc, size| QueueTotals {
+            sessions: acc.sessions + u64::from(size.messages > 0),
+            messages: acc.messages + size.messages,
+            bytes: acc.bytes + size.bytes,
+        })
+    }
 }
 
 /// A point-in-time view of the database for inspection.
@@ -115,15 +127,6 @@ impl Snapshot {
             return Ok(totals);
         }
         let tallies = read::tally_queues(&self.txn.open_table(tables::QUEUE)?)?;
-        Ok(tallies
-            .values()
-            .fold(QueueTotals::default(), |acc, t: &QueueTally| {
-                let messages = t.queued + t.publish_sent;
-                QueueTotals {
-                    sessions: acc.sessions + u64::from(messages > 0),
-                    messages: acc.messages + messages,
-                    bytes: acc.bytes + t.queued_bytes + t.publish_sent_bytes,
-                }
-            }))
+        Ok(QueueTotals::of(tallies.values().map(QueueTally::held)))
     }
 }
