@@ -11,7 +11,9 @@ use super::{QueuedMessage, StoreError};
 use crate::codec::{ClientId, PacketId, ProtocolLevel, QoS};
 use crate::message::Message;
 use crate::topic::TopicFilter;
-use redb::{Builder, ConcurrencyMode, ReadOnlyDatabase, ReadTransaction, ReadableDatabase};
+use redb::{
+    Builder, ConcurrencyMode, ReadOnlyDatabase, ReadOnlyTable, ReadTransaction, ReadableDatabase,
+};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
@@ -144,25 +146,39 @@ impl StoreReader {
     }
 }
 
+/// The subscription and inbound QoS 2 tables a summary counts from, opened once per snapshot read.
+pub(super) struct CountTables {
+    subs: ReadOnlyTable<(&'static str, &'static str), u8>,
+    qos2: ReadOnlyTable<(&'static str, u16), ()>,
+}
+
+impl CountTables {
+    /// Opens both tables in `txn`.
+    pub(super) fn open(txn: &ReadTransaction) -> Result<CountTables, StoreError> {
+        Ok(CountTables {
+            subs: txn.open_table(tables::SUBSCRIPTIONS)?,
+            qos2: txn.open_table(tables::INCOMING_QOS2)?,
+        })
+    }
+}
+
 /// The summary of one session from its record and queue tally, counting its subscriptions and QoS 2 ids.
 pub(super) fn summary(
-    txn: &ReadTransaction,
+    counts: &CountTables,
     client: &str,
     value: &[u8],
     tally: QueueTally,
 ) -> Result<SessionSummary, StoreError> {
     let record = records::decode_session(client, value)?;
     let level = record.protocol_level(client)?;
-    let subs = txn.open_table(tables::SUBSCRIPTIONS)?;
     let succ = client_successor(client);
     let mut subscriptions = 0;
-    for item in subs.range((client, "")..(succ.as_str(), ""))? {
+    for item in counts.subs.range((client, "")..(succ.as_str(), ""))? {
         item?;
         subscriptions += 1;
     }
-    let qos2 = txn.open_table(tables::INCOMING_QOS2)?;
     let mut incoming_qos2 = 0;
-    for item in qos2.range((client, 0u16)..=(client, u16::MAX))? {
+    for item in counts.qos2.range((client, 0u16)..=(client, u16::MAX))? {
         item?;
         incoming_qos2 += 1;
     }

@@ -3,7 +3,7 @@
 
 use super::limits::QueueSize;
 use super::read::{self, QueueTally};
-use super::reader::{summary, SessionSummary};
+use super::reader::{summary, CountTables, SessionSummary};
 use super::tables;
 use super::{QueuedMessage, StoreError};
 use crate::codec::{ClientId, PacketId, QoS};
@@ -56,6 +56,7 @@ impl Snapshot {
     pub fn sessions(&self) -> Result<Vec<SessionSummary>, StoreError> {
         let tallies = read::tally_queues(&self.txn.open_table(tables::QUEUE)?)?;
         let sessions = self.txn.open_table(tables::SESSIONS)?;
+        let counts = CountTables::open(&self.txn)?;
         let mut out = Vec::new();
         for item in sessions.range::<&str>(..)? {
             let (key, value) = item?;
@@ -64,7 +65,7 @@ impl Snapshot {
                 .get(&ClientId::new(client.to_owned()))
                 .copied()
                 .unwrap_or_default();
-            out.push(summary(&self.txn, client, value.value(), tally)?);
+            out.push(summary(&counts, client, value.value(), tally)?);
         }
         Ok(out)
     }
@@ -76,7 +77,8 @@ impl Snapshot {
             return Ok(None);
         };
         let tally = read::tally_client(&self.txn.open_table(tables::QUEUE)?, client_id)?;
-        Ok(Some(summary(&self.txn, client_id, value.value(), tally)?))
+        let counts = CountTables::open(&self.txn)?;
+        Ok(Some(summary(&counts, client_id, value.value(), tally)?))
     }
 
     /// The subscriptions of a session with their granted QoS.
