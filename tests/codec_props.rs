@@ -9,34 +9,12 @@ use harbormq::codec::{
 };
 use harbormq::topic::{TopicFilter, TopicName};
 use proptest::prelude::*;
-use std::alloc::{GlobalAlloc, Layout, System};
-use std::cell::Cell;
 use tokio_util::codec::Decoder;
 
-/// The system allocator, counting allocations per thread so tests running in parallel do not mix.
-struct CountingAllocator;
+#[path = "common/counting_alloc.rs"]
+mod counting_alloc;
 
-thread_local! {
-    static ALLOCATIONS: Cell<usize> = const { Cell::new(0) };
-}
-
-unsafe impl GlobalAlloc for CountingAllocator {
-    unsafe fn alloc(&self, layout: Layout) -> *mut u8 {
-        ALLOCATIONS.with(|n| n.set(n.get() + 1));
-        unsafe { System.alloc(layout) }
-    }
-
-    unsafe fn dealloc(&self, ptr: *mut u8, layout: Layout) {
-        unsafe { System.dealloc(ptr, layout) }
-    }
-}
-
-#[global_allocator]
-static GLOBAL: CountingAllocator = CountingAllocator;
-
-fn allocations() -> usize {
-    ALLOCATIONS.with(Cell::get)
-}
+use counting_alloc::allocations_during;
 
 const LIMIT: usize = 1 << 20;
 
@@ -239,26 +217,20 @@ fn pipelined_publishes_decode_and_encode_without_allocating_per_packet() {
     let packet = Packet::Publish(publish);
     let mut buf = BytesMut::with_capacity(100 * 1000);
     let mut decoded = Vec::with_capacity(1000);
-    let before = allocations();
-    for _ in 0..1000 {
-        encode_packet(&packet, &mut buf).unwrap();
-    }
-    assert_eq!(
-        allocations() - before,
-        0,
-        "encoding into a large enough buffer"
-    );
+    let encoding = allocations_during(|| {
+        for _ in 0..1000 {
+            encode_packet(&packet, &mut buf).unwrap();
+        }
+    });
+    assert_eq!(encoding, 0, "encoding into a large enough buffer");
     let mut codec = MqttCodec::client(LIMIT);
-    let before = allocations();
-    while let Some(p) = codec.decode(&mut buf).unwrap() {
-        decoded.push(p);
-    }
+    let decoding = allocations_during(|| {
+        while let Some(p) = codec.decode(&mut buf).unwrap() {
+            decoded.push(p);
+        }
+    });
     // Sharing the read buffer with the first payload takes one allocation; the rest are slices.
-    assert!(
-        allocations() - before <= 1,
-        "{} allocations",
-        allocations() - before
-    );
+    assert!(decoding <= 1, "{decoding} allocations");
     assert_eq!(decoded.len(), 1000);
     assert!(decoded.iter().all(|p| p == &packet));
 }
