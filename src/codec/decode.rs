@@ -13,7 +13,8 @@ pub use super::header::Role;
 /// Decodes one packet from the front of `src`, or returns `Ok(None)` if more bytes are needed.
 ///
 /// On success exactly one packet's bytes are consumed. `max_packet_size` bounds the whole packet,
-/// fixed header included, and is checked as soon as the fixed header is readable.
+/// fixed header included, and is checked as soon as the fixed header is readable; while the body is
+/// incomplete, `src` is given room for the rest of the frame so the next read can take it whole.
 /// `DecodeError::UnsupportedProtocolLevel` is returned after the CONNECT frame has been consumed.
 pub fn decode_packet(
     src: &mut BytesMut,
@@ -23,19 +24,15 @@ pub fn decode_packet(
     let Some(header) = read_fixed_header(src, role, max_packet_size)? else {
         return Ok(None);
     };
-    if src.len() < header.frame_len() {
+    let frame_len = header.frame_len();
+    if src.len() < frame_len {
+        // The size was checked against the limit, so this reservation is bounded by it.
+        src.reserve(frame_len - src.len());
         return Ok(None);
     }
-    decode_frame(header, src).map(Some)
-}
-
-/// Takes the packet described by `header` off the front of `src` and decodes its body.
-///
-/// The caller has checked that `src` holds at least `header.frame_len()` bytes.
-pub(crate) fn decode_frame(header: FixedHeader, src: &mut BytesMut) -> Result<Packet, DecodeError> {
     src.advance(header.header_len);
     let body = src.split_to(header.remaining_len).freeze();
-    decode_body(header, body)
+    decode_body(header, body).map(Some)
 }
 
 fn decode_body(header: FixedHeader, body: Bytes) -> Result<Packet, DecodeError> {

@@ -39,16 +39,6 @@ impl MqttCodec {
             max_packet_size: max_packet_size_bytes,
         }
     }
-
-    /// The side this codec decodes for.
-    pub fn role(&self) -> Role {
-        self.role
-    }
-
-    /// The largest packet, fixed header included, the decoder accepts.
-    pub fn max_packet_size(&self) -> usize {
-        self.max_packet_size
-    }
 }
 
 impl Decoder for MqttCodec {
@@ -56,16 +46,7 @@ impl Decoder for MqttCodec {
     type Error = DecodeError;
 
     fn decode(&mut self, src: &mut BytesMut) -> Result<Option<Packet>, DecodeError> {
-        let Some(header) = header::read_fixed_header(src, self.role, self.max_packet_size)? else {
-            return Ok(None);
-        };
-        let frame_len = header.frame_len();
-        if src.len() < frame_len {
-            // The size was checked against the limit, so this reservation is bounded by it.
-            src.reserve(frame_len - src.len());
-            return Ok(None);
-        }
-        decode::decode_frame(header, src).map(Some)
+        decode_packet(src, self.role, self.max_packet_size)
     }
 }
 
