@@ -2,7 +2,7 @@
 //! subscriber. Owns only the four recipients; knows nothing of what sits behind them.
 
 use super::inprocess::Subscriber;
-use super::messages::{CloseForShutdown, Deliver, QueueBehind, TakenOver};
+use super::messages::Deliver;
 use super::session::Session;
 use actix::dev::SendError;
 use actix::prelude::*;
@@ -43,8 +43,14 @@ impl SessionLink {
     }
 
     /// Sends a control message regardless of the mailbox bound (bounded by the number of sessions).
-    pub fn do_send<M: ControlMessage>(&self, msg: M) {
-        msg.send_over(self);
+    pub fn do_send<M>(&self, msg: M)
+    where
+        M: Message + Send + 'static,
+        M::Result: Send,
+        Session: Handler<M>,
+        Subscriber: Handler<M>,
+    {
+        dispatch!(self, do_send, msg)
     }
 }
 
@@ -57,35 +63,5 @@ impl From<Addr<Session>> for SessionLink {
 impl From<Addr<Subscriber>> for SessionLink {
     fn from(addr: Addr<Subscriber>) -> Self {
         SessionLink::InProcess(addr)
-    }
-}
-
-/// A control message the router sends over a [`SessionLink`].
-pub trait ControlMessage {
-    /// Sends this message to its recipient on `link`.
-    fn send_over(self, link: &SessionLink);
-}
-
-impl ControlMessage for QueueBehind {
-    fn send_over(self, link: &SessionLink) {
-        dispatch!(link, do_send, self);
-    }
-}
-
-impl ControlMessage for TakenOver {
-    fn send_over(self, link: &SessionLink) {
-        dispatch!(link, do_send, self);
-    }
-}
-
-impl ControlMessage for CloseForShutdown {
-    fn send_over(self, link: &SessionLink) {
-        dispatch!(link, do_send, self);
-    }
-}
-
-impl ControlMessage for Deliver {
-    fn send_over(self, link: &SessionLink) {
-        dispatch!(link, do_send, self);
     }
 }
