@@ -18,6 +18,9 @@ const BRIDGE_BYTES: usize = 64 * 1024;
 /// Room for framing on top of the largest packet, so one frame can carry a whole packet and a few acks.
 const FRAME_SLACK_BYTES: usize = 64 * 1024;
 
+/// Spare room below which the outgoing buffer takes a fresh block; above it reads share the current one.
+const MIN_READ_BYTES: usize = 4 * 1024;
+
 /// Picks the subprotocol from a request's `Sec-WebSocket-Protocol` headers.
 ///
 /// `Ok(None)` when the client offered none (it is served anyway); `Err` with the offer when it offered only
@@ -132,10 +135,15 @@ async fn frames_to_session(
 }
 
 /// Sends what the session writes as binary frames, one frame per read, and closes when the session is done.
+///
+/// Each frame is a slice of a shared block: a fresh block is taken only when the spare room runs low, not per
+/// read, since a block still held by an unsent frame cannot be reclaimed.
 async fn session_to_frames(mut from_session: ReadHalf<DuplexStream>, mut ws: actix_ws::Session) {
     let mut buf = BytesMut::new();
     loop {
-        buf.reserve(BRIDGE_BYTES);
+        if buf.capacity() < MIN_READ_BYTES {
+            buf.reserve(BRIDGE_BYTES);
+        }
         match from_session.read_buf(&mut buf).await {
             Ok(0) | Err(_) => break,
             Ok(_) => {
