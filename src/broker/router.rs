@@ -160,12 +160,12 @@ impl Router {
     }
 
     fn close(&mut self, msg: SessionClosed) {
+        if self.attached(msg.slot, msg.conn).is_none() {
+            return;
+        }
         let Some(entry) = self.registry.get_mut(msg.slot) else {
             return;
         };
-        if entry.online_as(msg.conn).is_none() {
-            return;
-        }
         entry.online = None;
         if entry.persistent {
             entry.offline_since_ms = now_ms();
@@ -235,24 +235,22 @@ impl Router {
                     message: id,
                     qos,
                 });
-                self.stats.count_out(qos);
                 Some(seq)
             } else {
                 None
             };
-            match &entry.online {
-                Some(online) if online.live || seq.is_none() => {
-                    if seq.is_none() {
-                        self.stats.count_out(qos);
-                    }
-                    self.outbox.entry(*slot).or_default().push(Delivery {
-                        message: message.clone(),
-                        qos,
-                        seq,
-                        retain: false,
-                    });
-                }
-                _ => {}
+            // A stored message reaches a catching-up session through the store, not live.
+            let live = matches!(&entry.online, Some(online) if online.live || seq.is_none());
+            if live {
+                self.outbox.entry(*slot).or_default().push(Delivery {
+                    message: message.clone(),
+                    qos,
+                    seq,
+                    retain: false,
+                });
+            }
+            if live || seq.is_some() {
+                self.stats.count_out(qos);
             }
         }
     }

@@ -28,9 +28,13 @@ impl Session {
                 attached.cursor = seq;
             }
             match attached.outbound.offer(delivery) {
-                Offer::Send(sendable) => {
-                    send_publish(&mut self.out, &mut self.pending_ops, attached, sendable)
-                }
+                Offer::Send(sendable) => send_publish(
+                    &mut self.out,
+                    &mut self.pending_ops,
+                    &attached.client_id,
+                    &mut attached.hooks,
+                    sendable,
+                ),
                 Offer::Queued => {}
                 Offer::Full(delivery) => {
                     if let Some(seq) = delivery.seq {
@@ -98,13 +102,14 @@ impl Session {
                 }
             }
         }
-        let out = &mut self.out;
-        let ops = &mut self.pending_ops;
-        let mut ready = Vec::new();
-        attached.outbound.take_sendable(|s| ready.push(s));
-        for sendable in ready {
-            send_publish(out, ops, attached, sendable);
-        }
+        let (out, ops) = (&mut self.out, &mut self.pending_ops);
+        let Attached {
+            outbound,
+            client_id,
+            hooks,
+            ..
+        } = &mut **attached;
+        outbound.take_sendable(|s| send_publish(out, ops, client_id, hooks, s));
         if attached.backed_up && attached.outbound.queued_len() <= DRAINED_AT {
             attached.backed_up = false;
             self.peers.router.do_send(SessionDrained {
@@ -222,11 +227,12 @@ impl Session {
 fn send_publish(
     out: &mut Outgoing,
     ops: &mut Vec<StoreOp>,
-    attached: &mut Attached,
+    client_id: &ClientId,
+    hooks: &mut Option<Box<hooked::SessionHooks>>,
     sendable: Sendable,
 ) {
     if let Some(seq) = sendable.seq {
-        let client_id = attached.client_id.clone();
+        let client_id = client_id.clone();
         ops.push(match sendable.publish.packet_id {
             Some(packet_id) => StoreOp::MarkSent {
                 client_id,
@@ -236,7 +242,7 @@ fn send_publish(
             None => StoreOp::Remove { client_id, seq },
         });
     }
-    if let Some(hooks) = &mut attached.hooks {
+    if let Some(hooks) = hooks {
         hooks.delivered(&sendable.publish);
     }
     out.write(&Packet::Publish(sendable.publish));
@@ -277,7 +283,9 @@ fn resume_entry(
                 retain: false,
             };
             match attached.outbound.offer(delivery) {
-                Offer::Send(sendable) => send_publish(out, ops, attached, sendable),
+                Offer::Send(sendable) => {
+                    send_publish(out, ops, &attached.client_id, &mut attached.hooks, sendable)
+                }
                 Offer::Queued => {}
                 Offer::Full(delivery) => attached.outbound.force_queue(delivery),
             }
