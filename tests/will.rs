@@ -21,6 +21,19 @@ async fn observer(broker: &TestBroker) -> Client {
     observer
 }
 
+/// Waits for the will of `client_id` and checks all of it: topic, payload, the will's QoS, and RETAIN 0 (the
+/// observer's subscription exists before the will is published [MQTT-3.3.1-9]).
+async fn expect_will(observer: &mut Client, client_id: &str, qos: RQoS) {
+    let will = observer.next_publish().await;
+    assert_eq!(will.topic, format!("will/{client_id}"));
+    assert_eq!(will.payload.as_ref(), b"gone");
+    assert_eq!(will.qos, qos, "the will keeps its QoS");
+    assert!(
+        !will.retain,
+        "forwarded to an existing subscription with RETAIN 0"
+    );
+}
+
 // [MQTT-3.1.2-8], [MQTT-3.1.2-24]: the will is published when the keepalive expires.
 #[tokio::test]
 async fn will_is_published_on_keepalive_timeout() {
@@ -29,11 +42,7 @@ async fn will_is_published_on_keepalive_timeout() {
     let mut raw = broker.raw().await;
     raw.connect(connect_with_will("ka", 1, QoS::AtLeastOnce, false))
         .await;
-    let will = observer.next_publish().await;
-    assert_eq!(will.topic, "will/ka");
-    assert_eq!(will.payload.as_ref(), b"gone");
-    assert_eq!(will.qos, RQoS::AtLeastOnce, "the will keeps its QoS");
-    assert!(!will.retain);
+    expect_will(&mut observer, "ka", RQoS::AtLeastOnce).await;
     assert_eq!(raw.wait_closed().await, vec![]);
 }
 
@@ -46,9 +55,7 @@ async fn will_is_published_on_network_drop() {
     raw.connect(connect_with_will("dropped", 30, QoS::AtMostOnce, false))
         .await;
     drop(raw);
-    let will = observer.next_publish().await;
-    assert_eq!(will.topic, "will/dropped");
-    assert_eq!(will.qos, RQoS::AtMostOnce);
+    expect_will(&mut observer, "dropped", RQoS::AtMostOnce).await;
 }
 
 // [MQTT-3.1.2-8]: the will is published when the broker closes the connection for a protocol violation.
@@ -63,9 +70,7 @@ async fn will_is_published_on_protocol_violation() {
     raw.send_bytes(&[0x38, 0x05, 0x00, 0x01, b't', b'x', b'y'])
         .await;
     assert_eq!(raw.wait_closed().await, vec![]);
-    let will = observer.next_publish().await;
-    assert_eq!(will.topic, "will/violator");
-    assert_eq!(will.qos, RQoS::ExactlyOnce);
+    expect_will(&mut observer, "violator", RQoS::ExactlyOnce).await;
 }
 
 // [MQTT-3.1.4-2], [MQTT-3.1.2-8]: the connection closed by a takeover did not send DISCONNECT, so its will
@@ -84,9 +89,7 @@ async fn will_is_published_on_takeover() {
     let (mut first, _) = Client::connect(options).await;
     let _second = broker.client("taken").await;
     first.wait_closed().await;
-    let will = observer.next_publish().await;
-    assert_eq!(will.topic, "will/taken");
-    assert_eq!(will.qos, RQoS::AtLeastOnce);
+    expect_will(&mut observer, "taken", RQoS::AtLeastOnce).await;
 }
 
 // [MQTT-3.1.2-8], [MQTT-3.3.1-5], [MQTT-3.3.1-8]: a will with RETAIN set becomes the retained message of its
@@ -99,13 +102,7 @@ async fn will_with_retain_flag_is_retained() {
     raw.connect(connect_with_will("kept", 30, QoS::ExactlyOnce, true))
         .await;
     drop(raw);
-    let live = observer.next_publish().await;
-    assert_eq!(live.topic, "will/kept");
-    assert_eq!(live.qos, RQoS::ExactlyOnce);
-    assert!(
-        !live.retain,
-        "forwarded to an existing subscription with RETAIN 0"
-    );
+    expect_will(&mut observer, "kept", RQoS::ExactlyOnce).await;
 
     let mut late = broker.client("late").await;
     late.subscribe("will/+", RQoS::ExactlyOnce).await;
