@@ -44,11 +44,10 @@ async fn offline_qos1_and_qos2_messages_are_delivered_on_reconnect() {
     back.expect_no_publish(QUIET).await;
 }
 
-// [MQTT-3.1.2-5]: QoS 0 messages are not queued for an offline session unless `queue_qos0` is set.
-#[tokio::test]
-async fn offline_qos0_messages_are_not_queued_by_default() {
-    let broker = TestBroker::start();
-    subscribe_and_leave(&broker, "away", "z/#", RQoS::AtLeastOnce).await;
+/// Leaves a persistent subscriber on `z/#`, publishes "zero" at QoS 0 and then "one" at QoS 1 while it is away,
+/// and reconnects it, checking that its session was resumed.
+async fn qos0_and_qos1_published_while_away(broker: &TestBroker) -> Client {
+    subscribe_and_leave(broker, "away", "z/#", RQoS::AtLeastOnce).await;
     let mut publisher = broker.client("pub").await;
     publisher
         .publish("z/t", RQoS::AtMostOnce, false, "zero")
@@ -56,9 +55,19 @@ async fn offline_qos0_messages_are_not_queued_by_default() {
     publisher
         .publish("z/t", RQoS::AtLeastOnce, false, "one")
         .await;
+    let (back, present) = broker.persistent_client("away", false).await;
+    assert!(present, "[MQTT-3.2.2-2]");
+    back
+}
 
-    let (mut back, _) = broker.persistent_client("away", false).await;
-    assert_eq!(back.next_publish().await.payload.as_ref(), b"one");
+// [MQTT-3.1.2-5]: QoS 0 messages are not queued for an offline session unless `queue_qos0` is set.
+#[tokio::test]
+async fn offline_qos0_messages_are_not_queued_by_default() {
+    let broker = TestBroker::start();
+    let mut back = qos0_and_qos1_published_while_away(&broker).await;
+    let got = back.next_publish().await;
+    assert_eq!(got.payload.as_ref(), b"one");
+    assert_eq!(got.qos, RQoS::AtLeastOnce);
     back.expect_no_publish(QUIET).await;
 }
 
@@ -66,19 +75,12 @@ async fn offline_qos0_messages_are_not_queued_by_default() {
 #[tokio::test]
 async fn offline_qos0_messages_are_queued_with_queue_qos0() {
     let broker = TestBroker::start_with(|c| c.queue_qos0 = true);
-    subscribe_and_leave(&broker, "away", "z/#", RQoS::AtLeastOnce).await;
-    let mut publisher = broker.client("pub").await;
-    publisher
-        .publish("z/t", RQoS::AtMostOnce, false, "zero")
-        .await;
-    publisher
-        .publish("z/t", RQoS::AtLeastOnce, false, "one")
-        .await;
-
-    let (mut back, _) = broker.persistent_client("away", false).await;
+    let mut back = qos0_and_qos1_published_while_away(&broker).await;
     let got = back.publishes(2).await;
     assert_eq!(payloads(&got), ["zero", "one"]);
     assert_eq!(got[0].qos, RQoS::AtMostOnce);
+    assert_eq!(got[1].qos, RQoS::AtLeastOnce);
+    back.expect_no_publish(QUIET).await;
 }
 
 // [MQTT-3.1.2-6]: a clean session ends with its connection: nothing of it is present on the next connection.
@@ -134,6 +136,12 @@ async fn sessions_queues_and_retained_survive_a_restart() {
     let (queued, retained): (Vec<_>, Vec<_>) = got.into_iter().partition(|p| p.topic == "keep/t");
     assert_eq!(payloads(&queued), ["m0", "m1", "m2"]);
     assert_eq!(payloads(&retained), ["r"]);
+    assert!(
+        queued.iter().all(|p| p.qos == RQoS::AtLeastOnce),
+        "{queued:?}"
+    );
+    // Published while the subscription existed, so it was queued as a forward [MQTT-3.3.1-9].
+    assert!(!retained[0].retain, "queued with RETAIN 0: {retained:?}");
     back.expect_no_publish(QUIET).await;
     // The subscription itself survived.
     let mut publisher = broker.client("pub").await;
