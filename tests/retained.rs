@@ -38,12 +38,13 @@ async fn retained_messages_match_wildcard_subscriptions() {
 
     let mut hash = broker.client("hash").await;
     hash.subscribe("w/#", RQoS::AtLeastOnce).await;
-    let mut topics: Vec<String> = hash
-        .publishes(3)
-        .await
-        .into_iter()
-        .map(|p| p.topic)
-        .collect();
+    let got = hash.publishes(3).await;
+    assert!(
+        got.iter()
+            .all(|p| p.retain && p.payload == p.topic.as_bytes()),
+        "{got:?}"
+    );
+    let mut topics: Vec<String> = got.into_iter().map(|p| p.topic).collect();
     topics.sort();
     assert_eq!(topics, ["w", "w/a", "w/b/c"]);
     hash.expect_no_publish(QUIET).await;
