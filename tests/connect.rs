@@ -147,7 +147,10 @@ async fn mqtt_3_1_connect_is_accepted() {
             other => panic!("unexpected {other:?}"),
         }
     }
-    assert_eq!(delivered.unwrap().payload.as_ref(), b"v31");
+    let delivered = delivered.unwrap();
+    assert_eq!(delivered.topic.as_str(), "legacy/x");
+    assert_eq!(delivered.payload.as_ref(), b"v31");
+    assert_eq!(delivered.qos, QoS::AtLeastOnce);
 }
 
 // [MQTT-3.2.2-1], [MQTT-3.2.2-2], [MQTT-3.2.2-3], [MQTT-3.1.2-6]: session present is 0 for a clean session,
@@ -224,6 +227,11 @@ async fn persistent_takeover_carries_subscriptions_and_messages() {
         got[0].pkid, inflight.pkid,
         "re-sent with the same packet id"
     );
+    assert!(
+        !got[1].dup && !got[2].dup,
+        "queued messages are sent for the first time with DUP=0: {got:?}"
+    );
+    assert!(got.iter().all(|p| p.qos == RQoS::AtLeastOnce), "{got:?}");
 
     publisher
         .publish("carry/t", RQoS::AtLeastOnce, false, "m4")
