@@ -54,8 +54,8 @@ pub enum Offer {
 
 #[derive(Debug)]
 enum InflightState {
-    WantPubAck(Delivery),
-    WantPubRec(Delivery),
+    WantPubAck,
+    WantPubRec,
     Released,
 }
 
@@ -158,7 +158,7 @@ impl Outbound {
     pub fn on_puback(&mut self, id: PacketId) -> Option<Option<u64>> {
         match self.inflight.get(&id) {
             Some(Inflight {
-                state: InflightState::WantPubAck(_),
+                state: InflightState::WantPubAck,
                 ..
             }) => self.inflight.remove(&id).map(|entry| entry.seq),
             _ => None,
@@ -170,7 +170,7 @@ impl Outbound {
     pub fn on_pubrec(&mut self, id: PacketId) -> Option<Option<u64>> {
         let entry = self.inflight.get_mut(&id)?;
         match entry.state {
-            InflightState::WantPubRec(_) => {
+            InflightState::WantPubRec => {
                 entry.state = InflightState::Released;
                 Some(entry.seq)
             }
@@ -193,17 +193,7 @@ impl Outbound {
     /// re-sent under its original packet identifier [MQTT-4.4.0-1].
     pub fn resume_publish(&mut self, delivery: Delivery, id: PacketId) -> Publish {
         let publish = delivery.to_publish(Some(id), true);
-        let state = match delivery.qos {
-            QoS::ExactlyOnce => InflightState::WantPubRec(delivery.clone()),
-            _ => InflightState::WantPubAck(delivery.clone()),
-        };
-        self.inflight.insert(
-            id,
-            Inflight {
-                seq: delivery.seq,
-                state,
-            },
-        );
+        self.track(id, delivery.qos, delivery.seq);
         publish
     }
 
@@ -218,33 +208,23 @@ impl Outbound {
         );
     }
 
-    /// Every message still in memory, for a session that is being closed; inflight first, then queued.
-    pub fn drain_unacknowledged(&mut self) -> Vec<Delivery> {
-        let mut out: Vec<(PacketId, Delivery)> = self
-            .inflight
-            .drain()
-            .filter_map(|(id, entry)| match entry.state {
-                InflightState::WantPubAck(d) | InflightState::WantPubRec(d) => Some((id, d)),
-                InflightState::Released => None,
-            })
-            .collect();
-        out.sort_by_key(|(id, _)| *id);
-        out.into_iter()
-            .map(|(_, d)| d)
-            .chain(self.queued.drain(..))
-            .collect()
-    }
-
     fn start(&mut self, delivery: Delivery) -> Option<Sendable> {
         let id = self.allocate_packet_id()?;
         let publish = delivery.to_publish(Some(id), false);
-        let seq = delivery.seq;
-        let state = match delivery.qos {
-            QoS::ExactlyOnce => InflightState::WantPubRec(delivery),
-            _ => InflightState::WantPubAck(delivery),
+        self.track(id, delivery.qos, delivery.seq);
+        Some(Sendable {
+            publish,
+            seq: delivery.seq,
+        })
+    }
+
+    /// Puts a QoS 1/2 message in the window under `id`, awaiting its first acknowledgement.
+    fn track(&mut self, id: PacketId, qos: QoS, seq: Option<u64>) {
+        let state = match qos {
+            QoS::ExactlyOnce => InflightState::WantPubRec,
+            _ => InflightState::WantPubAck,
         };
         self.inflight.insert(id, Inflight { seq, state });
-        Some(Sendable { publish, seq })
     }
 
     /// The next identifier not in use, cycling through 1..=65535 [MQTT-2.3.1-2].
@@ -305,6 +285,21 @@ mod tests {
         assert_eq!(released, vec![Some(3)]);
         // A second PUBACK for the same id is not an acknowledgement of anything.
         assert_eq!(out.on_puback(id), None);
+    }
+
+    #[test]
+    fn the_window_keeps_ids_and_positions_not_messages() {
+        let mut out = Outbound::new(2, 0);
+        let d = delivery(QoS::ExactlyOnce, Some(4));
+        let message = d.message.clone();
+        let s = sent(out.offer(d));
+        assert_eq!(out.inflight_len(), 1);
+        assert_eq!(
+            Arc::strong_count(&message),
+            1,
+            "inflight state holds no message"
+        );
+        assert_eq!(out.on_pubrec(s.publish.packet_id.unwrap()), Some(Some(4)));
     }
 
     #[test]
