@@ -320,12 +320,16 @@ impl Router {
         let Some(entry) = self.registry.get_mut(slot) else {
             return;
         };
-        let lost = deliveries.iter().filter(|d| d.seq.is_none()).count();
-        self.stats.dropped += lost as u64;
-        if lost > 0 {
+        let lost = deliveries.iter().filter(|d| d.seq.is_none()).count() as u64;
+        let before = self.stats.dropped;
+        self.stats.dropped += lost;
+        // One line each time the broker-wide count passes a power of two: a stuck client under a flood
+        // cannot flood the log; the exact count is in the metrics.
+        if lost > 0 && before.checked_ilog2() != self.stats.dropped.checked_ilog2() {
             log::warn!(
-                "client {}: dropped {lost} message(s), it is not reading",
-                entry.client_id
+                "client {}: dropped {lost} message(s), it is not reading ({} dropped in all)",
+                entry.client_id,
+                self.stats.dropped
             );
         }
         if let Some(online) = entry.online.as_mut() {
