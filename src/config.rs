@@ -156,50 +156,28 @@ impl Config {
         if self.connect_timeout_secs == 0 {
             return Err(invalid("connect_timeout_secs", "must be at least 1"));
         }
-        if self.store_max_batch_ops == 0 || self.store_channel_capacity == 0 {
-            return Err(invalid(
-                "store_max_batch_ops",
-                "store batch and channel sizes must be at least 1",
-            ));
+        if self.store_max_batch_ops == 0 {
+            return Err(invalid("store_max_batch_ops", "must be at least 1"));
+        }
+        if self.store_channel_capacity == 0 {
+            return Err(invalid("store_channel_capacity", "must be at least 1"));
         }
         Ok(())
     }
 
     /// The TCP listener address, or `None` when the listener is off.
     pub fn bind_addr(&self) -> Result<Option<SocketAddr>, ConfigError> {
-        if self.bind.is_empty() {
-            return Ok(None);
-        }
-        self.bind
-            .parse()
-            .map(Some)
-            .map_err(|e| invalid("bind", format!("`{}` is not HOST:PORT ({e})", self.bind)))
+        optional_addr("bind", &self.bind)
     }
 
     /// The WebSocket listener address, or `None` when it is off.
     pub fn ws_bind_addr(&self) -> Result<Option<SocketAddr>, ConfigError> {
-        if self.ws_bind.is_empty() {
-            return Ok(None);
-        }
-        self.ws_bind.parse().map(Some).map_err(|e| {
-            invalid(
-                "ws_bind",
-                format!("`{}` is not HOST:PORT ({e})", self.ws_bind),
-            )
-        })
+        optional_addr("ws_bind", &self.ws_bind)
     }
 
     /// The admin API address, or `None` when the admin API is off.
     pub fn admin_addr(&self) -> Result<Option<SocketAddr>, ConfigError> {
-        if self.admin_bind.is_empty() {
-            return Ok(None);
-        }
-        self.admin_bind.parse().map(Some).map_err(|e| {
-            invalid(
-                "admin_bind",
-                format!("`{}` is not HOST:PORT ({e})", self.admin_bind),
-            )
-        })
+        optional_addr("admin_bind", &self.admin_bind)
     }
 
     /// The durability setting parsed.
@@ -233,6 +211,16 @@ impl Config {
                 .unwrap_or(1),
         )
     }
+}
+
+/// A listener address: `None` when `text` is empty (the listener is off), else `text` parsed as HOST:PORT.
+fn optional_addr(key: &'static str, text: &str) -> Result<Option<SocketAddr>, ConfigError> {
+    if text.is_empty() {
+        return Ok(None);
+    }
+    text.parse()
+        .map(Some)
+        .map_err(|e| invalid(key, format!("`{text}` is not HOST:PORT ({e})")))
 }
 
 fn default_session_threads(cores: usize) -> usize {
@@ -329,5 +317,25 @@ mod tests {
             ..Config::default()
         };
         assert!(config.validate().unwrap_err().to_string().contains("bind"));
+        let config = Config {
+            store_channel_capacity: 0,
+            ..Config::default()
+        };
+        assert!(config
+            .validate()
+            .unwrap_err()
+            .to_string()
+            .contains("store_channel_capacity"));
+        let config = Config {
+            ws_bind: String::new(),
+            admin_bind: "localhost".to_owned(),
+            ..Config::default()
+        };
+        assert_eq!(config.ws_bind_addr().unwrap(), None);
+        assert!(config
+            .admin_addr()
+            .unwrap_err()
+            .to_string()
+            .contains("admin_bind"));
     }
 }
