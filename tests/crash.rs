@@ -431,26 +431,42 @@ async fn raw_sentinel(publisher: &mut RawClient, topic: &str) {
     assert_eq!(publisher.recv().await, RawPacket::PubComp(id));
 }
 
+/// Reconnects the publisher of scenario (e), whose session must have survived the kill.
+async fn reconnect_publisher(broker: &BrokerProcess, label: &str) -> RawClient {
+    let (publisher, ack) = RawClient::connect(broker.port(), &format!("pub-{label}")).await;
+    assert!(
+        ack.session_present,
+        "the publisher's session survived [MQTT-3.2.2-2]"
+    );
+    publisher
+}
+
+/// Ends scenario (e): the sentinel follows, and the subscriber must have got message 1 exactly once.
+async fn assert_delivered_once(
+    publisher: &mut RawClient,
+    broker: &BrokerProcess,
+    label: &str,
+    topic: &str,
+) {
+    raw_sentinel(publisher, topic).await;
+    let got = drain_backlog(broker.port(), &format!("sub-{label}"), topic).await;
+    let numbers: Vec<u32> = got.iter().map(|(n, _)| *n).collect();
+    assert_eq!(numbers, vec![1], "{label}: deliveries of the QoS 2 message");
+}
+
 /// (e) An inbound QoS 2 exchange cut between PUBREC and PUBREL completes exactly once after kill -9,
 /// when the client retransmits the PUBLISH with DUP 1 [MQTT-4.3.3-2, MQTT-4.4.0-1, contract 3].
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn e_inbound_qos2_resent_publish_after_kill9_delivers_once() {
     let (label, topic) = ("e-resend", "crash/e-resend");
     let (_dir, broker) = interrupt_after_pubrec(label, topic).await;
-    let (mut publisher, ack) = RawClient::connect(broker.port(), &format!("pub-{label}")).await;
-    assert!(
-        ack.session_present,
-        "the publisher's session survived [MQTT-3.2.2-2]"
-    );
+    let mut publisher = reconnect_publisher(&broker, label).await;
     let id = PacketId::new(7).unwrap();
     publisher.send(&qos2_publish(topic, 7, 1, true)).await;
     assert_eq!(publisher.recv().await, RawPacket::PubRec(id));
     publisher.send(&RawPacket::PubRel(id)).await;
     assert_eq!(publisher.recv().await, RawPacket::PubComp(id));
-    raw_sentinel(&mut publisher, topic).await;
-    let got = drain_backlog(broker.port(), &format!("sub-{label}"), topic).await;
-    let numbers: Vec<u32> = got.iter().map(|(n, _)| *n).collect();
-    assert_eq!(numbers, vec![1], "{label}: deliveries of the QoS 2 message");
+    assert_delivered_once(&mut publisher, &broker, label, topic).await;
 }
 
 /// (e') The same exchange completed by PUBREL alone after the restart [contract 3].
@@ -458,18 +474,11 @@ async fn e_inbound_qos2_resent_publish_after_kill9_delivers_once() {
 async fn e_inbound_qos2_pubrel_after_kill9_completes_once() {
     let (label, topic) = ("e-pubrel", "crash/e-pubrel");
     let (_dir, broker) = interrupt_after_pubrec(label, topic).await;
-    let (mut publisher, ack) = RawClient::connect(broker.port(), &format!("pub-{label}")).await;
-    assert!(
-        ack.session_present,
-        "the publisher's session survived [MQTT-3.2.2-2]"
-    );
+    let mut publisher = reconnect_publisher(&broker, label).await;
     let id = PacketId::new(7).unwrap();
     publisher.send(&RawPacket::PubRel(id)).await;
     assert_eq!(publisher.recv().await, RawPacket::PubComp(id));
-    raw_sentinel(&mut publisher, topic).await;
-    let got = drain_backlog(broker.port(), &format!("sub-{label}"), topic).await;
-    let numbers: Vec<u32> = got.iter().map(|(n, _)| *n).collect();
-    assert_eq!(numbers, vec![1], "{label}: deliveries of the QoS 2 message");
+    assert_delivered_once(&mut publisher, &broker, label, topic).await;
 }
 
 /// (g) Messages delivered to a persistent subscriber but not acknowledged come again with DUP 1
