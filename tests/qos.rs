@@ -28,8 +28,10 @@ async fn qos1_in_both_directions() {
     assert_eq!(publisher.recv().await, Packet::PubAck(pid(10)));
 
     let delivered = sub.recv_publish().await;
+    assert_eq!(delivered.topic.as_str(), "q1/t");
     assert_eq!(delivered.qos, QoS::AtLeastOnce);
     assert!(!delivered.dup);
+    assert!(!delivered.retain);
     assert_eq!(delivered.payload.as_ref(), b"one");
     sub.send(&Packet::PubAck(pid(id_of(&delivered)))).await;
     // Acknowledged: nothing is re-sent.
@@ -59,8 +61,10 @@ async fn qos2_in_both_directions() {
     assert_eq!(publisher.recv().await, Packet::PubComp(pid(20)));
 
     let delivered = sub.recv_publish().await;
+    assert_eq!(delivered.topic.as_str(), "q2/t");
     assert_eq!(delivered.qos, QoS::ExactlyOnce);
     assert!(!delivered.dup);
+    assert!(!delivered.retain);
     assert_eq!(delivered.payload.as_ref(), b"two");
     let id = pid(id_of(&delivered));
     sub.send(&Packet::PubRec(id)).await;
@@ -116,6 +120,7 @@ async fn retransmitted_qos2_publish_is_delivered_once() {
 
     let got = sub.publishes_until("once/t", b"second").await;
     assert_eq!(payloads(&got), ["first", "second"]);
+    assert!(got.iter().all(|p| p.qos == RQoS::ExactlyOnce), "{got:?}");
 }
 
 // Issue 2, [MQTT-4.6.0-6]: at most `max_inflight` outbound messages await acknowledgement; the rest wait in the
@@ -149,6 +154,17 @@ async fn outbound_messages_beyond_the_inflight_window_wait() {
     let rest = [sub.recv_publish().await, sub.recv_publish().await];
     assert_eq!(rest[0].payload.as_ref(), b"m3");
     assert_eq!(rest[1].payload.as_ref(), b"m4");
+    for p in [&first, &second, &third, &rest[0], &rest[1]] {
+        assert!(
+            p.qos == QoS::AtLeastOnce && !p.dup,
+            "first delivery at QoS 1, DUP 0: {p:?}"
+        );
+    }
+    assert_ne!(
+        id_of(&first),
+        id_of(&second),
+        "[MQTT-2.3.1-2] ids in use are distinct"
+    );
 }
 
 // Issue 2: a clean session's queue holds `max_queued_messages`; what overflows is dropped and never delivered,
