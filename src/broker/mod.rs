@@ -171,9 +171,6 @@ impl Broker {
         let admin = start_admin_and_sys(&config, &core, &router, &retained, &store);
         Ok(BrokerHandle {
             inner: Arc::new(Inner {
-                router,
-                retained,
-                store,
                 peers,
                 tcp_addr,
                 stop: stop_tx,
@@ -225,9 +222,7 @@ fn session_settings(config: &Config) -> Result<SessionSettings, Error> {
 }
 
 struct Inner {
-    router: Addr<Router>,
-    retained: Addr<RetainedStore>,
-    store: StoreHandle,
+    /// The router, the retained actor and the store, as sessions reach them.
     peers: SessionPeers,
     tcp_addr: Option<SocketAddr>,
     stop: watch::Sender<bool>,
@@ -272,7 +267,7 @@ impl BrokerHandle {
         qos: QoS,
         retain: bool,
     ) -> Result<(), Error> {
-        inprocess::publish(&self.inner.router, topic, payload.into(), qos, retain).await
+        inprocess::publish(&self.inner.peers.router, topic, payload.into(), qos, retain).await
     }
 
     /// Subscribes an in-process client to `filter`; resolves once the subscription is in place (so a message
@@ -291,12 +286,17 @@ impl BrokerHandle {
 
     /// Live figures from the router.
     pub async fn router_stats(&self) -> Option<RouterStats> {
-        self.inner.router.send(GetRouterStats).await.ok()
+        self.inner.peers.router.send(GetRouterStats).await.ok()
     }
 
     /// Number of retained messages.
     pub async fn retained_count(&self) -> Option<usize> {
-        self.inner.retained.send(messages::CountRetained).await.ok()
+        self.inner
+            .peers
+            .retained
+            .send(messages::CountRetained)
+            .await
+            .ok()
     }
 
     /// What a transport needs to start sessions (used by the WebSocket route).
@@ -306,7 +306,7 @@ impl BrokerHandle {
 
     /// The store handle.
     pub fn store(&self) -> StoreHandle {
-        self.inner.store.clone()
+        self.inner.peers.store.clone()
     }
 
     /// Stops accepting, closes every connection, flushes the store and stops the broker's threads.
@@ -318,7 +318,13 @@ impl BrokerHandle {
         if let Some((_, server)) = &self.inner.ws {
             server.pause().await;
         }
-        let told = self.inner.router.send(DisconnectAll).await.unwrap_or(0);
+        let told = self
+            .inner
+            .peers
+            .router
+            .send(DisconnectAll)
+            .await
+            .unwrap_or(0);
         log::info!("shutting down: closing {told} connection(s)");
         let deadline = tokio::time::Instant::now() + SHUTDOWN_GRACE;
         while tokio::time::Instant::now() < deadline {
