@@ -67,11 +67,6 @@ impl TopicName {
         &self.0
     }
 
-    /// The topic as the shared string it was built from (cheap to clone).
-    pub fn as_byte_string(&self) -> &ByteString {
-        &self.0
-    }
-
     /// The levels of the topic, split at `/`.
     pub fn levels(&self) -> std::str::Split<'_, char> {
         self.0.split('/')
@@ -106,11 +101,6 @@ impl TopicFilter {
 
     /// The filter as a string slice.
     pub fn as_str(&self) -> &str {
-        &self.0
-    }
-
-    /// The filter as the shared string it was built from (cheap to clone).
-    pub fn as_byte_string(&self) -> &ByteString {
         &self.0
     }
 
