@@ -116,9 +116,7 @@ impl Conn {
 
     /// Waits for bytes from the broker and appends them to the read buffer.
     pub async fn read_more(&mut self) -> Result<usize, ClientError> {
-        if self.rbuf.capacity() - self.rbuf.len() < READ_CHUNK / 2 {
-            self.rbuf.reserve(READ_CHUNK);
-        }
+        self.make_room();
         match self.stream.read_buf(&mut self.rbuf).await? {
             0 => Err(ClientError::Closed),
             n => Ok(n),
@@ -127,14 +125,19 @@ impl Conn {
 
     /// Appends whatever the broker has already sent, without waiting; 0 when nothing is ready.
     pub fn try_read_more(&mut self) -> Result<usize, ClientError> {
-        if self.rbuf.capacity() - self.rbuf.len() < READ_CHUNK / 2 {
-            self.rbuf.reserve(READ_CHUNK);
-        }
+        self.make_room();
         match self.stream.try_read_buf(&mut self.rbuf) {
             Ok(0) => Err(ClientError::Closed),
             Ok(n) => Ok(n),
             Err(e) if e.kind() == io::ErrorKind::WouldBlock => Ok(0),
             Err(e) => Err(e.into()),
+        }
+    }
+
+    /// Keeps at least half a chunk free in the read buffer, so one read can take many packets.
+    fn make_room(&mut self) {
+        if self.rbuf.capacity() - self.rbuf.len() < READ_CHUNK / 2 {
+            self.rbuf.reserve(READ_CHUNK);
         }
     }
 
