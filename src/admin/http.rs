@@ -18,7 +18,7 @@ use actix_web::dev::{Payload, ServerHandle};
 use actix_web::http::{header, StatusCode};
 use actix_web::{delete, get, web, App, FromRequest, HttpRequest, HttpResponse, HttpServer};
 use serde::Deserialize;
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::future::{ready, Ready};
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -238,8 +238,9 @@ async fn list_sessions(_: Authorized, ctx: Ctx) -> Result<HttpResponse, ApiError
         })
         .collect();
     // A persistent session whose first CONNECT is not committed yet is already known to the router.
+    let listed: HashSet<&str> = stored.iter().map(|s| s.client_id.as_str()).collect();
     for p in presence.values() {
-        if p.persistent && !rows.iter().any(|r| r.client_id == p.client_id.as_str()) {
+        if p.persistent && !listed.contains(p.client_id.as_str()) {
             rows.push(SessionRow {
                 client_id: p.client_id.to_string(),
                 online: p.online,
