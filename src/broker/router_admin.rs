@@ -114,11 +114,12 @@ impl Router {
     }
 }
 
-async fn delete_stored(store: StoreHandle, ops: Vec<StoreOp>) -> Result<(), StoreError> {
-    if ops.is_empty() {
-        return Ok(());
-    }
-    store.write(ops).await.map_err(|_| StoreError::WriterGone)?
+/// Commits one deletion and waits for it.
+async fn delete_stored(store: StoreHandle, op: StoreOp) -> Result<(), StoreError> {
+    store
+        .write(vec![op])
+        .await
+        .map_err(|_| StoreError::WriterGone)?
 }
 
 impl Handler<ListSessions> for Router {
@@ -142,10 +143,10 @@ impl Handler<DeleteSession> for Router {
             if let Some(Some(closed)) = evicted {
                 let _ = tokio::time::timeout(CLOSE_WAIT, closed).await;
             }
-            let ops = vec![StoreOp::DeleteSession {
+            let op = StoreOp::DeleteSession {
                 client_id: msg.client_id,
-            }];
-            delete_stored(store, ops).await?;
+            };
+            delete_stored(store, op).await?;
             Ok(known)
         };
         Box::pin(work.into_actor(self).map(move |result, router, _| {
@@ -197,7 +198,7 @@ impl Handler<ClearRetained> for Router {
         let store = self.store().clone();
         Box::pin(delete_stored(
             store,
-            vec![StoreOp::DeleteRetained { topic: msg.topic }],
+            StoreOp::DeleteRetained { topic: msg.topic },
         ))
     }
 }
