@@ -238,7 +238,16 @@ async fn sessions_are_inspected_and_deleted_live_then_offline() {
     assert!(table.lines().nth(1).unwrap().contains(" - "), "{table}");
     let page = offline(&["sessions", "show", "dev-a", "--json"]).json();
     assert_eq!(page["queued"].as_array().unwrap().len(), 4);
-    assert_eq!(offline(&["stats", "--json"]).json()["source"], "offline");
+    let stats = offline(&["stats", "--json"]).json();
+    assert_eq!(stats["source"], "offline");
+    assert_eq!(stats["persistent_sessions"], 1);
+    assert_eq!(stats["queued_messages"], 4);
+    assert_eq!(stats["queued_bytes"], a_bytes);
+    assert!(stats["database_bytes"].as_u64().unwrap() > 0, "{stats}");
+    assert!(
+        stats["connected_clients"].is_null(),
+        "no live figures offline: {stats}"
+    );
     offline(&["sessions", "show", "nobody"]).fails_with("unknown client id");
     offline(&["sessions", "delete", "nobody"]).fails_with("unknown client id");
     offline(&["sessions", "delete", "dev-a"]).ok();
