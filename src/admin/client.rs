@@ -162,6 +162,7 @@ fn dechunk(mut data: &[u8]) -> Result<Vec<u8>, String> {
 
 /// Percent-encodes a path segment or query value; `/` is kept when `keep_slash` (topic names in paths).
 pub fn encode(text: &str, keep_slash: bool) -> String {
+    use std::fmt::Write as _;
     let mut out = String::with_capacity(text.len());
     for byte in text.bytes() {
         let plain = byte.is_ascii_alphanumeric()
@@ -170,7 +171,8 @@ pub fn encode(text: &str, keep_slash: bool) -> String {
         if plain {
             out.push(char::from(byte));
         } else {
-            out.push_str(&format!("%{byte:02X}"));
+            // Writing to a String cannot fail.
+            let _ = write!(out, "%{byte:02X}");
         }
     }
     out
