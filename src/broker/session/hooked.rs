@@ -95,8 +95,7 @@ impl Session {
 
     /// The hook state of a session being attached, when hooks are registered.
     pub(super) fn session_hooks(&self) -> Option<Box<SessionHooks>> {
-        let hooks = self.peers.hooks.clone()?;
-        let client = self.client_info.clone()?;
+        let (hooks, client) = self.hooks_and_client()?;
         Some(Box::new(SessionHooks {
             hooks,
             client,
@@ -106,13 +105,13 @@ impl Session {
 
     /// Tells the on_connected hook, without waiting for it.
     pub(super) fn hook_connected(&self, session_present: bool) {
-        if let (Some(hooks), Some(client)) = (self.peers.hooks.clone(), self.client_info.clone()) {
+        if let Some((hooks, client)) = self.hooks_and_client() {
             actix_rt::spawn(async move { hooks.on_connected(&client, session_present).await });
         }
     }
 
-    /// The hooks that screen what this session publishes or subscribes to, when registered.
-    fn screening(&self) -> Option<(Arc<dyn Hooks>, Arc<ClientInfo>)> {
+    /// The registered hooks with the identity they are told about, once the client has authenticated.
+    fn hooks_and_client(&self) -> Option<(Arc<dyn Hooks>, Arc<ClientInfo>)> {
         Some((self.peers.hooks.clone()?, self.client_info.clone()?))
     }
 
@@ -123,7 +122,7 @@ impl Session {
         &self,
         messages: Vec<Arc<Message>>,
     ) -> Result<Vec<Arc<Message>>, Screening> {
-        let Some((hooks, client)) = self.screening() else {
+        let Some((hooks, client)) = self.hooks_and_client() else {
             return Ok(messages);
         };
         Err(Box::pin(async move {
@@ -154,7 +153,7 @@ impl Session {
         subscribe: Subscribe,
         ctx: &mut Context<Self>,
     ) -> Option<Subscribe> {
-        let Some((hooks, client)) = self.screening() else {
+        let Some((hooks, client)) = self.hooks_and_client() else {
             return Some(subscribe);
         };
         let screen = async move {
