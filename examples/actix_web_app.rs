@@ -35,10 +35,12 @@ impl RunningApp {
     }
 }
 
-/// Starts the broker (no TCP or WebSocket listener of its own) and the web server on `listen`.
+/// Starts the broker (no TCP, WebSocket or admin listener of its own) and the web server on `listen`.
 pub async fn start(listen: &str, data_dir: PathBuf) -> std::io::Result<RunningApp> {
     let config = Config {
         data_dir,
+        // The app serves everything itself; the broker's admin API would be a second, unexpected port.
+        admin_bind: String::new(),
         ..Config::default()
     };
     let broker = Broker::builder()
