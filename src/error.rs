@@ -26,6 +26,9 @@ pub enum Error {
     /// A topic name or filter given to the in-process API is invalid.
     #[error(transparent)]
     Topic(#[from] crate::topic::TopicError),
+    /// The broker refused an in-process subscription (its store could not record it, for example).
+    #[error("the broker refused the subscription to {0}")]
+    SubscriptionRefused(String),
     /// The broker is not running (an in-process call on a broker that shut down).
     #[error("the broker is not running")]
     NotRunning,

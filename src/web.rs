@@ -8,6 +8,7 @@ use crate::transport::ws;
 use actix_web::dev::ServerHandle;
 use actix_web::{web, App, HttpRequest, HttpServer, Route};
 use std::net::SocketAddr;
+use std::sync::Arc;
 
 /// The path `harbormq serve` serves MQTT over WebSocket on.
 pub const MQTT_WS_PATH: &str = "/mqtt";
@@ -30,7 +31,7 @@ pub fn mqtt_ws(handle: BrokerHandle) -> Route {
     mqtt_ws_route(handle.session_peers())
 }
 
-pub(crate) fn mqtt_ws_route(peers: SessionPeers) -> Route {
+pub(crate) fn mqtt_ws_route(peers: Arc<SessionPeers>) -> Route {
     web::get().to(move |req: HttpRequest, body: web::Payload| {
         let peers = peers.clone();
         async move { ws::accept(&req, body, peers) }
@@ -40,7 +41,7 @@ pub(crate) fn mqtt_ws_route(peers: SessionPeers) -> Route {
 /// Serves MQTT over WebSocket on `addr` at [`MQTT_WS_PATH`]; returns the bound address and the server handle.
 pub(crate) fn serve(
     addr: SocketAddr,
-    peers: SessionPeers,
+    peers: Arc<SessionPeers>,
     workers: usize,
 ) -> Result<(SocketAddr, ServerHandle), Error> {
     let server =

@@ -1,14 +1,13 @@
 //! In-process clients on a [`BrokerHandle`](super::BrokerHandle): publishing straight into the router, and
-//! subscriptions delivered as a bounded stream. Owns the subscriber actor; routing stays in the router.
+//! subscriptions delivered as a bounded stream by a session that speaks to the connection core like any
+//! network client. Owns the public types of that API; routing stays in the router.
 
-use super::link::SessionLink;
 use super::messages::*;
 use super::router::Router;
-use super::session::SessionPeers;
-use crate::codec::{ClientId, QoS};
+use super::session::{AppSink, Session, SessionPeers, SubscribeOutcome};
+use crate::codec::{ClientId, Connect, Packet, PacketId, ProtocolLevel, QoS, Subscribe};
 use crate::error::Error;
 use crate::message::{now_ms, Message};
-use crate::protocol::Delivery;
 use crate::store::StoreError;
 use crate::topic::{TopicFilter, TopicName};
 use actix::prelude::*;
@@ -32,6 +31,15 @@ pub struct ReceivedMessage {
 }
 
 impl ReceivedMessage {
+    /// A delivery of `message` at `qos`, with `retain` as sent.
+    pub(crate) fn new(message: Arc<Message>, qos: QoS, retain: bool) -> Self {
+        ReceivedMessage {
+            message,
+            qos,
+            retain,
+        }
+    }
+
     /// The topic the message was published to.
     pub fn topic(&self) -> &TopicName {
         &self.message.topic
@@ -80,7 +88,7 @@ pub(crate) async fn publish(
         messages: vec![message],
         ops: Vec::new(),
         done: Some(done),
-        permit: None,
+        credit: None,
     };
     router.send(route).await.map_err(|_| Error::NotRunning)?;
     stored
@@ -92,7 +100,7 @@ pub(crate) async fn publish(
 /// An in-process subscription: a stream of the messages matching its filter. Dropping it unsubscribes.
 pub struct Subscription {
     rx: mpsc::Receiver<ReceivedMessage>,
-    subscriber: Addr<Subscriber>,
+    session: Addr<Session>,
 }
 
 impl Stream for Subscription {
@@ -105,200 +113,60 @@ impl Stream for Subscription {
 
 impl Drop for Subscription {
     fn drop(&mut self) {
-        self.subscriber.do_send(Detach);
+        self.session.do_send(DetachClient);
     }
 }
 
 /// Subscribes an in-process client to `filter`; retained messages matching it come first.
+///
+/// The client is a session like any network client's, with a clean session: it sends CONNECT and SUBSCRIBE
+/// as packets, its messages arrive on a bounded channel and are acknowledged as the channel takes them.
 pub(crate) async fn subscribe(
-    peers: &SessionPeers,
+    peers: &Arc<SessionPeers>,
     arbiter: &ArbiterHandle,
     filter: &str,
     qos: QoS,
 ) -> Result<Subscription, Error> {
     let filter = TopicFilter::new(filter.to_owned())?;
     let (tx, rx) = mpsc::channel(SUBSCRIPTION_CAPACITY);
-    let (ready, registered) = oneshot::channel();
-    let router = peers.router.clone();
-    let subscriber = Subscriber::start_in_arbiter(arbiter, move |_| Subscriber {
-        tx,
-        router,
-        ready: Some(ready),
-        attached: None,
-        dropped: 0,
+    let (ready, subscribed) = oneshot::channel();
+    let peers = peers.clone();
+    let session = Session::start_in_arbiter(arbiter, move |_| {
+        Session::in_process(AppSink::new(tx, ready), peers)
     });
-    // From here on, dropping the subscription (also by cancelling this future) unregisters it.
+    // From here on, dropping the subscription (also by cancelling this future) ends the client.
     let subscription = Subscription {
         rx,
-        subscriber: subscriber.clone(),
+        session: session.clone(),
     };
-    let (slot, conn) = registered.await.map_err(|_| Error::NotRunning)?;
-    let (done, stored) = oneshot::channel();
-    let filters = vec![(filter, qos)];
-    peers
-        .router
-        .send(AddSubscriptions {
-            slot,
-            conn,
-            filters: filters.clone(),
-            done,
-        })
+    // A random id: MQTT clients cannot guess it, so none takes this subscription over by accident.
+    let client_id = ClientId::new(format!(
+        "$harbormq/inprocess/{:016x}",
+        rand::random::<u64>()
+    ));
+    let connect = Connect {
+        level: ProtocolLevel::V311,
+        clean_session: true,
+        keep_alive_secs: 0,
+        client_id,
+        will: None,
+        username: None,
+        password: None,
+    };
+    let subscribe = Subscribe {
+        packet_id: PacketId::new(1).ok_or(Error::NotRunning)?,
+        filters: vec![(filter.clone(), qos)],
+    };
+    session
+        .send(ClientPackets(vec![
+            Packet::Connect(Box::new(connect)),
+            Packet::Subscribe(subscribe),
+        ]))
         .await
         .map_err(|_| Error::NotRunning)?;
-    stored.await.unwrap_or(Err(StoreError::WriterGone))?;
-    peers.retained.do_send(SendRetained {
-        filters,
-        to: subscriber.recipient(),
-    });
-    Ok(subscription)
-}
-
-/// The router's counterpart of an in-process subscription: a clean session without a connection.
-pub struct Subscriber {
-    tx: mpsc::Sender<ReceivedMessage>,
-    router: Addr<Router>,
-    ready: Option<oneshot::Sender<(SlotId, ConnId)>>,
-    attached: Option<(SlotId, ConnId)>,
-    dropped: u64,
-}
-
-/// The subscription was dropped.
-#[derive(Message)]
-#[rtype(result = "()")]
-struct Detach;
-
-impl Subscriber {
-    /// Hands deliveries to the reader; QoS 0 is dropped when the reader is behind, QoS 1/2 waits for room
-    /// (holding this subscriber's mailbox, as a slow network client's session would).
-    fn take(&mut self, deliveries: Vec<Delivery>, ctx: &mut Context<Self>) {
-        let mut waiting = Vec::new();
-        for delivery in deliveries {
-            let received = ReceivedMessage {
-                message: delivery.message,
-                qos: delivery.qos,
-                retain: delivery.retain,
-            };
-            if !waiting.is_empty() {
-                waiting.push(received);
-                continue;
-            }
-            match self.tx.try_send(received) {
-                Ok(()) => {}
-                Err(mpsc::error::TrySendError::Full(received))
-                    if received.qos != QoS::AtMostOnce =>
-                {
-                    waiting.push(received);
-                }
-                Err(mpsc::error::TrySendError::Full(_)) => {
-                    self.dropped += 1;
-                    if self.dropped.is_power_of_two() {
-                        log::warn!(
-                            "in-process subscription is behind: {} message(s) dropped so far",
-                            self.dropped
-                        );
-                    }
-                }
-                Err(mpsc::error::TrySendError::Closed(_)) => {
-                    ctx.stop();
-                    return;
-                }
-            }
-        }
-        if waiting.is_empty() {
-            return;
-        }
-        let tx = self.tx.clone();
-        let send = async move {
-            for received in waiting {
-                if tx.send(received).await.is_err() {
-                    return false;
-                }
-            }
-            true
-        };
-        ctx.wait(send.into_actor(self).map(|open, _, ctx| {
-            if !open {
-                ctx.stop();
-            }
-        }));
-    }
-}
-
-impl Actor for Subscriber {
-    type Context = Context<Self>;
-
-    fn started(&mut self, ctx: &mut Self::Context) {
-        ctx.set_mailbox_capacity(64);
-        // A random id: MQTT clients cannot guess it, so none takes this subscription over by accident.
-        let client_id = ClientId::new(format!(
-            "$harbormq/inprocess/{:016x}",
-            rand::random::<u64>()
-        ));
-        let register = self.router.send(RegisterSession {
-            client_id,
-            clean_session: true,
-            session: SessionLink::from(ctx.address()),
-        });
-        ctx.wait(
-            register
-                .into_actor(self)
-                .map(|reply, act, ctx| match reply {
-                    Ok(reply) => {
-                        act.attached = Some((reply.slot, reply.conn));
-                        if let Some(ready) = act.ready.take() {
-                            let _ = ready.send((reply.slot, reply.conn));
-                        }
-                    }
-                    Err(_) => ctx.stop(),
-                }),
-        );
-    }
-
-    fn stopped(&mut self, _: &mut Self::Context) {
-        if let Some((slot, conn)) = self.attached.take() {
-            self.router.do_send(SessionClosed { slot, conn });
-        }
-    }
-}
-
-impl Handler<Deliver> for Subscriber {
-    type Result = ();
-
-    fn handle(&mut self, msg: Deliver, ctx: &mut Self::Context) {
-        self.take(msg.0, ctx);
-    }
-}
-
-impl Handler<QueueBehind> for Subscriber {
-    type Result = ();
-
-    /// Only persistent sessions fall behind into the store; an in-process subscription is a clean session.
-    fn handle(&mut self, _: QueueBehind, _: &mut Self::Context) {}
-}
-
-impl Handler<TakenOver> for Subscriber {
-    type Result = ();
-
-    fn handle(&mut self, msg: TakenOver, ctx: &mut Self::Context) {
-        // The slot now belongs to the new connection; this subscription must not close it.
-        self.attached = None;
-        let _ = msg.done.send(());
-        ctx.stop();
-    }
-}
-
-impl Handler<CloseForShutdown> for Subscriber {
-    type Result = ();
-
-    fn handle(&mut self, _: CloseForShutdown, ctx: &mut Self::Context) {
-        ctx.stop();
-    }
-}
-
-impl Handler<Detach> for Subscriber {
-    type Result = ();
-
-    fn handle(&mut self, _: Detach, ctx: &mut Self::Context) {
-        ctx.stop();
+    match subscribed.await {
+        Ok(SubscribeOutcome::Subscribed) => Ok(subscription),
+        Ok(SubscribeOutcome::Refused) => Err(Error::SubscriptionRefused(filter.to_string())),
+        Err(_) => Err(Error::NotRunning),
     }
 }

@@ -1,10 +1,10 @@
 //! Every message exchanged between the session, router and retained actors, named for its purpose.
 //! Owns no behaviour; replies that wait for the store carry a one-shot completion.
 
-use super::link::SessionLink;
+use super::session::Session;
 use crate::codec::{ClientId, QoS};
 use crate::message::Message;
-use crate::protocol::Delivery;
+use crate::protocol::{Delivery, EndCause};
 use crate::store::StoreError;
 use crate::topic::TopicFilter;
 use actix::prelude::*;
@@ -30,17 +30,17 @@ pub struct RegisterSession {
     pub client_id: ClientId,
     /// CONNECT's clean session flag.
     pub clean_session: bool,
-    /// The new session actor (or in-process subscriber).
-    pub session: SessionLink,
+    /// The new session actor.
+    pub session: Addr<Session>,
+    /// Deliveries the router may hand the session before it grants more [`GrantCredit`].
+    pub credit: u32,
 }
 
 /// The router's answer to [`RegisterSession`].
 #[derive(Debug)]
 pub struct RegisterReply {
-    /// The client's slot.
-    pub slot: SlotId,
-    /// This connection's claim on it.
-    pub conn: ConnId,
+    /// Where the session sits in the router.
+    pub link: RouterLink,
     /// A stored session is resumed (CONNACK session present flag) [MQTT-3.2.2-2].
     pub session_present: bool,
     /// A persistent session existed for this client id before (its stored state must be discarded when the
@@ -56,9 +56,16 @@ pub struct RegisterReply {
 #[derive(Message)]
 #[rtype(result = "()")]
 pub struct SessionClosed {
+    /// The connection that ended.
+    pub link: RouterLink,
+}
+
+/// Where a connected session sits in the router: its slot and this connection's claim on it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub struct RouterLink {
     /// The client's slot.
     pub slot: SlotId,
-    /// The connection that ended.
+    /// The connection.
     pub conn: ConnId,
 }
 
@@ -73,18 +80,18 @@ pub struct RoutePublish {
     pub ops: Vec<crate::store::StoreOp>,
     /// Signalled when everything the acknowledgements promise is stored.
     pub done: Option<Completion>,
-    /// The publisher's flow permit, held until every delivery of the batch is in a mailbox.
-    pub permit: Option<super::congestion::FlowPermit>,
+    /// One of the publisher's few routing credits; the router keeps it while a subscriber this batch went to
+    /// is out of credit, so a publisher feeding sessions that lag stops reading once all of its are kept.
+    /// `None` for messages of the broker itself (wills, the embedding application), which nothing holds back.
+    pub credit: Option<super::flow::RouteCredit>,
 }
 
 /// Adds or replaces subscriptions (QoS already granted by the session).
 #[derive(Message)]
 #[rtype(result = "()")]
 pub struct AddSubscriptions {
-    /// The client's slot.
-    pub slot: SlotId,
     /// The subscribing connection.
-    pub conn: ConnId,
+    pub link: RouterLink,
     /// Filters with their granted QoS.
     pub filters: Vec<(TopicFilter, QoS)>,
     /// Signalled when the subscriptions of a persistent session are stored.
@@ -95,38 +102,28 @@ pub struct AddSubscriptions {
 #[derive(Message)]
 #[rtype(result = "()")]
 pub struct RemoveSubscriptions {
-    /// The client's slot.
-    pub slot: SlotId,
     /// The unsubscribing connection.
-    pub conn: ConnId,
+    pub link: RouterLink,
     /// Filters to remove.
     pub filters: Vec<TopicFilter>,
     /// Signalled when the removal is stored.
     pub done: Completion,
 }
 
-/// A persistent session has read its stored queue up to `cursor` and asks for live delivery again; refused
-/// with the current queue head when more was queued since the session's read began.
-#[derive(Message)]
-#[rtype(result = "Result<(), u64>")]
-pub struct ResumeLive {
-    /// The client's slot.
-    pub slot: SlotId,
-    /// The asking connection.
-    pub conn: ConnId,
-    /// Highest queue position the session holds.
-    pub cursor: u64,
-}
-
-/// A persistent session cannot keep up: stop live delivery, it will read from the store.
+/// A session gives the router credit back: it took that many deliveries and has room for as many again.
 #[derive(Message)]
 #[rtype(result = "()")]
-pub struct PauseLive {
-    /// The client's slot.
-    pub slot: SlotId,
-    /// The asking connection.
-    pub conn: ConnId,
+pub struct GrantCredit {
+    /// The session.
+    pub link: RouterLink,
+    /// Deliveries.
+    pub credit: u32,
 }
+
+/// A session dropped this many messages from its full queue (its overflow policy); counted with the router's.
+#[derive(Message)]
+#[rtype(result = "()")]
+pub struct CountDropped(pub u32);
 
 /// Closes every connection (broker shutdown); resolves once all sessions were told.
 #[derive(Message)]
@@ -151,8 +148,15 @@ pub struct RouterStats {
     pub messages_in: u64,
     /// Deliveries handed to sessions or stored for them.
     pub messages_out: u64,
-    /// Deliveries dropped because a session's mailbox was full.
+    /// Deliveries dropped: for a session that stopped reading (stuck), or by a full queue's overflow policy.
     pub dropped: u64,
+    /// Times a publisher was held back (stopped reading its client) because subscribers it feeds were out of
+    /// credit.
+    pub publisher_holds: u64,
+    /// Milliseconds publishers spent held back, all together (holds that ended).
+    pub publisher_held_ms: u64,
+    /// Times a session counted as stuck: out of credit for longer than the router waits.
+    pub stuck_sessions: u64,
     /// Messages routed, by their QoS (0, 1, 2).
     pub messages_in_by_qos: [u64; 3],
     /// Deliveries, by the QoS they are delivered at (0, 1, 2).
@@ -164,10 +168,28 @@ pub struct RouterStats {
 #[rtype(result = "()")]
 pub struct Deliver(pub Vec<Delivery>);
 
-/// Live delivery stopped: the session must read what follows from the store.
+/// Retained messages for a new subscription, sent by the retained actor; they do not count against credit.
 #[derive(Message)]
 #[rtype(result = "()")]
-pub struct QueueBehind;
+pub struct DeliverRetained(pub Vec<Delivery>);
+
+/// The router skipped stored messages for this session (it had no credit) up to `head`: the session reads
+/// them from the store.
+#[derive(Message)]
+#[rtype(result = "()")]
+pub struct Behind {
+    /// Highest queue position assigned when the router said so.
+    pub head: u64,
+}
+
+/// A publishing session was held back (all its routing credits kept by lagging subscribers) for `held_ms`;
+/// counted in the router's figures.
+#[derive(Message)]
+#[rtype(result = "()")]
+pub struct PublisherWasHeld {
+    /// How long it could not read its client.
+    pub held_ms: u64,
+}
 
 /// The session must end (another connection took its client id over, or an operator deleted it): close,
 /// publish the will, then signal `done`.
@@ -176,17 +198,8 @@ pub struct QueueBehind;
 pub struct TakenOver {
     /// Signalled once this session wrote everything it had to the store.
     pub done: oneshot::Sender<()>,
-    /// Why, for the log.
+    /// Why: taken over by a new connection, or deleted by an operator.
     pub cause: EndCause,
-}
-
-/// Why the router ends a connected session.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum EndCause {
-    /// A new connection with the same client id [MQTT-3.1.4-2].
-    Takeover,
-    /// The session was deleted through the admin API.
-    Deleted,
 }
 
 /// The broker is stopping: close the connection without publishing the will.
@@ -206,7 +219,7 @@ pub struct SendRetained {
     /// The filters just subscribed, with granted QoS.
     pub filters: Vec<(TopicFilter, QoS)>,
     /// Where to send them.
-    pub to: Recipient<Deliver>,
+    pub to: Addr<Session>,
 }
 
 /// Number of retained messages held.
@@ -273,22 +286,12 @@ pub struct ListRetained {
     pub filter: Option<TopicFilter>,
 }
 
-/// A session's own queue is long: park its deliveries (holding their publishers back) until it drains.
+/// Packets an in-process client sends, as if read from a socket.
 #[derive(Message)]
 #[rtype(result = "()")]
-pub struct SessionBackedUp {
-    /// The client's slot.
-    pub slot: SlotId,
-    /// The backed-up connection.
-    pub conn: ConnId,
-}
+pub struct ClientPackets(pub Vec<crate::codec::Packet>);
 
-/// A backed-up session has room again.
+/// The in-process client went away (its subscription was dropped).
 #[derive(Message)]
 #[rtype(result = "()")]
-pub struct SessionDrained {
-    /// The client's slot.
-    pub slot: SlotId,
-    /// The drained connection.
-    pub conn: ConnId,
-}
+pub struct DetachClient;

@@ -1,15 +1,19 @@
 //! The running broker: starts the store, the session arbiters (the first also runs the router and the retained
 //! actor) and the listeners, and hands out a `BrokerHandle` to stop it. The library's entry point.
+//!
+//! The actors: a `session::Session` per client (network or in-process) around the protocol core, the
+//! `router::Router` (subscriptions, fan-out, credit-based flow control in `flow`), and the
+//! `retained::RetainedStore`.
 
-pub mod congestion;
+pub mod flow;
 pub mod hooks;
 pub mod inprocess;
-pub mod link;
 pub mod messages;
 pub mod registry;
 pub mod retained;
 pub mod router;
 mod router_admin;
+mod router_flow;
 pub mod session;
 pub mod sys;
 
@@ -138,13 +142,13 @@ impl Broker {
                 Router::new(store, retained, settings, sessions, next_id)
             })
         };
-        let peers = SessionPeers {
+        let peers = Arc::new(SessionPeers {
             router: router.clone(),
             retained: retained.clone(),
             store: store.clone(),
-            settings: Arc::new(session_settings(&config)?),
+            settings: Arc::new(session_settings(&config, hooks.is_some())?),
             hooks,
-        };
+        });
         let (stop_tx, stop_rx) = watch::channel(false);
         let tcp_addr = match config.bind_addr()? {
             Some(addr) => {
@@ -210,20 +214,29 @@ fn start_admin_and_sys(
     })
 }
 
-fn session_settings(config: &Config) -> Result<SessionSettings, Error> {
-    Ok(SessionSettings {
-        max_packet_size_bytes: config.max_packet_size_bytes,
-        connect_timeout: Duration::from_secs(config.connect_timeout_secs),
+fn session_settings(config: &Config, hooks: bool) -> Result<SessionSettings, Error> {
+    let protocol = crate::protocol::Settings {
         max_qos: QoS::from_u8(config.max_qos).unwrap_or(QoS::ExactlyOnce),
         max_inflight: config.max_inflight,
         max_queued_messages: usize::try_from(config.max_queued_messages).unwrap_or(usize::MAX),
         overflow: config.overflow_policy()?,
+        connect_timeout: Duration::from_secs(config.connect_timeout_secs),
+        hooks,
+        credit: crate::protocol::SESSION_CREDIT,
+    };
+    Ok(SessionSettings {
+        max_packet_size_bytes: config.max_packet_size_bytes,
+        in_process: Arc::new(crate::protocol::Settings {
+            hooks: false,
+            ..protocol.clone()
+        }),
+        protocol: Arc::new(protocol),
     })
 }
 
 struct Inner {
     /// The router, the retained actor and the store, as sessions reach them.
-    peers: SessionPeers,
+    peers: Arc<SessionPeers>,
     tcp_addr: Option<SocketAddr>,
     stop: watch::Sender<bool>,
     worker: Mutex<Option<StoreWorker>>,
@@ -300,7 +313,7 @@ impl BrokerHandle {
     }
 
     /// What a transport needs to start sessions (used by the WebSocket route).
-    pub fn session_peers(&self) -> SessionPeers {
+    pub fn session_peers(&self) -> Arc<SessionPeers> {
         self.inner.peers.clone()
     }
 

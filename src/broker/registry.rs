@@ -1,20 +1,23 @@
-//! The router's table of client sessions: which client id owns which slot, who is connected, what they subscribe.
-//! Plain data owned by the router actor; knows nothing of the trie or the store.
+//! The router's table of client sessions: which client id owns which slot, who is connected, what they
+//! subscribe, and each connection's flow state. Plain data owned by the router; knows nothing of the trie
+//! or the store.
 
-use super::link::SessionLink;
+use super::flow::SubscriberFlow;
 use super::messages::{ConnId, SlotId};
+use super::session::Session;
 use crate::codec::{ClientId, QoS};
 use crate::topic::TopicFilter;
+use actix::Addr;
 use std::collections::HashMap;
 
 /// The connection currently attached to a slot.
 pub struct Online {
     /// Which connection it is.
     pub conn: ConnId,
-    /// Its session actor (or in-process subscriber).
-    pub addr: SessionLink,
-    /// Whether new messages are handed to it directly; a persistent session catching up reads them from the store.
-    pub live: bool,
+    /// Its session actor.
+    pub addr: Addr<Session>,
+    /// Its credit, and its congestion while it has none.
+    pub flow: SubscriberFlow,
 }
 
 /// One client's session as the router sees it.
@@ -28,7 +31,7 @@ pub struct Entry {
     /// Next position in the stored queue (persistent sessions only).
     pub next_seq: u64,
     /// Subscriptions with granted QoS, mirrored in the trie.
-    pub subscriptions: HashMap<TopicFilter, QoS>,
+    pub subscriptions: Subscriptions,
     /// When the last connection ended (milliseconds since the epoch), for session expiry.
     pub offline_since_ms: u64,
 }
@@ -37,6 +40,83 @@ impl Entry {
     /// The online connection if `conn` is still the one attached.
     pub fn online_as(&mut self, conn: ConnId) -> Option<&mut Online> {
         self.online.as_mut().filter(|o| o.conn == conn)
+    }
+}
+
+/// Subscriptions above which a session's filters are kept in a hash map rather than a list.
+const FEW_SUBSCRIPTIONS: usize = 16;
+
+/// A session's subscriptions: a short exact-size list for the usual few (an idle device with one filter
+/// pays for one), a hash map for many.
+#[derive(Debug, Default)]
+pub struct Subscriptions {
+    few: Vec<(TopicFilter, QoS)>,
+    many: Option<HashMap<TopicFilter, QoS>>,
+}
+
+impl Subscriptions {
+    /// Adds or replaces the subscription to `filter`.
+    pub fn insert(&mut self, filter: TopicFilter, qos: QoS) {
+        if let Some(many) = &mut self.many {
+            many.insert(filter, qos);
+            return;
+        }
+        if let Some(existing) = self.few.iter_mut().find(|(f, _)| *f == filter) {
+            existing.1 = qos;
+            return;
+        }
+        if self.few.len() < FEW_SUBSCRIPTIONS {
+            self.few.reserve_exact(1);
+            self.few.push((filter, qos));
+            return;
+        }
+        let mut many: HashMap<_, _> = std::mem::take(&mut self.few).into_iter().collect();
+        many.insert(filter, qos);
+        self.many = Some(many);
+    }
+
+    /// Removes the subscription to `filter`; whether there was one.
+    pub fn remove(&mut self, filter: &TopicFilter) -> bool {
+        if let Some(many) = &mut self.many {
+            return many.remove(filter).is_some();
+        }
+        match self.few.iter().position(|(f, _)| f == filter) {
+            Some(i) => {
+                self.few.swap_remove(i);
+                self.few.shrink_to_fit();
+                true
+            }
+            None => false,
+        }
+    }
+
+    /// Number of subscriptions.
+    pub fn len(&self) -> usize {
+        self.many.as_ref().map_or(self.few.len(), HashMap::len)
+    }
+
+    /// Whether there are none.
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    /// Every filter with its QoS.
+    pub fn iter(&self) -> Box<dyn Iterator<Item = (&TopicFilter, &QoS)> + '_> {
+        match &self.many {
+            Some(many) => Box::new(many.iter()),
+            None => Box::new(self.few.iter().map(|(f, q)| (f, q))),
+        }
+    }
+
+    /// Every filter.
+    pub fn filters(&self) -> impl Iterator<Item = &TopicFilter> + '_ {
+        self.iter().map(|(f, _)| f)
+    }
+
+    /// Removes them all.
+    pub fn clear(&mut self) {
+        self.few = Vec::new();
+        self.many = None;
     }
 }
 
@@ -100,5 +180,31 @@ impl Registry {
     /// Every entry.
     pub fn entries(&self) -> impl Iterator<Item = (&SlotId, &Entry)> {
         self.slots.iter()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn filter(s: &str) -> TopicFilter {
+        TopicFilter::new(s.to_owned()).unwrap()
+    }
+
+    #[test]
+    fn subscriptions_replace_remove_and_grow_into_a_map() {
+        let mut subs = Subscriptions::default();
+        subs.insert(filter("a"), QoS::AtMostOnce);
+        subs.insert(filter("a"), QoS::AtLeastOnce);
+        assert_eq!(subs.len(), 1);
+        assert_eq!(subs.few.capacity(), 1, "one subscription, one slot");
+        for i in 0..40 {
+            subs.insert(filter(&format!("t/{i}")), QoS::AtMostOnce);
+        }
+        assert_eq!(subs.len(), 41);
+        assert!(subs.many.is_some());
+        assert!(subs.remove(&filter("a")));
+        assert!(!subs.remove(&filter("a")));
+        assert_eq!(subs.iter().count(), 40);
     }
 }

@@ -1,7 +1,7 @@
 //! The retained-message actor: the last retained message of every topic, in memory (the router writes it
 //! through to the store in the publisher's commit), and its delivery to new subscriptions.
 
-use super::messages::{CountRetained, Deliver, RetainMessage, SendRetained};
+use super::messages::{CountRetained, DeliverRetained, RetainMessage, SendRetained};
 use crate::message::Message;
 use crate::protocol::Delivery;
 use crate::topic::TopicName;
@@ -85,7 +85,7 @@ impl Handler<SendRetained> for RetainedStore {
     fn handle(&mut self, msg: SendRetained, _: &mut Self::Context) {
         let deliveries = self.matching(&msg.filters);
         if !deliveries.is_empty() {
-            msg.to.do_send(Deliver(deliveries));
+            msg.to.do_send(DeliverRetained(deliveries));
         }
     }
 }

@@ -1,18 +1,19 @@
-//! The router actor: owns the subscription trie and the session registry, fans messages out and hands
-//! what must be durable to the store. Never blocks on disk except when the store's bounded channel is full.
+//! The router actor: owns the subscription trie and the session registry, registers and forgets sessions,
+//! keeps subscriptions, and hands what must be durable to the store. Fan-out and flow control are in
+//! `router_flow`; admin answers in `router_admin`. Never blocks on disk except when the store's bounded
+//! channel is full.
 
-use super::congestion::{Congestion, FlowPermit};
+use super::flow::{SubscriberFlow, STUCK_CHECK_EVERY};
 use super::messages::*;
-use super::registry::{Entry, Online, Registry};
+use super::registry::{Entry, Online, Registry, Subscriptions};
 use super::retained::RetainedStore;
 use crate::codec::{ClientId, QoS};
-use crate::message::{now_ms, Message, MessageId};
-use crate::protocol::Delivery;
+use crate::message::now_ms;
+use crate::protocol::{Delivery, EndCause};
 use crate::store::{RecoveredSession, StoreHandle, StoreOp, StoreRequest};
 use crate::topic::SubscriptionTrie;
 use actix::prelude::*;
 use std::collections::HashMap;
-use std::sync::Arc;
 
 /// Router settings taken from the configuration.
 #[derive(Debug, Clone)]
@@ -25,23 +26,23 @@ pub struct RouterSettings {
 
 /// The subscription router.
 pub struct Router {
-    trie: SubscriptionTrie<SlotId, QoS>,
-    registry: Registry,
+    pub(super) trie: SubscriptionTrie<SlotId, QoS>,
+    pub(super) registry: Registry,
     store: StoreHandle,
     retained: Addr<RetainedStore>,
     settings: RouterSettings,
-    next_message_id: u64,
-    matches: HashMap<SlotId, QoS>,
-    outbox: HashMap<SlotId, Vec<Delivery>>,
-    congestion: Congestion,
-    stats: RouterStats,
+    pub(super) next_message_id: u64,
+    /// Scratch space of the fan-out, kept between batches for its allocations.
+    pub(super) matches: HashMap<SlotId, QoS>,
+    pub(super) outbox: HashMap<SlotId, Vec<Delivery>>,
+    /// Sessions that got messages beyond their credit in the batch being routed.
+    pub(super) overshot: Vec<SlotId>,
+    /// Sessions out of credit with messages waiting, looked at every `STUCK_CHECK_EVERY`.
+    pub(super) starving: Vec<RouterLink>,
+    pub(super) stats: RouterStats,
     /// Client ids whose stored session is being deleted, with the connections waiting for that to finish.
     deleting: HashMap<ClientId, Vec<tokio::sync::oneshot::Sender<()>>>,
 }
-
-/// How long a session may take to handle one parked batch before it counts as stuck and its deliveries are
-/// dropped (stored ones stay in the store), so a client that stopped reading cannot hold publishers back.
-const STUCK_AFTER: std::time::Duration = std::time::Duration::from_secs(2);
 
 impl Router {
     /// A router holding the persistent sessions recovered from the store, all offline.
@@ -61,7 +62,8 @@ impl Router {
             next_message_id,
             matches: HashMap::new(),
             outbox: HashMap::new(),
-            congestion: Congestion::default(),
+            overshot: Vec::new(),
+            starving: Vec::new(),
             stats: RouterStats::default(),
             deleting: HashMap::new(),
         };
@@ -71,7 +73,7 @@ impl Router {
                 persistent: true,
                 online: None,
                 next_seq: session.next_seq,
-                subscriptions: HashMap::new(),
+                subscriptions: Subscriptions::default(),
                 offline_since_ms: session.last_seen_ms,
             });
             for (filter, qos) in session.subscriptions {
@@ -90,8 +92,7 @@ impl Router {
         let online = Online {
             conn,
             addr: msg.session,
-            // A persistent session first reads what is stored for it, then asks for live delivery.
-            live: !persistent,
+            flow: SubscriberFlow::new(msg.credit),
         };
         // A connection arriving while its old session's deletion is under way must not touch the store
         // before that deletion is committed, or the deletion would erase the new session.
@@ -106,12 +107,11 @@ impl Router {
                 persistent,
                 online: Some(online),
                 next_seq: 1,
-                subscriptions: HashMap::new(),
+                subscriptions: Subscriptions::default(),
                 offline_since_ms: 0,
             });
             return RegisterReply {
-                slot,
-                conn,
+                link: RouterLink { slot, conn },
                 session_present: false,
                 had_persistent: false,
                 previous_closed: after_delete,
@@ -121,8 +121,7 @@ impl Router {
         let Some(entry) = self.registry.get_mut(slot) else {
             log::error!("router registry lost slot {slot:?}");
             return RegisterReply {
-                slot,
-                conn,
+                link: RouterLink { slot, conn },
                 session_present: false,
                 had_persistent: false,
                 previous_closed: None,
@@ -134,7 +133,7 @@ impl Router {
             let (done, closed) = tokio::sync::oneshot::channel();
             old.addr.do_send(TakenOver {
                 done,
-                cause: EndCause::Takeover,
+                cause: EndCause::TakenOver,
             });
             closed
         });
@@ -142,205 +141,42 @@ impl Router {
         let resume = persistent && had_persistent;
         if !resume {
             // [MQTT-3.1.2-6]: a clean session (new or old) starts from nothing.
-            for filter in entry.subscriptions.keys() {
+            for filter in entry.subscriptions.filters() {
                 self.trie.remove(filter, &slot);
             }
             entry.subscriptions.clear();
         }
         entry.persistent = persistent;
         entry.online = Some(online);
+        let queue_head = entry.next_seq - 1;
         RegisterReply {
-            slot,
-            conn,
+            link: RouterLink { slot, conn },
             session_present: resume,
             had_persistent,
             previous_closed,
-            queue_head: entry.next_seq - 1,
+            queue_head,
         }
     }
 
     fn close(&mut self, msg: SessionClosed) {
-        if self.attached(msg.slot, msg.conn).is_none() {
-            return;
-        }
-        let Some(entry) = self.registry.get_mut(msg.slot) else {
-            return;
-        };
-        entry.online = None;
-        if entry.persistent {
-            entry.offline_since_ms = now_ms();
-            return;
-        }
-        if let Some(entry) = self.registry.remove(msg.slot) {
-            for filter in entry.subscriptions.keys() {
-                self.trie.remove(filter, &msg.slot);
-            }
-        }
-    }
-
-    /// Fans a batch out; store writes are submitted before any session can acknowledge what they contain.
-    fn route(&mut self, msg: RoutePublish, ctx: &mut Context<Self>) {
-        let mut ops = msg.ops;
-        for message in &msg.messages {
-            self.route_one(message, &mut ops);
-        }
-        self.submit(ops, msg.done);
-        self.flush_outbox(msg.permit, ctx);
-    }
-
-    fn route_one(&mut self, message: &Arc<Message>, ops: &mut Vec<StoreOp>) {
-        self.stats.count_in(message.qos);
-        if message.retain {
-            self.retained.do_send(RetainMessage(message.clone()));
-            ops.push(if message.payload.is_empty() {
-                StoreOp::DeleteRetained {
-                    topic: message.topic.clone(),
-                }
-            } else {
-                StoreOp::SetRetained {
-                    message: message.clone(),
-                }
-            });
-        }
-        let matches = &mut self.matches;
-        matches.clear();
-        // Overlapping subscriptions of one client give one delivery at the highest granted QoS.
-        self.trie.for_each_match(&message.topic, |slot, qos| {
-            let best = matches.entry(*slot).or_insert(*qos);
-            *best = (*best).max(*qos);
-        });
-        let mut body: Option<MessageId> = None;
-        for (slot, granted) in self.matches.iter() {
-            let Some(entry) = self.registry.get_mut(*slot) else {
-                continue;
-            };
-            let qos = message.qos.min(*granted);
-            let store_it = entry.persistent
-                && (qos != QoS::AtMostOnce || (self.settings.queue_qos0 && entry.online.is_none()));
-            let seq = if store_it {
-                let id = *body.get_or_insert_with(|| {
-                    let id = MessageId(self.next_message_id);
-                    self.next_message_id += 1;
-                    ops.push(StoreOp::StoreMessage {
-                        id,
-                        message: message.clone(),
-                    });
-                    id
-                });
-                let seq = entry.next_seq;
-                entry.next_seq += 1;
-                ops.push(StoreOp::Enqueue {
-                    client_id: entry.client_id.clone(),
-                    seq,
-                    message: id,
-                    qos,
-                });
-                Some(seq)
-            } else {
-                None
-            };
-            // A stored message reaches a catching-up session through the store, not live.
-            let live = matches!(&entry.online, Some(online) if online.live || seq.is_none());
-            if live {
-                self.outbox.entry(*slot).or_default().push(Delivery {
-                    message: message.clone(),
-                    qos,
-                    seq,
-                    retain: false,
-                });
-            }
-            if live || seq.is_some() {
-                self.stats.count_out(qos);
-            }
-        }
-    }
-
-    fn flush_outbox(&mut self, permit: Option<FlowPermit>, ctx: &mut Context<Self>) {
-        let mut outbox = std::mem::take(&mut self.outbox);
-        for (slot, deliveries) in outbox.drain() {
-            let Some(online) = self.registry.get_mut(slot).and_then(|e| e.online.as_mut()) else {
-                continue;
-            };
-            if self.congestion.is_congested(slot) {
-                if let Err(deliveries) = self.congestion.park(slot, deliveries, permit.clone()) {
-                    self.lose(slot, deliveries);
-                }
-                continue;
-            }
-            match online.addr.try_send(Deliver(deliveries)) {
-                Ok(()) => {}
-                Err(SendError::Full(Deliver(deliveries))) => {
-                    // Park in order; the publisher's permit stays with the batch, holding the publisher back.
-                    if let Err(deliveries) = self.congestion.park(slot, deliveries, permit.clone())
-                    {
-                        self.lose(slot, deliveries);
-                    }
-                    self.pump(slot, ctx);
-                }
-                Err(SendError::Closed(_)) => {}
-            }
-        }
-        // Keep the map's allocation for the next batch.
-        self.outbox = outbox;
-    }
-
-    /// Sends the next parked batch of a congested session once the previous one was handled.
-    fn pump(&mut self, slot: SlotId, ctx: &mut Context<Self>) {
-        let Some(addr) = self
-            .registry
-            .get(slot)
-            .and_then(|e| e.online.as_ref())
-            .map(|o| o.addr.clone())
-        else {
-            let deliveries = self.congestion.abandon(slot);
-            self.lose(slot, deliveries);
-            return;
-        };
-        let Some((deliveries, permit)) = self.congestion.next_to_send(slot) else {
-            return;
-        };
-        let handled = tokio::time::timeout(STUCK_AFTER, addr.send(Deliver(deliveries)));
-        // The batch is in the mailbox now: the publisher may go on.
-        drop(permit);
-        ctx.spawn(handled.into_actor(self).map(move |result, router, ctx| {
-            router.congestion.sent(slot);
-            match result {
-                Ok(Ok(())) => router.pump(slot, ctx),
-                Ok(Err(_)) | Err(_) => {
-                    let deliveries = router.congestion.abandon(slot);
-                    router.lose(slot, deliveries);
-                }
-            }
-        }));
-    }
-
-    /// Deliveries a session cannot take: stored ones wait in the store (the session reads them later),
-    /// the others are dropped and counted.
-    fn lose(&mut self, slot: SlotId, deliveries: Vec<Delivery>) {
+        let RouterLink { slot, conn } = msg.link;
         let Some(entry) = self.registry.get_mut(slot) else {
             return;
         };
-        let lost = deliveries.iter().filter(|d| d.seq.is_none()).count() as u64;
-        let before = self.stats.dropped;
-        self.stats.dropped += lost;
-        // One line each time the broker-wide count passes a power of two: a stuck client under a flood
-        // cannot flood the log; the exact count is in the metrics.
-        if lost > 0 && before.checked_ilog2() != self.stats.dropped.checked_ilog2() {
-            log::warn!(
-                "client {}: dropped {lost} message(s), it is not reading ({} dropped in all)",
-                entry.client_id,
-                self.stats.dropped
-            );
+        // Dropping the connection's entry gives back the routing credits it kept.
+        if entry.online.take_if(|o| o.conn == conn).is_none() {
+            return;
         }
-        if let Some(online) = entry.online.as_mut() {
-            if online.live && deliveries.iter().any(|d| d.seq.is_some()) {
-                online.live = false;
-                online.addr.do_send(QueueBehind);
+        if entry.persistent {
+            entry.offline_since_ms = now_ms();
+        } else if let Some(entry) = self.registry.remove(slot) {
+            for filter in entry.subscriptions.filters() {
+                self.trie.remove(filter, &slot);
             }
         }
     }
 
-    fn submit(&self, ops: Vec<StoreOp>, done: Option<Completion>) {
+    pub(super) fn submit(&self, ops: Vec<StoreOp>, done: Option<Completion>) {
         if ops.is_empty() {
             if let Some(done) = done {
                 let _ = done.send(Ok(()));
@@ -353,17 +189,18 @@ impl Router {
     }
 
     fn add_subscriptions(&mut self, msg: AddSubscriptions) {
-        let Some(entry) = self.registry.get_mut(msg.slot) else {
+        let RouterLink { slot, conn } = msg.link;
+        let Some(entry) = self.registry.get_mut(slot) else {
             let _ = msg.done.send(Ok(()));
             return;
         };
-        if entry.online_as(msg.conn).is_none() {
+        if entry.online_as(conn).is_none() {
             let _ = msg.done.send(Ok(()));
             return;
         }
         let mut ops = Vec::new();
         for (filter, qos) in msg.filters {
-            self.trie.insert(&filter, msg.slot, qos);
+            self.trie.insert(&filter, slot, qos);
             if entry.persistent {
                 ops.push(StoreOp::Subscribe {
                     client_id: entry.client_id.clone(),
@@ -377,18 +214,19 @@ impl Router {
     }
 
     fn remove_subscriptions(&mut self, msg: RemoveSubscriptions) {
-        let Some(entry) = self.registry.get_mut(msg.slot) else {
+        let RouterLink { slot, conn } = msg.link;
+        let Some(entry) = self.registry.get_mut(slot) else {
             let _ = msg.done.send(Ok(()));
             return;
         };
-        if entry.online_as(msg.conn).is_none() {
+        if entry.online_as(conn).is_none() {
             let _ = msg.done.send(Ok(()));
             return;
         }
         let mut ops = Vec::new();
         for filter in msg.filters {
-            if entry.subscriptions.remove(&filter).is_some() {
-                self.trie.remove(&filter, &msg.slot);
+            if entry.subscriptions.remove(&filter) {
+                self.trie.remove(&filter, &slot);
                 if entry.persistent {
                     ops.push(StoreOp::Unsubscribe {
                         client_id: entry.client_id.clone(),
@@ -398,20 +236,6 @@ impl Router {
             }
         }
         self.submit(ops, Some(msg.done));
-    }
-
-    fn resume_live(&mut self, msg: ResumeLive) -> Result<(), u64> {
-        let Some(entry) = self.registry.get_mut(msg.slot) else {
-            return Err(msg.cursor);
-        };
-        let head = entry.next_seq - 1;
-        match entry.online_as(msg.conn) {
-            Some(online) if head <= msg.cursor => {
-                online.live = true;
-                Ok(())
-            }
-            _ => Err(head),
-        }
     }
 
     /// Removes offline persistent sessions that have been away longer than the expiry, with their queues.
@@ -426,7 +250,7 @@ impl Router {
         let mut ops = Vec::new();
         for slot in expired {
             if let Some(entry) = self.registry.remove(slot) {
-                for filter in entry.subscriptions.keys() {
+                for filter in entry.subscriptions.filters() {
                     self.trie.remove(filter, &slot);
                 }
                 log::info!("session {} expired", entry.client_id);
@@ -457,6 +281,7 @@ impl Actor for Router {
 
     fn started(&mut self, ctx: &mut Self::Context) {
         ctx.set_mailbox_capacity(1024);
+        ctx.run_interval(STUCK_CHECK_EVERY, |router, _| router.check_stuck());
         if let Some(expiry) = self.settings.session_expiry {
             let every = (expiry / 4).clamp(
                 std::time::Duration::from_secs(1),
@@ -483,14 +308,6 @@ impl Handler<SessionClosed> for Router {
     }
 }
 
-impl Handler<RoutePublish> for Router {
-    type Result = ();
-
-    fn handle(&mut self, msg: RoutePublish, ctx: &mut Self::Context) {
-        self.route(msg, ctx);
-    }
-}
-
 impl Handler<AddSubscriptions> for Router {
     type Result = ();
 
@@ -507,21 +324,11 @@ impl Handler<RemoveSubscriptions> for Router {
     }
 }
 
-impl Handler<ResumeLive> for Router {
-    type Result = Result<(), u64>;
-
-    fn handle(&mut self, msg: ResumeLive, _: &mut Self::Context) -> Self::Result {
-        self.resume_live(msg)
-    }
-}
-
-impl Handler<PauseLive> for Router {
+impl Handler<GrantCredit> for Router {
     type Result = ();
 
-    fn handle(&mut self, msg: PauseLive, _: &mut Self::Context) {
-        if let Some(online) = self.attached(msg.slot, msg.conn) {
-            online.live = false;
-        }
+    fn handle(&mut self, msg: GrantCredit, _: &mut Self::Context) {
+        self.grant_credit(msg);
     }
 }
 
@@ -575,12 +382,6 @@ impl Router {
         &self.settings
     }
 
-    /// Removes a slot from the registry and its subscriptions from the trie.
-    /// The connection attached to `slot`, if it is still `conn`; messages from a replaced connection are stale.
-    fn attached(&mut self, slot: SlotId, conn: ConnId) -> Option<&mut Online> {
-        self.registry.get_mut(slot).and_then(|e| e.online_as(conn))
-    }
-
     /// Marks a client id as being deleted from the store; connections registering meanwhile wait.
     pub(super) fn begin_delete(&mut self, client_id: &ClientId) {
         self.deleting.entry(client_id.clone()).or_default();
@@ -593,48 +394,12 @@ impl Router {
         }
     }
 
+    /// Removes a slot from the registry and its subscriptions from the trie.
     pub(super) fn forget(&mut self, slot: SlotId) -> Option<Entry> {
         let entry = self.registry.remove(slot)?;
-        for filter in entry.subscriptions.keys() {
+        for filter in entry.subscriptions.filters() {
             self.trie.remove(filter, &slot);
         }
         Some(entry)
-    }
-}
-
-impl Handler<SessionBackedUp> for Router {
-    type Result = ();
-
-    fn handle(&mut self, msg: SessionBackedUp, ctx: &mut Self::Context) {
-        if self.attached(msg.slot, msg.conn).is_none() {
-            return;
-        }
-        self.congestion.pause(msg.slot);
-        let slot = msg.slot;
-        // A session that stays backed up is stuck: its parked deliveries are given up so publishers go on.
-        ctx.run_later(STUCK_AFTER, move |router, ctx| {
-            if router
-                .congestion
-                .paused_for(slot)
-                .is_some_and(|d| d >= STUCK_AFTER)
-            {
-                router.congestion.resume(slot);
-                let deliveries = router.congestion.abandon(slot);
-                router.lose(slot, deliveries);
-                router.pump(slot, ctx);
-            }
-        });
-    }
-}
-
-impl Handler<SessionDrained> for Router {
-    type Result = ();
-
-    fn handle(&mut self, msg: SessionDrained, ctx: &mut Self::Context) {
-        if self.attached(msg.slot, msg.conn).is_none() {
-            return;
-        }
-        self.congestion.resume(msg.slot);
-        self.pump(msg.slot, ctx);
     }
 }

@@ -5,7 +5,7 @@ use super::messages::*;
 use super::router::Router;
 use crate::codec::{ClientId, QoS};
 use crate::message::{now_ms, Message};
-use crate::protocol::Delivery;
+use crate::protocol::{Delivery, EndCause};
 use crate::store::{StoreError, StoreHandle, StoreOp};
 use actix::prelude::*;
 use bytes::Bytes;
@@ -56,16 +56,17 @@ impl Router {
     fn evict(&mut self, client_id: &ClientId) -> Option<Option<oneshot::Receiver<()>>> {
         let slot = self.registry().slot_of(client_id)?;
         let entry = self.forget(slot)?;
-        Some(entry.online.map(|online| {
-            log::info!("session {client_id} deleted through the admin API: closing its connection");
-            let (done, closed) = oneshot::channel();
-            // The connection is closed by the broker, so its will is published [MQTT-3.1.2-8].
-            online.addr.do_send(TakenOver {
-                done,
-                cause: EndCause::Deleted,
-            });
-            closed
-        }))
+        let Some(online) = entry.online else {
+            return Some(None);
+        };
+        log::info!("session {client_id} deleted through the admin API: closing its connection");
+        let (done, closed) = oneshot::channel();
+        // The connection is closed by the broker, so its will is published [MQTT-3.1.2-8].
+        online.addr.do_send(TakenOver {
+            done,
+            cause: EndCause::Deleted,
+        });
+        Some(Some(closed))
     }
 
     fn expired(&self, older_than_ms: Option<u64>) -> Vec<ClientId> {
@@ -105,10 +106,14 @@ impl Router {
                 }
             });
         }
-        for (slot, deliveries) in outbox {
-            if let Some(online) = self.registry().get(slot).and_then(|e| e.online.as_ref()) {
-                // Status messages are QoS 0 and republished soon: a full mailbox simply misses one.
-                let _ = online.addr.try_send(Deliver(deliveries));
+        for (slot, mut deliveries) in outbox {
+            let Some(online) = self.registry.get_mut(slot).and_then(|e| e.online.as_mut()) else {
+                continue;
+            };
+            // Status messages are QoS 0 and published again soon: a session out of credit misses them.
+            deliveries.retain(|_| online.flow.try_spend());
+            if !deliveries.is_empty() {
+                online.addr.do_send(Deliver(deliveries));
             }
         }
     }

@@ -80,6 +80,12 @@ impl ClientId {
         &self.0
     }
 
+    /// The same identifier in an allocation of its own, so that a session kept for long does not keep alive
+    /// the read buffer its CONNECT was decoded from.
+    pub fn detached(&self) -> ClientId {
+        ClientId(ByteString::from(self.as_str()))
+    }
+
     /// Whether the client sent a zero-length identifier.
     pub fn is_empty(&self) -> bool {
         self.0.is_empty()

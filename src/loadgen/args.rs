@@ -129,6 +129,12 @@ pub struct ConnectionsArgs {
     /// Seconds to hold the connections once all are open.
     #[arg(long, default_value_t = 3)]
     pub hold: u64,
+    /// Keepalive each connection announces in CONNECT, in seconds (0 turns it off).
+    #[arg(long, default_value_t = 60)]
+    pub keepalive: u16,
+    /// Connect only: do not subscribe each connection to a filter of its own.
+    #[arg(long)]
+    pub no_subscribe: bool,
     /// Broker process id: its VmRSS is read from /proc/PID/status before and after.
     #[arg(long)]
     pub pid: Option<u32>,

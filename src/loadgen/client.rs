@@ -60,6 +60,17 @@ impl Conn {
         client_id: &str,
         clean_session: bool,
     ) -> Result<(Conn, bool), ClientError> {
+        // Keepalive off: the generator never idles long enough mid-run to need pings.
+        Conn::connect_with(addr, client_id, clean_session, 0).await
+    }
+
+    /// As [`Conn::connect`], with a keepalive of `keep_alive_secs` (0 turns it off).
+    pub async fn connect_with(
+        addr: &str,
+        client_id: &str,
+        clean_session: bool,
+        keep_alive_secs: u16,
+    ) -> Result<(Conn, bool), ClientError> {
         let stream = TcpStream::connect(addr).await?;
         stream.set_nodelay(true)?;
         let mut conn = Conn {
@@ -70,8 +81,7 @@ impl Conn {
         let connect = Connect {
             level: ProtocolLevel::V311,
             clean_session,
-            // Keepalive off: the generator never idles long enough mid-run to need pings.
-            keep_alive_secs: 0,
+            keep_alive_secs,
             client_id: ClientId::new(client_id),
             will: None,
             username: None,

@@ -1,9 +1,9 @@
-//! Messages on their way to one client: packet identifiers, the QoS 1/2 inflight window and the bounded queue
-//! behind it. Owns the outbound half of [MQTT-4.3]; the session actor writes what it returns and records it in the store.
+//! Messages on their way to one client: packet identifiers, the QoS 1/2 inflight window and the queue behind
+//! it. Owns the outbound half of [MQTT-4.3]; empty, it holds no allocation, so an idle connection pays nothing.
 
 use crate::codec::{PacketId, Publish, QoS};
 use crate::message::Message;
-use std::collections::{HashMap, VecDeque};
+use std::collections::{BTreeMap, VecDeque};
 use std::sync::Arc;
 
 /// One message for one subscriber, with the QoS it is delivered at.
@@ -19,40 +19,60 @@ pub struct Delivery {
     pub retain: bool,
 }
 
-impl Delivery {
-    fn to_publish(&self, packet_id: Option<PacketId>, dup: bool) -> Publish {
+/// A PUBLISH to write, built from the shared message without copying its topic or payload.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct OutboundPublish {
+    /// The message.
+    pub message: Arc<Message>,
+    /// QoS of this transmission.
+    pub qos: QoS,
+    /// RETAIN flag.
+    pub retain: bool,
+    /// DUP flag: set when an unacknowledged PUBLISH is sent again [MQTT-3.3.1-1].
+    pub dup: bool,
+    /// Packet identifier, for QoS 1 and 2.
+    pub packet_id: Option<PacketId>,
+}
+
+impl OutboundPublish {
+    /// The packet as the codec describes it (for hooks, which see `Publish` values).
+    pub fn to_publish(&self) -> Publish {
         Publish {
-            dup,
+            dup: self.dup,
             qos: self.qos,
             retain: self.retain,
             topic: self.message.topic.clone(),
-            packet_id,
+            packet_id: self.packet_id,
             payload: self.message.payload.clone(),
         }
     }
 }
 
-/// A PUBLISH ready to be written, with what the store must learn about it.
+/// A PUBLISH ready to be written, with its stored queue position if the message is stored.
 #[derive(Debug, Clone)]
 pub struct Sendable {
     /// The packet.
-    pub publish: Publish,
+    pub publish: OutboundPublish,
     /// Stored queue position, if the message is stored.
     pub seq: Option<u64>,
 }
 
-/// What happened to a delivery offered to the window.
-#[derive(Debug)]
-pub enum Offer {
-    /// Write this now.
-    Send(Sendable),
-    /// Held in the queue until the window has room.
-    Queued,
-    /// The queue is full; the delivery is handed back.
-    Full(Delivery),
+impl Delivery {
+    fn into_publish(self, packet_id: Option<PacketId>, dup: bool) -> Sendable {
+        Sendable {
+            seq: self.seq,
+            publish: OutboundPublish {
+                message: self.message,
+                qos: self.qos,
+                retain: self.retain,
+                dup,
+                packet_id,
+            },
+        }
+    }
 }
 
-#[derive(Debug)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum InflightState {
     WantPubAck,
     WantPubRec,
@@ -65,23 +85,30 @@ struct Inflight {
     state: InflightState,
 }
 
+/// What an acknowledgement from the client did to the window.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Acked {
+    /// It finished (PUBACK, PUBCOMP) or released (PUBREC) the message under this id; the stored position, if any.
+    Done(Option<u64>),
+    /// The id was not awaiting this acknowledgement: nothing changes.
+    Unknown,
+}
+
 /// The outbound inflight window and queue of one session.
 #[derive(Debug)]
 pub struct Outbound {
     max_inflight: usize,
-    max_queued: usize,
-    inflight: HashMap<PacketId, Inflight>,
+    inflight: BTreeMap<PacketId, Inflight>,
     queued: VecDeque<Delivery>,
     last_packet_id: u16,
 }
 
 impl Outbound {
-    /// A window of `max_inflight` unacknowledged messages with up to `max_queued` waiting behind it.
-    pub fn new(max_inflight: usize, max_queued: usize) -> Self {
+    /// A window of `max_inflight` unacknowledged messages with a queue behind it.
+    pub fn new(max_inflight: usize) -> Self {
         Outbound {
-            max_inflight: max_inflight.max(1),
-            max_queued,
-            inflight: HashMap::new(),
+            max_inflight: max_inflight.clamp(1, usize::from(u16::MAX)),
+            inflight: BTreeMap::new(),
             queued: VecDeque::new(),
             last_packet_id: 0,
         }
@@ -102,25 +129,24 @@ impl Outbound {
         self.inflight.len() < self.max_inflight && self.queued.is_empty()
     }
 
-    /// Offers a delivery: QoS 0 goes straight out, QoS 1/2 when the window has room and nothing waits before it.
-    pub fn offer(&mut self, delivery: Delivery) -> Offer {
+    /// Offers a delivery: QoS 0 goes straight out, QoS 1/2 when the window has room and nothing waits before
+    /// it; otherwise it waits in the queue (`None`).
+    pub fn offer(&mut self, delivery: Delivery) -> Option<Sendable> {
         if delivery.qos == QoS::AtMostOnce {
-            return Offer::Send(Sendable {
-                publish: delivery.to_publish(None, false),
-                seq: delivery.seq,
-            });
+            return Some(delivery.into_publish(None, false));
         }
         if self.has_room() {
-            if let Some(sendable) = self.start(delivery) {
-                return Offer::Send(sendable);
+            if let Some(id) = self.allocate_packet_id() {
+                return Some(self.start(delivery, id));
             }
-            return Offer::Queued;
-        }
-        if self.queued.len() >= self.max_queued {
-            return Offer::Full(delivery);
         }
         self.queued.push_back(delivery);
-        Offer::Queued
+        None
+    }
+
+    /// Whether a QoS 1/2 delivery offered now would wait in the queue.
+    pub fn would_queue(&self, delivery: &Delivery) -> bool {
+        delivery.qos != QoS::AtMostOnce && !self.has_room()
     }
 
     /// Drops the oldest queued delivery that is not QoS 2, to make room under a drop-oldest policy.
@@ -129,7 +155,7 @@ impl Outbound {
         self.queued.remove(index)
     }
 
-    /// Queues a delivery beyond the limit (QoS 2 messages are never dropped).
+    /// Queues a delivery whatever the queue's length (QoS 2 messages are never dropped).
     pub fn force_queue(&mut self, delivery: Delivery) {
         self.queued.push_back(delivery);
     }
@@ -141,60 +167,61 @@ impl Outbound {
                 return;
             };
             if delivery.qos == QoS::AtMostOnce {
-                send(Sendable {
-                    publish: delivery.to_publish(None, false),
-                    seq: delivery.seq,
-                });
+                send(delivery.into_publish(None, false));
                 continue;
             }
-            match self.start(delivery) {
-                Some(sendable) => send(sendable),
-                None => return,
-            }
+            let Some(id) = self.allocate_packet_id() else {
+                self.queued.push_front(delivery);
+                return;
+            };
+            send(self.start(delivery, id));
         }
     }
 
-    /// PUBACK received: returns the stored position to remove, or `None` if the id was not awaiting a PUBACK.
-    pub fn on_puback(&mut self, id: PacketId) -> Option<Option<u64>> {
-        match self.inflight.get(&id) {
-            Some(Inflight {
-                state: InflightState::WantPubAck,
-                ..
-            }) => self.inflight.remove(&id).map(|entry| entry.seq),
-            _ => None,
-        }
+    /// PUBACK received: the message under `id` is delivered [MQTT-4.3.2].
+    pub fn on_puback(&mut self, id: PacketId) -> Acked {
+        self.finish(id, InflightState::WantPubAck)
     }
 
-    /// PUBREC received: the message is now owned by the receiver [MQTT-4.3.3-1]; returns its stored position
-    /// when this is the first PUBREC for it.
-    pub fn on_pubrec(&mut self, id: PacketId) -> Option<Option<u64>> {
-        let entry = self.inflight.get_mut(&id)?;
-        match entry.state {
-            InflightState::WantPubRec => {
+    /// PUBREC received: the message is now owned by the receiver [MQTT-4.3.3-1]; `Done` only for the first
+    /// PUBREC of it, a repeated one changes nothing.
+    pub fn on_pubrec(&mut self, id: PacketId) -> Acked {
+        match self.inflight.get_mut(&id) {
+            Some(entry) if entry.state == InflightState::WantPubRec => {
                 entry.state = InflightState::Released;
-                Some(entry.seq)
+                Acked::Done(entry.seq)
             }
-            _ => None,
+            _ => Acked::Unknown,
         }
     }
 
-    /// PUBCOMP received: returns the stored position to remove.
-    pub fn on_pubcomp(&mut self, id: PacketId) -> Option<Option<u64>> {
+    /// Whether `id` is released (PUBREC seen), so that a repeated PUBREC is answered with PUBREL again.
+    pub fn is_released(&self, id: PacketId) -> bool {
+        self.inflight
+            .get(&id)
+            .is_some_and(|e| e.state == InflightState::Released)
+    }
+
+    /// PUBCOMP received: the QoS 2 exchange under `id` is complete.
+    pub fn on_pubcomp(&mut self, id: PacketId) -> Acked {
+        self.finish(id, InflightState::Released)
+    }
+
+    fn finish(&mut self, id: PacketId, expected: InflightState) -> Acked {
         match self.inflight.get(&id) {
-            Some(Inflight {
-                state: InflightState::Released,
-                ..
-            }) => self.inflight.remove(&id).map(|entry| entry.seq),
-            _ => None,
+            Some(entry) if entry.state == expected => match self.inflight.remove(&id) {
+                Some(entry) => Acked::Done(entry.seq),
+                None => Acked::Unknown,
+            },
+            _ => Acked::Unknown,
         }
     }
 
     /// Takes back an unacknowledged PUBLISH from the store after a reconnect; returns it with DUP set, to be
     /// re-sent under its original packet identifier [MQTT-4.4.0-1].
-    pub fn resume_publish(&mut self, delivery: Delivery, id: PacketId) -> Publish {
-        let publish = delivery.to_publish(Some(id), true);
+    pub fn resume_publish(&mut self, delivery: Delivery, id: PacketId) -> OutboundPublish {
         self.track(id, delivery.qos, delivery.seq);
-        publish
+        delivery.into_publish(Some(id), true).publish
     }
 
     /// Takes back a QoS 2 message whose PUBREL was sent before a reconnect; the PUBREL is re-sent.
@@ -208,14 +235,9 @@ impl Outbound {
         );
     }
 
-    fn start(&mut self, delivery: Delivery) -> Option<Sendable> {
-        let id = self.allocate_packet_id()?;
-        let publish = delivery.to_publish(Some(id), false);
+    fn start(&mut self, delivery: Delivery, id: PacketId) -> Sendable {
         self.track(id, delivery.qos, delivery.seq);
-        Some(Sendable {
-            publish,
-            seq: delivery.seq,
-        })
+        delivery.into_publish(Some(id), false)
     }
 
     /// Puts a QoS 1/2 message in the window under `id`, awaiting its first acknowledgement.
@@ -262,95 +284,100 @@ mod tests {
         }
     }
 
-    fn sent(offer: Offer) -> Sendable {
-        match offer {
-            Offer::Send(s) => s,
-            other => panic!("expected Send, got {other:?}"),
-        }
+    fn sent(offer: Option<Sendable>) -> Sendable {
+        offer.expect("expected the delivery to be sent at once")
     }
 
     #[test]
     fn window_holds_back_beyond_max_inflight_and_releases_on_ack() {
-        let mut out = Outbound::new(2, 10);
+        let mut out = Outbound::new(2);
         let a = sent(out.offer(delivery(QoS::AtLeastOnce, Some(1))));
         let _b = sent(out.offer(delivery(QoS::AtLeastOnce, Some(2))));
-        assert!(matches!(
-            out.offer(delivery(QoS::AtLeastOnce, Some(3))),
-            Offer::Queued
-        ));
+        assert!(out.offer(delivery(QoS::AtLeastOnce, Some(3))).is_none());
         let id = a.publish.packet_id.unwrap();
-        assert_eq!(out.on_puback(id), Some(Some(1)));
+        assert_eq!(out.on_puback(id), Acked::Done(Some(1)));
         let mut released = Vec::new();
         out.take_sendable(|s| released.push(s.seq));
         assert_eq!(released, vec![Some(3)]);
         // A second PUBACK for the same id is not an acknowledgement of anything.
-        assert_eq!(out.on_puback(id), None);
+        assert_eq!(out.on_puback(id), Acked::Unknown);
     }
 
     #[test]
     fn the_window_keeps_ids_and_positions_not_messages() {
-        let mut out = Outbound::new(2, 0);
+        let mut out = Outbound::new(2);
         let d = delivery(QoS::ExactlyOnce, Some(4));
         let message = d.message.clone();
         let s = sent(out.offer(d));
+        drop(s);
         assert_eq!(out.inflight_len(), 1);
         assert_eq!(
             Arc::strong_count(&message),
             1,
             "inflight state holds no message"
         );
-        assert_eq!(out.on_pubrec(s.publish.packet_id.unwrap()), Some(Some(4)));
     }
 
     #[test]
     fn qos0_bypasses_the_window() {
-        let mut out = Outbound::new(1, 0);
+        let mut out = Outbound::new(1);
         sent(out.offer(delivery(QoS::AtLeastOnce, None)));
         let s = sent(out.offer(delivery(QoS::AtMostOnce, None)));
         assert_eq!(s.publish.packet_id, None);
     }
 
     #[test]
-    fn full_queue_hands_the_delivery_back() {
-        let mut out = Outbound::new(1, 1);
-        sent(out.offer(delivery(QoS::AtLeastOnce, None)));
-        assert!(matches!(
-            out.offer(delivery(QoS::AtLeastOnce, None)),
-            Offer::Queued
-        ));
-        assert!(matches!(
-            out.offer(delivery(QoS::AtLeastOnce, None)),
-            Offer::Full(_)
-        ));
-    }
-
-    #[test]
     fn qos2_goes_through_pubrec_then_pubcomp() {
-        let mut out = Outbound::new(4, 4);
+        let mut out = Outbound::new(4);
         let s = sent(out.offer(delivery(QoS::ExactlyOnce, Some(7))));
         let id = s.publish.packet_id.unwrap();
-        assert_eq!(out.on_puback(id), None, "PUBACK does not finish QoS 2");
-        assert_eq!(out.on_pubrec(id), Some(Some(7)));
-        assert_eq!(out.on_pubrec(id), None, "second PUBREC changes nothing");
-        assert_eq!(out.on_pubcomp(id), Some(Some(7)));
+        assert_eq!(
+            out.on_puback(id),
+            Acked::Unknown,
+            "PUBACK does not finish QoS 2"
+        );
+        assert_eq!(out.on_pubcomp(id), Acked::Unknown, "PUBCOMP before PUBREC");
+        assert_eq!(out.on_pubrec(id), Acked::Done(Some(7)));
+        assert!(out.is_released(id));
+        assert_eq!(
+            out.on_pubrec(id),
+            Acked::Unknown,
+            "second PUBREC changes nothing"
+        );
+        assert_eq!(out.on_pubcomp(id), Acked::Done(Some(7)));
         assert_eq!(out.inflight_len(), 0);
     }
 
     #[test]
     fn packet_ids_skip_those_in_use() {
-        let mut out = Outbound::new(3, 0);
+        let mut out = Outbound::new(3);
         out.resume_pubrel(PacketId::new(1).unwrap(), None);
         let s = sent(out.offer(delivery(QoS::AtLeastOnce, None)));
         assert_eq!(s.publish.packet_id, PacketId::new(2));
     }
 
     #[test]
+    fn packet_ids_wrap_after_65535() {
+        // [MQTT-2.3.1-2]: identifiers are reused once free; 0 is never used.
+        let mut out = Outbound::new(1);
+        let mut last = 0;
+        for _ in 0..70_000u32 {
+            let s = sent(out.offer(delivery(QoS::AtLeastOnce, None)));
+            let id = s.publish.packet_id.unwrap();
+            assert_ne!(id.get(), 0);
+            last = id.get();
+            assert_eq!(out.on_puback(id), Acked::Done(None));
+        }
+        assert_eq!(last, (70_000u32 % 65_535) as u16);
+    }
+
+    #[test]
     fn resumed_publish_carries_dup_and_original_id() {
-        let mut out = Outbound::new(3, 0);
+        let mut out = Outbound::new(3);
         let id = PacketId::new(42).unwrap();
         let p = out.resume_publish(delivery(QoS::AtLeastOnce, Some(5)), id);
         assert!(p.dup);
         assert_eq!(p.packet_id, Some(id));
-        assert_eq!(out.on_puback(id), Some(Some(5)));
+        assert_eq!(out.on_puback(id), Acked::Done(Some(5)));
     }
 }

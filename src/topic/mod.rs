@@ -67,6 +67,12 @@ impl TopicName {
         &self.0
     }
 
+    /// The same topic in an allocation of its own: a decoded topic is a slice of the connection's read
+    /// buffer, and a value kept for long must not keep that whole buffer alive.
+    pub fn detached(&self) -> TopicName {
+        TopicName(ByteString::from(self.as_str()))
+    }
+
     /// The levels of the topic, split at `/`.
     pub fn levels(&self) -> std::str::Split<'_, char> {
         self.0.split('/')
@@ -102,6 +108,12 @@ impl TopicFilter {
     /// The filter as a string slice.
     pub fn as_str(&self) -> &str {
         &self.0
+    }
+
+    /// The same filter in an allocation of its own, so that a subscription kept for the session's life
+    /// does not keep the read buffer it was decoded from alive.
+    pub fn detached(&self) -> TopicFilter {
+        TopicFilter(ByteString::from(self.as_str()))
     }
 
     /// The levels of the filter, split at `/`.

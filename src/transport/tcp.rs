@@ -1,10 +1,12 @@
 //! MQTT over TCP: the accept loop, which sets TCP_NODELAY and spreads connections over the session arbiters.
 //! Owns no protocol logic.
 
-use crate::broker::session::{Connection, Session, SessionPeers};
+use crate::broker::session::{ClientStream, Session, SessionPeers};
 use crate::error::Error;
+use crate::protocol::Peer;
 use actix_rt::ArbiterHandle;
 use std::net::SocketAddr;
+use std::sync::Arc;
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::watch;
 
@@ -12,7 +14,7 @@ use tokio::sync::watch;
 pub async fn listen(
     addr: SocketAddr,
     arbiters: Vec<ArbiterHandle>,
-    peers: SessionPeers,
+    peers: Arc<SessionPeers>,
     mut stop: watch::Receiver<bool>,
 ) -> Result<SocketAddr, Error> {
     let listener = TcpListener::bind(addr).await.map_err(|source| Error::Io {
@@ -50,7 +52,12 @@ pub async fn listen(
 }
 
 /// Moves an accepted socket to a session arbiter, where its session actor lives.
-fn hand_over(stream: TcpStream, peer: SocketAddr, arbiter: &ArbiterHandle, peers: SessionPeers) {
+fn hand_over(
+    stream: TcpStream,
+    peer: SocketAddr,
+    arbiter: &ArbiterHandle,
+    peers: Arc<SessionPeers>,
+) {
     // Without TCP_NODELAY small packets (PUBACK, QoS 0 fan-out) wait for Nagle's timer.
     if let Err(e) = stream.set_nodelay(true) {
         log::warn!("{peer}: cannot set TCP_NODELAY: {e}");
@@ -72,10 +79,10 @@ fn hand_over(stream: TcpStream, peer: SocketAddr, arbiter: &ArbiterHandle, peers
         };
         let (reader, writer) = stream.into_split();
         Session::start(
-            Connection {
+            ClientStream {
                 reader: Box::new(reader),
                 writer: Box::new(writer),
-                peer: peer.to_string(),
+                peer: Peer::Tcp(peer),
             },
             peers,
         );

@@ -1,11 +1,13 @@
 //! MQTT over WebSocket: negotiates the `mqtt` subprotocol, then bridges binary frames to the byte streams a
 //! session reads and writes. Owns frame handling (ping, close, fragmentation); no MQTT logic.
 
-use crate::broker::session::{Connection, Session, SessionPeers};
+use crate::broker::session::{ClientStream, Session, SessionPeers};
+use crate::protocol::Peer;
 use actix_web::http::header::{HeaderMap, HeaderValue, SEC_WEBSOCKET_PROTOCOL};
 use actix_web::{web, HttpRequest, HttpResponse};
 use actix_ws::{CloseCode, CloseReason, Item, Message, MessageStream};
 use bytes::BytesMut;
+use std::sync::Arc;
 use tokio::io::{AsyncReadExt, AsyncWriteExt, DuplexStream, ReadHalf, WriteHalf};
 
 /// Subprotocols served, in order of preference: MQTT 3.1.1 names `mqtt` [MQTT-6.0.0-3], MQTT 3.1 clients
@@ -45,7 +47,7 @@ pub fn negotiate(headers: &HeaderMap) -> Result<Option<&'static str>, String> {
 pub fn accept(
     req: &HttpRequest,
     body: web::Payload,
-    peers: SessionPeers,
+    peers: Arc<SessionPeers>,
 ) -> Result<HttpResponse, actix_web::Error> {
     let protocol = match negotiate(req.headers()) {
         Ok(protocol) => protocol,
@@ -61,10 +63,7 @@ pub fn accept(
             .headers_mut()
             .insert(SEC_WEBSOCKET_PROTOCOL, HeaderValue::from_static(protocol));
     }
-    let peer = match req.peer_addr() {
-        Some(addr) => format!("{addr} (websocket)"),
-        None => "(websocket)".to_owned(),
-    };
+    let peer = Peer::WebSocket(req.peer_addr());
     let max_frame = peers
         .settings
         .max_packet_size_bytes
@@ -73,10 +72,10 @@ pub fn accept(
     let (session_end, bridge_end) = tokio::io::duplex(BRIDGE_BYTES);
     let (reader, writer) = tokio::io::split(session_end);
     Session::start(
-        Connection {
+        ClientStream {
             reader: Box::new(reader),
             writer: Box::new(writer),
-            peer: peer.clone(),
+            peer,
         },
         peers,
     );
@@ -92,7 +91,7 @@ async fn frames_to_session(
     mut frames: MessageStream,
     mut ws: actix_ws::Session,
     mut to_session: WriteHalf<DuplexStream>,
-    peer: String,
+    peer: Peer,
 ) {
     while let Some(frame) = frames.recv().await {
         let bytes = match frame {

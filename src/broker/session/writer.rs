@@ -1,120 +1,169 @@
-//! The outgoing half of a connection: packets are encoded into a buffer by the session and sealed into
-//! chunks. A chunk that announces stored state (a PUBLISH under a recorded packet id, a PUBREL) waits until
-//! that state is committed, and every later chunk waits behind it, so a client never sees what a crash could
-//! take back. The session writes released chunks itself and waits while the socket is full: that pause is how
-//! a slow client pushes back on the router.
+//! The outgoing bytes of a network connection: packets are encoded into a buffer, and bytes that announce
+//! stored state (a PUBLISH under a recorded packet id, a PUBREL) are sealed behind a gate that opens once that
+//! state is committed; every later byte waits behind it, so a client never sees what a crash could take back.
+//! Owns the bytes and their gates, not the socket; an idle connection keeps no buffer at all.
 
-use crate::codec::encode::encode_packet;
-use crate::codec::Packet;
-use bytes::{Bytes, BytesMut};
-use std::collections::{HashSet, VecDeque};
-use tokio::io::{AsyncWrite, AsyncWriteExt};
+use crate::codec::encode::{encode_packet, encode_publish_parts};
+use crate::protocol::{Emit, Ticket};
+use bytes::{Buf, Bytes, BytesMut};
+use std::collections::VecDeque;
 
-/// The socket's write half.
-pub type WriteHalf = Box<dyn AsyncWrite + Unpin + Send>;
+/// Buffer capacity kept once everything is written; above it the buffer is released.
+const KEEP_WHEN_IDLE_BYTES: usize = 4 * 1024;
 
-/// A store commit that sealed chunks wait for.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-pub struct Gate(u64);
-
-/// Chunks ready to be written, with the socket to write them to.
-pub struct WriteJob {
-    io: WriteHalf,
-    chunks: Vec<Bytes>,
-}
-
-impl WriteJob {
-    /// Writes every chunk and flushes; gives the socket back.
-    pub async fn run(mut self) -> std::io::Result<WriteHalf> {
-        for chunk in &self.chunks {
-            self.io.write_all(chunk).await?;
-        }
-        self.io.flush().await?;
-        Ok(self.io)
-    }
-}
-
-/// Encodes packets for one connection and releases them in order.
+/// Encoded packets waiting for the socket, in order.
+#[derive(Debug, Default)]
 pub struct Outgoing {
+    /// Sealed chunks, each behind the gate (if any) it waits for.
+    held: VecDeque<(Option<Ticket>, Bytes)>,
+    /// Bytes encoded after the last sealed chunk.
     buf: BytesMut,
-    io: Option<WriteHalf>,
-    held: VecDeque<(Option<Gate>, Bytes)>,
-    open_gates: HashSet<Gate>,
-    next_gate: u64,
+    /// Gates not yet opened.
+    closed_gates: Vec<Ticket>,
 }
 
 impl Outgoing {
-    /// Writes to `io`.
-    pub fn new(io: WriteHalf) -> Self {
-        Outgoing {
-            buf: BytesMut::new(),
-            io: Some(io),
-            held: VecDeque::new(),
-            open_gates: HashSet::new(),
-            next_gate: 0,
+    /// Encodes one packet at the end.
+    pub fn write(&mut self, emit: &Emit) {
+        let encoded = match emit {
+            Emit::Control(packet) => encode_packet(packet, &mut self.buf),
+            Emit::Publish(p) => encode_publish_parts(
+                p.dup,
+                p.qos,
+                p.retain,
+                p.message.topic.as_str(),
+                p.packet_id,
+                &p.message.payload,
+                &mut self.buf,
+            ),
+        };
+        if let Err(e) = encoded {
+            log::error!("cannot encode a packet for the client: {e}");
         }
     }
 
-    /// Encodes one packet into the pending chunk.
-    pub fn write(&mut self, packet: &Packet) {
-        if let Err(e) = encode_packet(packet, &mut self.buf) {
-            log::error!("cannot encode {}: {e}", packet.name());
-        }
-    }
-
-    /// Seals what was encoded so far behind a new gate, to be opened once its store commit is done.
-    pub fn seal_gated(&mut self) -> Gate {
-        self.next_gate += 1;
-        let gate = Gate(self.next_gate);
-        self.open_gates.insert(gate);
+    /// Seals everything encoded so far behind `gate`, to leave once the commit it names is done.
+    pub fn seal(&mut self, gate: Ticket) {
+        self.closed_gates.push(gate);
         let chunk = self.buf.split().freeze();
         self.held.push_back((Some(gate), chunk));
-        gate
     }
 
-    /// The commit a gate waited for is done.
-    pub fn open(&mut self, gate: Gate) {
-        self.open_gates.remove(&gate);
+    /// The commit behind `gate` is done.
+    pub fn open(&mut self, gate: Ticket) {
+        self.closed_gates.retain(|g| *g != gate);
     }
 
-    /// The chunks that may leave now, in order, with the socket; `None` when there are none or a write is
-    /// already running.
-    pub fn take_job(&mut self) -> Option<WriteJob> {
-        if !self.buf.is_empty() {
-            let chunk = self.buf.split().freeze();
-            self.held.push_back((None, chunk));
+    /// The bytes that may be written now, from the front; empty when nothing may leave.
+    pub fn ready(&self) -> &[u8] {
+        match self.held.front() {
+            Some((Some(gate), _)) if self.closed_gates.contains(gate) => &[],
+            Some((_, chunk)) => chunk,
+            None => &self.buf,
         }
-        let ready = self
+    }
+
+    /// `n` bytes from the front were written.
+    pub fn advance(&mut self, n: usize) {
+        match self.held.front_mut() {
+            Some((_, chunk)) => {
+                chunk.advance(n);
+                if chunk.is_empty() {
+                    self.held.pop_front();
+                }
+            }
+            None => self.buf.advance(n),
+        }
+        if self.held.is_empty() && self.buf.is_empty() && self.buf.capacity() > KEEP_WHEN_IDLE_BYTES
+        {
+            // A burst is over: an idle connection does not keep its high-water mark.
+            self.buf = BytesMut::new();
+        }
+    }
+
+    /// Bytes waiting to be written, gated ones included.
+    pub fn pending_bytes(&self) -> usize {
+        self.buf.len() + self.held.iter().map(|(_, c)| c.len()).sum::<usize>()
+    }
+
+    /// Whether nothing waits.
+    #[cfg(test)]
+    pub fn is_empty(&self) -> bool {
+        self.held.is_empty() && self.buf.is_empty()
+    }
+
+    /// Drops what is still gated: on close, bytes whose state was never committed are not sent (the client
+    /// gets them again when it reconnects).
+    pub fn drop_gated(&mut self) {
+        if let Some(i) = self
             .held
             .iter()
-            .take_while(|(gate, _)| !gate.is_some_and(|g| self.open_gates.contains(&g)))
-            .count();
-        if ready == 0 {
-            return None;
+            .position(|(g, _)| g.is_some_and(|g| self.closed_gates.contains(&g)))
+        {
+            self.held.truncate(i);
+            self.buf.clear();
         }
-        let io = self.io.take()?;
-        let chunks = self.held.drain(..ready).map(|(_, chunk)| chunk).collect();
-        Some(WriteJob { io, chunks })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::codec::{Packet, PacketId};
+
+    fn puback(id: u16) -> Emit {
+        Emit::Control(Packet::PubAck(PacketId::new(id).unwrap()))
     }
 
-    /// The socket is back from a finished write.
-    pub fn restore(&mut self, io: WriteHalf) {
-        self.io = Some(io);
+    #[test]
+    fn gated_bytes_and_everything_after_them_wait_for_the_commit() {
+        let mut out = Outgoing::default();
+        out.write(&puback(1));
+        out.seal(Ticket(7));
+        out.write(&puback(2));
+        assert!(out.ready().is_empty());
+        assert_eq!(out.pending_bytes(), 8);
+        out.open(Ticket(7));
+        assert_eq!(out.ready(), &[0x40, 2, 0, 1]);
+        out.advance(4);
+        assert_eq!(out.ready(), &[0x40, 2, 0, 2]);
+        out.advance(4);
+        assert!(out.is_empty());
     }
 
-    /// Writes what may leave now in the background and shuts the socket down; chunks still waiting for a
-    /// commit are not sent (the client gets them again after it reconnects).
-    pub fn close(&mut self) {
-        let job = self.take_job();
-        let idle = self.io.take();
-        actix_rt::spawn(async move {
-            let io = match job {
-                Some(job) => job.run().await.ok(),
-                None => idle,
-            };
-            if let Some(mut io) = io {
-                let _ = io.shutdown().await;
-            }
-        });
+    #[test]
+    fn partial_writes_advance_within_a_chunk() {
+        let mut out = Outgoing::default();
+        out.write(&puback(1));
+        out.advance(3);
+        assert_eq!(out.ready(), &[1]);
+        out.advance(1);
+        assert!(out.is_empty());
+    }
+
+    #[test]
+    fn closing_drops_what_waits_for_a_commit() {
+        let mut out = Outgoing::default();
+        out.write(&puback(1));
+        out.seal(Ticket(1));
+        out.open(Ticket(1));
+        out.write(&puback(2));
+        out.seal(Ticket(2));
+        out.write(&puback(3));
+        out.drop_gated();
+        assert_eq!(out.pending_bytes(), 4);
+    }
+
+    #[test]
+    fn an_idle_connection_keeps_no_large_buffer() {
+        let mut out = Outgoing::default();
+        let big = Emit::Control(Packet::SubAck(crate::codec::SubAck {
+            packet_id: PacketId::new(1).unwrap(),
+            return_codes: vec![crate::codec::SubscribeReturnCode::Failure; 10_000],
+        }));
+        out.write(&big);
+        let n = out.ready().len();
+        out.advance(n);
+        assert_eq!(out.buf.capacity(), 0);
     }
 }

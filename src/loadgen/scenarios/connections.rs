@@ -9,7 +9,7 @@ use tokio::sync::watch;
 use tokio::time::Instant;
 
 use super::{secs_between, RunCtx, ScenarioError};
-use crate::codec::Packet;
+use crate::codec::{Packet, QoS};
 use crate::loadgen::args::ConnectionsArgs;
 use crate::loadgen::client::{ClientError, Conn};
 use crate::loadgen::progress::{stopped, Counters, StopRx};
@@ -31,7 +31,9 @@ pub async fn run(args: &ConnectionsArgs) -> Result<Report, ScenarioError> {
     report
         .param("connections", args.connections)
         .param("concurrency", args.concurrency)
-        .param("hold", args.hold);
+        .param("hold", args.hold)
+        .param("keepalive", args.keepalive)
+        .param("subscribed", !args.no_subscribe);
     let rss_before = args.pid.and_then(read_rss_kib);
     let counters = Arc::new(Counters::default());
     let (stop_tx, stop_rx) = watch::channel(false);
@@ -42,8 +44,12 @@ pub async fn run(args: &ConnectionsArgs) -> Result<Report, ScenarioError> {
         .map(|_| {
             let (ctx, next, counters, stop) =
                 (ctx.clone(), next.clone(), counters.clone(), stop_rx.clone());
-            let total = args.connections;
-            tokio::spawn(async move { connect_worker(&ctx, total, &next, &counters, stop).await })
+            let plan = ConnectPlan {
+                total: args.connections,
+                keep_alive_secs: args.keepalive,
+                subscribe: !args.no_subscribe,
+            };
+            tokio::spawn(async move { connect_worker(&ctx, plan, &next, &counters, stop).await })
         })
         .collect();
     let mut supervisor = ctx.supervisor("connections");
@@ -72,7 +78,11 @@ pub async fn run(args: &ConnectionsArgs) -> Result<Report, ScenarioError> {
     }
     report.metric("connected", connected as f64, "conns");
     report.latency_us = Some(Percentiles::from_histogram(&latency));
-    report.latency_of = "connect to CONNACK";
+    report.latency_of = if args.no_subscribe {
+        "connect to CONNACK"
+    } else {
+        "connect to SUBACK"
+    };
     let hold_until = (Instant::now() + Duration::from_secs(args.hold)).min(ctx.deadline);
     tokio::time::sleep_until(hold_until).await;
     let rss_after = args.pid.and_then(read_rss_kib);
@@ -140,9 +150,29 @@ fn memory_figures(
     }
 }
 
+/// What each connection does: how many to open, the keepalive they announce, whether each subscribes.
+#[derive(Clone, Copy)]
+struct ConnectPlan {
+    total: u32,
+    keep_alive_secs: u16,
+    subscribe: bool,
+}
+
+/// Connects, and subscribes to a filter of the connection's own when the plan says so.
+async fn open_idle(ctx: &RunCtx, plan: ConnectPlan, i: u32) -> Result<Conn, ClientError> {
+    let client_id = ctx.client_id("idle", i);
+    let (mut conn, _) =
+        Conn::connect_with(&ctx.addr, &client_id, true, plan.keep_alive_secs).await?;
+    if plan.subscribe {
+        conn.subscribe(&ctx.topic(&format!("idle/{i}")), QoS::AtMostOnce)
+            .await?;
+    }
+    Ok(conn)
+}
+
 async fn connect_worker(
     ctx: &RunCtx,
-    total: u32,
+    plan: ConnectPlan,
     next: &AtomicU32,
     counters: &Counters,
     mut stop: StopRx,
@@ -155,17 +185,16 @@ async fn connect_worker(
     };
     loop {
         let i = next.fetch_add(1, Ordering::Relaxed);
-        if i >= total {
+        if i >= plan.total {
             break;
         }
-        let client_id = ctx.client_id("idle", i);
         let t0 = Instant::now();
         let attempt = tokio::select! {
-            r = Conn::connect(&ctx.addr, &client_id, true) => r,
+            r = open_idle(ctx, plan, i) => r,
             _ = stopped(&mut stop) => break,
         };
         match attempt {
-            Ok((mut conn, _)) => {
+            Ok(mut conn) => {
                 let now = Instant::now();
                 let _ = result
                     .latency

@@ -1,0 +1,210 @@
+//! The router's side of flow control, the one mechanism there is: credit. Each connected session grants the
+//! router credit for deliveries; each publisher holds a few routing credits, one per batch on its way. With
+//! credit, a delivery goes to the session. Without, a stored message stays in the store (the session reads it
+//! later), and any other message still goes but the router keeps the batch's routing credit until the session
+//! grants credit again, so a publisher feeding lagging sessions stops reading once all of its credits are
+//! kept. A session that grants nothing for `STUCK_AFTER` is stuck: the credits it kept go back and its
+//! unstored messages are dropped and counted. Plain data owned by the router; the session's half is
+//! `protocol::credit`.
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+use tokio::sync::{OwnedSemaphorePermit, Semaphore};
+
+/// Routing batches a publisher may have on their way before it stops reading its client.
+pub const ROUTE_CREDITS: usize = 4;
+
+/// One routing credit of a publisher; the publisher may read again once it is dropped.
+pub type RouteCredit = Arc<OwnedSemaphorePermit>;
+
+/// A publisher's routing credits.
+pub fn route_credits() -> Arc<Semaphore> {
+    Arc::new(Semaphore::new(ROUTE_CREDITS))
+}
+
+/// How long a session may stay out of credit, with messages waiting for it, before it counts as stuck.
+pub const STUCK_AFTER: Duration = Duration::from_secs(1);
+
+/// How often the router looks for stuck sessions.
+pub const STUCK_CHECK_EVERY: Duration = Duration::from_millis(250);
+
+/// What happens to one delivery for a session.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Admit {
+    /// Hand it over.
+    Deliver,
+    /// Hand it over beyond the credit, and hold the publisher back until the session grants more.
+    Overshoot,
+    /// A stored message the session has no credit for: it stays in the store.
+    Skip,
+    /// The session is stuck: the message is dropped and counted.
+    Drop,
+}
+
+/// A session that ran out of credit, for as long as it stays out.
+#[derive(Debug, Default)]
+pub struct Congestion {
+    /// When the first message beyond the credit had to be handed over anyway.
+    since: Option<Instant>,
+    stuck: bool,
+    /// Stored messages were skipped: the session is told when it grants credit again.
+    skipped: bool,
+    /// Routing credits kept back because of this session.
+    holding: Vec<RouteCredit>,
+}
+
+impl Congestion {
+    /// Stored messages were skipped while the session was out of credit.
+    pub fn skipped(&self) -> bool {
+        self.skipped
+    }
+
+    /// How many routing credits are kept back because of this session.
+    pub fn holding(&self) -> usize {
+        self.holding.len()
+    }
+}
+
+/// One connected session's credit, and its congestion while it has none.
+#[derive(Debug)]
+pub struct SubscriberFlow {
+    credit: u32,
+    congestion: Option<Box<Congestion>>,
+}
+
+impl SubscriberFlow {
+    /// A session that granted `credit` deliveries when it registered.
+    pub fn new(credit: u32) -> Self {
+        SubscriberFlow {
+            credit,
+            congestion: None,
+        }
+    }
+
+    /// Decides about one delivery (`stored`: it is in the session's stored queue).
+    pub fn admit(&mut self, stored: bool, now: Instant) -> Admit {
+        if self.credit > 0 {
+            self.credit -= 1;
+            return Admit::Deliver;
+        }
+        let congestion = self.congestion.get_or_insert_with(Box::default);
+        if stored {
+            congestion.skipped = true;
+            return Admit::Skip;
+        }
+        if congestion.stuck {
+            return Admit::Drop;
+        }
+        congestion.since.get_or_insert(now);
+        Admit::Overshoot
+    }
+
+    /// Spends one credit if there is any, for a message that is simply not sent without (broker status).
+    pub fn try_spend(&mut self) -> bool {
+        if self.credit == 0 {
+            return false;
+        }
+        self.credit -= 1;
+        true
+    }
+
+    /// Keeps a routing credit back until this session grants credit again or counts as stuck.
+    pub fn hold(&mut self, credit: RouteCredit) {
+        let congestion = self.congestion.get_or_insert_with(Box::default);
+        congestion.holding.push(credit);
+    }
+
+    /// The session grants `credit`: its congestion, if any, is over and handed back (its routing credits
+    /// go back when it is dropped; skipped messages are to be told to the session).
+    pub fn grant(&mut self, credit: u32) -> Option<Box<Congestion>> {
+        self.credit = self.credit.saturating_add(credit);
+        self.congestion.take()
+    }
+
+    /// Whether the session is out of credit with a message waiting since before `now - STUCK_AFTER`; if so it
+    /// becomes stuck and the routing credits it kept go back.
+    pub fn check_stuck(&mut self, now: Instant) -> bool {
+        let Some(congestion) = self.congestion.as_mut() else {
+            return false;
+        };
+        let Some(since) = congestion.since else {
+            return false;
+        };
+        if congestion.stuck || now.saturating_duration_since(since) < STUCK_AFTER {
+            return false;
+        }
+        congestion.stuck = true;
+        congestion.holding = Vec::new();
+        true
+    }
+
+    /// Whether the session is out of credit with messages waiting (it may be about to be stuck).
+    pub fn is_starving(&self) -> bool {
+        self.congestion
+            .as_ref()
+            .is_some_and(|c| c.since.is_some() && !c.stuck)
+    }
+
+    /// Whether the session counts as stuck.
+    pub fn is_stuck(&self) -> bool {
+        self.congestion.as_ref().is_some_and(|c| c.stuck)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn credit_is_spent_then_unstored_messages_overshoot_and_stored_ones_stay_in_the_store() {
+        let t0 = Instant::now();
+        let mut flow = SubscriberFlow::new(2);
+        assert_eq!(flow.admit(false, t0), Admit::Deliver);
+        assert_eq!(flow.admit(true, t0), Admit::Deliver);
+        assert_eq!(flow.admit(true, t0), Admit::Skip);
+        assert!(
+            !flow.is_starving(),
+            "a skipped stored message holds nobody back"
+        );
+        assert_eq!(flow.admit(false, t0), Admit::Overshoot);
+        assert!(flow.is_starving());
+        let congestion = flow.grant(10).unwrap();
+        assert!(congestion.skipped());
+        assert_eq!(flow.admit(false, t0), Admit::Deliver);
+    }
+
+    #[test]
+    fn kept_routing_credits_go_back_when_the_session_grants_credit() {
+        let credits = route_credits();
+        let mut flow = SubscriberFlow::new(0);
+        assert_eq!(flow.admit(false, Instant::now()), Admit::Overshoot);
+        flow.hold(Arc::new(credits.clone().try_acquire_owned().unwrap()));
+        assert_eq!(credits.available_permits(), ROUTE_CREDITS - 1);
+        drop(flow.grant(5));
+        assert_eq!(credits.available_permits(), ROUTE_CREDITS);
+    }
+
+    #[test]
+    fn a_session_that_grants_nothing_becomes_stuck_and_gives_back_what_it_kept() {
+        let t0 = Instant::now();
+        let credits = route_credits();
+        let mut flow = SubscriberFlow::new(0);
+        assert_eq!(flow.admit(false, t0), Admit::Overshoot);
+        flow.hold(Arc::new(credits.clone().try_acquire_owned().unwrap()));
+        assert!(!flow.check_stuck(t0 + STUCK_AFTER / 2));
+        assert!(flow.check_stuck(t0 + STUCK_AFTER));
+        assert_eq!(
+            credits.available_permits(),
+            ROUTE_CREDITS,
+            "the publisher goes on"
+        );
+        assert!(flow.is_stuck());
+        assert!(!flow.check_stuck(t0 + STUCK_AFTER * 2), "stuck once");
+        assert_eq!(flow.admit(false, t0), Admit::Drop);
+        assert_eq!(flow.admit(true, t0), Admit::Skip);
+        // Credit granted again: no longer stuck.
+        assert!(flow.grant(1).is_some());
+        assert!(!flow.is_stuck());
+        assert_eq!(flow.admit(false, t0), Admit::Deliver);
+    }
+}

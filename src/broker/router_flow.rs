@@ -1,0 +1,224 @@
+//! The router's fan-out under flow control: each message goes to every matching session that has credit;
+//! without credit a stored message stays in the store, any other one still goes but the batch's routing credit
+//! stays with that session, and a stuck session's unstored messages are dropped and counted (rules in `flow`).
+//! Also the credit sessions grant back and the periodic look for stuck sessions.
+
+use super::flow::Admit;
+use super::messages::*;
+use super::router::Router;
+use crate::codec::QoS;
+use crate::message::{Message, MessageId};
+use crate::protocol::Delivery;
+use crate::store::StoreOp;
+use actix::prelude::*;
+use std::sync::Arc;
+use std::time::Instant;
+
+impl Router {
+    /// Fans a batch out; store writes are submitted before any session can acknowledge what they contain.
+    pub(super) fn route(&mut self, msg: RoutePublish) {
+        let mut ops = msg.ops;
+        let now = Instant::now();
+        for message in &msg.messages {
+            self.route_one(message, &mut ops, now);
+        }
+        self.submit(ops, msg.done);
+        self.flush_outbox();
+        // The batch went beyond some sessions' credit: each keeps its routing credit until it grants again.
+        if let Some(credit) = msg.credit {
+            for slot in self.overshot.drain(..) {
+                if let Some(online) = self.registry.get_mut(slot).and_then(|e| e.online.as_mut()) {
+                    online.flow.hold(credit.clone());
+                }
+            }
+        }
+        self.overshot.clear();
+    }
+
+    fn route_one(&mut self, message: &Arc<Message>, ops: &mut Vec<StoreOp>, now: Instant) {
+        self.stats.count_in(message.qos);
+        if message.retain {
+            self.retain(message, ops);
+        }
+        let matches = &mut self.matches;
+        matches.clear();
+        // Overlapping subscriptions of one client give one delivery at the highest granted QoS.
+        self.trie.for_each_match(&message.topic, |slot, qos| {
+            let best = matches.entry(*slot).or_insert(*qos);
+            *best = (*best).max(*qos);
+        });
+        let queue_qos0 = self.settings().queue_qos0;
+        let mut body: Option<MessageId> = None;
+        for (slot, granted) in self.matches.iter() {
+            let Some(entry) = self.registry.get_mut(*slot) else {
+                continue;
+            };
+            let qos = message.qos.min(*granted);
+            let store_it = entry.persistent
+                && (qos != QoS::AtMostOnce || (queue_qos0 && entry.online.is_none()));
+            let seq = store_it.then(|| {
+                let id = *body.get_or_insert_with(|| {
+                    let id = MessageId(self.next_message_id);
+                    self.next_message_id += 1;
+                    ops.push(StoreOp::StoreMessage {
+                        id,
+                        message: message.clone(),
+                    });
+                    id
+                });
+                let seq = entry.next_seq;
+                entry.next_seq += 1;
+                ops.push(StoreOp::Enqueue {
+                    client_id: entry.client_id.clone(),
+                    seq,
+                    message: id,
+                    qos,
+                });
+                seq
+            });
+            let Some(online) = entry.online.as_mut() else {
+                if seq.is_some() {
+                    self.stats.count_out(qos);
+                }
+                continue;
+            };
+            let was_starving = online.flow.is_starving();
+            let admit = online.flow.admit(seq.is_some(), now);
+            match admit {
+                Admit::Deliver | Admit::Overshoot => {
+                    self.outbox.entry(*slot).or_default().push(Delivery {
+                        message: message.clone(),
+                        qos,
+                        seq,
+                        retain: false,
+                    });
+                    self.stats.count_out(qos);
+                }
+                Admit::Skip => self.stats.count_out(qos),
+                Admit::Drop => count_dropped(&mut self.stats, &entry.client_id),
+            }
+            if admit == Admit::Overshoot {
+                if !was_starving {
+                    self.starving.push(RouterLink {
+                        slot: *slot,
+                        conn: online.conn,
+                    });
+                }
+                if !self.overshot.contains(slot) {
+                    self.overshot.push(*slot);
+                }
+            }
+        }
+    }
+
+    /// Keeps a retained message (or forgets the topic's, for an empty payload) in memory and in the store.
+    fn retain(&mut self, message: &Arc<Message>, ops: &mut Vec<StoreOp>) {
+        // A retained message is kept for long: it must not pin the read buffer it was decoded from.
+        let kept = Arc::new(Message {
+            topic: message.topic.detached(),
+            payload: bytes::Bytes::copy_from_slice(&message.payload),
+            ..(**message).clone()
+        });
+        self.retained().do_send(RetainMessage(kept.clone()));
+        ops.push(if kept.payload.is_empty() {
+            StoreOp::DeleteRetained {
+                topic: kept.topic.clone(),
+            }
+        } else {
+            StoreOp::SetRetained { message: kept }
+        });
+    }
+
+    /// Hands each session its deliveries of the batch; credit bounds how many a mailbox can hold.
+    fn flush_outbox(&mut self) {
+        let mut outbox = std::mem::take(&mut self.outbox);
+        for (slot, deliveries) in outbox.drain() {
+            if let Some(online) = self.registry.get(slot).and_then(|e| e.online.as_ref()) {
+                online.addr.do_send(Deliver(deliveries));
+            }
+        }
+        // Keep the map's allocation for the next batch.
+        self.outbox = outbox;
+    }
+
+    /// A session grants credit: its congestion is over, the routing credits it kept go back (its publishers
+    /// read again), and it hears of stored messages skipped meanwhile.
+    pub(super) fn grant_credit(&mut self, msg: GrantCredit) {
+        let Some(entry) = self.registry.get_mut(msg.link.slot) else {
+            return;
+        };
+        let head = entry.next_seq - 1;
+        let Some(online) = entry.online_as(msg.link.conn) else {
+            return;
+        };
+        let Some(congestion) = online.flow.grant(msg.credit) else {
+            return;
+        };
+        if congestion.skipped() {
+            online.addr.do_send(Behind { head });
+        }
+    }
+
+    /// Sessions out of credit for too long are stuck: the publishers they held go on.
+    pub(super) fn check_stuck(&mut self) {
+        let now = Instant::now();
+        let starving = std::mem::take(&mut self.starving);
+        for link in starving {
+            let Some(entry) = self.registry.get_mut(link.slot) else {
+                continue;
+            };
+            let client_id = entry.client_id.clone();
+            let Some(online) = entry.online_as(link.conn) else {
+                continue;
+            };
+            if online.flow.check_stuck(now) {
+                self.stats.stuck_sessions += 1;
+                log::warn!(
+                    "client {client_id}: out of credit for {:?} with messages waiting: it counts as stuck, \
+                     its publishers go on and its messages not stored are dropped",
+                    super::flow::STUCK_AFTER
+                );
+            } else if online.flow.is_starving() {
+                self.starving.push(link);
+            }
+        }
+    }
+}
+
+impl Handler<RoutePublish> for Router {
+    type Result = ();
+
+    fn handle(&mut self, msg: RoutePublish, _: &mut Self::Context) {
+        self.route(msg);
+    }
+}
+
+/// One delivery dropped for a stuck session; one log line each time the broker-wide count passes a power of
+/// two, so a flood cannot flood the log (the exact count is in the metrics).
+fn count_dropped(stats: &mut RouterStats, client_id: &crate::codec::ClientId) {
+    let before = stats.dropped;
+    stats.dropped += 1;
+    if before.checked_ilog2() != stats.dropped.checked_ilog2() {
+        log::warn!(
+            "client {client_id}: messages dropped, it has stopped reading ({} dropped in all)",
+            stats.dropped
+        );
+    }
+}
+
+impl Handler<CountDropped> for Router {
+    type Result = ();
+
+    fn handle(&mut self, msg: CountDropped, _: &mut Self::Context) {
+        self.stats.dropped += u64::from(msg.0);
+    }
+}
+
+impl Handler<PublisherWasHeld> for Router {
+    type Result = ();
+
+    fn handle(&mut self, msg: PublisherWasHeld, _: &mut Self::Context) {
+        self.stats.publisher_holds += 1;
+        self.stats.publisher_held_ms += msg.held_ms;
+    }
+}

@@ -1,0 +1,305 @@
+//! Carrying out what the connection core returned, in its order: packets to the client (behind the commit
+//! that gates them), store writes, then requests to the router, the store and the hooks, whose answers come
+//! back as inputs. Mechanics only: every decision was the core's.
+
+use super::*;
+use crate::protocol::{Request, Ticket};
+use crate::store::{StoreError, StoreRequest};
+use std::future::Future;
+
+/// How long a new connection waits for the one it takes over to finish writing its state.
+const TAKEOVER_WAIT: std::time::Duration = std::time::Duration::from_secs(5);
+
+impl Session {
+    pub(super) fn carry_out(&mut self, out: &mut Outputs, ctx: &mut Context<Self>) {
+        if !out.emits.is_empty() {
+            self.write_emits(out, ctx);
+        }
+        let ops = std::mem::take(&mut out.store);
+        match out.gate {
+            Some(gate) => {
+                if let Sink::Wire(outgoing) = &mut self.sink {
+                    outgoing.seal(gate);
+                }
+                let committed = self.peers.store.write(ops);
+                self.answer_with(ctx, committed, move |result| Input::Committed {
+                    ticket: gate,
+                    result: flatten(result),
+                });
+            }
+            None if !ops.is_empty() => self.peers.store.write_and_forget(ops),
+            None => {}
+        }
+        for request in out.requests.drain(..) {
+            self.carry_out_request(request, ctx);
+        }
+        if let Some(timer) = out.timer {
+            self.timer_at = Some(timer);
+            self.wake_io();
+        }
+        if out.close.is_some() {
+            self.closing = true;
+            match &self.sink {
+                Sink::Wire(_) => self.wake_io(),
+                Sink::App(_) => ctx.stop(),
+            }
+        }
+    }
+
+    fn write_emits(&mut self, out: &mut Outputs, ctx: &mut Context<Self>) {
+        match &mut self.sink {
+            Sink::Wire(outgoing) => {
+                for emit in &out.emits {
+                    outgoing.write(emit);
+                }
+                self.wake_io();
+            }
+            Sink::App(app) => {
+                let answers = app.take(out.emits.drain(..));
+                self.followups.extend(answers);
+                if app.needs_room() {
+                    self.wait_for_room(ctx);
+                }
+            }
+        }
+    }
+
+    fn carry_out_request(&mut self, request: Request, ctx: &mut Context<Self>) {
+        match request {
+            Request::Authenticate(auth) => self.authenticate(auth, ctx),
+            Request::Register {
+                client_id,
+                clean_session,
+                credit,
+            } => self.register(client_id, clean_session, credit, ctx),
+            Request::Store { ops, ticket } => {
+                let committed = self.peers.store.write(ops);
+                self.answer_with(ctx, committed, move |result| Input::Committed {
+                    ticket,
+                    result: flatten(result),
+                });
+            }
+            Request::ReadIncomingQos2 => {
+                let Some(client_id) = self.core.client_id().cloned() else {
+                    return;
+                };
+                let read = self.peers.store.read_incoming_qos2(client_id);
+                self.answer_with(ctx, read, |result| Input::IncomingQos2(flatten(result)));
+            }
+            Request::Route {
+                messages,
+                ops,
+                ticket,
+            } => self.route(messages, ops, ticket, ctx),
+            Request::ScreenPublishes(messages) => self.screen_publishes(messages, ctx),
+            Request::ScreenSubscribe(filters) => self.screen_subscribe(filters, ctx),
+            Request::Subscribe { filters, ticket } => {
+                let Some(link) = self.link else { return };
+                let (done, committed) = oneshot::channel();
+                self.peers.router.do_send(AddSubscriptions {
+                    link,
+                    filters,
+                    done,
+                });
+                self.answer_committed(ticket, committed, ctx);
+            }
+            Request::Unsubscribe { filters, ticket } => {
+                let Some(link) = self.link else { return };
+                let (done, committed) = oneshot::channel();
+                self.peers.router.do_send(RemoveSubscriptions {
+                    link,
+                    filters,
+                    done,
+                });
+                self.answer_committed(ticket, committed, ctx);
+            }
+            Request::SendRetained(filters) => self.peers.retained.do_send(SendRetained {
+                filters,
+                to: ctx.address(),
+            }),
+            Request::ReadQueue { after_seq, limit } => self.read_queue(after_seq, limit, ctx),
+            Request::GrantCredit(credit) => {
+                if let Some(link) = self.link {
+                    self.peers.router.do_send(GrantCredit { link, credit });
+                }
+            }
+            Request::CountDropped(n) => self.peers.router.do_send(CountDropped(n)),
+            Request::Notify(notification) => self.notify(notification),
+            Request::PublishWill(message) => self.peers.router.do_send(RoutePublish {
+                messages: vec![message],
+                ops: Vec::new(),
+                done: None,
+                credit: None,
+            }),
+            Request::Detach => {
+                if let Some(link) = self.link.take() {
+                    self.peers.router.do_send(SessionClosed { link });
+                }
+                // Everything this session had to store was submitted before this point.
+                if let Some(done) = self.takeover_done.take() {
+                    let _ = done.send(());
+                }
+            }
+        }
+    }
+
+    /// Registers with the router; a connection taken over gets a bounded time to write its last state first.
+    fn register(
+        &mut self,
+        client_id: crate::codec::ClientId,
+        clean_session: bool,
+        credit: u32,
+        ctx: &mut Context<Self>,
+    ) {
+        let register = self.peers.router.send(RegisterSession {
+            client_id,
+            clean_session,
+            session: ctx.address(),
+            credit,
+        });
+        let registered = async move {
+            let reply = register.await.ok()?;
+            if let Some(previous) = reply.previous_closed {
+                let _ = tokio::time::timeout(TAKEOVER_WAIT, previous).await;
+            }
+            Some((
+                reply.link,
+                protocol::Registration {
+                    session_present: reply.session_present,
+                    had_persistent: reply.had_persistent,
+                    queue_head: reply.queue_head,
+                },
+            ))
+        };
+        ctx.spawn(registered.into_actor(self).map(|reply, act, ctx| {
+            let registration = reply.map(|(link, registration)| {
+                act.link = Some(link);
+                registration
+            });
+            act.feed(Input::Registered(registration.ok_or(())), ctx);
+        }));
+    }
+
+    /// Sends a batch to the router with one of the session's routing credits; with none left, the core stops
+    /// reading this client until one comes back. While the router's mailbox is full it stops reading too.
+    fn route(
+        &mut self,
+        messages: Vec<Arc<crate::message::Message>>,
+        ops: Vec<crate::store::StoreOp>,
+        ticket: Option<Ticket>,
+        ctx: &mut Context<Self>,
+    ) {
+        let done = ticket.map(|ticket| {
+            let (done, committed) = oneshot::channel();
+            self.answer_committed(ticket, committed, ctx);
+            done
+        });
+        let credits = self
+            .route_credits
+            .get_or_insert_with(crate::broker::flow::route_credits)
+            .clone();
+        let credit = credits.clone().try_acquire_owned().ok().map(Arc::new);
+        let route = RoutePublish {
+            messages,
+            ops,
+            done,
+            credit,
+        };
+        if credits.available_permits() == 0 && self.held_since.is_none() {
+            self.wait_for_route_credit(credits, ctx);
+        }
+        match self.peers.router.try_send(route) {
+            Ok(()) => {}
+            Err(SendError::Full(route)) => {
+                self.followups.push_back(Input::RouterBusy(true));
+                let sent = self.peers.router.send(route);
+                ctx.spawn(sent.into_actor(self).map(|result, act, ctx| {
+                    let input = match result {
+                        Ok(()) => Input::RouterBusy(false),
+                        Err(_) => Input::InputClosed,
+                    };
+                    act.feed(input, ctx);
+                    act.wake_io();
+                }));
+            }
+            Err(SendError::Closed(_)) => self.followups.push_back(Input::InputClosed),
+        }
+    }
+
+    /// Every routing credit is kept by lagging subscribers: the core stops reading until one comes back.
+    fn wait_for_route_credit(
+        &mut self,
+        credits: Arc<tokio::sync::Semaphore>,
+        ctx: &mut Context<Self>,
+    ) {
+        self.held_since = Some(Instant::now());
+        self.followups.push_back(Input::Pace { hold: true });
+        ctx.spawn(
+            credits
+                .acquire_owned()
+                .into_actor(self)
+                .map(|credit, act, ctx| {
+                    // Only waited for: the next batch takes it.
+                    drop(credit);
+                    if let Some(since) = act.held_since.take() {
+                        let held_ms = since.elapsed().as_millis() as u64;
+                        act.peers.router.do_send(PublisherWasHeld { held_ms });
+                    }
+                    act.feed(Input::Pace { hold: false }, ctx);
+                    act.wake_io();
+                }),
+        );
+    }
+
+    fn read_queue(&mut self, after_seq: u64, limit: usize, ctx: &mut Context<Self>) {
+        let Some(client_id) = self.core.client_id().cloned() else {
+            return;
+        };
+        let (reply, page) = oneshot::channel();
+        let _ = self.peers.store.submit(StoreRequest::ReadQueue {
+            client_id,
+            after_seq,
+            limit,
+            reply,
+        });
+        self.answer_with(ctx, page, |result| Input::StorePage(flatten(result)));
+    }
+
+    /// Feeds `Input::Committed` for `ticket` once `committed` resolves.
+    fn answer_committed(
+        &mut self,
+        ticket: Ticket,
+        committed: oneshot::Receiver<Result<(), StoreError>>,
+        ctx: &mut Context<Self>,
+    ) {
+        self.answer_with(ctx, committed, move |result| Input::Committed {
+            ticket,
+            result: flatten(result),
+        });
+    }
+
+    /// Feeds the input `to_input` makes of `answer` once it resolves; opens a gate it names first.
+    pub(super) fn answer_with<T: 'static>(
+        &mut self,
+        ctx: &mut Context<Self>,
+        answer: impl Future<Output = T> + 'static,
+        to_input: impl FnOnce(T) -> Input + 'static,
+    ) {
+        ctx.spawn(answer.into_actor(self).map(move |value, act, ctx| {
+            let input = to_input(value);
+            if let (Input::Committed { ticket, .. }, Sink::Wire(outgoing)) = (&input, &mut act.sink)
+            {
+                outgoing.open(*ticket);
+            }
+            act.feed(input, ctx);
+            act.wake_io();
+        }));
+    }
+}
+
+/// A reply that never came (the store or router stopped) reads as the writer being gone.
+fn flatten<T>(
+    result: Result<Result<T, StoreError>, oneshot::error::RecvError>,
+) -> Result<T, StoreError> {
+    result.unwrap_or(Err(StoreError::WriterGone))
+}

@@ -1,0 +1,214 @@
+//! The socket side of a network session, as one future inside the session actor: it reads packets while the
+//! connection core wants input, writes what may leave without ever making the actor wait, and runs the one
+//! timer of the connection (the core's deadline, a stalled write, the last flush on close). No MQTT rule here.
+
+use super::{Session, Sink};
+use crate::codec::MqttCodec;
+use crate::protocol::Input;
+use crate::transport::reader::PacketStream;
+use actix::prelude::*;
+use futures::Stream;
+use pin_project_lite::pin_project;
+use std::future::Future;
+use std::pin::Pin;
+use std::task::{Context as TaskContext, Poll};
+use std::time::{Duration, Instant};
+use tokio::io::{AsyncRead, AsyncWrite};
+use tokio::time::Sleep;
+
+/// The read half a session is handed.
+pub type ReadHalf = Box<dyn AsyncRead + Unpin + Send>;
+/// The write half a session is handed.
+pub type WriteHalf = Box<dyn AsyncWrite + Unpin + Send>;
+
+/// How long the socket may take nothing while bytes wait before the client counts as gone.
+const WRITE_STALL_LIMIT: Duration = Duration::from_secs(60);
+/// How long a closing connection may take to write its last bytes.
+const CLOSE_LINGER: Duration = Duration::from_secs(10);
+/// Reads handled in one go before other work of the thread gets its turn.
+const READS_PER_TURN: usize = 8;
+
+pin_project! {
+    /// Reading, writing and the timer of one connection.
+    #[project = NetIoProj]
+    pub struct NetIo {
+        reader: PacketStream<ReadHalf>,
+        writer: WriteHalf,
+        #[pin]
+        sleep: Sleep,
+        // The deadline `sleep` is set to, if it is armed.
+        armed: Option<Instant>,
+        // Bytes wait and the socket has taken none since.
+        stalled_since: Option<Instant>,
+        // When the session started closing.
+        closing_since: Option<Instant>,
+    }
+}
+
+impl NetIo {
+    /// The socket halves of a new connection, decoding with `codec`.
+    pub fn new(reader: ReadHalf, writer: WriteHalf, codec: MqttCodec) -> Self {
+        NetIo {
+            reader: PacketStream::new(reader, codec),
+            writer,
+            sleep: tokio::time::sleep(Duration::from_secs(365 * 24 * 3600)),
+            armed: None,
+            stalled_since: None,
+            closing_since: None,
+        }
+    }
+}
+
+/// What writing achieved.
+enum Wrote {
+    Progress,
+    Nothing,
+    Failed,
+}
+
+impl ActorFuture<Session> for NetIo {
+    type Output = ();
+
+    fn poll(
+        self: Pin<&mut Self>,
+        act: &mut Session,
+        ctx: &mut Context<Session>,
+        task: &mut TaskContext<'_>,
+    ) -> Poll<()> {
+        let mut this = self.project();
+        let mut reads = 0;
+        loop {
+            match write(this.writer, act, task) {
+                Wrote::Progress => {
+                    *this.stalled_since = None;
+                    if !act.closing {
+                        act.feed(Input::Written, ctx);
+                    }
+                }
+                Wrote::Failed => {
+                    if act.closing {
+                        return finish(ctx);
+                    }
+                    act.feed(Input::InputClosed, ctx);
+                    continue;
+                }
+                Wrote::Nothing => {}
+            }
+            let waiting = act.unwritten_bytes() > 0;
+            if waiting {
+                this.stalled_since.get_or_insert_with(Instant::now);
+            }
+            if act.closing {
+                let since = *this.closing_since.get_or_insert_with(Instant::now);
+                if let Sink::Wire(out) = &mut act.sink {
+                    out.drop_gated();
+                }
+                if act.unwritten_bytes() == 0 || since.elapsed() >= CLOSE_LINGER {
+                    let _ = Pin::new(&mut **this.writer).poll_shutdown(task);
+                    return finish(ctx);
+                }
+            } else if reads < READS_PER_TURN && act.core.wants_input() {
+                match Pin::new(&mut *this.reader).poll_next(task) {
+                    Poll::Ready(Some(batch)) => {
+                        reads += 1;
+                        act.feed(Input::Read(batch), ctx);
+                        continue;
+                    }
+                    Poll::Ready(None) => {
+                        act.feed(Input::InputClosed, ctx);
+                        continue;
+                    }
+                    Poll::Pending => {}
+                }
+            } else if reads >= READS_PER_TURN {
+                // More may be waiting: come back after the thread's other work.
+                task.waker().wake_by_ref();
+            }
+            if fire_timer(&mut this, act, ctx, task) {
+                continue;
+            }
+            act.io_waker = Some(task.waker().clone());
+            return Poll::Pending;
+        }
+    }
+}
+
+/// Writes what may leave until the socket is full.
+fn write(writer: &mut WriteHalf, act: &mut Session, task: &mut TaskContext<'_>) -> Wrote {
+    let Sink::Wire(out) = &mut act.sink else {
+        return Wrote::Nothing;
+    };
+    let mut wrote = false;
+    loop {
+        let ready = out.ready();
+        if ready.is_empty() {
+            break;
+        }
+        match Pin::new(&mut **writer).poll_write(task, ready) {
+            Poll::Ready(Ok(0)) | Poll::Ready(Err(_)) => return Wrote::Failed,
+            Poll::Ready(Ok(n)) => {
+                out.advance(n);
+                wrote = true;
+            }
+            Poll::Pending => break,
+        }
+    }
+    if !wrote {
+        return Wrote::Nothing;
+    }
+    // TCP needs no flush; the WebSocket bridge's buffer does.
+    if let Poll::Ready(Err(_)) = Pin::new(&mut **writer).poll_flush(task) {
+        return Wrote::Failed;
+    }
+    Wrote::Progress
+}
+
+/// Arms the timer for the earliest deadline (the core's, a stalled write's, the close's) and handles it when
+/// it has come; true when it fired.
+fn fire_timer(
+    this: &mut NetIoProj<'_>,
+    act: &mut Session,
+    ctx: &mut Context<Session>,
+    task: &mut TaskContext<'_>,
+) -> bool {
+    let stall = this.stalled_since.map(|s| s + WRITE_STALL_LIMIT);
+    let linger = this.closing_since.map(|s| s + CLOSE_LINGER);
+    let want = [act.timer_at, stall, linger].into_iter().flatten().min();
+    if want != *this.armed {
+        if let Some(deadline) = want {
+            this.sleep
+                .as_mut()
+                .reset(tokio::time::Instant::from_std(deadline));
+        }
+        *this.armed = want;
+    }
+    if this.armed.is_none() || this.sleep.as_mut().poll(task).is_pending() {
+        return false;
+    }
+    *this.armed = None;
+    let now = Instant::now();
+    if act.closing {
+        return true;
+    }
+    if stall.is_some_and(|s| now >= s) {
+        log::warn!(
+            "client {} from {}: the socket accepted nothing for {}s; closing",
+            act.client_label(),
+            act.core.peer(),
+            WRITE_STALL_LIMIT.as_secs()
+        );
+        *this.stalled_since = None;
+        act.feed(Input::InputClosed, ctx);
+        return true;
+    }
+    if act.timer_at.is_some_and(|t| now >= t) {
+        act.timer_at = None;
+        act.feed(Input::Timer, ctx);
+    }
+    true
+}
+
+fn finish(ctx: &mut Context<Session>) -> Poll<()> {
+    ctx.stop();
+    Poll::Ready(())
+}

@@ -1,0 +1,390 @@
+//! From CONNECT to CONNACK: the first-packet rule, client identifier rules, the authenticate hook, registration
+//! with the router, the store work CONNACK waits for, and the connect and keepalive timers.
+
+use super::*;
+use crate::codec::{ConnAck, Connect, ConnectReturnCode};
+use crate::protocol::connect::{accept_connect, ConnectDecision};
+use crate::protocol::io::{AuthRequest, CloseReason, Emit, Notification, Request};
+use crate::store::StoreError;
+use bytes::Bytes;
+
+impl Connection {
+    pub(super) fn on_read(
+        &mut self,
+        items: Vec<Result<Packet, DecodeError>>,
+        now: Now,
+        out: &mut Outputs,
+    ) {
+        match &mut self.stage {
+            Stage::Closed => return,
+            Stage::Connected(attached) => attached.last_packet = now.instant,
+            _ => {}
+        }
+        self.backlog.extend(items);
+        self.drain(now, out);
+    }
+
+    /// Handles waiting packets in order until none is left or the core must wait for an answer.
+    pub(super) fn drain(&mut self, now: Now, out: &mut Outputs) {
+        loop {
+            let connected = match &self.stage {
+                Stage::AwaitingConnect { .. } => false,
+                Stage::Connected(attached) if attached.awaiting.is_none() => true,
+                _ => return,
+            };
+            let Some(item) = self.backlog.pop_front() else {
+                if connected {
+                    self.settle_batch(out);
+                }
+                return;
+            };
+            if connected {
+                self.on_attached_item(item, now, out);
+            } else {
+                self.on_first_packet(item, now, out);
+            }
+        }
+    }
+
+    fn on_first_packet(&mut self, item: Result<Packet, DecodeError>, now: Now, out: &mut Outputs) {
+        match item {
+            Ok(Packet::Connect(connect)) => self.on_connect(*connect, now, out),
+            Ok(other) => self.violation(
+                format_args!(
+                    "[MQTT-3.1.0-1] first packet is {}, not CONNECT",
+                    other.name()
+                ),
+                now,
+                out,
+            ),
+            Err(DecodeError::UnsupportedProtocolLevel(level)) => {
+                log::warn!(
+                    "{}: [MQTT-3.1.2-2] unsupported protocol level {level}; CONNACK 0x01",
+                    self.peer
+                );
+                self.refuse(ConnectReturnCode::UnacceptableProtocolVersion, now, out);
+            }
+            Err(e) => self.violation(e, now, out),
+        }
+    }
+
+    fn on_connect(&mut self, connect: Connect, now: Now, out: &mut Outputs) {
+        let client_id = match accept_connect(&connect) {
+            ConnectDecision::Accept { client_id, .. } => client_id.detached(),
+            ConnectDecision::Refuse(code) => {
+                log::warn!(
+                    "client {:?} from {}: CONNECT refused with {code:?}",
+                    connect.client_id,
+                    self.peer
+                );
+                self.refuse(code, now, out);
+                return;
+            }
+        };
+        let joining = Box::new(Joining {
+            client_id: client_id.clone(),
+            clean_session: connect.clean_session,
+            level: connect.level,
+            keep_alive_secs: connect.keep_alive_secs,
+            // The will outlives the read buffer it was decoded from: it gets its own copy.
+            will: connect.will.map(|w| {
+                Box::new(LastWill {
+                    topic: w.topic.detached(),
+                    payload: Bytes::copy_from_slice(&w.payload),
+                    qos: w.qos,
+                    retain: w.retain,
+                })
+            }),
+            early: Vec::new(),
+            early_behind: 0,
+        });
+        if self.settings.hooks {
+            out.requests.push(Request::Authenticate(AuthRequest {
+                client_id,
+                username: connect.username,
+                password: connect.password,
+                clean_session: connect.clean_session,
+                keep_alive_secs: connect.keep_alive_secs,
+                level: connect.level,
+            }));
+            self.stage = Stage::Authenticating(joining);
+        } else {
+            self.register(joining, out);
+        }
+    }
+
+    pub(super) fn on_authenticated(
+        &mut self,
+        verdict: Result<(), ConnectReturnCode>,
+        now: Now,
+        out: &mut Outputs,
+    ) {
+        let Stage::Authenticating(_) = &self.stage else {
+            return;
+        };
+        let Stage::Authenticating(joining) = std::mem::replace(&mut self.stage, Stage::Closed)
+        else {
+            return;
+        };
+        match verdict {
+            Ok(()) => self.register(joining, out),
+            Err(code) => {
+                // "Accepted" is no way to refuse: it reads as not authorised.
+                let code = match code {
+                    ConnectReturnCode::Accepted => ConnectReturnCode::NotAuthorized,
+                    code => code,
+                };
+                log::warn!(
+                    "client {} from {}: refused by the authenticate hook with {code:?}",
+                    joining.client_id,
+                    self.peer
+                );
+                self.refuse(code, now, out);
+            }
+        }
+    }
+
+    fn register(&mut self, joining: Box<Joining>, out: &mut Outputs) {
+        out.requests.push(Request::Register {
+            client_id: joining.client_id.clone(),
+            clean_session: joining.clean_session,
+            credit: self.settings.credit,
+        });
+        self.stage = Stage::Registering(joining);
+    }
+
+    /// The router registered the session: the store work CONNACK waits for follows [MQTT-3.1.2-4..6].
+    pub(super) fn on_registered(
+        &mut self,
+        result: Result<Registration, ()>,
+        now: Now,
+        out: &mut Outputs,
+    ) {
+        let Stage::Registering(_) = &self.stage else {
+            return;
+        };
+        let Stage::Registering(joining) = std::mem::replace(&mut self.stage, Stage::Closed) else {
+            return;
+        };
+        let Ok(registration) = result else {
+            log::error!(
+                "client {} from {}: cannot attach: router unavailable",
+                joining.client_id,
+                self.peer
+            );
+            self.refuse(ConnectReturnCode::ServerUnavailable, now, out);
+            return;
+        };
+        let client_id = joining.client_id.clone();
+        let ops = if joining.clean_session {
+            // [MQTT-3.1.2-6]: a clean session discards any stored state.
+            registration
+                .had_persistent
+                .then(|| vec![StoreOp::DeleteSession { client_id }])
+        } else if registration.session_present {
+            out.store.push(StoreOp::TouchSession {
+                client_id,
+                now_ms: now.wall_ms,
+            });
+            None
+        } else {
+            // Durability contract, point 2: a new persistent session exists in the store before CONNACK.
+            Some(vec![StoreOp::CreateSession {
+                client_id,
+                level: joining.level,
+                now_ms: now.wall_ms,
+            }])
+        };
+        let commit = ops.map(|ops| {
+            let ticket = self.new_ticket();
+            out.requests.push(Request::Store { ops, ticket });
+            ticket
+        });
+        let resumed = registration.session_present;
+        if resumed {
+            out.requests.push(Request::ReadIncomingQos2);
+        }
+        self.stage = Stage::Restoring(Box::new(Restoring {
+            joining: *joining,
+            registration,
+            commit,
+            incoming_qos2: (!resumed).then(Vec::new),
+        }));
+        self.connect_if_restored(now, out);
+    }
+
+    /// A commit finished: one CONNACK waits for, or one the answers of a connected session wait for.
+    pub(super) fn on_committed(
+        &mut self,
+        ticket: Ticket,
+        result: Result<(), StoreError>,
+        now: Now,
+        out: &mut Outputs,
+    ) {
+        match &mut self.stage {
+            Stage::Restoring(restoring) if restoring.commit == Some(ticket) => {
+                if let Err(e) = result {
+                    self.restore_failed(e, now, out);
+                    return;
+                }
+                restoring.commit = None;
+                self.connect_if_restored(now, out);
+            }
+            Stage::Connected(_) => self.on_answer_committed(ticket, result, now, out),
+            _ => {}
+        }
+    }
+
+    pub(super) fn on_incoming_qos2(
+        &mut self,
+        result: Result<Vec<PacketId>, StoreError>,
+        now: Now,
+        out: &mut Outputs,
+    ) {
+        let Stage::Restoring(restoring) = &mut self.stage else {
+            return;
+        };
+        match result {
+            Ok(ids) => restoring.incoming_qos2 = Some(ids),
+            Err(e) => return self.restore_failed(e, now, out),
+        }
+        self.connect_if_restored(now, out);
+    }
+
+    fn restore_failed(&mut self, error: StoreError, now: Now, out: &mut Outputs) {
+        log::error!(
+            "client {} from {}: cannot attach: {error}",
+            self.label(),
+            self.peer
+        );
+        self.refuse(ConnectReturnCode::ServerUnavailable, now, out);
+    }
+
+    fn connect_if_restored(&mut self, now: Now, out: &mut Outputs) {
+        let ready = matches!(&self.stage, Stage::Restoring(r) if r.commit.is_none() && r.incoming_qos2.is_some());
+        if !ready {
+            return;
+        }
+        let Stage::Restoring(restoring) = std::mem::replace(&mut self.stage, Stage::Closed) else {
+            return;
+        };
+        self.connected(*restoring, now, out);
+    }
+
+    /// CONNACK: the session is attached; what arrived meanwhile is handled now.
+    fn connected(&mut self, restoring: Restoring, now: Now, out: &mut Outputs) {
+        let Restoring {
+            joining,
+            registration,
+            incoming_qos2,
+            ..
+        } = restoring;
+        let persistent = !joining.clean_session;
+        log::info!(
+            "client {} connected from {} ({:?}, keepalive {}s, session present {})",
+            joining.client_id,
+            self.peer,
+            joining.level,
+            joining.keep_alive_secs,
+            registration.session_present
+        );
+        let keep_alive = (joining.keep_alive_secs > 0)
+            .then(|| Duration::from_secs(joining.keep_alive_secs.into()));
+        if let Some(keep_alive) = keep_alive {
+            out.timer = Some(now.instant + keep_alive_limit(keep_alive));
+        }
+        let stored = persistent
+            .then(|| StoredFeed::resume(registration.queue_head.max(joining.early_behind)));
+        self.stage = Stage::Connected(Box::new(Attached {
+            client_id: joining.client_id,
+            persistent,
+            keep_alive,
+            last_packet: now.instant,
+            will: joining.will,
+            outbound: Outbound::new(self.settings.max_inflight),
+            acks: AckQueue::new(),
+            incoming_qos2: incoming_qos2.unwrap_or_default().into_iter().collect(),
+            stored,
+            credit: Credit::new(self.settings.credit),
+            batch: InboundBatch::default(),
+            awaiting: None,
+            held: false,
+            router_busy: false,
+            retained_after: Vec::new(),
+            hooked_unacked: self.settings.hooks.then(BTreeMap::new),
+            dropped: 0,
+        }));
+        out.emits.push(Emit::Control(Packet::ConnAck(ConnAck {
+            session_present: registration.session_present,
+            code: ConnectReturnCode::Accepted,
+        })));
+        if self.settings.hooks {
+            out.requests.push(Request::Notify(Notification::Connected {
+                session_present: registration.session_present,
+            }));
+        }
+        if !joining.early.is_empty() {
+            self.on_deliveries(joining.early, out);
+        }
+        self.drain(now, out);
+    }
+
+    /// Answers a CONNECT with a refusing CONNACK and closes [MQTT-3.2.2-5].
+    pub(super) fn refuse(&mut self, code: ConnectReturnCode, now: Now, out: &mut Outputs) {
+        out.emits.push(Emit::Control(Packet::ConnAck(ConnAck {
+            session_present: false,
+            code,
+        })));
+        self.close(CloseReason::Abnormal, now, out);
+    }
+
+    /// The timer the core asked for has come: the CONNECT deadline, or a keepalive check.
+    pub(super) fn on_timer(&mut self, now: Now, out: &mut Outputs) {
+        match &self.stage {
+            Stage::AwaitingConnect { deadline } if now.instant >= *deadline => {
+                log::info!(
+                    "{}: no CONNECT within {:?}, closing",
+                    self.peer,
+                    self.settings.connect_timeout
+                );
+                self.close(CloseReason::Abnormal, now, out);
+            }
+            Stage::AwaitingConnect { deadline } => out.timer = Some(*deadline),
+            Stage::Connected(attached) => {
+                let Some(keep_alive) = attached.keep_alive else {
+                    return;
+                };
+                // [MQTT-3.1.2-24]: one and a half keepalive periods without a packet.
+                let limit = keep_alive_limit(keep_alive);
+                let idle = now.instant.saturating_duration_since(attached.last_packet);
+                if idle >= limit {
+                    self.violation(
+                        format_args!("[MQTT-3.1.2-24] no packet within {}s", limit.as_secs_f32()),
+                        now,
+                        out,
+                    );
+                } else {
+                    out.timer = Some(attached.last_packet + limit);
+                }
+            }
+            _ => {}
+        }
+    }
+}
+
+/// How long a client with this keepalive may stay silent [MQTT-3.1.2-24].
+fn keep_alive_limit(keep_alive: Duration) -> Duration {
+    keep_alive + keep_alive / 2
+}
+
+/// Deliveries that arrive before CONNACK wait for it (the router registered the session already).
+impl Joining {
+    pub(super) fn hold_early(&mut self, deliveries: Vec<Delivery>) {
+        for delivery in deliveries {
+            if let Some(seq) = delivery.seq {
+                self.early_behind = self.early_behind.max(seq);
+            }
+            self.early.push(delivery);
+        }
+    }
+}

@@ -1,0 +1,93 @@
+//! The end of a connection: violations, the broker ending it, and what a close does (the will, the last-seen
+//! time, leaving the router, telling the hooks). After the close nothing the client sent is acted on.
+
+use super::*;
+use crate::message::Message;
+use crate::protocol::io::{CloseReason, EndCause, Notification, Request};
+use std::fmt::Display;
+
+impl Connection {
+    /// Ends the connection because the client broke a rule; logged with who and which rule.
+    pub(super) fn violation(&mut self, rule: impl Display, now: Now, out: &mut Outputs) {
+        log::warn!(
+            "client {} from {}: {rule}; closing the connection",
+            self.label(),
+            self.peer
+        );
+        self.close(CloseReason::Abnormal, now, out);
+    }
+
+    /// The broker ends the session.
+    pub(super) fn on_end(&mut self, cause: EndCause, now: Now, out: &mut Outputs) {
+        let reason = match cause {
+            EndCause::TakenOver => {
+                log::info!(
+                    "client {} from {}: taken over by a new connection",
+                    self.label(),
+                    self.peer
+                );
+                CloseReason::Abnormal
+            }
+            EndCause::Deleted => {
+                log::info!(
+                    "client {} from {}: session deleted by an operator",
+                    self.label(),
+                    self.peer
+                );
+                CloseReason::Abnormal
+            }
+            EndCause::Shutdown => CloseReason::Shutdown,
+            EndCause::Detached => CloseReason::Disconnect,
+        };
+        self.close(reason, now, out);
+    }
+
+    /// Closes once: packets still waiting are dropped [MQTT-3.14.4-2], and a registered session leaves the
+    /// router.
+    pub(super) fn close(&mut self, reason: CloseReason, now: Now, out: &mut Outputs) {
+        if self.closed {
+            return;
+        }
+        self.closed = true;
+        out.close = Some(reason);
+        self.backlog.clear();
+        match std::mem::replace(&mut self.stage, Stage::Closed) {
+            Stage::Registering(_) | Stage::Restoring(_) => out.requests.push(Request::Detach),
+            Stage::Connected(attached) => self.detach(*attached, reason, now, out),
+            Stage::AwaitingConnect { .. } | Stage::Authenticating(_) | Stage::Closed => {}
+        }
+    }
+
+    /// Leaves the router: publishes the will unless the client said DISCONNECT or the broker stops, and
+    /// records the last-seen time of a persistent session.
+    fn detach(&mut self, attached: Attached, reason: CloseReason, now: Now, out: &mut Outputs) {
+        if reason == CloseReason::Abnormal {
+            if let Some(will) = attached.will {
+                // [MQTT-3.1.2-8]: the will is published when the connection ends without DISCONNECT.
+                out.requests.push(Request::PublishWill(Arc::new(Message {
+                    topic: will.topic,
+                    payload: will.payload,
+                    qos: will.qos,
+                    retain: will.retain,
+                    arrived_at_ms: now.wall_ms,
+                })));
+            }
+        }
+        if attached.persistent {
+            out.store.push(StoreOp::TouchSession {
+                client_id: attached.client_id.clone(),
+                now_ms: now.wall_ms,
+            });
+        }
+        out.requests.push(Request::Detach);
+        if self.settings.hooks {
+            out.requests
+                .push(Request::Notify(Notification::Disconnected(reason)));
+        }
+        log::info!(
+            "client {} from {} disconnected ({reason})",
+            attached.client_id,
+            self.peer
+        );
+    }
+}

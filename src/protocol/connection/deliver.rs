@@ -1,0 +1,321 @@
+//! Messages on their way to the client: deliveries from the router (counted against the session's credit),
+//! retained messages for new subscriptions, pages of the stored queue while a persistent session catches up,
+//! and the client's acknowledgements that free the inflight window.
+
+use super::*;
+use crate::protocol::feed::LiveVerdict;
+use crate::protocol::io::{CloseReason, Emit, Notification, Request};
+use crate::protocol::outbound::{Acked, Sendable};
+use crate::store::{EntryState, QueuedMessage, StoreError};
+
+impl Connection {
+    /// Deliveries from the router; before CONNACK they wait for it.
+    pub(super) fn on_deliveries(&mut self, deliveries: Vec<Delivery>, out: &mut Outputs) {
+        let hooks = self.settings.hooks;
+        match &mut self.stage {
+            Stage::Registering(joining) => joining.hold_early(deliveries),
+            Stage::Restoring(restoring) => restoring.joining.hold_early(deliveries),
+            Stage::Connected(attached) => {
+                attached.credit.consumed(deliveries.len());
+                let dropped_before = attached.dropped;
+                for delivery in deliveries {
+                    take_delivery(attached, delivery, &self.settings, hooks, out);
+                }
+                let dropped = attached.dropped - dropped_before;
+                if dropped > 0 {
+                    out.requests.push(Request::CountDropped(
+                        u32::try_from(dropped).unwrap_or(u32::MAX),
+                    ));
+                }
+            }
+            _ => {}
+        }
+    }
+
+    /// Retained messages for a new subscription, with RETAIN set [MQTT-3.3.1-8].
+    pub(super) fn on_retained(&mut self, deliveries: Vec<Delivery>, out: &mut Outputs) {
+        let hooks = self.settings.hooks;
+        if let Stage::Connected(attached) = &mut self.stage {
+            for delivery in deliveries {
+                offer(attached, delivery, hooks, out);
+            }
+        }
+    }
+
+    /// The router skipped stored messages for lack of credit: they are read from the store.
+    pub(super) fn on_behind(&mut self, head: u64) {
+        match &mut self.stage {
+            Stage::Registering(joining) => joining.early_behind = joining.early_behind.max(head),
+            Stage::Restoring(restoring) => {
+                restoring.joining.early_behind = restoring.joining.early_behind.max(head);
+            }
+            Stage::Connected(attached) => {
+                if let Some(stored) = &mut attached.stored {
+                    stored.on_behind(head);
+                }
+            }
+            _ => {}
+        }
+    }
+
+    /// A page of the stored queue: unacknowledged entries are sent again as they were, waiting ones offered.
+    pub(super) fn on_store_page(
+        &mut self,
+        page: Result<Vec<QueuedMessage>, StoreError>,
+        now: Now,
+        out: &mut Outputs,
+    ) {
+        let hooks = self.settings.hooks;
+        let Stage::Connected(attached) = &mut self.stage else {
+            return;
+        };
+        let entries = match page {
+            Ok(entries) => entries,
+            Err(e) => {
+                log::error!("client {}: cannot read its queue: {e}", attached.client_id);
+                if let Some(stored) = &mut attached.stored {
+                    stored.read_failed();
+                }
+                self.close(CloseReason::Abnormal, now, out);
+                return;
+            }
+        };
+        let complete = entries.len() < STORE_PAGE;
+        for entry in entries {
+            let new = attached
+                .stored
+                .as_mut()
+                .is_some_and(|s| s.take_page_entry(entry.seq));
+            if new {
+                resume_entry(attached, entry, hooks, out);
+            }
+        }
+        if let Some(stored) = &mut attached.stored {
+            stored.page_done(complete);
+        }
+    }
+
+    pub(super) fn on_outbound_puback(&mut self, id: PacketId, out: &mut Outputs) {
+        let hooks = self.settings.hooks;
+        let Stage::Connected(attached) = &mut self.stage else {
+            return;
+        };
+        if let Acked::Done(seq) = attached.outbound.on_puback(id) {
+            acked(attached, id, seq, out, |client_id, seq| StoreOp::Remove {
+                client_id,
+                seq,
+            });
+        }
+        refill_window(attached, hooks, out);
+    }
+
+    pub(super) fn on_outbound_pubrec(&mut self, id: PacketId, out: &mut Outputs) {
+        let Stage::Connected(attached) = &mut self.stage else {
+            return;
+        };
+        if let Acked::Done(seq) = attached.outbound.on_pubrec(id) {
+            acked(attached, id, seq, out, |client_id, seq| {
+                StoreOp::MarkReleased {
+                    client_id,
+                    seq,
+                    packet_id: id,
+                }
+            });
+        }
+        // [MQTT-4.3.3-1]: PUBREL answers PUBREC; behind earlier answers, and (for a stored message) behind the
+        // commit of its released state, which the gate sees to.
+        attached.acks.push(None, Packet::PubRel(id));
+        attached
+            .acks
+            .release(|packet| out.emits.push(Emit::Control(packet)));
+    }
+
+    pub(super) fn on_outbound_pubcomp(&mut self, id: PacketId, out: &mut Outputs) {
+        let hooks = self.settings.hooks;
+        let Stage::Connected(attached) = &mut self.stage else {
+            return;
+        };
+        if let Acked::Done(Some(seq)) = attached.outbound.on_pubcomp(id) {
+            out.store.push(StoreOp::Remove {
+                client_id: attached.client_id.clone(),
+                seq,
+            });
+        }
+        refill_window(attached, hooks, out);
+    }
+}
+
+/// A PUBACK or first PUBREC: record it in the store (`op`, for a stored message) and tell the hooks.
+fn acked(
+    attached: &mut Attached,
+    id: PacketId,
+    seq: Option<u64>,
+    out: &mut Outputs,
+    op: impl FnOnce(ClientId, u64) -> StoreOp,
+) {
+    if let Some(seq) = seq {
+        out.store.push(op(attached.client_id.clone(), seq));
+    }
+    if let Some(publish) = attached
+        .hooked_unacked
+        .as_mut()
+        .and_then(|unacked| unacked.remove(&id))
+    {
+        out.requests
+            .push(Request::Notify(Notification::Acked(publish)));
+    }
+}
+
+/// Takes one delivery from the router: stored messages strictly in queue order, the rest as they come (up
+/// to the queue's bound, beyond which the overflow policy applies).
+fn take_delivery(
+    attached: &mut Attached,
+    delivery: Delivery,
+    settings: &Settings,
+    hooks: bool,
+    out: &mut Outputs,
+) {
+    match (delivery.seq, attached.stored.as_mut()) {
+        (Some(seq), Some(stored)) => {
+            let room = attached.outbound.queued_len() < PERSISTENT_QUEUE_BOUND;
+            if stored.on_live(seq, room) != LiveVerdict::Take {
+                return;
+            }
+        }
+        _ => {
+            let full = attached.outbound.queued_len() >= settings.max_queued_messages;
+            if full && attached.outbound.would_queue(&delivery) {
+                return overflow(attached, delivery, settings.overflow);
+            }
+        }
+    }
+    offer(attached, delivery, hooks, out);
+}
+
+/// The memory queue is full: drop the new message or the oldest waiting one, never a QoS 2 message.
+fn overflow(attached: &mut Attached, delivery: Delivery, policy: OverflowPolicy) {
+    if delivery.qos == QoS::ExactlyOnce {
+        attached.outbound.force_queue(delivery);
+        return;
+    }
+    attached.dropped += 1;
+    if policy == OverflowPolicy::DropOldest && attached.outbound.drop_oldest().is_some() {
+        attached.outbound.force_queue(delivery);
+    }
+    // One line per power of two keeps a flood of drops from flooding the log.
+    if attached.dropped.is_power_of_two() {
+        log::warn!(
+            "client {}: queue full ({} messages), {} message(s) dropped so far",
+            attached.client_id,
+            attached.outbound.queued_len(),
+            attached.dropped
+        );
+    }
+}
+
+/// Offers a delivery to the window: written now, or queued until the window has room.
+fn offer(attached: &mut Attached, delivery: Delivery, hooks: bool, out: &mut Outputs) {
+    if let Some(sendable) = attached.outbound.offer(delivery) {
+        let mut writer = PublishWriter::of(attached, hooks);
+        writer.send(sendable, out);
+    }
+}
+
+/// Lets queued messages into the window after an acknowledgement freed room.
+fn refill_window(attached: &mut Attached, hooks: bool, out: &mut Outputs) {
+    let Attached {
+        outbound,
+        client_id,
+        hooked_unacked,
+        ..
+    } = attached;
+    let mut writer = PublishWriter {
+        client_id,
+        hooked_unacked,
+        hooks,
+    };
+    outbound.take_sendable(|s| writer.send(s, out));
+}
+
+/// Writes PUBLISHes for one session: what the store and the hooks learn about each.
+struct PublishWriter<'a> {
+    client_id: &'a ClientId,
+    hooked_unacked: &'a mut Option<BTreeMap<PacketId, OutboundPublish>>,
+    hooks: bool,
+}
+
+impl<'a> PublishWriter<'a> {
+    fn of(attached: &'a mut Attached, hooks: bool) -> Self {
+        PublishWriter {
+            client_id: &attached.client_id,
+            hooked_unacked: &mut attached.hooked_unacked,
+            hooks,
+        }
+    }
+
+    /// Writes a PUBLISH; a stored message records that it was sent under its packet id (or, at QoS 0, that
+    /// it is done), and that record gates the packet [MQTT-4.4.0-1].
+    fn send(&mut self, sendable: Sendable, out: &mut Outputs) {
+        if let Some(seq) = sendable.seq {
+            let client_id = self.client_id.clone();
+            out.store.push(match sendable.publish.packet_id {
+                Some(packet_id) => StoreOp::MarkSent {
+                    client_id,
+                    seq,
+                    packet_id,
+                },
+                None => StoreOp::Remove { client_id, seq },
+            });
+        }
+        self.emit(sendable.publish, out);
+    }
+
+    /// Writes a PUBLISH and tells the hooks.
+    fn emit(&mut self, publish: OutboundPublish, out: &mut Outputs) {
+        if self.hooks {
+            if let (Some(id), Some(unacked)) = (publish.packet_id, self.hooked_unacked.as_mut()) {
+                unacked.insert(id, publish.clone());
+            }
+            out.requests
+                .push(Request::Notify(Notification::Delivered(publish.clone())));
+        }
+        out.emits.push(Emit::Publish(publish));
+    }
+}
+
+/// Takes a stored queue entry back: unacknowledged ones are sent again as they were [MQTT-4.4.0-1], waiting
+/// ones are offered to the window.
+fn resume_entry(attached: &mut Attached, entry: QueuedMessage, hooks: bool, out: &mut Outputs) {
+    let seq = entry.seq;
+    match (entry.state, entry.message) {
+        (EntryState::PubRelSent(id), _) => {
+            attached.outbound.resume_pubrel(id, Some(seq));
+            out.emits.push(Emit::Control(Packet::PubRel(id)));
+        }
+        (EntryState::PublishSent(id), Some(message)) => {
+            let delivery = Delivery {
+                message,
+                qos: entry.qos,
+                seq: Some(seq),
+                retain: false,
+            };
+            let publish = attached.outbound.resume_publish(delivery, id);
+            PublishWriter::of(attached, hooks).emit(publish, out);
+        }
+        (EntryState::Queued, Some(message)) => {
+            let delivery = Delivery {
+                message,
+                qos: entry.qos,
+                seq: Some(seq),
+                retain: false,
+            };
+            offer(attached, delivery, hooks, out);
+        }
+        (_, None) => {
+            log::error!(
+                "client {}: stored queue entry {seq} has no message body",
+                attached.client_id
+            );
+        }
+    }
+}

@@ -1,0 +1,299 @@
+//! Packets from a connected client, in the order it sent them: PUBLISH and the inbound QoS 1/2 handshakes,
+//! SUBSCRIBE, UNSUBSCRIBE, PINGREQ, DISCONNECT. Every answer goes through the ordered answer queue, released
+//! once what it promises is stored; hooks screen publishes and subscriptions without reordering anything.
+
+use super::*;
+use crate::codec::{Publish, SubAck, Subscribe, SubscribeReturnCode, Unsubscribe};
+use crate::protocol::io::{CloseReason, Emit, Request};
+use crate::store::StoreError;
+
+impl Connection {
+    pub(super) fn on_attached_item(
+        &mut self,
+        item: Result<Packet, DecodeError>,
+        now: Now,
+        out: &mut Outputs,
+    ) {
+        let packet = match item {
+            Ok(packet) => packet,
+            Err(e) => {
+                // What came before the malformed packet is still handled (and routed) first.
+                if self.settle_batch(out) {
+                    self.violation(e, now, out);
+                } else {
+                    self.backlog.push_front(Err(e));
+                }
+                return;
+            }
+        };
+        match packet {
+            Packet::Publish(publish) => self.on_publish(publish, now, out),
+            Packet::PubRel(id) => self.on_pubrel(id),
+            Packet::PubAck(id) => self.on_outbound_puback(id, out),
+            Packet::PubRec(id) => self.on_outbound_pubrec(id, out),
+            Packet::PubComp(id) => self.on_outbound_pubcomp(id, out),
+            Packet::PingReq => self.answer(None, Packet::PingResp, out),
+            packet @ (Packet::Subscribe(_) | Packet::Unsubscribe(_) | Packet::Disconnect) => {
+                // The router must see this after the publishes before it: they are routed (or screened) first.
+                if !self.settle_batch(out) {
+                    self.backlog.push_front(Ok(packet));
+                    return;
+                }
+                match packet {
+                    Packet::Subscribe(subscribe) => self.on_subscribe(subscribe, out),
+                    Packet::Unsubscribe(unsubscribe) => self.on_unsubscribe(unsubscribe, out),
+                    _ => self.on_disconnect(now, out),
+                }
+            }
+            Packet::Connect(_) => self.violation("[MQTT-3.1.0-2] second CONNECT", now, out),
+            other => self.violation(
+                format_args!("[MQTT-2.2.1] {} is sent only by servers", other.name()),
+                now,
+                out,
+            ),
+        }
+    }
+
+    fn on_publish(&mut self, publish: Publish, now: Now, out: &mut Outputs) {
+        let Stage::Connected(attached) = &mut self.stage else {
+            return;
+        };
+        let message = Arc::new(Message {
+            topic: publish.topic,
+            payload: publish.payload,
+            qos: publish.qos,
+            retain: publish.retain,
+            arrived_at_ms: now.wall_ms,
+        });
+        match (publish.qos, publish.packet_id) {
+            (QoS::AtMostOnce, _) => attached.batch.messages.push(message),
+            (QoS::AtLeastOnce, Some(id)) => {
+                attached.batch.messages.push(message);
+                let ticket = batch_ticket(&mut attached.batch, &mut self.next_ticket);
+                attached.acks.push(Some(ticket), Packet::PubAck(id));
+            }
+            (QoS::ExactlyOnce, Some(id)) => {
+                // [MQTT-4.3.3-2]: a PUBLISH whose id still awaits PUBREL is acknowledged but not delivered again.
+                if attached.incoming_qos2.insert(id) {
+                    attached.batch.messages.push(message);
+                    if attached.persistent {
+                        attached.batch.ops.push(StoreOp::AddIncomingQos2 {
+                            client_id: attached.client_id.clone(),
+                            packet_id: id,
+                        });
+                    }
+                }
+                let ticket = batch_ticket(&mut attached.batch, &mut self.next_ticket);
+                attached.acks.push(Some(ticket), Packet::PubRec(id));
+            }
+            (_, None) => {
+                self.violation("[MQTT-2.3.1-1] QoS > 0 PUBLISH without packet id", now, out)
+            }
+        }
+    }
+
+    fn on_pubrel(&mut self, id: PacketId) {
+        let Stage::Connected(attached) = &mut self.stage else {
+            return;
+        };
+        if attached.incoming_qos2.remove(&id) && attached.persistent {
+            attached.batch.ops.push(StoreOp::RemoveIncomingQos2 {
+                client_id: attached.client_id.clone(),
+                packet_id: id,
+            });
+        }
+        // [MQTT-4.3.3-2]: PUBCOMP answers every PUBREL, known id or not, once its removal is stored.
+        let ticket = batch_ticket(&mut attached.batch, &mut self.next_ticket);
+        attached.acks.push(Some(ticket), Packet::PubComp(id));
+    }
+
+    /// Queues an answer behind every earlier one; `ticket` is the commit it waits for, if any.
+    pub(super) fn answer(&mut self, ticket: Option<Ticket>, packet: Packet, out: &mut Outputs) {
+        let Stage::Connected(attached) = &mut self.stage else {
+            return;
+        };
+        attached.acks.push(ticket, packet);
+        release_answers(attached, out);
+    }
+
+    /// Routes the open batch of publishes, or hands it to the publish hooks first; false while the hooks
+    /// have it (the core then waits for `Input::Screened`).
+    pub(super) fn settle_batch(&mut self, out: &mut Outputs) -> bool {
+        let hooks = self.settings.hooks;
+        let Stage::Connected(attached) = &mut self.stage else {
+            return true;
+        };
+        if attached.awaiting.is_some() {
+            return false;
+        }
+        let batch = std::mem::take(&mut attached.batch);
+        if hooks && !batch.messages.is_empty() {
+            out.requests
+                .push(Request::ScreenPublishes(batch.messages.clone()));
+            attached.awaiting = Some(Awaiting::Screening(batch));
+            return false;
+        }
+        route(attached, batch, out);
+        true
+    }
+
+    /// The publish hooks kept `kept` of the batch they screened: it is routed, and the client's packets go on.
+    pub(super) fn on_screened(&mut self, kept: Vec<Arc<Message>>, now: Now, out: &mut Outputs) {
+        let Stage::Connected(attached) = &mut self.stage else {
+            return;
+        };
+        let Some(Awaiting::Screening(mut batch)) = attached.awaiting.take() else {
+            return;
+        };
+        batch.messages = kept;
+        route(attached, batch, out);
+        self.drain(now, out);
+    }
+
+    fn on_subscribe(&mut self, subscribe: Subscribe, out: &mut Outputs) {
+        let Stage::Connected(attached) = &mut self.stage else {
+            return;
+        };
+        if self.settings.hooks {
+            out.requests
+                .push(Request::ScreenSubscribe(subscribe.filters.clone()));
+            attached.awaiting = Some(Awaiting::SubscribeScreening(subscribe));
+            return;
+        }
+        self.subscribe(subscribe, &[], out);
+    }
+
+    pub(super) fn on_subscribe_screened(&mut self, denied: Vec<bool>, now: Now, out: &mut Outputs) {
+        let Stage::Connected(attached) = &mut self.stage else {
+            return;
+        };
+        let Some(Awaiting::SubscribeScreening(subscribe)) = attached.awaiting.take() else {
+            return;
+        };
+        self.subscribe(subscribe, &denied, out);
+        self.drain(now, out);
+    }
+
+    /// Subscribes to the filters not `denied` (one flag per filter); SUBACK once they are stored.
+    fn subscribe(&mut self, subscribe: Subscribe, denied: &[bool], out: &mut Outputs) {
+        let max_qos = self.settings.max_qos;
+        let ticket = self.new_ticket();
+        let Stage::Connected(attached) = &mut self.stage else {
+            return;
+        };
+        let mut return_codes = Vec::with_capacity(subscribe.filters.len());
+        let mut granted = Vec::with_capacity(subscribe.filters.len());
+        for (i, (filter, qos)) in subscribe.filters.into_iter().enumerate() {
+            if denied.get(i).copied().unwrap_or(false) {
+                return_codes.push(SubscribeReturnCode::Failure);
+                continue;
+            }
+            // [MQTT-3.9.3-1]: one return code per filter, in order; the granted QoS is capped by the broker's.
+            let qos = qos.min(max_qos);
+            return_codes.push(SubscribeReturnCode::Success(qos));
+            granted.push((filter.detached(), qos));
+        }
+        attached.acks.push(
+            Some(ticket),
+            Packet::SubAck(SubAck {
+                packet_id: subscribe.packet_id,
+                return_codes,
+            }),
+        );
+        if !granted.is_empty() {
+            // [MQTT-3.3.1-6], [MQTT-3.8.4-3]: retained messages follow the SUBACK, also for a replaced subscription.
+            attached.retained_after.push((ticket, granted.clone()));
+        }
+        out.requests.push(Request::Subscribe {
+            filters: granted,
+            ticket,
+        });
+    }
+
+    fn on_unsubscribe(&mut self, unsubscribe: Unsubscribe, out: &mut Outputs) {
+        let ticket = self.new_ticket();
+        let Stage::Connected(attached) = &mut self.stage else {
+            return;
+        };
+        // [MQTT-3.10.4-4], [MQTT-3.10.4-5]: UNSUBACK even when nothing matched.
+        attached
+            .acks
+            .push(Some(ticket), Packet::UnsubAck(unsubscribe.packet_id));
+        out.requests.push(Request::Unsubscribe {
+            filters: unsubscribe.filters,
+            ticket,
+        });
+    }
+
+    fn on_disconnect(&mut self, now: Now, out: &mut Outputs) {
+        if let Stage::Connected(attached) = &mut self.stage {
+            // [MQTT-3.14.4-3]: the will is discarded.
+            attached.will = None;
+        }
+        // [MQTT-3.14.4-2]: anything the client sent after DISCONNECT, even in the same read, is ignored.
+        self.close(CloseReason::Disconnect, now, out);
+    }
+
+    /// A commit that answers waited for finished: release them in order, or close without them on failure.
+    pub(super) fn on_answer_committed(
+        &mut self,
+        ticket: Ticket,
+        result: Result<(), StoreError>,
+        now: Now,
+        out: &mut Outputs,
+    ) {
+        let Stage::Connected(attached) = &mut self.stage else {
+            return;
+        };
+        if let Err(e) = result {
+            // Nothing unstored is acknowledged; the client sends it again after reconnecting.
+            log::error!(
+                "client {}: store commit failed, closing without acknowledging: {e}",
+                attached.client_id
+            );
+            self.close(CloseReason::Abnormal, now, out);
+            return;
+        }
+        attached.acks.complete(ticket);
+        release_answers(attached, out);
+        if let Some(i) = attached
+            .retained_after
+            .iter()
+            .position(|(t, _)| *t == ticket)
+        {
+            let (_, filters) = attached.retained_after.remove(i);
+            out.requests.push(Request::SendRetained(filters));
+        }
+    }
+}
+
+/// The ticket of the batch's answers, taken when the first answer needs one.
+fn batch_ticket(batch: &mut InboundBatch, next_ticket: &mut u64) -> Ticket {
+    *batch.ticket.get_or_insert_with(|| {
+        *next_ticket += 1;
+        Ticket(*next_ticket)
+    })
+}
+
+/// Sends a batch to the router; a batch with nothing to route or store completes its answers at once.
+fn route(attached: &mut Attached, batch: InboundBatch, out: &mut Outputs) {
+    if batch.messages.is_empty() && batch.ops.is_empty() {
+        if let Some(ticket) = batch.ticket {
+            attached.acks.complete(ticket);
+            release_answers(attached, out);
+        }
+        return;
+    }
+    out.requests.push(Request::Route {
+        messages: batch.messages,
+        ops: batch.ops,
+        ticket: batch.ticket,
+    });
+}
+
+/// Moves every answer that may leave now into the outputs.
+fn release_answers(attached: &mut Attached, out: &mut Outputs) {
+    attached
+        .acks
+        .release(|packet| out.emits.push(Emit::Control(packet)));
+}

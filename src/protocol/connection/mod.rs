@@ -1,0 +1,300 @@
+//! The per-connection state machine: `Connection::handle(input, now, outputs)`. Every MQTT rule a session
+//! follows lives here, from CONNECT to the close; its owner feeds it inputs and carries out what it returns,
+//! and does nothing of its own. No I/O, no clock, no actors: tests drive it with plain values and virtual time.
+//!
+//! The stages of a connection: waiting for CONNECT, asking the authenticate hook, registering with the
+//! router, restoring stored state, connected, closed. Packets that arrive while the core waits for an answer
+//! (a hook, the router, the store) wait in order in the backlog; the owner stops reading meanwhile.
+
+mod attach;
+mod close;
+mod deliver;
+mod inbound;
+#[cfg(test)]
+mod tests;
+
+use super::acks::{AckQueue, Ticket};
+use super::credit::{Credit, OUTPUT_HIGH_WATER_BYTES};
+use super::feed::StoredFeed;
+use super::io::{Input, Now, Outputs, Peer, Registration};
+use super::outbound::{Delivery, Outbound, OutboundPublish};
+use crate::codec::{ClientId, DecodeError, LastWill, Packet, PacketId, ProtocolLevel, QoS};
+use crate::message::Message;
+use crate::store::{OverflowPolicy, StoreOp};
+use crate::topic::TopicFilter;
+use std::collections::{BTreeMap, BTreeSet, VecDeque};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+/// Stored queue entries read at a time by a persistent session that is catching up.
+pub const STORE_PAGE: usize = 256;
+
+/// Messages a persistent session holds in memory before it leaves the rest in the store.
+const PERSISTENT_QUEUE_BOUND: usize = STORE_PAGE * 2;
+
+/// Queued messages at which a clean session holds its credit back, so that its publishers are held back
+/// rather than its queue filling up to `max_queued_messages` and overflowing.
+const CLEAN_QUEUE_HOLD_AT: usize = 1024;
+
+/// Unwritten output above which the core stops reading the client: it is not reading what it is sent.
+const READ_PAUSE_OUTPUT_BYTES: usize = 4 * OUTPUT_HIGH_WATER_BYTES;
+
+/// Answers waiting for their commits above which the core stops reading the client.
+const MAX_UNANSWERED: usize = 65_536;
+
+/// What every connection of a broker shares.
+#[derive(Debug, Clone)]
+pub struct Settings {
+    /// Highest QoS granted to a subscription.
+    pub max_qos: QoS,
+    /// Unacknowledged outbound QoS 1/2 messages at a time.
+    pub max_inflight: usize,
+    /// Messages a session queues in memory that are not in the store (a clean session's); beyond it the
+    /// overflow policy applies.
+    pub max_queued_messages: usize,
+    /// What a full queue does with one more message (QoS 2 messages are never dropped).
+    pub overflow: OverflowPolicy,
+    /// Time a new connection has to send CONNECT.
+    pub connect_timeout: Duration,
+    /// Whether the application registered hooks: publishes and subscriptions are then screened first, and
+    /// the hooks are told what happens.
+    pub hooks: bool,
+    /// Deliveries the router may hand the session before it grants more.
+    pub credit: u32,
+}
+
+/// One client connection's protocol state.
+#[derive(Debug)]
+pub struct Connection {
+    settings: Arc<Settings>,
+    peer: Peer,
+    stage: Stage,
+    /// Packets read but not yet handled, in order.
+    backlog: VecDeque<Result<Packet, DecodeError>>,
+    /// Bytes written for the client that the socket has not taken yet.
+    pending_output: usize,
+    next_ticket: u64,
+    /// The connection is over; every later input is ignored.
+    closed: bool,
+}
+
+#[derive(Debug)]
+enum Stage {
+    AwaitingConnect { deadline: Instant },
+    Authenticating(Box<Joining>),
+    Registering(Box<Joining>),
+    Restoring(Box<Restoring>),
+    Connected(Box<Attached>),
+    Closed,
+}
+
+/// What CONNECT asked for, kept while the session is being set up.
+#[derive(Debug)]
+struct Joining {
+    client_id: ClientId,
+    clean_session: bool,
+    level: ProtocolLevel,
+    keep_alive_secs: u16,
+    will: Option<Box<LastWill>>,
+    /// Messages the router sent before CONNACK could be sent, in order.
+    early: Vec<Delivery>,
+    /// Highest stored position the router reported skipping before CONNACK.
+    early_behind: u64,
+}
+
+/// A registered session waiting for the store before CONNACK.
+#[derive(Debug)]
+struct Restoring {
+    joining: Joining,
+    registration: Registration,
+    /// The store write CONNACK waits for.
+    commit: Option<Ticket>,
+    /// The inbound QoS 2 ids, once read (for a resumed session).
+    incoming_qos2: Option<Vec<PacketId>>,
+}
+
+/// A connected session.
+#[derive(Debug)]
+struct Attached {
+    client_id: ClientId,
+    persistent: bool,
+    keep_alive: Option<Duration>,
+    last_packet: Instant,
+    will: Option<Box<LastWill>>,
+    outbound: Outbound,
+    acks: AckQueue,
+    incoming_qos2: BTreeSet<PacketId>,
+    /// Where stored messages come from (persistent sessions only).
+    stored: Option<StoredFeed>,
+    credit: Credit,
+    /// The publishes of the current read, routed together.
+    batch: InboundBatch,
+    /// An answer the core waits for before it handles the backlog.
+    awaiting: Option<Awaiting>,
+    /// The router holds this publisher back.
+    held: bool,
+    /// The router's mailbox is full.
+    router_busy: bool,
+    /// Subscriptions whose retained messages are sent once they are stored.
+    retained_after: Vec<(Ticket, Vec<(TopicFilter, QoS)>)>,
+    /// PUBLISHes sent and not yet acknowledged, kept only for the hooks' `on_message_acked`.
+    hooked_unacked: Option<BTreeMap<PacketId, OutboundPublish>>,
+    /// Messages dropped by the overflow policy since the session connected.
+    dropped: u64,
+}
+
+/// The publishes of one read, with the publisher's own store changes and the ticket their answers wait for.
+#[derive(Debug, Default)]
+struct InboundBatch {
+    messages: Vec<Arc<Message>>,
+    ops: Vec<StoreOp>,
+    ticket: Option<Ticket>,
+}
+
+/// An answer the core waits for before going on with the client's packets.
+#[derive(Debug)]
+enum Awaiting {
+    /// The publish hooks screen a batch.
+    Screening(InboundBatch),
+    /// The subscribe hook screens a SUBSCRIBE.
+    SubscribeScreening(crate::codec::Subscribe),
+}
+
+impl Connection {
+    /// A new connection from `peer`; asks for a timer at the CONNECT deadline.
+    pub fn new(settings: Arc<Settings>, peer: Peer, now: Now, out: &mut Outputs) -> Self {
+        let deadline = now.instant + settings.connect_timeout;
+        out.timer = Some(deadline);
+        Connection {
+            settings,
+            peer,
+            stage: Stage::AwaitingConnect { deadline },
+            backlog: VecDeque::new(),
+            pending_output: 0,
+            next_ticket: 0,
+            closed: false,
+        }
+    }
+
+    /// Handles one input; what it produced is appended to `out`.
+    pub fn handle(&mut self, input: Input, now: Now, out: &mut Outputs) {
+        self.pending_output = now.unwritten_bytes;
+        if self.closed {
+            // Nothing is acted on after the close [MQTT-3.14.4-2]; a registration that raced with it is undone.
+            if let Input::Registered(Ok(_)) = input {
+                out.requests.push(super::io::Request::Detach);
+            }
+            return;
+        }
+        match input {
+            Input::Read(items) => self.on_read(items, now, out),
+            Input::InputClosed => self.close(super::io::CloseReason::Abnormal, now, out),
+            Input::Written => {}
+            Input::Authenticated(verdict) => self.on_authenticated(verdict, now, out),
+            Input::Registered(result) => self.on_registered(result, now, out),
+            Input::Committed { ticket, result } => self.on_committed(ticket, result, now, out),
+            Input::IncomingQos2(result) => self.on_incoming_qos2(result, now, out),
+            Input::Screened(kept) => self.on_screened(kept, now, out),
+            Input::SubscribeScreened(denied) => self.on_subscribe_screened(denied, now, out),
+            Input::Deliveries(deliveries) => self.on_deliveries(deliveries, out),
+            Input::Retained(deliveries) => self.on_retained(deliveries, out),
+            Input::Behind { head } => self.on_behind(head),
+            Input::StorePage(page) => self.on_store_page(page, now, out),
+            Input::Pace { hold } => self.with_attached(|a| a.held = hold),
+            Input::RouterBusy(busy) => self.with_attached(|a| a.router_busy = busy),
+            Input::Timer => self.on_timer(now, out),
+            Input::End(cause) => self.on_end(cause, now, out),
+        }
+        self.after_input(out);
+        if out.gate.is_none() && out.store.iter().any(StoreOp::announced_to_client) {
+            // [MQTT-4.4.0-1]: what these records announce must not reach the client before they are committed.
+            out.gate = Some(self.new_ticket());
+        }
+    }
+
+    /// Whether the owner should read more from the client now.
+    pub fn wants_input(&self) -> bool {
+        match &self.stage {
+            Stage::AwaitingConnect { .. } => self.backlog.is_empty(),
+            Stage::Connected(a) => {
+                a.awaiting.is_none()
+                    && self.backlog.is_empty()
+                    && !a.held
+                    && !a.router_busy
+                    && self.pending_output < READ_PAUSE_OUTPUT_BYTES
+                    && a.acks.len() < MAX_UNANSWERED
+            }
+            _ => false,
+        }
+    }
+
+    /// Whether the connection is over.
+    pub fn is_closed(&self) -> bool {
+        self.closed
+    }
+
+    /// The client identifier, once CONNECT was accepted.
+    pub fn client_id(&self) -> Option<&ClientId> {
+        match &self.stage {
+            Stage::Authenticating(j) | Stage::Registering(j) => Some(&j.client_id),
+            Stage::Restoring(r) => Some(&r.joining.client_id),
+            Stage::Connected(a) => Some(&a.client_id),
+            Stage::AwaitingConnect { .. } | Stage::Closed => None,
+        }
+    }
+
+    /// Who the client is, for logs.
+    pub fn peer(&self) -> Peer {
+        self.peer
+    }
+
+    fn label(&self) -> String {
+        match self.client_id() {
+            Some(id) => id.to_string(),
+            None => "(not connected)".to_owned(),
+        }
+    }
+
+    fn new_ticket(&mut self) -> Ticket {
+        self.next_ticket += 1;
+        Ticket(self.next_ticket)
+    }
+
+    fn with_attached(&mut self, f: impl FnOnce(&mut Attached)) {
+        if let Stage::Connected(attached) = &mut self.stage {
+            f(attached);
+        }
+    }
+
+    /// What follows every input of a connected session: a page read when it has room, credit given back.
+    fn after_input(&mut self, out: &mut Outputs) {
+        let Stage::Connected(attached) = &mut self.stage else {
+            return;
+        };
+        if let Some(stored) = &mut attached.stored {
+            if let Some(after_seq) = stored.next_read(attached.outbound.has_room()) {
+                out.requests.push(super::io::Request::ReadQueue {
+                    after_seq,
+                    limit: STORE_PAGE,
+                });
+            }
+        }
+        let bound = if attached.persistent {
+            PERSISTENT_QUEUE_BOUND
+        } else {
+            self.settings.max_queued_messages.min(CLEAN_QUEUE_HOLD_AT)
+        };
+        // Once credit is held back it stays back until the queue is half empty and the client has taken most
+        // of its output, so a lagging client does not flip between the two on every message.
+        let (queue_limit, output_limit) = if attached.credit.is_withholding() {
+            (bound / 2, OUTPUT_HIGH_WATER_BYTES / 4)
+        } else {
+            (bound, OUTPUT_HIGH_WATER_BYTES)
+        };
+        let congested = attached.outbound.queued_len() >= queue_limit.max(1)
+            || self.pending_output > output_limit;
+        if let Some(n) = attached.credit.to_grant(congested) {
+            out.requests.push(super::io::Request::GrantCredit(n));
+        }
+    }
+}

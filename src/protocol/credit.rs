@@ -1,0 +1,101 @@
+//! Flow control towards one subscriber: the credit the router holds for it. The router hands a session at
+//! most as many deliveries as it has credit for; the session gives credit back as it takes them, and holds it
+//! back while its queue or its unwritten output is over their bounds. Owns that accounting, nothing else.
+//!
+//! What the router does without credit is the other half (in `broker::router`): a stored message stays in the
+//! store (the session reads it later), a publisher feeding the session is held back, and a session that
+//! grants nothing for too long counts as stuck: its unstored messages are then dropped and counted.
+
+/// Deliveries the router may hand a session before it hears back.
+pub const SESSION_CREDIT: u32 = 1024;
+
+/// Unwritten output above which a session holds its credit back: the client is not reading fast enough.
+pub const OUTPUT_HIGH_WATER_BYTES: usize = 256 * 1024;
+
+/// The credit a session owes the router, and whether it is holding it back.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Credit {
+    window: u32,
+    /// Deliveries taken since credit was last given back.
+    owed: u32,
+    /// Credit is held back because the session is congested.
+    withholding: bool,
+}
+
+impl Credit {
+    /// The accounting for a session that granted `window` deliveries when it registered.
+    pub fn new(window: u32) -> Self {
+        Credit {
+            window: window.max(1),
+            owed: 0,
+            withholding: false,
+        }
+    }
+
+    /// The credit granted at registration.
+    pub fn window(&self) -> u32 {
+        self.window
+    }
+
+    /// `n` deliveries from the router were taken (sent, queued or dropped as duplicates).
+    pub fn consumed(&mut self, n: usize) {
+        self.owed = self
+            .owed
+            .saturating_add(u32::try_from(n).unwrap_or(u32::MAX));
+    }
+
+    /// Whether credit is being held back.
+    pub fn is_withholding(&self) -> bool {
+        self.withholding
+    }
+
+    /// The credit to give back now, if any: nothing while `congested`; otherwise what is owed, once it is a
+    /// quarter of the window (so a busy session sends one grant per quarter, not one per delivery) or when the
+    /// session stops holding back (the router may have none left).
+    pub fn to_grant(&mut self, congested: bool) -> Option<u32> {
+        if congested {
+            self.withholding = self.owed > 0 || self.withholding;
+            return None;
+        }
+        let resuming = std::mem::take(&mut self.withholding);
+        if self.owed == 0 || (!resuming && self.owed < self.window / 4) {
+            return None;
+        }
+        Some(std::mem::take(&mut self.owed))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn credit_goes_back_a_quarter_at_a_time() {
+        let mut credit = Credit::new(8);
+        credit.consumed(1);
+        assert_eq!(credit.to_grant(false), None);
+        credit.consumed(1);
+        assert_eq!(credit.to_grant(false), Some(2));
+        assert_eq!(credit.to_grant(false), None);
+    }
+
+    #[test]
+    fn a_congested_session_holds_credit_back_and_returns_all_of_it_when_it_drains() {
+        let mut credit = Credit::new(1024);
+        credit.consumed(1000);
+        assert_eq!(credit.to_grant(true), None);
+        assert!(credit.is_withholding());
+        credit.consumed(24);
+        assert_eq!(credit.to_grant(true), None);
+        assert_eq!(credit.to_grant(false), Some(1024));
+        assert!(!credit.is_withholding());
+    }
+
+    #[test]
+    fn after_holding_back_even_a_little_owed_credit_goes_back() {
+        let mut credit = Credit::new(1024);
+        credit.consumed(3);
+        assert_eq!(credit.to_grant(true), None);
+        assert_eq!(credit.to_grant(false), Some(3));
+    }
+}
