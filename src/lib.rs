@@ -4,9 +4,10 @@
 //! - [`codec`]: MQTT packets and their validation; bytes in, `Packet` out, and back. Pure.
 //! - [`topic`]: topic names, topic filters and the subscription trie. Pure.
 //! - [`message`]: the application message shared by every session it reaches.
-//! - [`protocol`]: per-connection rules as plain code (CONNECT checks, inflight window, ordered acks).
+//! - [`protocol`]: every MQTT rule of one connection as a state machine without I/O, driven by its owner.
 //! - [`store`]: durable state on redb, written by one thread with group commit.
-//! - [`broker`]: the actors (session, router, retained) and [`Broker`] / [`BrokerHandle`] to run them.
+//! - [`broker`]: the actors (a session around each connection's protocol core, the router with its
+//!   credit-based flow control, the retained store) and [`Broker`] / [`BrokerHandle`] to run them.
 //! - [`transport`]: TCP and WebSocket byte streams into sessions.
 //! - [`web`]: what an actix-web app mounts: the MQTT-over-WebSocket route.
 //! - [`config`]: every setting, its default and its validation.

@@ -271,3 +271,31 @@ async fn clean_takeover_discards_the_session() {
         "nothing of the discarded session is delivered"
     );
 }
+
+// [MQTT-3.14.4-2], [MQTT-3.14.4-3]: what came before DISCONNECT is handled; nothing the client sends after
+// it is acted on, even when it arrives in the same write, and the will is discarded.
+#[tokio::test]
+async fn packets_after_disconnect_in_the_same_write_are_ignored() {
+    let broker = TestBroker::start();
+    let (mut watcher, _) = broker.raw_connected("watcher", true, 30).await;
+    watcher.subscribe(1, "dc/#", QoS::AtMostOnce).await;
+    let mut leaver = broker.raw().await;
+    let mut connect = connect_packet("leaver", true, 30);
+    connect.will = Some(will("dc/will", b"gone", QoS::AtMostOnce, false));
+    leaver.connect(connect).await;
+    leaver
+        .send_together(&[
+            publish_packet("dc/before", QoS::AtMostOnce, None, false, b"1"),
+            Packet::Disconnect,
+            publish_packet("dc/after", QoS::AtMostOnce, None, false, b"2"),
+            publish_packet("dc/after", QoS::AtLeastOnce, Some(3), false, b"3"),
+        ])
+        .await;
+    let before = watcher.recv_publish().await;
+    assert_eq!(before.topic.as_str(), "dc/before");
+    assert!(
+        leaver.wait_closed().await.is_empty(),
+        "no PUBACK for the publish after DISCONNECT"
+    );
+    watcher.expect_silence(QUIET).await;
+}

@@ -110,7 +110,13 @@ impl Hooks for TestHooks {
         _: &'a ClientInfo,
         message: &'a Message,
     ) -> HookFuture<'a, bool> {
-        ready(!message.topic.as_str().starts_with("forbidden/"))
+        Box::pin(async move {
+            // A hook that takes its time, as one asking another service would.
+            if message.topic.as_str().starts_with("slow/") {
+                tokio::time::sleep(Duration::from_millis(50)).await;
+            }
+            !message.topic.as_str().starts_with("forbidden/")
+        })
     }
 
     fn authorize_subscribe<'a>(
@@ -440,4 +446,57 @@ async fn notification_hooks_see_connect_delivery_ack_and_disconnect() {
     next_event(&mut events, "acked watched news/today").await;
     tcp.disconnect().await;
     next_event(&mut events, "disconnected watched Client").await;
+}
+
+/// With hooks that take their time, a client's packets are still answered, and take effect, in the order it
+/// sent them: an UNSUBSCRIBE does not overtake the PUBLISH before it (the client gets its own message), and
+/// no SUBACK or UNSUBACK leaves before the PUBACK of an earlier PUBLISH.
+#[tokio::test]
+async fn with_slow_hooks_packets_take_effect_and_are_answered_in_order() {
+    let (hooks, _events, _) = TestHooks::new();
+    let broker = HookedBroker::start(Some(hooks));
+    let mut client = RawClient::open(broker.addr).await;
+    client.connect(connect_packet("orderly", true, 30)).await;
+    client.subscribe(1, "slow/t", QoS::AtMostOnce).await;
+    client
+        .send_together(&[
+            publish_packet("slow/t", QoS::AtLeastOnce, Some(2), false, b"first"),
+            Packet::Unsubscribe(harbormq::codec::Unsubscribe {
+                packet_id: pid(3),
+                filters: vec![topic_filter("slow/t")],
+            }),
+            publish_packet("slow/t", QoS::AtLeastOnce, Some(4), false, b"second"),
+            Packet::Subscribe(Subscribe {
+                packet_id: pid(5),
+                filters: vec![(topic_filter("other/t"), QoS::AtMostOnce)],
+            }),
+            Packet::PingReq,
+        ])
+        .await;
+    let mut answers = Vec::new();
+    let mut delivered = Vec::new();
+    while answers.last() != Some(&Packet::PingResp) {
+        match client.recv().await {
+            Packet::Publish(p) => delivered.push(p.payload),
+            other => answers.push(other),
+        }
+    }
+    assert_eq!(
+        answers,
+        vec![
+            Packet::PubAck(pid(2)),
+            Packet::UnsubAck(pid(3)),
+            Packet::PubAck(pid(4)),
+            Packet::SubAck(SubAck {
+                packet_id: pid(5),
+                return_codes: vec![SubscribeReturnCode::Success(QoS::AtMostOnce)],
+            }),
+            Packet::PingResp,
+        ]
+    );
+    assert_eq!(
+        delivered,
+        vec![Bytes::from_static(b"first")],
+        "the publish before UNSUBSCRIBE reaches the client, the one after does not"
+    );
 }

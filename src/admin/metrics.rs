@@ -95,20 +95,48 @@ pub fn render(f: &MetricFigures) -> String {
     out.header(
         "harbormq_messages_dropped_total",
         "counter",
-        "Messages dropped: for a session that could not take them, or by a full queue's overflow policy.",
+        "Messages dropped: for a session whose client stopped reading, or by a full queue's overflow policy.",
     );
     out.sample(
         "harbormq_messages_dropped_total",
-        "reason=\"session_busy\"",
-        r.dropped,
+        "reason=\"session_stuck\"",
+        r.dropped.saturating_sub(r.dropped_queue_full),
     );
     out.sample(
         "harbormq_messages_dropped_total",
         "reason=\"queue_full\"",
-        f.store.messages_dropped,
+        r.dropped_queue_full + f.store.messages_dropped,
     );
+    render_flow(&mut out, r);
     render_queues_and_store(&mut out, f);
     out.0
+}
+
+fn render_flow(out: &mut Exposition, r: &RouterStats) {
+    out.single(
+        "harbormq_stuck_sessions_total",
+        "counter",
+        "Times a session counted as stuck: out of credit with its client taking nothing for a second.",
+        r.stuck_sessions,
+    );
+    out.single(
+        "harbormq_routing_credits_kept_total",
+        "counter",
+        "Publish batches whose routing credit a session out of credit kept, holding the publisher back.",
+        r.routing_credits_kept,
+    );
+    out.single(
+        "harbormq_publisher_waits_total",
+        "counter",
+        "Times a publisher stopped reading its client for lack of routing credit.",
+        r.publisher_waits,
+    );
+    out.single(
+        "harbormq_publisher_wait_seconds_total",
+        "counter",
+        "Time publishers spent waiting for routing credit.",
+        r.publisher_wait_ms as f64 / 1000.0,
+    );
 }
 
 fn render_queues_and_store(out: &mut Exposition, f: &MetricFigures) {

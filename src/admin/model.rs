@@ -120,7 +120,7 @@ pub struct StatsView {
     pub messages_in: Option<u64>,
     /// Deliveries since start; absent offline.
     pub messages_out: Option<u64>,
-    /// Messages dropped since start (full mailboxes and full queues); absent offline.
+    /// Messages dropped since start (for stuck sessions and by full queues); absent offline.
     pub messages_dropped: Option<u64>,
     /// Queue entries holding a message, all sessions.
     pub queued_messages: u64,

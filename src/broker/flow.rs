@@ -3,8 +3,8 @@
 //! credit, a delivery goes to the session. Without, a stored message stays in the store (the session reads it
 //! later), and any other message still goes but the router keeps the batch's routing credit until the session
 //! grants credit again, so a publisher feeding lagging sessions stops reading once all of its credits are
-//! kept. A session that grants nothing for `STUCK_AFTER` is stuck: the credits it kept go back and its
-//! unstored messages are dropped and counted. Plain data owned by the router; the session's half is
+//! kept. A session whose client takes nothing for `STUCK_AFTER` (it neither grants credit nor reports
+//! progress) is stuck: the credits it kept go back and its unstored messages are dropped and counted. Plain data owned by the router; the session's half is
 //! `protocol::credit`.
 
 use std::sync::Arc;
@@ -22,7 +22,8 @@ pub fn route_credits() -> Arc<Semaphore> {
     Arc::new(Semaphore::new(ROUTE_CREDITS))
 }
 
-/// How long a session may stay out of credit, with messages waiting for it, before it counts as stuck.
+/// How long a session may stay out of credit, with messages waiting and its client taking nothing, before it
+/// counts as stuck.
 pub const STUCK_AFTER: Duration = Duration::from_secs(1);
 
 /// How often the router looks for stuck sessions.
@@ -69,6 +70,8 @@ impl Congestion {
 #[derive(Debug)]
 pub struct SubscriberFlow {
     credit: u32,
+    /// What the session granted when it registered: credit never exceeds it.
+    window: u32,
     congestion: Option<Box<Congestion>>,
 }
 
@@ -77,6 +80,7 @@ impl SubscriberFlow {
     pub fn new(credit: u32) -> Self {
         SubscriberFlow {
             credit,
+            window: credit,
             congestion: None,
         }
     }
@@ -114,10 +118,23 @@ impl SubscriberFlow {
         congestion.holding.push(credit);
     }
 
+    /// The session, still out of credit, says its client takes what it is sent: not stuck (any more).
+    pub fn progress(&mut self, now: Instant) {
+        if let Some(congestion) = &mut self.congestion {
+            congestion.stuck = false;
+            if congestion.since.is_some() {
+                congestion.since = Some(now);
+            }
+        }
+    }
+
     /// The session grants `credit`: its congestion, if any, is over and handed back (its routing credits
     /// go back when it is dropped; skipped messages are to be told to the session).
+    ///
+    /// The session gives back every delivery it took, those handed over beyond its credit too; the credit is
+    /// capped at the registered window so that these do not add up, cycle after cycle, beyond it.
     pub fn grant(&mut self, credit: u32) -> Option<Box<Congestion>> {
-        self.credit = self.credit.saturating_add(credit);
+        self.credit = self.credit.saturating_add(credit).min(self.window);
         self.congestion.take()
     }
 
@@ -174,6 +191,28 @@ mod tests {
     }
 
     #[test]
+    fn deliveries_beyond_the_credit_do_not_inflate_it_when_given_back() {
+        let t0 = Instant::now();
+        let mut flow = SubscriberFlow::new(2);
+        for _ in 0..2 {
+            assert_eq!(flow.admit(false, t0), Admit::Deliver);
+        }
+        for _ in 0..5 {
+            assert_eq!(flow.admit(false, t0), Admit::Overshoot);
+        }
+        // The session took all 7 and gives them back.
+        assert!(flow.grant(7).is_some());
+        for _ in 0..2 {
+            assert_eq!(flow.admit(false, t0), Admit::Deliver);
+        }
+        assert_eq!(
+            flow.admit(false, t0),
+            Admit::Overshoot,
+            "still a window of 2"
+        );
+    }
+
+    #[test]
     fn kept_routing_credits_go_back_when_the_session_grants_credit() {
         let credits = route_credits();
         let mut flow = SubscriberFlow::new(0);
@@ -188,7 +227,8 @@ mod tests {
     fn a_session_that_grants_nothing_becomes_stuck_and_gives_back_what_it_kept() {
         let t0 = Instant::now();
         let credits = route_credits();
-        let mut flow = SubscriberFlow::new(0);
+        let mut flow = SubscriberFlow::new(1);
+        assert_eq!(flow.admit(false, t0), Admit::Deliver);
         assert_eq!(flow.admit(false, t0), Admit::Overshoot);
         flow.hold(Arc::new(credits.clone().try_acquire_owned().unwrap()));
         assert!(!flow.check_stuck(t0 + STUCK_AFTER / 2));
@@ -206,5 +246,21 @@ mod tests {
         assert!(flow.grant(1).is_some());
         assert!(!flow.is_stuck());
         assert_eq!(flow.admit(false, t0), Admit::Deliver);
+    }
+
+    #[test]
+    fn a_session_that_reports_progress_is_not_stuck_however_long_it_lags() {
+        let t0 = Instant::now();
+        let mut flow = SubscriberFlow::new(0);
+        assert_eq!(flow.admit(false, t0), Admit::Overshoot);
+        flow.progress(t0 + STUCK_AFTER / 2);
+        assert!(!flow.check_stuck(t0 + STUCK_AFTER));
+        assert!(
+            flow.is_starving(),
+            "still out of credit: its publishers stay held"
+        );
+        assert!(flow.check_stuck(t0 + STUCK_AFTER / 2 + STUCK_AFTER));
+        flow.progress(t0 + STUCK_AFTER * 3);
+        assert!(!flow.is_stuck(), "it took something again");
     }
 }

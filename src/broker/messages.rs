@@ -110,7 +110,8 @@ pub struct RemoveSubscriptions {
     pub done: Completion,
 }
 
-/// A session gives the router credit back: it took that many deliveries and has room for as many again.
+/// A session gives the router credit back: it took that many deliveries and has room for as many again. A
+/// grant of 0 says the session still lags but its client takes what it is sent, so it is not stuck.
 #[derive(Message)]
 #[rtype(result = "()")]
 pub struct GrantCredit {
@@ -150,11 +151,14 @@ pub struct RouterStats {
     pub messages_out: u64,
     /// Deliveries dropped: for a session that stopped reading (stuck), or by a full queue's overflow policy.
     pub dropped: u64,
-    /// Times a publisher was held back (stopped reading its client) because subscribers it feeds were out of
-    /// credit.
-    pub publisher_holds: u64,
-    /// Milliseconds publishers spent held back, all together (holds that ended).
-    pub publisher_held_ms: u64,
+    /// The part of `dropped` that a session's full queue dropped (its overflow policy).
+    pub dropped_queue_full: u64,
+    /// Routing credits kept back by sessions out of credit: batches that held their publisher back.
+    pub routing_credits_kept: u64,
+    /// Times a publisher stopped reading its client for lack of routing credit (ended waits).
+    pub publisher_waits: u64,
+    /// Milliseconds publishers spent waiting for routing credit, all together (ended waits).
+    pub publisher_wait_ms: u64,
     /// Times a session counted as stuck: out of credit for longer than the router waits.
     pub stuck_sessions: u64,
     /// Messages routed, by their QoS (0, 1, 2).
@@ -182,13 +186,13 @@ pub struct Behind {
     pub head: u64,
 }
 
-/// A publishing session was held back (all its routing credits kept by lagging subscribers) for `held_ms`;
-/// counted in the router's figures.
+/// A publishing session read nothing for `waited_ms` because all its routing credits were out (on their way
+/// to the router, or kept by lagging subscribers); counted in the router's figures.
 #[derive(Message)]
 #[rtype(result = "()")]
-pub struct PublisherWasHeld {
+pub struct PublisherWaited {
     /// How long it could not read its client.
-    pub held_ms: u64,
+    pub waited_ms: u64,
 }
 
 /// The session must end (another connection took its client id over, or an operator deleted it): close,

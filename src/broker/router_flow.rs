@@ -29,6 +29,7 @@ impl Router {
             for slot in self.overshot.drain(..) {
                 if let Some(online) = self.registry.get_mut(slot).and_then(|e| e.online.as_mut()) {
                     online.flow.hold(credit.clone());
+                    self.stats.routing_credits_kept += 1;
                 }
             }
         }
@@ -151,6 +152,10 @@ impl Router {
         let Some(online) = entry.online_as(msg.link.conn) else {
             return;
         };
+        if msg.credit == 0 {
+            online.flow.progress(Instant::now());
+            return;
+        }
         let Some(congestion) = online.flow.grant(msg.credit) else {
             return;
         };
@@ -211,14 +216,15 @@ impl Handler<CountDropped> for Router {
 
     fn handle(&mut self, msg: CountDropped, _: &mut Self::Context) {
         self.stats.dropped += u64::from(msg.0);
+        self.stats.dropped_queue_full += u64::from(msg.0);
     }
 }
 
-impl Handler<PublisherWasHeld> for Router {
+impl Handler<PublisherWaited> for Router {
     type Result = ();
 
-    fn handle(&mut self, msg: PublisherWasHeld, _: &mut Self::Context) {
-        self.stats.publisher_holds += 1;
-        self.stats.publisher_held_ms += msg.held_ms;
+    fn handle(&mut self, msg: PublisherWaited, _: &mut Self::Context) {
+        self.stats.publisher_waits += 1;
+        self.stats.publisher_wait_ms += msg.waited_ms;
     }
 }

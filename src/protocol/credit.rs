@@ -4,13 +4,20 @@
 //!
 //! What the router does without credit is the other half (in `broker::router`): a stored message stays in the
 //! store (the session reads it later), a publisher feeding the session is held back, and a session that
-//! grants nothing for too long counts as stuck: its unstored messages are then dropped and counted.
+//! takes nothing for too long counts as stuck: its unstored messages are then dropped and counted. A session
+//! that holds credit back while its client still takes something says so (a grant of 0), now and then.
+
+use std::time::{Duration, Instant};
 
 /// Deliveries the router may hand a session before it hears back.
 pub const SESSION_CREDIT: u32 = 1024;
 
 /// Unwritten output above which a session holds its credit back: the client is not reading fast enough.
 pub const OUTPUT_HIGH_WATER_BYTES: usize = 256 * 1024;
+
+/// How often a session holding credit back tells the router that its client still takes what it is sent
+/// (so the router does not count it as stuck).
+pub const PROGRESS_REPORT_EVERY: Duration = Duration::from_millis(250);
 
 /// The credit a session owes the router, and whether it is holding it back.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -20,6 +27,8 @@ pub struct Credit {
     owed: u32,
     /// Credit is held back because the session is congested.
     withholding: bool,
+    /// When the router last heard that the client takes what it is sent, while credit is held back.
+    reported_progress_at: Option<Instant>,
 }
 
 impl Credit {
@@ -29,6 +38,7 @@ impl Credit {
             window: window.max(1),
             owed: 0,
             withholding: false,
+            reported_progress_at: None,
         }
     }
 
@@ -61,7 +71,24 @@ impl Credit {
         if self.owed == 0 || (!resuming && self.owed < self.window / 4) {
             return None;
         }
+        self.reported_progress_at = None;
         Some(std::mem::take(&mut self.owed))
+    }
+
+    /// Whether to tell the router now that the client, though it still lags, took something (`progressed`):
+    /// at most every `PROGRESS_REPORT_EVERY` while credit is held back. A client that takes nothing is never
+    /// reported, and the router counts it as stuck.
+    pub fn report_progress(&mut self, progressed: bool, now: Instant) -> bool {
+        if !self.withholding || !progressed {
+            return false;
+        }
+        let due = self
+            .reported_progress_at
+            .is_none_or(|at| now.saturating_duration_since(at) >= PROGRESS_REPORT_EVERY);
+        if due {
+            self.reported_progress_at = Some(now);
+        }
+        due
     }
 }
 
@@ -89,6 +116,22 @@ mod tests {
         assert_eq!(credit.to_grant(true), None);
         assert_eq!(credit.to_grant(false), Some(1024));
         assert!(!credit.is_withholding());
+    }
+
+    #[test]
+    fn progress_is_reported_only_while_holding_back_and_not_too_often() {
+        let t0 = Instant::now();
+        let mut credit = Credit::new(8);
+        assert!(!credit.report_progress(true, t0), "nothing held back");
+        credit.consumed(8);
+        assert_eq!(credit.to_grant(true), None);
+        assert!(
+            !credit.report_progress(false, t0),
+            "the client took nothing"
+        );
+        assert!(credit.report_progress(true, t0));
+        assert!(!credit.report_progress(true, t0 + PROGRESS_REPORT_EVERY / 2));
+        assert!(credit.report_progress(true, t0 + PROGRESS_REPORT_EVERY));
     }
 
     #[test]

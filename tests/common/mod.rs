@@ -379,6 +379,31 @@ impl RawClient {
         }
     }
 
+    /// Opens a connection whose receive buffer is as small as the kernel allows, so that a client that stops
+    /// reading holds little of what the broker sends it.
+    pub async fn open_with_small_receive_buffer(addr: SocketAddr) -> RawClient {
+        let socket = tokio::net::TcpSocket::new_v4().unwrap();
+        socket.set_recv_buffer_size(4096).unwrap();
+        let stream = timeout(WAIT, socket.connect(addr))
+            .await
+            .expect("connect timed out")
+            .unwrap();
+        stream.set_nodelay(true).unwrap();
+        RawClient {
+            stream,
+            buf: BytesMut::new(),
+        }
+    }
+
+    /// Sends several packets in one write, so the broker reads them together.
+    pub async fn send_together(&mut self, packets: &[Packet]) {
+        let mut out = BytesMut::new();
+        for packet in packets {
+            encode_packet(packet, &mut out).unwrap();
+        }
+        self.send_bytes(&out).await;
+    }
+
     /// Sends CONNECT and returns the CONNACK.
     pub async fn connect(&mut self, connect: Connect) -> ConnAck {
         self.send(&Packet::Connect(Box::new(connect))).await;

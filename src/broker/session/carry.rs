@@ -226,7 +226,8 @@ impl Session {
         }
     }
 
-    /// Every routing credit is kept by lagging subscribers: the core stops reading until one comes back.
+    /// Every routing credit is out (on its way to the router, or kept by lagging subscribers): the core stops
+    /// reading until one comes back.
     fn wait_for_route_credit(
         &mut self,
         credits: Arc<tokio::sync::Semaphore>,
@@ -242,8 +243,8 @@ impl Session {
                     // Only waited for: the next batch takes it.
                     drop(credit);
                     if let Some(since) = act.held_since.take() {
-                        let held_ms = since.elapsed().as_millis() as u64;
-                        act.peers.router.do_send(PublisherWasHeld { held_ms });
+                        let waited_ms = since.elapsed().as_millis() as u64;
+                        act.peers.router.do_send(PublisherWaited { waited_ms });
                     }
                     act.feed(Input::Pace { hold: false }, ctx);
                     act.wake_io();

@@ -101,6 +101,7 @@ impl Connection {
             return;
         };
         if let Acked::Done(seq) = attached.outbound.on_puback(id) {
+            self.progressed = true;
             acked(attached, id, seq, out, |client_id, seq| StoreOp::Remove {
                 client_id,
                 seq,
@@ -135,11 +136,17 @@ impl Connection {
         let Stage::Connected(attached) = &mut self.stage else {
             return;
         };
-        if let Acked::Done(Some(seq)) = attached.outbound.on_pubcomp(id) {
-            out.store.push(StoreOp::Remove {
-                client_id: attached.client_id.clone(),
-                seq,
-            });
+        match attached.outbound.on_pubcomp(id) {
+            Acked::Done(seq) => {
+                self.progressed = true;
+                if let Some(seq) = seq {
+                    out.store.push(StoreOp::Remove {
+                        client_id: attached.client_id.clone(),
+                        seq,
+                    });
+                }
+            }
+            Acked::Unknown => {}
         }
         refill_window(attached, hooks, out);
     }

@@ -76,6 +76,8 @@ pub struct Connection {
     next_ticket: u64,
     /// The connection is over; every later input is ignored.
     closed: bool,
+    /// The current input shows the client taking what it is sent (its socket took bytes, or it acknowledged).
+    progressed: bool,
 }
 
 #[derive(Debug)]
@@ -173,12 +175,14 @@ impl Connection {
             pending_output: 0,
             next_ticket: 0,
             closed: false,
+            progressed: false,
         }
     }
 
     /// Handles one input; what it produced is appended to `out`.
     pub fn handle(&mut self, input: Input, now: Now, out: &mut Outputs) {
         self.pending_output = now.unwritten_bytes;
+        self.progressed = matches!(input, Input::Written);
         if self.closed {
             // Nothing is acted on after the close [MQTT-3.14.4-2]; a registration that raced with it is undone.
             if let Input::Registered(Ok(_)) = input {
@@ -205,7 +209,7 @@ impl Connection {
             Input::Timer => self.on_timer(now, out),
             Input::End(cause) => self.on_end(cause, now, out),
         }
-        self.after_input(out);
+        self.after_input(now, out);
         if out.gate.is_none() && out.store.iter().any(StoreOp::announced_to_client) {
             // [MQTT-4.4.0-1]: what these records announce must not reach the client before they are committed.
             out.gate = Some(self.new_ticket());
@@ -267,7 +271,7 @@ impl Connection {
     }
 
     /// What follows every input of a connected session: a page read when it has room, credit given back.
-    fn after_input(&mut self, out: &mut Outputs) {
+    fn after_input(&mut self, now: Now, out: &mut Outputs) {
         let Stage::Connected(attached) = &mut self.stage else {
             return;
         };
@@ -295,6 +299,12 @@ impl Connection {
             || self.pending_output > output_limit;
         if let Some(n) = attached.credit.to_grant(congested) {
             out.requests.push(super::io::Request::GrantCredit(n));
+        } else if attached
+            .credit
+            .report_progress(self.progressed, now.instant)
+        {
+            // Still lagging, but not stuck: a grant of nothing says so.
+            out.requests.push(super::io::Request::GrantCredit(0));
         }
     }
 }

@@ -5,14 +5,23 @@ use super::*;
 use crate::protocol::credit::OUTPUT_HIGH_WATER_BYTES;
 use crate::store::OverflowPolicy;
 
+/// The credit given back, leaving out the grants of nothing that only report progress.
 fn grants(requests: &[Request]) -> Vec<u32> {
     requests
         .iter()
         .filter_map(|r| match r {
-            Request::GrantCredit(n) => Some(*n),
+            Request::GrantCredit(n) if *n > 0 => Some(*n),
             _ => None,
         })
         .collect()
+}
+
+/// How many grants of nothing (progress reports) are among `requests`.
+fn progress_reports(requests: &[Request]) -> usize {
+    requests
+        .iter()
+        .filter(|r| matches!(r, Request::GrantCredit(0)))
+        .count()
 }
 
 #[test]
@@ -77,7 +86,9 @@ fn a_client_that_does_not_read_its_socket_gets_no_credit_until_it_does() {
     assert!(grants(&h.requests()).is_empty());
     h.unwritten = OUTPUT_HIGH_WATER_BYTES / 2;
     h.feed(Input::Written);
-    assert!(grants(&h.requests()).is_empty(), "still above the low mark");
+    let requests = h.requests();
+    assert!(grants(&requests).is_empty(), "still above the low mark");
+    assert_eq!(progress_reports(&requests), 1, "but the socket took bytes");
     h.unwritten = 0;
     h.feed(Input::Written);
     assert_eq!(grants(&h.requests()), vec![8]);
