@@ -1,20 +1,57 @@
 //! Answers to the client (PUBACK, PUBREC, PUBCOMP, SUBACK, UNSUBACK, PINGRESP) held until what they promise is
 //! stored. Owns their order: an answer leaves only after every earlier one has, as [MQTT-4.6.0-2..4] require.
 
-use crate::codec::Packet;
+use crate::codec::{Packet, PacketId, SubAck};
 use std::collections::{BTreeSet, VecDeque};
 
 /// Identifies one store commit (or router round trip) that outputs of the core wait for.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub struct Ticket(pub u64);
 
+/// An answer to the client, kept small while it waits (a SUBACK's return codes are boxed).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Answer {
+    /// PUBACK.
+    PubAck(PacketId),
+    /// PUBREC.
+    PubRec(PacketId),
+    /// PUBREL.
+    PubRel(PacketId),
+    /// PUBCOMP.
+    PubComp(PacketId),
+    /// SUBACK.
+    SubAck(Box<SubAck>),
+    /// UNSUBACK.
+    UnsubAck(PacketId),
+    /// PINGRESP.
+    PingResp,
+}
+
+impl From<Answer> for Packet {
+    fn from(answer: Answer) -> Packet {
+        match answer {
+            Answer::PubAck(id) => Packet::PubAck(id),
+            Answer::PubRec(id) => Packet::PubRec(id),
+            Answer::PubRel(id) => Packet::PubRel(id),
+            Answer::PubComp(id) => Packet::PubComp(id),
+            Answer::SubAck(ack) => Packet::SubAck(*ack),
+            Answer::UnsubAck(id) => Packet::UnsubAck(id),
+            Answer::PingResp => Packet::PingResp,
+        }
+    }
+}
+
 /// Answers in the order they were earned, each released when its ticket is complete.
 ///
 /// Tickets are issued in increasing order and an answer's ticket is never older than the one before it,
 /// so a completed ticket is forgotten as soon as the first waiting answer carries a newer one.
 #[derive(Debug, Default)]
-pub struct AckQueue {
-    waiting: VecDeque<(Option<Ticket>, Packet)>,
+pub struct AckQueue(Option<Box<Waiting>>);
+
+/// The answers of a queue that has some, and the tickets completed ahead of them.
+#[derive(Debug, Default)]
+struct Waiting {
+    waiting: VecDeque<(Option<Ticket>, Answer)>,
     done: BTreeSet<Ticket>,
 }
 
@@ -25,45 +62,51 @@ impl AckQueue {
     }
 
     /// Queues `packet`, to be released once `ticket` (if any) is complete and all earlier packets are released.
-    pub fn push(&mut self, ticket: Option<Ticket>, packet: Packet) {
-        self.waiting.push_back((ticket, packet));
+    pub fn push(&mut self, ticket: Option<Ticket>, answer: Answer) {
+        let inner = self.0.get_or_insert_with(Box::default);
+        inner.waiting.push_back((ticket, answer));
     }
 
     /// Marks a ticket as complete.
     pub fn complete(&mut self, ticket: Ticket) {
-        self.done.insert(ticket);
+        if let Some(inner) = &mut self.0 {
+            inner.done.insert(ticket);
+        }
     }
 
     /// Whether nothing is waiting.
     pub fn is_empty(&self) -> bool {
-        self.waiting.is_empty()
+        self.len() == 0
     }
 
     /// Number of answers waiting.
     pub fn len(&self) -> usize {
-        self.waiting.len()
+        self.0.as_ref().map_or(0, |inner| inner.waiting.len())
     }
 
-    /// Hands every packet that may now be sent to `send`, in order.
+    /// Hands every answer that may now be sent to `send`, in order.
     pub fn release(&mut self, mut send: impl FnMut(Packet)) {
-        while let Some((ticket, _)) = self.waiting.front() {
-            if ticket.is_some_and(|t| !self.done.contains(&t)) {
+        let Some(inner) = &mut self.0 else {
+            return;
+        };
+        while let Some((ticket, _)) = inner.waiting.front() {
+            if ticket.is_some_and(|t| !inner.done.contains(&t)) {
                 break;
             }
-            if let Some((_, packet)) = self.waiting.pop_front() {
-                send(packet);
+            if let Some((_, answer)) = inner.waiting.pop_front() {
+                send(answer.into());
             }
         }
-        let oldest_waiting = self.waiting.iter().find_map(|(t, _)| *t);
-        while let Some(first) = self.done.first().copied() {
+        let oldest_waiting = inner.waiting.iter().find_map(|(t, _)| *t);
+        while let Some(first) = inner.done.first().copied() {
             if oldest_waiting.is_some_and(|w| first >= w) {
                 break;
             }
-            self.done.pop_first();
+            inner.done.pop_first();
         }
-        if self.waiting.is_empty() && self.waiting.capacity() > 16 {
-            // A burst is over: do not keep its high-water mark for an idle connection.
-            self.waiting = VecDeque::new();
+        // Nothing waits: an idle connection keeps no buffer (the next answer allocates one again).
+        if inner.waiting.is_empty() {
+            self.0 = None;
         }
     }
 }
@@ -71,15 +114,20 @@ impl AckQueue {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::codec::PacketId;
 
-    fn puback(id: u16) -> Packet {
-        Packet::PubAck(PacketId::new(id).unwrap())
+    fn puback(id: u16) -> Answer {
+        Answer::PubAck(PacketId::new(id).unwrap())
     }
 
-    fn drain(q: &mut AckQueue) -> Vec<Packet> {
+    fn drain(q: &mut AckQueue) -> Vec<Answer> {
         let mut out = Vec::new();
-        q.release(|p| out.push(p));
+        q.release(|p| {
+            out.push(match p {
+                Packet::PubAck(id) => Answer::PubAck(id),
+                Packet::PingResp => Answer::PingResp,
+                other => panic!("unexpected {other:?}"),
+            })
+        });
         out
     }
 
@@ -98,7 +146,7 @@ mod tests {
     fn tickets_completing_out_of_order_release_in_order() {
         let mut q = AckQueue::new();
         q.push(Some(Ticket(1)), puback(1));
-        q.push(None, Packet::PingResp);
+        q.push(None, Answer::PingResp);
         q.push(Some(Ticket(1)), puback(2));
         q.push(Some(Ticket(2)), puback(3));
         q.complete(Ticket(2));
@@ -106,9 +154,9 @@ mod tests {
         q.complete(Ticket(1));
         assert_eq!(
             drain(&mut q),
-            vec![puback(1), Packet::PingResp, puback(2), puback(3)]
+            vec![puback(1), Answer::PingResp, puback(2), puback(3)]
         );
-        assert!(q.done.is_empty(), "completed tickets are forgotten");
+        assert!(q.0.is_none(), "an idle queue keeps nothing");
     }
 
     #[test]
@@ -118,9 +166,9 @@ mod tests {
         q.push(Some(Ticket(2)), puback(2));
         q.complete(Ticket(2));
         assert!(drain(&mut q).is_empty());
-        assert!(q.done.contains(&Ticket(2)));
+        assert!(q.0.as_ref().unwrap().done.contains(&Ticket(2)));
         q.complete(Ticket(1));
         assert_eq!(drain(&mut q), vec![puback(1), puback(2)]);
-        assert!(q.done.is_empty());
+        assert!(q.0.is_none());
     }
 }

@@ -19,7 +19,7 @@ pub mod feed;
 pub mod io;
 pub mod outbound;
 
-pub use acks::{AckQueue, Ticket};
+pub use acks::{AckQueue, Answer, Ticket};
 pub use connect::{accept_connect, ConnectDecision};
 pub use connection::{Connection, Settings, STORE_PAGE};
 pub use credit::{Credit, SESSION_CREDIT};

@@ -32,12 +32,45 @@ struct NodeId(usize);
 const ROOT: NodeId = NodeId(0);
 
 struct Node<K, V> {
-    children: HashMap<Box<str>, NodeId>,
+    children: Children,
     plus: Option<NodeId>,
     /// Subscribers whose filter ends at this node.
     exact: Subscribers<K, V>,
     /// Subscribers whose filter ends at this node followed by `#`.
     hash: Subscribers<K, V>,
+}
+
+/// A node's children by level; most nodes (the last level of a filter) have none and pay one word.
+#[derive(Default)]
+#[allow(clippy::box_collection)] // the box is the point: one word for the many nodes without children
+struct Children(Option<Box<HashMap<Box<str>, NodeId>>>);
+
+impl Children {
+    fn get(&self, level: &str) -> Option<&NodeId> {
+        self.0.as_ref()?.get(level)
+    }
+
+    fn insert(&mut self, level: Box<str>, child: NodeId) {
+        self.0.get_or_insert_with(Box::default).insert(level, child);
+    }
+
+    fn remove(&mut self, level: &str) -> Option<NodeId> {
+        let map = self.0.as_mut()?;
+        let removed = map.remove(level);
+        if map.is_empty() {
+            self.0 = None;
+        }
+        removed
+    }
+
+    fn len(&self) -> usize {
+        self.0.as_ref().map_or(0, |m| m.len())
+    }
+
+    /// One of the children, if any.
+    fn any(&self) -> Option<NodeId> {
+        self.0.as_ref()?.values().next().copied()
+    }
 }
 
 /// Which subscriber list of the final node a filter addresses.
@@ -67,7 +100,7 @@ impl<'a> Edge<'a> {
 impl<K, V> Default for Node<K, V> {
     fn default() -> Self {
         Node {
-            children: HashMap::new(),
+            children: Children::default(),
             plus: None,
             exact: Subscribers::default(),
             hash: Subscribers::default(),
@@ -190,7 +223,7 @@ impl<K, V> SubscriptionTrie<K, V> {
         };
         while let Some(id) = next {
             let node = std::mem::take(self.node_mut(id));
-            next = node.plus.or_else(|| node.children.values().next().copied());
+            next = node.plus.or_else(|| node.children.any());
             self.free.push(id);
         }
     }
@@ -329,6 +362,10 @@ impl<K: Copy + Eq + Hash, V: Copy> Subscribers<K, V> {
     fn insert(&mut self, key: K, value: V) -> Option<V> {
         if let Some(slot) = self.position(&key).and_then(|at| self.entries.get_mut(at)) {
             return Some(std::mem::replace(&mut slot.1, value));
+        }
+        if self.entries.len() < 4 {
+            // Most filters have one subscriber or a few: an exact-size list, not a doubling one.
+            self.entries.reserve_exact(1);
         }
         self.entries.push((key, value));
         let at = self.entries.len() - 1;

@@ -18,13 +18,19 @@ const MAX_READ_BYTES: usize = 64 * 1024;
 /// Most packets handed over at once, so one client cannot hold its session for too long.
 const MAX_BATCH: usize = 512;
 
-/// A stream of packet batches read from `R`; a decode error ends the stream after the packets before it.
-pub struct PacketStream<R> {
-    io: R,
+/// Decodes packet batches from whatever it is handed to read from; a decode error ends the input after the
+/// packets before it. It does not own the byte stream, so one object can be read and written by its owner.
+pub struct PacketReader {
     codec: MqttCodec,
     buf: BytesMut,
     read_size: usize,
     finished: bool,
+}
+
+/// A stream of packet batches read from `R` (a [`PacketReader`] that owns its byte stream).
+pub struct PacketStream<R> {
+    io: R,
+    reader: PacketReader,
 }
 
 impl<R: AsyncRead + Unpin> PacketStream<R> {
@@ -32,6 +38,15 @@ impl<R: AsyncRead + Unpin> PacketStream<R> {
     pub fn new(io: R, codec: MqttCodec) -> Self {
         PacketStream {
             io,
+            reader: PacketReader::new(codec),
+        }
+    }
+}
+
+impl PacketReader {
+    /// A reader decoding with `codec`.
+    pub fn new(codec: MqttCodec) -> Self {
+        PacketReader {
             codec,
             buf: BytesMut::new(),
             read_size: MIN_READ_BYTES,
@@ -64,11 +79,14 @@ impl<R: AsyncRead + Unpin> PacketStream<R> {
     }
 }
 
-impl<R: AsyncRead + Unpin> Stream for PacketStream<R> {
-    type Item = Vec<Result<Packet, DecodeError>>;
-
-    fn poll_next(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Self::Item>> {
-        let this = self.get_mut();
+impl PacketReader {
+    /// The next batch of packets read from `io`; `None` once the input ended (closed, failed, or malformed).
+    pub fn poll_batch<R: AsyncRead + Unpin + ?Sized>(
+        &mut self,
+        io: &mut R,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Vec<Result<Packet, DecodeError>>>> {
+        let this = self;
         loop {
             let batch = this.decode_buffered();
             if !batch.is_empty() {
@@ -79,7 +97,7 @@ impl<R: AsyncRead + Unpin> Stream for PacketStream<R> {
             }
             this.buf.reserve(this.read_size);
             let room = this.buf.capacity() - this.buf.len();
-            match poll_read_buf(Pin::new(&mut this.io), cx, &mut this.buf) {
+            match poll_read_buf(Pin::new(io), cx, &mut this.buf) {
                 Poll::Ready(Ok(0)) | Poll::Ready(Err(_)) => {
                     this.finished = true;
                     return Poll::Ready(None);
@@ -94,6 +112,15 @@ impl<R: AsyncRead + Unpin> Stream for PacketStream<R> {
                 }
             }
         }
+    }
+}
+
+impl<R: AsyncRead + Unpin> Stream for PacketStream<R> {
+    type Item = Vec<Result<Packet, DecodeError>>;
+
+    fn poll_next(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Self::Item>> {
+        let this = self.get_mut();
+        this.reader.poll_batch(&mut this.io, cx)
     }
 }
 

@@ -77,11 +77,9 @@ fn hand_over(
                 return;
             }
         };
-        let (reader, writer) = stream.into_split();
         Session::start(
             ClientStream {
-                reader: Box::new(reader),
-                writer: Box::new(writer),
+                io: Box::new(stream),
                 peer: Peer::Tcp(peer),
             },
             peers,

@@ -70,11 +70,9 @@ pub fn accept(
         .saturating_add(FRAME_SLACK_BYTES);
     let frames = frames.max_frame_size(max_frame);
     let (session_end, bridge_end) = tokio::io::duplex(BRIDGE_BYTES);
-    let (reader, writer) = tokio::io::split(session_end);
     Session::start(
         ClientStream {
-            reader: Box::new(reader),
-            writer: Box::new(writer),
+            io: Box::new(session_end),
             peer,
         },
         peers,

@@ -167,9 +167,8 @@ impl Session {
                     }
                 }
             }
-            act.followups.extend(answers);
-            let input = act.followups.pop_front().unwrap_or(Input::Written);
-            act.feed(input, ctx);
+            answers.into_iter().for_each(follow_up);
+            act.feed(Input::Written, ctx);
             if matches!(&act.sink, Sink::App(app) if app.needs_room()) {
                 act.wait_for_room(ctx);
             }

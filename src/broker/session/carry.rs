@@ -56,7 +56,7 @@ impl Session {
             }
             Sink::App(app) => {
                 let answers = app.take(out.emits.drain(..));
-                self.followups.extend(answers);
+                answers.into_iter().for_each(follow_up);
                 if app.needs_room() {
                     self.wait_for_room(ctx);
                 }
@@ -136,7 +136,7 @@ impl Session {
                     self.peers.router.do_send(SessionClosed { link });
                 }
                 // Everything this session had to store was submitted before this point.
-                if let Some(done) = self.takeover_done.take() {
+                if let Some(done) = self.rare.as_mut().and_then(|r| r.takeover_done.take()) {
                     let _ = done.send(());
                 }
             }
@@ -205,13 +205,14 @@ impl Session {
             done,
             credit,
         };
-        if credits.available_permits() == 0 && self.held_since.is_none() {
+        let waiting = self.rare.as_ref().is_some_and(|r| r.held_since.is_some());
+        if credits.available_permits() == 0 && !waiting {
             self.wait_for_route_credit(credits, ctx);
         }
         match self.peers.router.try_send(route) {
             Ok(()) => {}
             Err(SendError::Full(route)) => {
-                self.followups.push_back(Input::RouterBusy(true));
+                follow_up(Input::RouterBusy(true));
                 let sent = self.peers.router.send(route);
                 ctx.spawn(sent.into_actor(self).map(|result, act, ctx| {
                     let input = match result {
@@ -222,7 +223,7 @@ impl Session {
                     act.wake_io();
                 }));
             }
-            Err(SendError::Closed(_)) => self.followups.push_back(Input::InputClosed),
+            Err(SendError::Closed(_)) => follow_up(Input::InputClosed),
         }
     }
 
@@ -233,8 +234,8 @@ impl Session {
         credits: Arc<tokio::sync::Semaphore>,
         ctx: &mut Context<Self>,
     ) {
-        self.held_since = Some(Instant::now());
-        self.followups.push_back(Input::Pace { hold: true });
+        self.rare().held_since = Some(Instant::now());
+        follow_up(Input::Pace { hold: true });
         ctx.spawn(
             credits
                 .acquire_owned()
@@ -242,7 +243,7 @@ impl Session {
                 .map(|credit, act, ctx| {
                     // Only waited for: the next batch takes it.
                     drop(credit);
-                    if let Some(since) = act.held_since.take() {
+                    if let Some(since) = act.rare.as_mut().and_then(|r| r.held_since.take()) {
                         let waited_ms = since.elapsed().as_millis() as u64;
                         act.peers.router.do_send(PublisherWaited { waited_ms });
                     }

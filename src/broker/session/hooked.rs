@@ -13,7 +13,7 @@ impl Session {
     /// Asks the authenticate hook about a CONNECT.
     pub(super) fn authenticate(&mut self, auth: AuthRequest, ctx: &mut Context<Self>) {
         let Some(hooks) = self.peers.hooks.clone() else {
-            self.followups.push_back(Input::Authenticated(Ok(())));
+            follow_up(Input::Authenticated(Ok(())));
             return;
         };
         let info = ConnectInfo {
@@ -32,7 +32,7 @@ impl Session {
         ctx.spawn(decide.into_actor(self).map(|(decision, info), act, ctx| {
             let verdict = match decision {
                 AuthDecision::Allow => {
-                    act.client_info = Some(Arc::new(info.client()));
+                    act.rare().client_info = Some(Arc::new(info.client()));
                     Ok(())
                 }
                 AuthDecision::Deny(code) => Err(code),
@@ -49,7 +49,7 @@ impl Session {
         ctx: &mut Context<Self>,
     ) {
         let Some((hooks, client)) = self.hooks_and_client() else {
-            self.followups.push_back(Input::Screened(messages));
+            follow_up(Input::Screened(messages));
             return;
         };
         let screen = async move {
@@ -82,7 +82,7 @@ impl Session {
     ) {
         let Some((hooks, client)) = self.hooks_and_client() else {
             let none = vec![false; filters.len()];
-            self.followups.push_back(Input::SubscribeScreened(none));
+            follow_up(Input::SubscribeScreened(none));
             return;
         };
         let screen = async move {
@@ -136,6 +136,7 @@ impl Session {
 
     /// The registered hooks with the identity they are told about, once the client has authenticated.
     fn hooks_and_client(&self) -> Option<(Arc<dyn Hooks>, Arc<ClientInfo>)> {
-        Some((self.peers.hooks.clone()?, self.client_info.clone()?))
+        let client = self.rare.as_ref()?.client_info.clone()?;
+        Some((self.peers.hooks.clone()?, client))
     }
 }

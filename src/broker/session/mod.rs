@@ -9,7 +9,7 @@ mod net;
 mod writer;
 
 pub(crate) use app::{AppSink, SubscribeOutcome};
-pub use net::{ReadHalf, WriteHalf};
+pub use net::ClientIo;
 
 use super::messages::*;
 use super::retained::RetainedStore;
@@ -54,12 +54,10 @@ pub struct SessionPeers {
     pub hooks: Option<Arc<dyn Hooks>>,
 }
 
-/// A network connection's two halves and the peer's address, as a transport hands them to a new session.
+/// A network connection's byte stream and the peer's address, as a transport hands them to a new session.
 pub struct ClientStream {
-    /// Bytes from the client.
-    pub reader: ReadHalf,
-    /// Bytes to the client.
-    pub writer: WriteHalf,
+    /// Bytes from and to the client.
+    pub io: Box<dyn ClientIo>,
     /// Who it is, for logs.
     pub peer: Peer,
 }
@@ -75,6 +73,13 @@ enum Sink {
 thread_local! {
     /// The outputs of one input, reused by every session of the thread so no session keeps their high-water mark.
     static SCRATCH: RefCell<Outputs> = RefCell::new(Outputs::default());
+    /// Inputs produced while carrying out outputs, handled before `Session::feed` returns.
+    static FOLLOWUPS: RefCell<VecDeque<Input>> = const { RefCell::new(VecDeque::new()) };
+}
+
+/// Queues an input that carrying out an output produced (an answer known at once); `feed` handles it next.
+fn follow_up(input: Input) {
+    FOLLOWUPS.with(|f| f.borrow_mut().push_back(input));
 }
 
 /// One client.
@@ -87,15 +92,20 @@ pub struct Session {
     timer_at: Option<Instant>,
     /// Wakes the `NetIo` future when there is something to write or read again.
     io_waker: Option<Waker>,
-    /// Inputs produced while carrying out outputs, handled before `feed` returns.
-    followups: VecDeque<Input>,
     /// The session is closing: its last bytes are written, then it stops.
     closing: bool,
-    /// Signalled once a session that was taken over has written its last state.
-    takeover_done: Option<oneshot::Sender<()>>,
     /// Routing credits, taken by the first batch this client publishes.
     route_credits: Option<Arc<tokio::sync::Semaphore>>,
-    /// Since when every routing credit is kept by lagging subscribers.
+    /// What few sessions need, allocated when one does.
+    rare: Option<Box<Rare>>,
+}
+
+/// Session state that most sessions never need.
+#[derive(Default)]
+struct Rare {
+    /// Signalled once a session that was taken over has written its last state.
+    takeover_done: Option<oneshot::Sender<()>>,
+    /// Since when every routing credit is out.
     held_since: Option<Instant>,
     /// Who the client is, for the hooks, once it authenticated.
     client_info: Option<Arc<ClientInfo>>,
@@ -106,7 +116,7 @@ impl Session {
     pub fn start(stream: ClientStream, peers: Arc<SessionPeers>) -> Addr<Session> {
         Session::create(move |ctx| {
             let codec = MqttCodec::server(peers.settings.max_packet_size_bytes);
-            ctx.spawn(net::NetIo::new(stream.reader, stream.writer, codec));
+            ctx.spawn(net::NetIo::new(stream.io, codec));
             let settings = peers.settings.protocol.clone();
             Session::with_sink(
                 settings,
@@ -138,12 +148,9 @@ impl Session {
             sink,
             timer_at: out.timer,
             io_waker: None,
-            followups: VecDeque::new(),
             closing: false,
-            takeover_done: None,
             route_credits: None,
-            held_since: None,
-            client_info: None,
+            rare: None,
         }
     }
 
@@ -156,7 +163,7 @@ impl Session {
             self.core
                 .handle(input, now(self.unwritten_bytes()), &mut out);
             self.carry_out(&mut out, ctx);
-            next = self.followups.pop_front();
+            next = FOLLOWUPS.with(|f| f.borrow_mut().pop_front());
         }
         out.clear();
         SCRATCH.with(|s| *s.borrow_mut() = out);
@@ -168,6 +175,10 @@ impl Session {
             Sink::Wire(out) => out.pending_bytes(),
             Sink::App(app) => app.pending_bytes(),
         }
+    }
+
+    fn rare(&mut self) -> &mut Rare {
+        self.rare.get_or_insert_with(Box::default)
     }
 
     fn wake_io(&mut self) {
@@ -201,7 +212,7 @@ impl Actor for Session {
         if !self.core.is_closed() {
             self.feed(Input::End(EndCause::Shutdown), ctx);
         }
-        if let Some(done) = self.takeover_done.take() {
+        if let Some(done) = self.rare.as_mut().and_then(|r| r.takeover_done.take()) {
             let _ = done.send(());
         }
     }
@@ -235,7 +246,7 @@ impl Handler<TakenOver> for Session {
     type Result = ();
 
     fn handle(&mut self, msg: TakenOver, ctx: &mut Self::Context) {
-        self.takeover_done = Some(msg.done);
+        self.rare().takeover_done = Some(msg.done);
         self.feed(Input::End(msg.cause), ctx);
     }
 }

@@ -5,9 +5,8 @@
 use super::{Session, Sink};
 use crate::codec::MqttCodec;
 use crate::protocol::Input;
-use crate::transport::reader::PacketStream;
+use crate::transport::reader::PacketReader;
 use actix::prelude::*;
-use futures::Stream;
 use pin_project_lite::pin_project;
 use std::future::Future;
 use std::pin::Pin;
@@ -16,10 +15,10 @@ use std::time::{Duration, Instant};
 use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::time::Sleep;
 
-/// The read half a session is handed.
-pub type ReadHalf = Box<dyn AsyncRead + Unpin + Send>;
-/// The write half a session is handed.
-pub type WriteHalf = Box<dyn AsyncWrite + Unpin + Send>;
+/// The byte stream of a client connection, read and written by one session.
+pub trait ClientIo: AsyncRead + AsyncWrite + Unpin + Send {}
+
+impl<T: AsyncRead + AsyncWrite + Unpin + Send> ClientIo for T {}
 
 /// How long the socket may take nothing while bytes wait before the client counts as gone.
 const WRITE_STALL_LIMIT: Duration = Duration::from_secs(60);
@@ -32,8 +31,8 @@ pin_project! {
     /// Reading, writing and the timer of one connection.
     #[project = NetIoProj]
     pub struct NetIo {
-        reader: PacketStream<ReadHalf>,
-        writer: WriteHalf,
+        io: Box<dyn ClientIo>,
+        reader: PacketReader,
         #[pin]
         sleep: Sleep,
         // The deadline `sleep` is set to, if it is armed.
@@ -46,11 +45,11 @@ pin_project! {
 }
 
 impl NetIo {
-    /// The socket halves of a new connection, decoding with `codec`.
-    pub fn new(reader: ReadHalf, writer: WriteHalf, codec: MqttCodec) -> Self {
+    /// The byte stream of a new connection, decoding with `codec`.
+    pub fn new(io: Box<dyn ClientIo>, codec: MqttCodec) -> Self {
         NetIo {
-            reader: PacketStream::new(reader, codec),
-            writer,
+            io,
+            reader: PacketReader::new(codec),
             sleep: tokio::time::sleep(Duration::from_secs(365 * 24 * 3600)),
             armed: None,
             stalled_since: None,
@@ -78,7 +77,7 @@ impl ActorFuture<Session> for NetIo {
         let mut this = self.project();
         let mut reads = 0;
         loop {
-            match write(this.writer, act, task) {
+            match write(this.io, act, task) {
                 Wrote::Progress => {
                     *this.stalled_since = None;
                     if !act.closing {
@@ -104,11 +103,11 @@ impl ActorFuture<Session> for NetIo {
                     out.drop_gated();
                 }
                 if act.unwritten_bytes() == 0 || since.elapsed() >= CLOSE_LINGER {
-                    let _ = Pin::new(&mut **this.writer).poll_shutdown(task);
+                    let _ = Pin::new(&mut **this.io).poll_shutdown(task);
                     return finish(ctx);
                 }
             } else if reads < READS_PER_TURN && act.core.wants_input() {
-                match Pin::new(&mut *this.reader).poll_next(task) {
+                match this.reader.poll_batch(&mut **this.io, task) {
                     Poll::Ready(Some(batch)) => {
                         reads += 1;
                         act.feed(Input::Read(batch), ctx);
@@ -134,7 +133,7 @@ impl ActorFuture<Session> for NetIo {
 }
 
 /// Writes what may leave until the socket is full.
-fn write(writer: &mut WriteHalf, act: &mut Session, task: &mut TaskContext<'_>) -> Wrote {
+fn write(writer: &mut Box<dyn ClientIo>, act: &mut Session, task: &mut TaskContext<'_>) -> Wrote {
     let Sink::Wire(out) = &mut act.sink else {
         return Wrote::Nothing;
     };

@@ -14,12 +14,19 @@ const KEEP_WHEN_IDLE_BYTES: usize = 4 * 1024;
 /// Encoded packets waiting for the socket, in order.
 #[derive(Debug, Default)]
 pub struct Outgoing {
-    /// Sealed chunks, each behind the gate (if any) it waits for.
-    held: VecDeque<(Option<Ticket>, Bytes)>,
-    /// Bytes encoded after the last sealed chunk.
+    /// Bytes encoded after the last sealed chunk (all of them, when nothing is gated).
     buf: BytesMut,
+    /// Chunks sealed behind gates; only a session whose bytes announce stored state has them.
+    gated: Option<Box<Gated>>,
+}
+
+/// Chunks sealed behind commits, and the commits not yet done.
+#[derive(Debug, Default)]
+struct Gated {
+    /// Sealed chunks, each behind the gate it waits for, in order.
+    held: VecDeque<(Ticket, Bytes)>,
     /// Gates not yet opened.
-    closed_gates: Vec<Ticket>,
+    closed: Vec<Ticket>,
 }
 
 impl Outgoing {
@@ -44,38 +51,50 @@ impl Outgoing {
 
     /// Seals everything encoded so far behind `gate`, to leave once the commit it names is done.
     pub fn seal(&mut self, gate: Ticket) {
-        self.closed_gates.push(gate);
         let chunk = self.buf.split().freeze();
-        self.held.push_back((Some(gate), chunk));
+        let gated = self.gated.get_or_insert_with(Box::default);
+        gated.closed.push(gate);
+        gated.held.push_back((gate, chunk));
     }
 
     /// The commit behind `gate` is done.
     pub fn open(&mut self, gate: Ticket) {
-        self.closed_gates.retain(|g| *g != gate);
+        if let Some(gated) = &mut self.gated {
+            gated.closed.retain(|g| *g != gate);
+        }
     }
 
     /// The bytes that may be written now, from the front; empty when nothing may leave.
     pub fn ready(&self) -> &[u8] {
-        match self.held.front() {
-            Some((Some(gate), _)) if self.closed_gates.contains(gate) => &[],
-            Some((_, chunk)) => chunk,
+        let front = self
+            .gated
+            .as_ref()
+            .and_then(|g| g.held.front().map(|h| (g, h)));
+        match front {
+            Some((gated, (gate, _))) if gated.closed.contains(gate) => &[],
+            Some((_, (_, chunk))) => chunk,
             None => &self.buf,
         }
     }
 
     /// `n` bytes from the front were written.
     pub fn advance(&mut self, n: usize) {
-        match self.held.front_mut() {
-            Some((_, chunk)) => {
-                chunk.advance(n);
-                if chunk.is_empty() {
-                    self.held.pop_front();
+        match self.gated.as_mut().filter(|g| !g.held.is_empty()) {
+            Some(gated) => {
+                if let Some((_, chunk)) = gated.held.front_mut() {
+                    chunk.advance(n);
+                    if chunk.is_empty() {
+                        gated.held.pop_front();
+                    }
+                }
+                if gated.held.is_empty() && gated.closed.is_empty() {
+                    self.gated = None;
                 }
             }
             None => self.buf.advance(n),
         }
-        if self.held.is_empty() && self.buf.is_empty() && self.buf.capacity() > KEEP_WHEN_IDLE_BYTES
-        {
+        let idle = self.gated.is_none() && self.buf.is_empty();
+        if idle && self.buf.capacity() > KEEP_WHEN_IDLE_BYTES {
             // A burst is over: an idle connection does not keep its high-water mark.
             self.buf = BytesMut::new();
         }
@@ -83,24 +102,31 @@ impl Outgoing {
 
     /// Bytes waiting to be written, gated ones included.
     pub fn pending_bytes(&self) -> usize {
-        self.buf.len() + self.held.iter().map(|(_, c)| c.len()).sum::<usize>()
+        let held = self
+            .gated
+            .as_ref()
+            .map_or(0, |g| g.held.iter().map(|(_, c)| c.len()).sum::<usize>());
+        self.buf.len() + held
     }
 
     /// Whether nothing waits.
     #[cfg(test)]
     pub fn is_empty(&self) -> bool {
-        self.held.is_empty() && self.buf.is_empty()
+        self.pending_bytes() == 0
     }
 
     /// Drops what is still gated: on close, bytes whose state was never committed are not sent (the client
     /// gets them again when it reconnects).
     pub fn drop_gated(&mut self) {
-        if let Some(i) = self
+        let Some(gated) = &mut self.gated else {
+            return;
+        };
+        let first_closed = gated
             .held
             .iter()
-            .position(|(g, _)| g.is_some_and(|g| self.closed_gates.contains(&g)))
-        {
-            self.held.truncate(i);
+            .position(|(g, _)| gated.closed.contains(g));
+        if let Some(i) = first_closed {
+            gated.held.truncate(i);
             self.buf.clear();
         }
     }

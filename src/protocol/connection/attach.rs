@@ -20,8 +20,17 @@ impl Connection {
             Stage::Connected(attached) => attached.last_packet = now.instant,
             _ => {}
         }
-        self.backlog.extend(items);
+        if self.backlog.is_empty() {
+            // Takes over the read's buffer rather than copying it.
+            self.backlog = VecDeque::from(items);
+        } else {
+            self.backlog.extend(items);
+        }
         self.drain(now, out);
+        if self.backlog.is_empty() {
+            // An idle connection keeps no buffer.
+            self.backlog = VecDeque::new();
+        }
     }
 
     /// Handles waiting packets in order until none is left or the core must wait for an answer.
@@ -298,20 +307,20 @@ impl Connection {
         self.stage = Stage::Connected(Box::new(Attached {
             client_id: joining.client_id,
             persistent,
-            keep_alive,
+            keep_alive_secs: joining.keep_alive_secs,
             last_packet: now.instant,
             will: joining.will,
             outbound: Outbound::new(self.settings.max_inflight),
             acks: AckQueue::new(),
             incoming_qos2: incoming_qos2.unwrap_or_default().into_iter().collect(),
-            stored,
+            stored: stored.map(Box::new),
             credit: Credit::new(self.settings.credit),
-            batch: InboundBatch::default(),
+            batch: OpenBatch::default(),
             awaiting: None,
             held: false,
             router_busy: false,
             retained_after: Vec::new(),
-            hooked_unacked: self.settings.hooks.then(BTreeMap::new),
+            hooked_unacked: BTreeMap::new(),
             dropped: 0,
         }));
         out.emits.push(Emit::Control(Packet::ConnAck(ConnAck {
@@ -351,9 +360,10 @@ impl Connection {
             }
             Stage::AwaitingConnect { deadline } => out.timer = Some(*deadline),
             Stage::Connected(attached) => {
-                let Some(keep_alive) = attached.keep_alive else {
+                if attached.keep_alive_secs == 0 {
                     return;
-                };
+                }
+                let keep_alive = Duration::from_secs(attached.keep_alive_secs.into());
                 // [MQTT-3.1.2-24]: one and a half keepalive periods without a packet.
                 let limit = keep_alive_limit(keep_alive);
                 let idle = now.instant.saturating_duration_since(attached.last_packet);

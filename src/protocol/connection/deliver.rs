@@ -125,7 +125,7 @@ impl Connection {
         }
         // [MQTT-4.3.3-1]: PUBREL answers PUBREC; behind earlier answers, and (for a stored message) behind the
         // commit of its released state, which the gate sees to.
-        attached.acks.push(None, Packet::PubRel(id));
+        attached.acks.push(None, Answer::PubRel(id));
         attached
             .acks
             .release(|packet| out.emits.push(Emit::Control(packet)));
@@ -163,11 +163,7 @@ fn acked(
     if let Some(seq) = seq {
         out.store.push(op(attached.client_id.clone(), seq));
     }
-    if let Some(publish) = attached
-        .hooked_unacked
-        .as_mut()
-        .and_then(|unacked| unacked.remove(&id))
-    {
+    if let Some(publish) = attached.hooked_unacked.remove(&id) {
         out.requests
             .push(Request::Notify(Notification::Acked(publish)));
     }
@@ -247,7 +243,7 @@ fn refill_window(attached: &mut Attached, hooks: bool, out: &mut Outputs) {
 /// Writes PUBLISHes for one session: what the store and the hooks learn about each.
 struct PublishWriter<'a> {
     client_id: &'a ClientId,
-    hooked_unacked: &'a mut Option<BTreeMap<PacketId, OutboundPublish>>,
+    hooked_unacked: &'a mut BTreeMap<PacketId, OutboundPublish>,
     hooks: bool,
 }
 
@@ -280,8 +276,8 @@ impl<'a> PublishWriter<'a> {
     /// Writes a PUBLISH and tells the hooks.
     fn emit(&mut self, publish: OutboundPublish, out: &mut Outputs) {
         if self.hooks {
-            if let (Some(id), Some(unacked)) = (publish.packet_id, self.hooked_unacked.as_mut()) {
-                unacked.insert(id, publish.clone());
+            if let Some(id) = publish.packet_id {
+                self.hooked_unacked.insert(id, publish.clone());
             }
             out.requests
                 .push(Request::Notify(Notification::Delivered(publish.clone())));

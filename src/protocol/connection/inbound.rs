@@ -32,7 +32,7 @@ impl Connection {
             Packet::PubAck(id) => self.on_outbound_puback(id, out),
             Packet::PubRec(id) => self.on_outbound_pubrec(id, out),
             Packet::PubComp(id) => self.on_outbound_pubcomp(id, out),
-            Packet::PingReq => self.answer(None, Packet::PingResp, out),
+            Packet::PingReq => self.answer(None, Answer::PingResp, out),
             packet @ (Packet::Subscribe(_) | Packet::Unsubscribe(_) | Packet::Disconnect) => {
                 // The router must see this after the publishes before it: they are routed (or screened) first.
                 if !self.settle_batch(out) {
@@ -66,25 +66,25 @@ impl Connection {
             arrived_at_ms: now.wall_ms,
         });
         match (publish.qos, publish.packet_id) {
-            (QoS::AtMostOnce, _) => attached.batch.messages.push(message),
+            (QoS::AtMostOnce, _) => attached.batch.get().messages.push(message),
             (QoS::AtLeastOnce, Some(id)) => {
-                attached.batch.messages.push(message);
-                let ticket = batch_ticket(&mut attached.batch, &mut self.next_ticket);
-                attached.acks.push(Some(ticket), Packet::PubAck(id));
+                attached.batch.get().messages.push(message);
+                let ticket = batch_ticket(attached.batch.get(), &mut self.next_ticket);
+                attached.acks.push(Some(ticket), Answer::PubAck(id));
             }
             (QoS::ExactlyOnce, Some(id)) => {
                 // [MQTT-4.3.3-2]: a PUBLISH whose id still awaits PUBREL is acknowledged but not delivered again.
                 if attached.incoming_qos2.insert(id) {
-                    attached.batch.messages.push(message);
+                    attached.batch.get().messages.push(message);
                     if attached.persistent {
-                        attached.batch.ops.push(StoreOp::AddIncomingQos2 {
+                        attached.batch.get().ops.push(StoreOp::AddIncomingQos2 {
                             client_id: attached.client_id.clone(),
                             packet_id: id,
                         });
                     }
                 }
-                let ticket = batch_ticket(&mut attached.batch, &mut self.next_ticket);
-                attached.acks.push(Some(ticket), Packet::PubRec(id));
+                let ticket = batch_ticket(attached.batch.get(), &mut self.next_ticket);
+                attached.acks.push(Some(ticket), Answer::PubRec(id));
             }
             (_, None) => {
                 self.violation("[MQTT-2.3.1-1] QoS > 0 PUBLISH without packet id", now, out)
@@ -97,22 +97,22 @@ impl Connection {
             return;
         };
         if attached.incoming_qos2.remove(&id) && attached.persistent {
-            attached.batch.ops.push(StoreOp::RemoveIncomingQos2 {
+            attached.batch.get().ops.push(StoreOp::RemoveIncomingQos2 {
                 client_id: attached.client_id.clone(),
                 packet_id: id,
             });
         }
         // [MQTT-4.3.3-2]: PUBCOMP answers every PUBREL, known id or not, once its removal is stored.
-        let ticket = batch_ticket(&mut attached.batch, &mut self.next_ticket);
-        attached.acks.push(Some(ticket), Packet::PubComp(id));
+        let ticket = batch_ticket(attached.batch.get(), &mut self.next_ticket);
+        attached.acks.push(Some(ticket), Answer::PubComp(id));
     }
 
     /// Queues an answer behind every earlier one; `ticket` is the commit it waits for, if any.
-    pub(super) fn answer(&mut self, ticket: Option<Ticket>, packet: Packet, out: &mut Outputs) {
+    pub(super) fn answer(&mut self, ticket: Option<Ticket>, answer: Answer, out: &mut Outputs) {
         let Stage::Connected(attached) = &mut self.stage else {
             return;
         };
-        attached.acks.push(ticket, packet);
+        attached.acks.push(ticket, answer);
         release_answers(attached, out);
     }
 
@@ -126,11 +126,11 @@ impl Connection {
         if attached.awaiting.is_some() {
             return false;
         }
-        let batch = std::mem::take(&mut attached.batch);
+        let batch = attached.batch.take();
         if hooks && !batch.messages.is_empty() {
             out.requests
                 .push(Request::ScreenPublishes(batch.messages.clone()));
-            attached.awaiting = Some(Awaiting::Screening(batch));
+            attached.awaiting = Some(Box::new(Awaiting::Screening(batch)));
             return false;
         }
         route(attached, batch, out);
@@ -142,7 +142,7 @@ impl Connection {
         let Stage::Connected(attached) = &mut self.stage else {
             return;
         };
-        let Some(Awaiting::Screening(mut batch)) = attached.awaiting.take() else {
+        let Some(Awaiting::Screening(mut batch)) = attached.awaiting.take().map(|a| *a) else {
             return;
         };
         batch.messages = kept;
@@ -157,7 +157,7 @@ impl Connection {
         if self.settings.hooks {
             out.requests
                 .push(Request::ScreenSubscribe(subscribe.filters.clone()));
-            attached.awaiting = Some(Awaiting::SubscribeScreening(subscribe));
+            attached.awaiting = Some(Box::new(Awaiting::SubscribeScreening(subscribe)));
             return;
         }
         self.subscribe(subscribe, &[], out);
@@ -167,7 +167,8 @@ impl Connection {
         let Stage::Connected(attached) = &mut self.stage else {
             return;
         };
-        let Some(Awaiting::SubscribeScreening(subscribe)) = attached.awaiting.take() else {
+        let Some(Awaiting::SubscribeScreening(subscribe)) = attached.awaiting.take().map(|a| *a)
+        else {
             return;
         };
         self.subscribe(subscribe, &denied, out);
@@ -195,10 +196,10 @@ impl Connection {
         }
         attached.acks.push(
             Some(ticket),
-            Packet::SubAck(SubAck {
+            Answer::SubAck(Box::new(SubAck {
                 packet_id: subscribe.packet_id,
                 return_codes,
-            }),
+            })),
         );
         if !granted.is_empty() {
             // [MQTT-3.3.1-6], [MQTT-3.8.4-3]: retained messages follow the SUBACK, also for a replaced subscription.
@@ -218,7 +219,7 @@ impl Connection {
         // [MQTT-3.10.4-4], [MQTT-3.10.4-5]: UNSUBACK even when nothing matched.
         attached
             .acks
-            .push(Some(ticket), Packet::UnsubAck(unsubscribe.packet_id));
+            .push(Some(ticket), Answer::UnsubAck(unsubscribe.packet_id));
         out.requests.push(Request::Unsubscribe {
             filters: unsubscribe.filters,
             ticket,
@@ -263,6 +264,9 @@ impl Connection {
         {
             let (_, filters) = attached.retained_after.remove(i);
             out.requests.push(Request::SendRetained(filters));
+            if attached.retained_after.is_empty() {
+                attached.retained_after = Vec::new();
+            }
         }
     }
 }

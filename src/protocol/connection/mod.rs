@@ -13,7 +13,7 @@ mod inbound;
 #[cfg(test)]
 mod tests;
 
-use super::acks::{AckQueue, Ticket};
+use super::acks::{AckQueue, Answer, Ticket};
 use super::credit::{Credit, OUTPUT_HIGH_WATER_BYTES};
 use super::feed::StoredFeed;
 use super::io::{Input, Now, Outputs, Peer, Registration};
@@ -120,27 +120,29 @@ struct Restoring {
 struct Attached {
     client_id: ClientId,
     persistent: bool,
-    keep_alive: Option<Duration>,
+    /// Seconds; 0 turns the keepalive off.
+    keep_alive_secs: u16,
     last_packet: Instant,
     will: Option<Box<LastWill>>,
     outbound: Outbound,
     acks: AckQueue,
     incoming_qos2: BTreeSet<PacketId>,
     /// Where stored messages come from (persistent sessions only).
-    stored: Option<StoredFeed>,
+    stored: Option<Box<StoredFeed>>,
     credit: Credit,
     /// The publishes of the current read, routed together.
-    batch: InboundBatch,
+    batch: OpenBatch,
     /// An answer the core waits for before it handles the backlog.
-    awaiting: Option<Awaiting>,
+    awaiting: Option<Box<Awaiting>>,
     /// The router holds this publisher back.
     held: bool,
     /// The router's mailbox is full.
     router_busy: bool,
     /// Subscriptions whose retained messages are sent once they are stored.
     retained_after: Vec<(Ticket, Vec<(TopicFilter, QoS)>)>,
-    /// PUBLISHes sent and not yet acknowledged, kept only for the hooks' `on_message_acked`.
-    hooked_unacked: Option<BTreeMap<PacketId, OutboundPublish>>,
+    /// PUBLISHes sent and not yet acknowledged, kept only for the hooks' `on_message_acked` (and only
+    /// while there are some).
+    hooked_unacked: BTreeMap<PacketId, OutboundPublish>,
     /// Messages dropped by the overflow policy since the session connected.
     dropped: u64,
 }
@@ -151,6 +153,20 @@ struct InboundBatch {
     messages: Vec<Arc<Message>>,
     ops: Vec<StoreOp>,
     ticket: Option<Ticket>,
+}
+
+/// The open batch of a connection: allocated by the read that starts one, gone once it is routed.
+#[derive(Debug, Default)]
+struct OpenBatch(Option<Box<InboundBatch>>);
+
+impl OpenBatch {
+    fn get(&mut self) -> &mut InboundBatch {
+        self.0.get_or_insert_with(Box::default)
+    }
+
+    fn take(&mut self) -> InboundBatch {
+        self.0.take().map(|b| *b).unwrap_or_default()
+    }
 }
 
 /// An answer the core waits for before going on with the client's packets.
