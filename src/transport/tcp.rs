@@ -1,5 +1,6 @@
-//! MQTT over TCP: the accept loop, which sets TCP_NODELAY and spreads connections over the session arbiters.
-//! Owns no protocol logic.
+//! MQTT over TCP: one accept loop on each session thread, each with its own listener on the same address
+//! (SO_REUSEPORT, so the kernel spreads new connections over them), starting sessions where they are
+//! accepted. Owns no protocol logic.
 
 use crate::broker::session::{ClientStream, Session, SessionPeers};
 use crate::error::Error;
@@ -7,82 +8,98 @@ use crate::protocol::Peer;
 use actix_rt::ArbiterHandle;
 use std::net::SocketAddr;
 use std::sync::Arc;
-use tokio::net::{TcpListener, TcpStream};
+use tokio::net::{TcpListener, TcpSocket, TcpStream};
 use tokio::sync::watch;
 
-/// Binds `addr` and accepts connections until `stop` turns true; returns the bound address.
+/// Connections waiting to be accepted, per listener.
+const BACKLOG: u32 = 4096;
+
+/// Binds `addr` once per session thread and accepts connections on each until `stop` turns true; returns
+/// the bound address (the real port when `addr` has port 0).
 pub async fn listen(
     addr: SocketAddr,
     arbiters: Vec<ArbiterHandle>,
     peers: Arc<SessionPeers>,
-    mut stop: watch::Receiver<bool>,
+    stop: watch::Receiver<bool>,
 ) -> Result<SocketAddr, Error> {
-    let listener = TcpListener::bind(addr).await.map_err(|source| Error::Io {
-        context: format!("cannot listen on {addr}"),
-        source,
-    })?;
-    let local = listener.local_addr().map_err(|source| Error::Io {
+    let shared = arbiters.len() > 1;
+    let first = bind(addr, shared)?;
+    let local = first.local_addr().map_err(|source| Error::Io {
         context: format!("cannot read the address bound for {addr}"),
         source,
     })?;
-    actix_rt::spawn(async move {
-        let mut next = 0usize;
-        loop {
-            let accepted = tokio::select! {
-                accepted = listener.accept() => accepted,
-                _ = stop.changed() => return,
-            };
-            match accepted {
-                Ok((stream, peer)) => {
-                    let Some(arbiter) = arbiters.get(next % arbiters.len().max(1)) else {
-                        return;
-                    };
-                    next = next.wrapping_add(1);
-                    hand_over(stream, peer, arbiter, peers.clone());
-                }
-                Err(e) => {
-                    // Running out of file descriptors must not end the loop; back off briefly instead.
-                    log::warn!("accept failed on {local}: {e}");
-                    tokio::time::sleep(std::time::Duration::from_millis(50)).await;
-                }
+    let mut listeners = vec![first];
+    for _ in 1..arbiters.len() {
+        listeners.push(bind(local, true)?);
+    }
+    for (arbiter, listener) in arbiters.iter().zip(listeners) {
+        // A listener moves to its thread as a plain socket and registers with that thread's reactor there.
+        let listener = listener.into_std().map_err(|source| Error::Io {
+            context: format!("cannot hand the listener on {local} to a session thread"),
+            source,
+        })?;
+        let (peers, stop) = (peers.clone(), stop.clone());
+        arbiter.spawn(async move {
+            match TcpListener::from_std(listener) {
+                Ok(listener) => accept_loop(listener, peers, stop).await,
+                Err(e) => log::error!("cannot listen on {local} on a session thread: {e}"),
             }
-        }
-    });
+        });
+    }
     Ok(local)
 }
 
-/// Moves an accepted socket to a session arbiter, where its session actor lives.
-fn hand_over(
-    stream: TcpStream,
-    peer: SocketAddr,
-    arbiter: &ArbiterHandle,
+/// A listening socket on `addr`, shared with the other session threads' listeners when `shared`.
+fn bind(addr: SocketAddr, shared: bool) -> Result<TcpListener, Error> {
+    let failed = |source| Error::Io {
+        context: format!("cannot listen on {addr}"),
+        source,
+    };
+    let socket = match addr {
+        SocketAddr::V4(_) => TcpSocket::new_v4(),
+        SocketAddr::V6(_) => TcpSocket::new_v6(),
+    }
+    .map_err(failed)?;
+    socket.set_reuseaddr(true).map_err(failed)?;
+    if shared {
+        socket.set_reuseport(true).map_err(failed)?;
+    }
+    socket.bind(addr).map_err(failed)?;
+    socket.listen(BACKLOG).map_err(failed)
+}
+
+/// Accepts until `stop` turns true; each connection's session runs on this thread.
+async fn accept_loop(
+    listener: TcpListener,
     peers: Arc<SessionPeers>,
+    mut stop: watch::Receiver<bool>,
 ) {
+    loop {
+        let accepted = tokio::select! {
+            accepted = listener.accept() => accepted,
+            _ = stop.changed() => return,
+        };
+        match accepted {
+            Ok((stream, peer)) => start_session(stream, peer, peers.clone()),
+            Err(e) => {
+                // Running out of file descriptors must not end the loop; back off briefly instead.
+                log::warn!("accept failed: {e}");
+                tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+            }
+        }
+    }
+}
+
+fn start_session(stream: TcpStream, peer: SocketAddr, peers: Arc<SessionPeers>) {
     // Without TCP_NODELAY small packets (PUBACK, QoS 0 fan-out) wait for Nagle's timer.
     if let Err(e) = stream.set_nodelay(true) {
         log::warn!("{peer}: cannot set TCP_NODELAY: {e}");
     }
-    let std_stream = match stream.into_std() {
-        Ok(s) => s,
-        Err(e) => {
-            log::warn!("{peer}: cannot hand the socket over: {e}");
-            return;
-        }
-    };
-    arbiter.spawn(async move {
-        let stream = match TcpStream::from_std(std_stream) {
-            Ok(s) => s,
-            Err(e) => {
-                log::warn!("{peer}: cannot register the socket: {e}");
-                return;
-            }
-        };
-        Session::start(
-            ClientStream {
-                io: Box::new(stream),
-                peer: Peer::Tcp(peer),
-            },
-            peers,
-        );
-    });
+    Session::start(
+        ClientStream {
+            io: Box::new(stream),
+            peer: Peer::Tcp(peer),
+        },
+        peers,
+    );
 }
