@@ -17,6 +17,9 @@
 #     QUICK=1                      small sizes
 #     DURABILITY="sync periodic:100 off"   harbormq durability modes for the persistence scenario
 #     KEEP=1                       keep the temporary directory (broker logs, JSON of every run)
+#     BASELINE=PATH                an older `harbormq` binary run beside the current one in every scenario
+#                                  (two more columns: its figure and current / baseline), to compare
+#                                  versions in one run on the same machine
 #
 # Needs bash, jq and cargo. Both brokers share the machine's cores with the generator, so compare
 # ratios from one run rather than absolute figures across machines. Both brokers are always stopped
@@ -101,11 +104,11 @@ start_mosquitto() {
     wait_port "$PORT" "$PID" || { stop "$PID"; return 1; }
 }
 
-# start_harbormq NAME [DURABILITY]: sets PORT and PID, or returns 1 when it could not start.
+# start_harbormq NAME [DURABILITY] [BINARY]: sets PORT and PID, or returns 1 when it could not start.
 start_harbormq() {
-    local name=$1 durability=${2:-sync}
+    local name=$1 durability=${2:-sync} binary=${3:-$BIN}
     PORT=$(free_port)
-    RUST_LOG=warn "$BIN" serve --bind "127.0.0.1:$PORT" --data-dir "$TMP/$name.harbormq-data" \
+    RUST_LOG=warn "$binary" serve --bind "127.0.0.1:$PORT" --data-dir "$TMP/$name.harbormq-data" \
         --durability "$durability" --ws-bind "" --admin-bind "" >"$TMP/$name.harbormq.log" 2>&1 &
     PID=$!
     PIDS+=("$PID")
@@ -131,23 +134,28 @@ bench() {
 ROWS="$TMP/rows.psv"
 : >"$ROWS"
 
-# row LABEL METRIC UNIT MOSQ_JSON HMQ_JSON JQ_PATH
+# row LABEL METRIC UNIT MOSQ_JSON HMQ_JSON JQ_PATH [BASELINE_JSON]
 row() {
-    local label=$1 metric=$2 unit=$3 mj=$4 hj=$5 path=$6 m h mflag hflag
+    local label=$1 metric=$2 unit=$3 mj=$4 hj=$5 path=$6 bj=${7:-/dev/null} m h b mflag hflag bflag
     m=$(jq -r "($path) // empty" "$mj" 2>/dev/null || true)
     h=$(jq -r "($path) // empty" "$hj" 2>/dev/null || true)
+    b=$(jq -r "($path) // empty" "$bj" 2>/dev/null || true)
     mflag=$(jq -r 'if .ok == false then "!" else "" end' "$mj" 2>/dev/null || true)
     hflag=$(jq -r 'if .ok == false then "!" else "" end' "$hj" 2>/dev/null || true)
-    printf '%s|%s|%s|%s|%s|%s|%s\n' "$label" "$metric" "$unit" "$m" "$mflag" "$h" "$hflag" >>"$ROWS"
+    bflag=$(jq -r 'if .ok == false then "!" else "" end' "$bj" 2>/dev/null || true)
+    printf '%s|%s|%s|%s|%s|%s|%s|%s|%s\n' "$label" "$metric" "$unit" "$m" "$mflag" "$h" "$hflag" \
+        "$b" "$bflag" >>"$ROWS"
 }
 
-# run_pair LABEL SCENARIO ARGS...: fresh brokers, the scenario against each, brokers stopped.
+# run_pair LABEL SCENARIO ARGS...: fresh brokers, the scenario against each (the baseline too, if any),
+# brokers stopped.
 run_pair() {
     local label=$1 scenario=$2
     shift 2
-    local mj="$TMP/$label.mosquitto.json" hj="$TMP/$label.harbormq.json"
+    local mj="$TMP/$label.mosquitto.json" hj="$TMP/$label.harbormq.json" bj="$TMP/$label.baseline.json"
     echo '{}' >"$mj"
     echo '{}' >"$hj"
+    echo '{}' >"$bj"
     echo "$label" >&2
     if [ "$HAVE_MOSQUITTO" = 1 ] && start_mosquitto "$label"; then
         bench "$mj" "$PORT" "$PID" "$scenario" "$@"
@@ -157,8 +165,13 @@ run_pair() {
         bench "$hj" "$PORT" "$PID" "$scenario" "$@"
         stop "$PID"
     fi
+    if [ -n "${BASELINE:-}" ] && start_harbormq "$label-baseline" sync "$BASELINE"; then
+        bench "$bj" "$PORT" "$PID" "$scenario" "$@"
+        stop "$PID"
+    fi
     PAIR_M=$mj
     PAIR_H=$hj
+    PAIR_B=$bj
 }
 
 if [ "${QUICK:-0}" = 1 ]; then
@@ -185,23 +198,25 @@ for qos in 0 1 2; do
     else
         run_pair "fan-in-qos$qos" fan-in "${FANIN[@]}" --qos "$qos"
     fi
-    row "fan-in qos$qos" "delivered" "msg/s" "$PAIR_M" "$PAIR_H" .results.delivered_rate
+    row "fan-in qos$qos" "delivered" "msg/s" "$PAIR_M" "$PAIR_H" .results.delivered_rate "$PAIR_B"
 done
 
 for qos in 0 1; do
     run_pair "fan-out-qos$qos" fan-out "${FANOUT[@]}" --qos "$qos"
-    row "fan-out qos$qos" "delivered" "msg/s" "$PAIR_M" "$PAIR_H" .results.delivered_rate
+    row "fan-out qos$qos" "delivered" "msg/s" "$PAIR_M" "$PAIR_H" .results.delivered_rate "$PAIR_B"
 done
 
-run_pair latency latency "${LAT[@]}"
-for p in p50 p90 p99 p99_9 max; do
-    row "latency 1k/s" "$p" "us" "$PAIR_M" "$PAIR_H" ".latency_us.$p"
+for qos in 0 1; do
+    run_pair "latency-qos$qos" latency "${LAT[@]}" --qos "$qos"
+    for p in p50 p90 p99 p99_9 max; do
+        row "latency 1k/s qos$qos" "$p" "us" "$PAIR_M" "$PAIR_H" ".latency_us.$p" "$PAIR_B"
+    done
 done
 
 run_pair connections connections "${CONNS[@]}"
-row "connections" "connect rate" "conn/s" "$PAIR_M" "$PAIR_H" .results.connect_rate
-row "connections" "alive" "conns" "$PAIR_M" "$PAIR_H" .results.alive
-row "connections" "broker RSS" "KiB/conn" "$PAIR_M" "$PAIR_H" .results.broker_rss_per_conn
+row "connections" "connect rate" "conn/s" "$PAIR_M" "$PAIR_H" .results.connect_rate "$PAIR_B"
+row "connections" "alive" "conns" "$PAIR_M" "$PAIR_H" .results.alive "$PAIR_B"
+row "connections" "broker RSS" "KiB/conn" "$PAIR_M" "$PAIR_H" .results.broker_rss_per_conn "$PAIR_B"
 
 # Persistence: Mosquitto once (persistence true), harbormq once per durability mode.
 mosq_persist="$TMP/persistence.mosquitto.json"
@@ -214,27 +229,39 @@ fi
 for mode in ${DURABILITY:-sync periodic:100 off}; do
     name="persistence-${mode//:/-}"
     hj="$TMP/$name.harbormq.json"
+    bj="$TMP/$name.baseline.json"
     echo '{}' >"$hj"
+    echo '{}' >"$bj"
     echo "$name" >&2
     if start_harbormq "$name" "$mode"; then
         bench "$hj" "$PORT" "$PID" persistence "${PERSIST[@]}"
         stop "$PID"
     fi
-    row "persistence $mode" "publish" "msg/s" "$mosq_persist" "$hj" .results.publish_rate
-    row "persistence $mode" "drain" "msg/s" "$mosq_persist" "$hj" .results.drain_rate
-    row "persistence $mode" "drained" "msgs" "$mosq_persist" "$hj" .results.drained
+    if [ -n "${BASELINE:-}" ] && start_harbormq "$name-baseline" "$mode" "$BASELINE"; then
+        bench "$bj" "$PORT" "$PID" persistence "${PERSIST[@]}"
+        stop "$PID"
+    fi
+    row "persistence $mode" "publish" "msg/s" "$mosq_persist" "$hj" .results.publish_rate "$bj"
+    row "persistence $mode" "drain" "msg/s" "$mosq_persist" "$hj" .results.drain_rate "$bj"
+    row "persistence $mode" "drained" "msgs" "$mosq_persist" "$hj" .results.drained "$bj"
 done
 
-printf '\n%-22s %-14s %-9s %14s %14s %8s\n' scenario metric unit mosquitto harbormq ratio
-printf '%s\n' "-------------------------------------------------------------------------------------"
-while IFS='|' read -r label metric unit m mflag h hflag; do
-    ratio=""
-    if [ -n "$m" ] && [ -n "$h" ]; then
-        ratio=$(awk -v m="$m" -v h="$h" 'BEGIN { if (m != 0) printf "%.2f", h / m }')
+ratio_of() { [ -n "$1" ] && [ -n "$2" ] && awk -v a="$1" -v b="$2" 'BEGIN { if (b != 0) printf "%.2f", a / b }'; }
+fmt() { [ -n "$1" ] && awk -v v="$1" 'BEGIN { if (v == int(v)) printf "%d", v; else printf "%.1f", v }'; }
+if [ -n "${BASELINE:-}" ]; then
+    printf '\n%-22s %-13s %-8s %13s %13s %7s %13s %7s\n' scenario metric unit mosquitto harbormq "h/m" \
+        baseline "h/base"
+else
+    printf '\n%-22s %-13s %-8s %13s %13s %7s\n' scenario metric unit mosquitto harbormq "h/m"
+fi
+printf '%s\n' "------------------------------------------------------------------------------------------------------"
+while IFS='|' read -r label metric unit m mflag h hflag b bflag; do
+    line=$(printf '%-22s %-13s %-8s %13s %13s %7s' "$label" "$metric" "$unit" \
+        "$(fmt "$m" || true)$mflag" "$(fmt "$h" || true)$hflag" "$(ratio_of "$h" "$m" || true)")
+    if [ -n "${BASELINE:-}" ]; then
+        line=$(printf '%s %13s %7s' "$line" "$(fmt "$b" || true)$bflag" "$(ratio_of "$h" "$b" || true)")
     fi
-    fmt() { [ -n "$1" ] && awk -v v="$1" 'BEGIN { if (v == int(v)) printf "%d", v; else printf "%.1f", v }'; }
-    printf '%-22s %-14s %-9s %14s %14s %8s\n' "$label" "$metric" "$unit" \
-        "$(fmt "$m")$mflag" "$(fmt "$h")$hflag" "$ratio"
+    printf '%s\n' "$line"
 done <"$ROWS"
 if [ -s "$TMP/bench.err" ]; then
     echo >&2
