@@ -7,6 +7,8 @@
 #[allow(dead_code)]
 mod app;
 
+mod needs;
+
 use futures::{SinkExt, StreamExt};
 use serde_json::{json, Value};
 use std::io::{BufRead, BufReader};
@@ -250,7 +252,7 @@ fn wait_for_text(element: &str, test: &str) -> String {
 #[tokio::test]
 async fn the_example_page_shows_a_message_published_over_rest() {
     let Some(chromium) = find_chromium() else {
-        eprintln!("skipped: no chromium on PATH (apt-get install chromium)");
+        needs::missing("no chromium on PATH (apt-get install chromium)");
         return;
     };
     let app = AppThread::start();

@@ -3,6 +3,7 @@
 
 // Only part of the shared helper is needed here: neither SIGTERM nor raw persistent sessions.
 #[allow(dead_code)]
+mod needs;
 mod process;
 
 use bytes::Bytes;
@@ -297,7 +298,9 @@ async fn full_disk_refuses_publishes_and_loses_no_acked_message() {
     let tmpfs = match Tmpfs::mount() {
         Ok(tmpfs) => tmpfs,
         Err(reason) => {
-            println!("skipped: cannot mount a tmpfs for the disk-full test: {reason}");
+            needs::missing(&format!(
+                "cannot mount a tmpfs for the disk-full test: {reason}"
+            ));
             return;
         }
     };

@@ -1,6 +1,8 @@
 //! The load generator against a real broker: a small fan-in run must deliver every message exactly as counted.
 //! Uses Mosquitto from PATH on a free port; the test is skipped, with the reason printed, when it is missing.
 
+mod needs;
+
 use clap::Parser;
 use harbormq::loadgen::{run_report, BenchArgs, Report};
 use std::io::{BufRead, BufReader};
@@ -55,9 +57,9 @@ fn start_mosquitto() -> Option<Mosquitto> {
     {
         Ok(child) => child,
         Err(e) => {
-            eprintln!(
-                "skipping: cannot run mosquitto ({e}); install it with `apt-get install mosquitto`"
-            );
+            needs::missing(&format!(
+                "cannot run mosquitto ({e}); install it with `apt-get install mosquitto`"
+            ));
             return None;
         }
     };
