@@ -1,9 +1,9 @@
 //! Disk-full test of the durability contract (DESIGN.md section 2) against the real binary on a really full tmpfs.
 //! Owns the tmpfs mount and the filler file; the broker process and its clients come from `process` and rumqttc.
 
+mod needs;
 // Only part of the shared helper is needed here: neither SIGTERM nor raw persistent sessions.
 #[allow(dead_code)]
-mod needs;
 mod process;
 
 use bytes::Bytes;

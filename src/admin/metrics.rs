@@ -92,6 +92,13 @@ pub fn render(f: &MetricFigures) -> String {
         "Deliveries to subscribers (sent or queued for them), by delivery QoS.",
         r.messages_out_by_qos,
     );
+    render_flow(&mut out, r, f.store.messages_dropped);
+    render_queues_and_store(&mut out, f);
+    out.0
+}
+
+/// Drops and flow control; `store_dropped` counts what the store's queue limits dropped.
+fn render_flow(out: &mut Exposition, r: &RouterStats, store_dropped: u64) {
     out.header(
         "harbormq_messages_dropped_total",
         "counter",
@@ -105,14 +112,8 @@ pub fn render(f: &MetricFigures) -> String {
     out.sample(
         "harbormq_messages_dropped_total",
         "reason=\"queue_full\"",
-        r.dropped_queue_full + f.store.messages_dropped,
+        r.dropped_queue_full + store_dropped,
     );
-    render_flow(&mut out, r);
-    render_queues_and_store(&mut out, f);
-    out.0
-}
-
-fn render_flow(out: &mut Exposition, r: &RouterStats) {
     out.single(
         "harbormq_stuck_sessions_total",
         "counter",

@@ -73,6 +73,9 @@ pub struct SubscriberFlow {
     /// What the session granted when it registered: credit never exceeds it.
     window: u32,
     congestion: Option<Box<Congestion>>,
+    /// The session is on the router's list of sessions to look at for being stuck (once, however many
+    /// times it runs out of credit before it is looked at).
+    listed: bool,
 }
 
 impl SubscriberFlow {
@@ -82,6 +85,7 @@ impl SubscriberFlow {
             credit,
             window: credit,
             congestion: None,
+            listed: false,
         }
     }
 
@@ -153,6 +157,16 @@ impl SubscriberFlow {
         congestion.stuck = true;
         congestion.holding = Vec::new();
         true
+    }
+
+    /// Puts the session on the list of those to look at for being stuck; false if it is on it already.
+    pub fn list(&mut self) -> bool {
+        !std::mem::replace(&mut self.listed, true)
+    }
+
+    /// Takes the session off that list.
+    pub fn unlist(&mut self) {
+        self.listed = false;
     }
 
     /// Whether the session is out of credit with messages waiting (it may be about to be stuck).
@@ -246,6 +260,15 @@ mod tests {
         assert!(flow.grant(1).is_some());
         assert!(!flow.is_stuck());
         assert_eq!(flow.admit(false, t0), Admit::Deliver);
+    }
+
+    #[test]
+    fn a_session_is_listed_for_the_stuck_check_once() {
+        let mut flow = SubscriberFlow::new(1);
+        assert!(flow.list());
+        assert!(!flow.list(), "already on the list");
+        flow.unlist();
+        assert!(flow.list());
     }
 
     #[test]

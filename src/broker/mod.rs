@@ -287,8 +287,10 @@ impl BrokerHandle {
     /// published after it returns is received), with a bounded stream of the matching messages, retained
     /// ones first. Dropping the stream unsubscribes.
     ///
-    /// The stream holds up to [`inprocess::SUBSCRIPTION_CAPACITY`] messages; beyond that QoS 0 messages are
-    /// dropped and QoS 1/2 ones wait, as for a slow network client with a clean session.
+    /// The stream holds up to [`inprocess::SUBSCRIPTION_CAPACITY`] messages; beyond that messages wait in
+    /// the subscription's session and flow control applies as for a network client with a clean session: a
+    /// reader that lags holds publishers back, one that takes nothing for a second has its messages dropped
+    /// (and counted) until it reads again.
     pub async fn subscribe(
         &self,
         filter: &str,

@@ -5,12 +5,14 @@
 
 use super::flow::Admit;
 use super::messages::*;
+use super::registry::Entry;
 use super::router::Router;
 use crate::codec::QoS;
 use crate::message::{Message, MessageId};
 use crate::protocol::Delivery;
 use crate::store::StoreOp;
 use actix::prelude::*;
+use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::Instant;
 
@@ -49,65 +51,31 @@ impl Router {
             *best = (*best).max(*qos);
         });
         let queue_qos0 = self.settings().queue_qos0;
-        let mut body: Option<MessageId> = None;
-        for (slot, granted) in self.matches.iter() {
-            let Some(entry) = self.registry.get_mut(*slot) else {
-                continue;
-            };
-            let qos = message.qos.min(*granted);
-            let store_it = entry.persistent
-                && (qos != QoS::AtMostOnce || (queue_qos0 && entry.online.is_none()));
-            let seq = store_it.then(|| {
-                let id = *body.get_or_insert_with(|| {
-                    let id = MessageId(self.next_message_id);
-                    self.next_message_id += 1;
-                    ops.push(StoreOp::StoreMessage {
-                        id,
-                        message: message.clone(),
-                    });
-                    id
-                });
-                let seq = entry.next_seq;
-                entry.next_seq += 1;
-                ops.push(StoreOp::Enqueue {
-                    client_id: entry.client_id.clone(),
-                    seq,
-                    message: id,
-                    qos,
-                });
-                seq
-            });
-            let Some(online) = entry.online.as_mut() else {
-                if seq.is_some() {
-                    self.stats.count_out(qos);
-                }
-                continue;
-            };
-            let was_starving = online.flow.is_starving();
-            let admit = online.flow.admit(seq.is_some(), now);
-            match admit {
-                Admit::Deliver | Admit::Overshoot => {
-                    self.outbox.entry(*slot).or_default().push(Delivery {
-                        message: message.clone(),
-                        qos,
-                        seq,
-                        retain: false,
-                    });
-                    self.stats.count_out(qos);
-                }
-                Admit::Skip => self.stats.count_out(qos),
-                Admit::Drop => count_dropped(&mut self.stats, &entry.client_id),
-            }
-            if admit == Admit::Overshoot {
-                if !was_starving {
-                    self.starving.push(RouterLink {
-                        slot: *slot,
-                        conn: online.conn,
-                    });
-                }
-                if !self.overshot.contains(slot) {
-                    self.overshot.push(*slot);
-                }
+        let Router {
+            matches,
+            registry,
+            outbox,
+            stats,
+            starving,
+            overshot,
+            next_message_id,
+            ..
+        } = self;
+        let mut fan_out = FanOut {
+            message,
+            ops,
+            now,
+            queue_qos0,
+            body: None,
+            next_message_id,
+            outbox,
+            stats,
+            starving,
+            overshot,
+        };
+        for (slot, granted) in matches.iter() {
+            if let Some(entry) = registry.get_mut(*slot) {
+                fan_out.to(*slot, entry, message.qos.min(*granted));
             }
         }
     }
@@ -185,8 +153,91 @@ impl Router {
                 );
             } else if online.flow.is_starving() {
                 self.starving.push(link);
+                continue;
+            }
+            online.flow.unlist();
+        }
+    }
+}
+
+/// One message's fan-out: the parts of the router it changes, borrowed apart from the matches it walks.
+struct FanOut<'a> {
+    message: &'a Arc<Message>,
+    ops: &'a mut Vec<StoreOp>,
+    now: Instant,
+    queue_qos0: bool,
+    /// The message's stored body, once one session stores it.
+    body: Option<MessageId>,
+    next_message_id: &'a mut u64,
+    outbox: &'a mut HashMap<SlotId, Vec<Delivery>>,
+    stats: &'a mut RouterStats,
+    starving: &'a mut Vec<RouterLink>,
+    overshot: &'a mut Vec<SlotId>,
+}
+
+impl FanOut<'_> {
+    /// The message for the session at `slot`, at `qos`: stored for it if it is persistent and the message
+    /// must survive, then handed over as its credit allows.
+    fn to(&mut self, slot: SlotId, entry: &mut Entry, qos: QoS) {
+        let store_it = entry.persistent
+            && (qos != QoS::AtMostOnce || (self.queue_qos0 && entry.online.is_none()));
+        let seq = store_it.then(|| self.enqueue(entry, qos));
+        let Some(online) = entry.online.as_mut() else {
+            if seq.is_some() {
+                self.stats.count_out(qos);
+            }
+            return;
+        };
+        let admit = online.flow.admit(seq.is_some(), self.now);
+        match admit {
+            Admit::Deliver | Admit::Overshoot => {
+                self.outbox.entry(slot).or_default().push(Delivery {
+                    message: self.message.clone(),
+                    qos,
+                    seq,
+                    retain: false,
+                });
+                self.stats.count_out(qos);
+            }
+            Admit::Skip => self.stats.count_out(qos),
+            Admit::Drop => count_dropped(self.stats, &entry.client_id),
+        }
+        if admit == Admit::Overshoot {
+            if online.flow.list() {
+                let conn = online.conn;
+                self.starving.push(RouterLink { slot, conn });
+            }
+            if !self.overshot.contains(&slot) {
+                self.overshot.push(slot);
             }
         }
+    }
+
+    /// Appends the message to the session's stored queue (storing its body once for all sessions); its
+    /// queue position.
+    fn enqueue(&mut self, entry: &mut Entry, qos: QoS) -> u64 {
+        let id = match self.body {
+            Some(id) => id,
+            None => {
+                let id = MessageId(*self.next_message_id);
+                *self.next_message_id += 1;
+                self.ops.push(StoreOp::StoreMessage {
+                    id,
+                    message: self.message.clone(),
+                });
+                self.body = Some(id);
+                id
+            }
+        };
+        let seq = entry.next_seq;
+        entry.next_seq += 1;
+        self.ops.push(StoreOp::Enqueue {
+            client_id: entry.client_id.clone(),
+            seq,
+            message: id,
+            qos,
+        });
+        seq
     }
 }
 

@@ -74,18 +74,9 @@ impl Session {
             } => self.register(client_id, clean_session, credit, ctx),
             Request::Store { ops, ticket } => {
                 let committed = self.peers.store.write(ops);
-                self.answer_with(ctx, committed, move |result| Input::Committed {
-                    ticket,
-                    result: flatten(result),
-                });
+                self.answer_committed(ticket, committed, ctx);
             }
-            Request::ReadIncomingQos2 => {
-                let Some(client_id) = self.core.client_id().cloned() else {
-                    return;
-                };
-                let read = self.peers.store.read_incoming_qos2(client_id);
-                self.answer_with(ctx, read, |result| Input::IncomingQos2(flatten(result)));
-            }
+            Request::ReadIncomingQos2 => self.read_incoming_qos2(ctx),
             Request::Route {
                 messages,
                 ops,
@@ -93,26 +84,8 @@ impl Session {
             } => self.route(messages, ops, ticket, ctx),
             Request::ScreenPublishes(messages) => self.screen_publishes(messages, ctx),
             Request::ScreenSubscribe(filters) => self.screen_subscribe(filters, ctx),
-            Request::Subscribe { filters, ticket } => {
-                let Some(link) = self.link else { return };
-                let (done, committed) = oneshot::channel();
-                self.peers.router.do_send(AddSubscriptions {
-                    link,
-                    filters,
-                    done,
-                });
-                self.answer_committed(ticket, committed, ctx);
-            }
-            Request::Unsubscribe { filters, ticket } => {
-                let Some(link) = self.link else { return };
-                let (done, committed) = oneshot::channel();
-                self.peers.router.do_send(RemoveSubscriptions {
-                    link,
-                    filters,
-                    done,
-                });
-                self.answer_committed(ticket, committed, ctx);
-            }
+            Request::Subscribe { filters, ticket } => self.subscribe(filters, ticket, ctx),
+            Request::Unsubscribe { filters, ticket } => self.unsubscribe(filters, ticket, ctx),
             Request::SendRetained(filters) => self.peers.retained.do_send(SendRetained {
                 filters,
                 to: ctx.address(),
@@ -131,15 +104,58 @@ impl Session {
                 done: None,
                 credit: None,
             }),
-            Request::Detach => {
-                if let Some(link) = self.link.take() {
-                    self.peers.router.do_send(SessionClosed { link });
-                }
-                // Everything this session had to store was submitted before this point.
-                if let Some(done) = self.rare.as_mut().and_then(|r| r.takeover_done.take()) {
-                    let _ = done.send(());
-                }
-            }
+            Request::Detach => self.detach(),
+        }
+    }
+
+    fn read_incoming_qos2(&mut self, ctx: &mut Context<Self>) {
+        let Some(client_id) = self.core.client_id().cloned() else {
+            return;
+        };
+        let read = self.peers.store.read_incoming_qos2(client_id);
+        self.answer_with(ctx, read, |result| Input::IncomingQos2(flatten(result)));
+    }
+
+    fn subscribe(
+        &mut self,
+        filters: Vec<(crate::topic::TopicFilter, crate::codec::QoS)>,
+        ticket: Ticket,
+        ctx: &mut Context<Self>,
+    ) {
+        let Some(link) = self.link else { return };
+        let (done, committed) = oneshot::channel();
+        self.peers.router.do_send(AddSubscriptions {
+            link,
+            filters,
+            done,
+        });
+        self.answer_committed(ticket, committed, ctx);
+    }
+
+    fn unsubscribe(
+        &mut self,
+        filters: Vec<crate::topic::TopicFilter>,
+        ticket: Ticket,
+        ctx: &mut Context<Self>,
+    ) {
+        let Some(link) = self.link else { return };
+        let (done, committed) = oneshot::channel();
+        self.peers.router.do_send(RemoveSubscriptions {
+            link,
+            filters,
+            done,
+        });
+        self.answer_committed(ticket, committed, ctx);
+    }
+
+    /// Leaves the router; a connection that took this one over may go on once this point is reached.
+    fn detach(&mut self) {
+        if let Some(link) = self.link.take() {
+            self.peers.router.do_send(SessionClosed { link });
+        }
+        // Everything this session had to store was submitted before this point.
+        if let Some(done) = self.rare.as_mut().and_then(|r| r.takeover_done.take()) {
+            let _ = done.send(());
         }
     }
 

@@ -65,6 +65,16 @@ enum Wrote {
     Failed,
 }
 
+/// What one step of the I/O loop leads to.
+enum Step {
+    /// Something happened: go round again.
+    Again,
+    /// Nothing more to do in this step.
+    Idle,
+    /// The connection is over.
+    Finished,
+}
+
 impl ActorFuture<Session> for NetIo {
     type Output = ();
 
@@ -77,51 +87,18 @@ impl ActorFuture<Session> for NetIo {
         let mut this = self.project();
         let mut reads = 0;
         loop {
-            match write(this.io, act, task) {
-                Wrote::Progress => {
-                    *this.stalled_since = None;
-                    if !act.closing {
-                        act.feed(Input::Written, ctx);
-                    }
+            let step = match write_step(&mut this, act, ctx, task) {
+                Step::Idle if act.closing => close_step(&mut this, act, task),
+                Step::Idle => read_step(&mut this, act, ctx, task, &mut reads),
+                step => step,
+            };
+            match step {
+                Step::Again => continue,
+                Step::Finished => {
+                    ctx.stop();
+                    return Poll::Ready(());
                 }
-                Wrote::Failed => {
-                    if act.closing {
-                        return finish(ctx);
-                    }
-                    act.feed(Input::InputClosed, ctx);
-                    continue;
-                }
-                Wrote::Nothing => {}
-            }
-            let waiting = act.unwritten_bytes() > 0;
-            if waiting {
-                this.stalled_since.get_or_insert_with(Instant::now);
-            }
-            if act.closing {
-                let since = *this.closing_since.get_or_insert_with(Instant::now);
-                if let Sink::Wire(out) = &mut act.sink {
-                    out.drop_gated();
-                }
-                if act.unwritten_bytes() == 0 || since.elapsed() >= CLOSE_LINGER {
-                    let _ = Pin::new(&mut **this.io).poll_shutdown(task);
-                    return finish(ctx);
-                }
-            } else if reads < READS_PER_TURN && act.core.wants_input() {
-                match this.reader.poll_batch(&mut **this.io, task) {
-                    Poll::Ready(Some(batch)) => {
-                        reads += 1;
-                        act.feed(Input::Read(batch), ctx);
-                        continue;
-                    }
-                    Poll::Ready(None) => {
-                        act.feed(Input::InputClosed, ctx);
-                        continue;
-                    }
-                    Poll::Pending => {}
-                }
-            } else if reads >= READS_PER_TURN {
-                // More may be waiting: come back after the thread's other work.
-                task.waker().wake_by_ref();
+                Step::Idle => {}
             }
             if fire_timer(&mut this, act, ctx, task) {
                 continue;
@@ -129,6 +106,76 @@ impl ActorFuture<Session> for NetIo {
             act.io_waker = Some(task.waker().clone());
             return Poll::Pending;
         }
+    }
+}
+
+/// Writes what may leave, and keeps track of how long the socket has taken nothing.
+fn write_step(
+    this: &mut NetIoProj<'_>,
+    act: &mut Session,
+    ctx: &mut Context<Session>,
+    task: &mut TaskContext<'_>,
+) -> Step {
+    match write(this.io, act, task) {
+        Wrote::Progress => {
+            *this.stalled_since = None;
+            if !act.closing {
+                act.feed(Input::Written, ctx);
+            }
+        }
+        Wrote::Failed if act.closing => return Step::Finished,
+        Wrote::Failed => {
+            act.feed(Input::InputClosed, ctx);
+            return Step::Again;
+        }
+        Wrote::Nothing => {}
+    }
+    if act.unwritten_bytes() > 0 {
+        this.stalled_since.get_or_insert_with(Instant::now);
+    }
+    Step::Idle
+}
+
+/// A closing session writes what may leave (not what waits for a commit), for a bounded time, then ends.
+fn close_step(this: &mut NetIoProj<'_>, act: &mut Session, task: &mut TaskContext<'_>) -> Step {
+    let since = *this.closing_since.get_or_insert_with(Instant::now);
+    if let Sink::Wire(out) = &mut act.sink {
+        out.drop_gated();
+    }
+    if act.unwritten_bytes() == 0 || since.elapsed() >= CLOSE_LINGER {
+        let _ = Pin::new(&mut **this.io).poll_shutdown(task);
+        return Step::Finished;
+    }
+    Step::Idle
+}
+
+/// Reads a batch of packets for the core, while it wants them and this turn has not read too many.
+fn read_step(
+    this: &mut NetIoProj<'_>,
+    act: &mut Session,
+    ctx: &mut Context<Session>,
+    task: &mut TaskContext<'_>,
+    reads: &mut usize,
+) -> Step {
+    if *reads >= READS_PER_TURN {
+        // More may be waiting: come back after the thread's other work.
+        task.waker().wake_by_ref();
+        return Step::Idle;
+    }
+    if !act.core.wants_input() {
+        return Step::Idle;
+    }
+    match this.reader.poll_batch(&mut **this.io, task) {
+        Poll::Ready(Some(batch)) => {
+            *reads += 1;
+            act.feed(Input::Read(batch), ctx);
+            Step::Again
+        }
+        Poll::Ready(None) => {
+            act.feed(Input::InputClosed, ctx);
+            Step::Again
+        }
+        Poll::Pending => Step::Idle,
     }
 }
 
@@ -205,9 +252,4 @@ fn fire_timer(
         act.feed(Input::Timer, ctx);
     }
     true
-}
-
-fn finish(ctx: &mut Context<Session>) -> Poll<()> {
-    ctx.stop();
-    Poll::Ready(())
 }

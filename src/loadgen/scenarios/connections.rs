@@ -40,15 +40,15 @@ pub async fn run(args: &ConnectionsArgs) -> Result<Report, ScenarioError> {
     let next = Arc::new(AtomicU32::new(0));
     let workers = args.concurrency.min(args.connections);
     let started = Instant::now();
+    let plan = ConnectPlan {
+        total: args.connections,
+        keep_alive_secs: args.keepalive,
+        subscribe: !args.no_subscribe,
+    };
     let handles: Vec<_> = (0..workers)
         .map(|_| {
             let (ctx, next, counters, stop) =
                 (ctx.clone(), next.clone(), counters.clone(), stop_rx.clone());
-            let plan = ConnectPlan {
-                total: args.connections,
-                keep_alive_secs: args.keepalive,
-                subscribe: !args.no_subscribe,
-            };
             tokio::spawn(async move { connect_worker(&ctx, plan, &next, &counters, stop).await })
         })
         .collect();
@@ -63,26 +63,7 @@ pub async fn run(args: &ConnectionsArgs) -> Result<Report, ScenarioError> {
             Err(e) => report.fail(format!("connect worker failed: {e}")),
         }
     }
-    let connected: usize = results.iter().map(|r| r.conns.len()).sum();
-    let mut latency = latency_histogram();
-    for r in &results {
-        let _ = latency.add(&r.latency);
-    }
-    if let Some(last) = results.iter().filter_map(|r| r.last_connect).max() {
-        report.metric(
-            "connect_rate",
-            connected as f64 / secs_between(started, last),
-            "conn/s",
-        );
-        report.metric("connect_time", secs_between(started, last), "s");
-    }
-    report.metric("connected", connected as f64, "conns");
-    report.latency_us = Some(Percentiles::from_histogram(&latency));
-    report.latency_of = if args.no_subscribe {
-        "connect to CONNACK"
-    } else {
-        "connect to SUBACK"
-    };
+    let connected = connect_figures(&mut report, &results, started, args.no_subscribe);
     let hold_until = (Instant::now() + Duration::from_secs(args.hold)).min(ctx.deadline);
     tokio::time::sleep_until(hold_until).await;
     let rss_after = args.pid.and_then(read_rss_kib);
@@ -105,6 +86,36 @@ pub async fn run(args: &ConnectionsArgs) -> Result<Report, ScenarioError> {
         &results,
     );
     Ok(report)
+}
+
+/// The connect rate, time and latency of a run into `report`; returns how many connected.
+fn connect_figures(
+    report: &mut Report,
+    results: &[WorkerResult],
+    started: Instant,
+    no_subscribe: bool,
+) -> usize {
+    let connected: usize = results.iter().map(|r| r.conns.len()).sum();
+    let mut latency = latency_histogram();
+    for r in results {
+        let _ = latency.add(&r.latency);
+    }
+    if let Some(last) = results.iter().filter_map(|r| r.last_connect).max() {
+        report.metric(
+            "connect_rate",
+            connected as f64 / secs_between(started, last),
+            "conn/s",
+        );
+        report.metric("connect_time", secs_between(started, last), "s");
+    }
+    report.metric("connected", connected as f64, "conns");
+    report.latency_us = Some(Percentiles::from_histogram(&latency));
+    report.latency_of = if no_subscribe {
+        "connect to CONNACK"
+    } else {
+        "connect to SUBACK"
+    };
+    connected
 }
 
 fn judge(

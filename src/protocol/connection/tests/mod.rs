@@ -5,6 +5,7 @@ mod connect;
 mod deliver;
 mod flow;
 mod inbound;
+mod props;
 
 use super::*;
 use crate::codec::{ConnAck, Connect, ConnectReturnCode, Publish, SubAck, Subscribe};
