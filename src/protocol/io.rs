@@ -103,7 +103,8 @@ pub enum Input {
     Read(Vec<Result<Packet, DecodeError>>),
     /// The client closed its side, or reading failed.
     InputClosed,
-    /// The client took output (the socket accepted bytes): credit held back may be given now.
+    /// The client took output (the socket accepted bytes): credit held back may be given now. Needed only
+    /// while `Connection::wants_written` says so.
     Written,
     /// The authenticate hook answered: `Err` refuses with that CONNACK code.
     Authenticated(Result<(), ConnectReturnCode>),

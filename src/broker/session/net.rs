@@ -103,7 +103,13 @@ impl ActorFuture<Session> for NetIo {
             if fire_timer(&mut this, act, ctx, task) {
                 continue;
             }
-            act.io_waker = Some(task.waker().clone());
+            if !act
+                .io_waker
+                .as_ref()
+                .is_some_and(|w| w.will_wake(task.waker()))
+            {
+                act.io_waker = Some(task.waker().clone());
+            }
             return Poll::Pending;
         }
     }
@@ -119,7 +125,7 @@ fn write_step(
     match write(this.io, act, task) {
         Wrote::Progress => {
             *this.stalled_since = None;
-            if !act.closing {
+            if !act.closing && act.core.wants_written() {
                 act.feed(Input::Written, ctx);
             }
         }

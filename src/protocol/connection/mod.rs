@@ -248,6 +248,12 @@ impl Connection {
         }
     }
 
+    /// Whether the core wants to hear when the client takes output (`Input::Written`): only while it holds
+    /// credit back, waiting for the client to catch up.
+    pub fn wants_written(&self) -> bool {
+        matches!(&self.stage, Stage::Connected(a) if a.credit.is_withholding())
+    }
+
     /// Whether the connection is over.
     pub fn is_closed(&self) -> bool {
         self.closed

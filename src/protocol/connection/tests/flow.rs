@@ -78,6 +78,10 @@ fn a_clean_session_with_a_full_queue_holds_credit_back_until_the_client_acknowle
 fn a_client_that_does_not_read_its_socket_gets_no_credit_until_it_does() {
     let mut h = Harness::new();
     h.connect_clean("s", 0);
+    assert!(
+        !h.conn.wants_written(),
+        "no news needed while nothing is held back"
+    );
     h.unwritten = OUTPUT_HIGH_WATER_BYTES + 1;
     h.feed(Input::Deliveries(vec![
         delivery("t", QoS::AtMostOnce, None);
@@ -92,6 +96,7 @@ fn a_client_that_does_not_read_its_socket_gets_no_credit_until_it_does() {
     h.unwritten = 0;
     h.feed(Input::Written);
     assert_eq!(grants(&h.requests()), vec![8]);
+    assert!(!h.conn.wants_written());
 }
 
 #[test]
