@@ -98,9 +98,16 @@ pub enum Acked {
 #[derive(Debug)]
 pub struct Outbound {
     max_inflight: usize,
+    last_packet_id: u16,
+    /// Allocated while something is in flight or waiting, released when the session is idle again.
+    window: Option<Box<Window>>,
+}
+
+/// What is in flight and what waits behind it.
+#[derive(Debug, Default)]
+struct Window {
     inflight: BTreeMap<PacketId, Inflight>,
     queued: VecDeque<Delivery>,
-    last_packet_id: u16,
 }
 
 impl Outbound {
@@ -108,25 +115,39 @@ impl Outbound {
     pub fn new(max_inflight: usize) -> Self {
         Outbound {
             max_inflight: max_inflight.clamp(1, usize::from(u16::MAX)),
-            inflight: BTreeMap::new(),
-            queued: VecDeque::new(),
             last_packet_id: 0,
+            window: None,
+        }
+    }
+
+    fn window(&mut self) -> &mut Window {
+        self.window.get_or_insert_with(Box::default)
+    }
+
+    /// Releases the window once nothing is in flight or waiting.
+    fn release_if_idle(&mut self) {
+        if self
+            .window
+            .as_ref()
+            .is_some_and(|w| w.inflight.is_empty() && w.queued.is_empty())
+        {
+            self.window = None;
         }
     }
 
     /// Number of QoS 1/2 messages awaiting acknowledgement.
     pub fn inflight_len(&self) -> usize {
-        self.inflight.len()
+        self.window.as_ref().map_or(0, |w| w.inflight.len())
     }
 
     /// Number of messages waiting for room in the window.
     pub fn queued_len(&self) -> usize {
-        self.queued.len()
+        self.window.as_ref().map_or(0, |w| w.queued.len())
     }
 
     /// Whether a new QoS 1/2 message would be written at once.
     pub fn has_room(&self) -> bool {
-        self.inflight.len() < self.max_inflight && self.queued.is_empty()
+        self.inflight_len() < self.max_inflight && self.queued_len() == 0
     }
 
     /// Offers a delivery: QoS 0 goes straight out, QoS 1/2 when the window has room and nothing waits before
@@ -140,7 +161,7 @@ impl Outbound {
                 return Some(self.start(delivery, id));
             }
         }
-        self.queued.push_back(delivery);
+        self.window().queued.push_back(delivery);
         None
     }
 
@@ -151,31 +172,33 @@ impl Outbound {
 
     /// Drops the oldest queued delivery that is not QoS 2, to make room under a drop-oldest policy.
     pub fn drop_oldest(&mut self) -> Option<Delivery> {
-        let index = self.queued.iter().position(|d| d.qos != QoS::ExactlyOnce)?;
-        self.queued.remove(index)
+        let queued = &mut self.window.as_mut()?.queued;
+        let index = queued.iter().position(|d| d.qos != QoS::ExactlyOnce)?;
+        queued.remove(index)
     }
 
     /// Queues a delivery whatever the queue's length (QoS 2 messages are never dropped).
     pub fn force_queue(&mut self, delivery: Delivery) {
-        self.queued.push_back(delivery);
+        self.window().queued.push_back(delivery);
     }
 
     /// Moves queued deliveries into the window while it has room.
     pub fn take_sendable(&mut self, mut send: impl FnMut(Sendable)) {
-        while self.inflight.len() < self.max_inflight {
-            let Some(delivery) = self.queued.pop_front() else {
-                return;
+        while self.inflight_len() < self.max_inflight {
+            let Some(delivery) = self.window.as_mut().and_then(|w| w.queued.pop_front()) else {
+                break;
             };
             if delivery.qos == QoS::AtMostOnce {
                 send(delivery.into_publish(None, false));
                 continue;
             }
             let Some(id) = self.allocate_packet_id() else {
-                self.queued.push_front(delivery);
-                return;
+                self.window().queued.push_front(delivery);
+                break;
             };
             send(self.start(delivery, id));
         }
+        self.release_if_idle();
     }
 
     /// PUBACK received: the message under `id` is delivered [MQTT-4.3.2].
@@ -186,7 +209,10 @@ impl Outbound {
     /// PUBREC received: the message is now owned by the receiver [MQTT-4.3.3-1]; `Done` only for the first
     /// PUBREC of it, a repeated one changes nothing.
     pub fn on_pubrec(&mut self, id: PacketId) -> Acked {
-        match self.inflight.get_mut(&id) {
+        let Some(window) = self.window.as_mut() else {
+            return Acked::Unknown;
+        };
+        match window.inflight.get_mut(&id) {
             Some(entry) if entry.state == InflightState::WantPubRec => {
                 entry.state = InflightState::Released;
                 Acked::Done(entry.seq)
@@ -197,8 +223,9 @@ impl Outbound {
 
     /// Whether `id` is released (PUBREC seen), so that a repeated PUBREC is answered with PUBREL again.
     pub fn is_released(&self, id: PacketId) -> bool {
-        self.inflight
-            .get(&id)
+        self.window
+            .as_ref()
+            .and_then(|w| w.inflight.get(&id))
             .is_some_and(|e| e.state == InflightState::Released)
     }
 
@@ -208,13 +235,18 @@ impl Outbound {
     }
 
     fn finish(&mut self, id: PacketId, expected: InflightState) -> Acked {
-        match self.inflight.get(&id) {
-            Some(entry) if entry.state == expected => match self.inflight.remove(&id) {
+        let Some(window) = self.window.as_mut() else {
+            return Acked::Unknown;
+        };
+        let acked = match window.inflight.get(&id) {
+            Some(entry) if entry.state == expected => match window.inflight.remove(&id) {
                 Some(entry) => Acked::Done(entry.seq),
                 None => Acked::Unknown,
             },
             _ => Acked::Unknown,
-        }
+        };
+        self.release_if_idle();
+        acked
     }
 
     /// Takes back an unacknowledged PUBLISH from the store after a reconnect; returns it with DUP set, to be
@@ -226,7 +258,7 @@ impl Outbound {
 
     /// Takes back a QoS 2 message whose PUBREL was sent before a reconnect; the PUBREL is re-sent.
     pub fn resume_pubrel(&mut self, id: PacketId, seq: Option<u64>) {
-        self.inflight.insert(
+        self.window().inflight.insert(
             id,
             Inflight {
                 seq,
@@ -246,7 +278,7 @@ impl Outbound {
             QoS::ExactlyOnce => InflightState::WantPubRec,
             _ => InflightState::WantPubAck,
         };
-        self.inflight.insert(id, Inflight { seq, state });
+        self.window().inflight.insert(id, Inflight { seq, state });
     }
 
     /// The next identifier not in use, cycling through 1..=65535 [MQTT-2.3.1-2].
@@ -254,7 +286,11 @@ impl Outbound {
         for _ in 0..u16::MAX {
             self.last_packet_id = self.last_packet_id.wrapping_add(1);
             if let Some(id) = PacketId::new(self.last_packet_id) {
-                if !self.inflight.contains_key(&id) {
+                let in_use = self
+                    .window
+                    .as_ref()
+                    .is_some_and(|w| w.inflight.contains_key(&id));
+                if !in_use {
                     return Some(id);
                 }
             }
@@ -379,5 +415,30 @@ mod tests {
         assert!(p.dup);
         assert_eq!(p.packet_id, Some(id));
         assert_eq!(out.on_puback(id), Acked::Done(Some(5)));
+    }
+
+    #[test]
+    fn an_idle_window_keeps_no_allocation() {
+        let mut out = Outbound::new(1);
+        let s = sent(out.offer(delivery(QoS::AtLeastOnce, None)));
+        assert!(out.offer(delivery(QoS::AtLeastOnce, None)).is_none());
+        assert!(out.window.is_some());
+        assert_eq!(
+            out.on_puback(s.publish.packet_id.unwrap()),
+            Acked::Done(None)
+        );
+        let mut next = Vec::new();
+        out.take_sendable(|s| next.push(s));
+        assert_eq!(
+            out.on_puback(next[0].publish.packet_id.unwrap()),
+            Acked::Done(None)
+        );
+        assert!(out.window.is_none());
+        let again = sent(out.offer(delivery(QoS::AtLeastOnce, None)));
+        assert_eq!(
+            again.publish.packet_id,
+            PacketId::new(3),
+            "ids go on cycling"
+        );
     }
 }
