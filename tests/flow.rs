@@ -103,14 +103,14 @@ async fn flood(publisher: &mut RawClient, first: u32, count: u32) {
 }
 
 /// A clean subscriber that never reads must not slow a QoS 0 publisher beside it for long: the broker counts
-/// it as stuck within a bounded time of holding the publisher back, and from then on the publisher is not
+/// it as stuck after holding the publisher back for at most two seconds in all, and from then on the publisher is not
 /// held at all while every copy for the stuck subscriber is dropped and counted (the broker's own figures).
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_qos0_publisher_beside_a_subscriber_that_never_reads_keeps_its_rate() {
     const CHUNK: u32 = 20_000;
     const AFTER: u32 = 200_000;
     let broker = TestBroker::start_with(|c| c.durability = "off".to_owned());
-    let mut stuck = RawClient::open_with_small_receive_buffer(broker.addr()).await;
+    let mut stuck = RawClient::open(broker.addr()).await;
     stuck.connect(connect_packet("never-reads", true, 0)).await;
     stuck.subscribe(1, "ov/flood/#", QoS::AtMostOnce).await;
     // From here on `stuck` reads nothing.
@@ -126,8 +126,9 @@ async fn a_qos0_publisher_beside_a_subscriber_that_never_reads_keeps_its_rate() 
         assert!(sent < 10_000_000, "never counted as stuck: {stats:?}");
     };
     assert_eq!(before.stuck_sessions, 1, "{before:?}");
+    // The bound: after at most two seconds the publisher runs as it would without that subscriber.
     assert!(
-        before.publisher_wait_ms <= 4_000,
+        before.publisher_wait_ms <= 2_000,
         "held back for {} ms before the subscriber counted as stuck: {before:?}",
         before.publisher_wait_ms
     );

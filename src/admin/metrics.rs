@@ -117,7 +117,7 @@ fn render_flow(out: &mut Exposition, r: &RouterStats, store_dropped: u64) {
     out.single(
         "harbormq_stuck_sessions_total",
         "counter",
-        "Times a session counted as stuck: out of credit with its client taking nothing for a second.",
+        "Times a session counted as stuck: out of credit with its client taking nothing for 0.8 s.",
         r.stuck_sessions,
     );
     out.single(

@@ -4,8 +4,9 @@
 //! later), and any other message still goes but the router keeps the batch's routing credit until the session
 //! grants credit again, so a publisher feeding lagging sessions stops reading once all of its credits are
 //! kept. A session whose client takes nothing for `STUCK_AFTER` (it neither grants credit nor reports
-//! progress) is stuck: the credits it kept go back and its unstored messages are dropped and counted. Plain data owned by the router; the session's half is
-//! `protocol::credit`.
+//! progress) is stuck: the credits it kept go back, its QoS 0 messages are dropped and counted, and its other
+//! messages go on to its queue, whose limit and overflow policy apply, holding nobody back. Plain data owned
+//! by the router; the session's half is `protocol::credit`.
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -23,11 +24,23 @@ pub fn route_credits() -> Arc<Semaphore> {
 }
 
 /// How long a session may stay out of credit, with messages waiting and its client taking nothing, before it
-/// counts as stuck.
-pub const STUCK_AFTER: Duration = Duration::from_secs(1);
+/// counts as stuck. A client that takes anything at all (its socket accepts bytes, it acknowledges) is never
+/// stuck, so this only has to outlast a still connection, not a slow one.
+pub const STUCK_AFTER: Duration = Duration::from_millis(800);
 
 /// How often the router looks for stuck sessions.
-pub const STUCK_CHECK_EVERY: Duration = Duration::from_millis(250);
+pub const STUCK_CHECK_EVERY: Duration = Duration::from_millis(100);
+
+/// Where a message for a session waits when the session cannot take it now.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Backing {
+    /// In the session's stored queue (a persistent session's QoS 1/2, or offline QoS 0).
+    Store,
+    /// In the session's queue in memory (a clean session's QoS 1/2), which has a limit of its own.
+    Queue,
+    /// Nowhere: QoS 0 that is not stored.
+    Nothing,
+}
 
 /// What happens to one delivery for a session.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -36,6 +49,9 @@ pub enum Admit {
     Deliver,
     /// Hand it over beyond the credit, and hold the publisher back until the session grants more.
     Overshoot,
+    /// Hand it over beyond the credit of a stuck session without holding anyone back: the session's queue
+    /// limit decides what happens to it.
+    Push,
     /// A stored message the session has no credit for: it stays in the store.
     Skip,
     /// The session is stuck: the message is dropped and counted.
@@ -89,22 +105,25 @@ impl SubscriberFlow {
         }
     }
 
-    /// Decides about one delivery (`stored`: it is in the session's stored queue).
-    pub fn admit(&mut self, stored: bool, now: Instant) -> Admit {
+    /// Decides about one delivery, by where it waits if the session cannot take it now.
+    pub fn admit(&mut self, backing: Backing, now: Instant) -> Admit {
         if self.credit > 0 {
             self.credit -= 1;
             return Admit::Deliver;
         }
         let congestion = self.congestion.get_or_insert_with(Box::default);
-        if stored {
-            congestion.skipped = true;
-            return Admit::Skip;
+        match (backing, congestion.stuck) {
+            (Backing::Store, _) => {
+                congestion.skipped = true;
+                Admit::Skip
+            }
+            (Backing::Nothing, true) => Admit::Drop,
+            (Backing::Queue, true) => Admit::Push,
+            (_, false) => {
+                congestion.since.get_or_insert(now);
+                Admit::Overshoot
+            }
         }
-        if congestion.stuck {
-            return Admit::Drop;
-        }
-        congestion.since.get_or_insert(now);
-        Admit::Overshoot
     }
 
     /// Spends one credit if there is any, for a message that is simply not sent without (broker status).
@@ -190,18 +209,18 @@ mod tests {
     fn credit_is_spent_then_unstored_messages_overshoot_and_stored_ones_stay_in_the_store() {
         let t0 = Instant::now();
         let mut flow = SubscriberFlow::new(2);
-        assert_eq!(flow.admit(false, t0), Admit::Deliver);
-        assert_eq!(flow.admit(true, t0), Admit::Deliver);
-        assert_eq!(flow.admit(true, t0), Admit::Skip);
+        assert_eq!(flow.admit(Backing::Nothing, t0), Admit::Deliver);
+        assert_eq!(flow.admit(Backing::Store, t0), Admit::Deliver);
+        assert_eq!(flow.admit(Backing::Store, t0), Admit::Skip);
         assert!(
             !flow.is_starving(),
             "a skipped stored message holds nobody back"
         );
-        assert_eq!(flow.admit(false, t0), Admit::Overshoot);
+        assert_eq!(flow.admit(Backing::Nothing, t0), Admit::Overshoot);
         assert!(flow.is_starving());
         let congestion = flow.grant(10).unwrap();
         assert!(congestion.skipped());
-        assert_eq!(flow.admit(false, t0), Admit::Deliver);
+        assert_eq!(flow.admit(Backing::Nothing, t0), Admit::Deliver);
     }
 
     #[test]
@@ -209,18 +228,18 @@ mod tests {
         let t0 = Instant::now();
         let mut flow = SubscriberFlow::new(2);
         for _ in 0..2 {
-            assert_eq!(flow.admit(false, t0), Admit::Deliver);
+            assert_eq!(flow.admit(Backing::Nothing, t0), Admit::Deliver);
         }
         for _ in 0..5 {
-            assert_eq!(flow.admit(false, t0), Admit::Overshoot);
+            assert_eq!(flow.admit(Backing::Nothing, t0), Admit::Overshoot);
         }
         // The session took all 7 and gives them back.
         assert!(flow.grant(7).is_some());
         for _ in 0..2 {
-            assert_eq!(flow.admit(false, t0), Admit::Deliver);
+            assert_eq!(flow.admit(Backing::Nothing, t0), Admit::Deliver);
         }
         assert_eq!(
-            flow.admit(false, t0),
+            flow.admit(Backing::Nothing, t0),
             Admit::Overshoot,
             "still a window of 2"
         );
@@ -230,7 +249,10 @@ mod tests {
     fn kept_routing_credits_go_back_when_the_session_grants_credit() {
         let credits = route_credits();
         let mut flow = SubscriberFlow::new(0);
-        assert_eq!(flow.admit(false, Instant::now()), Admit::Overshoot);
+        assert_eq!(
+            flow.admit(Backing::Nothing, Instant::now()),
+            Admit::Overshoot
+        );
         flow.hold(Arc::new(credits.clone().try_acquire_owned().unwrap()));
         assert_eq!(credits.available_permits(), ROUTE_CREDITS - 1);
         drop(flow.grant(5));
@@ -242,8 +264,8 @@ mod tests {
         let t0 = Instant::now();
         let credits = route_credits();
         let mut flow = SubscriberFlow::new(1);
-        assert_eq!(flow.admit(false, t0), Admit::Deliver);
-        assert_eq!(flow.admit(false, t0), Admit::Overshoot);
+        assert_eq!(flow.admit(Backing::Nothing, t0), Admit::Deliver);
+        assert_eq!(flow.admit(Backing::Nothing, t0), Admit::Overshoot);
         flow.hold(Arc::new(credits.clone().try_acquire_owned().unwrap()));
         assert!(!flow.check_stuck(t0 + STUCK_AFTER / 2));
         assert!(flow.check_stuck(t0 + STUCK_AFTER));
@@ -254,12 +276,18 @@ mod tests {
         );
         assert!(flow.is_stuck());
         assert!(!flow.check_stuck(t0 + STUCK_AFTER * 2), "stuck once");
-        assert_eq!(flow.admit(false, t0), Admit::Drop);
-        assert_eq!(flow.admit(true, t0), Admit::Skip);
+        assert_eq!(flow.admit(Backing::Nothing, t0), Admit::Drop);
+        assert_eq!(flow.admit(Backing::Store, t0), Admit::Skip);
+        assert_eq!(
+            flow.admit(Backing::Queue, t0),
+            Admit::Push,
+            "a clean session's QoS 1/2 go to its queue, holding nobody back"
+        );
+        assert!(!flow.is_starving());
         // Credit granted again: no longer stuck.
         assert!(flow.grant(1).is_some());
         assert!(!flow.is_stuck());
-        assert_eq!(flow.admit(false, t0), Admit::Deliver);
+        assert_eq!(flow.admit(Backing::Nothing, t0), Admit::Deliver);
     }
 
     #[test]
@@ -275,7 +303,7 @@ mod tests {
     fn a_session_that_reports_progress_is_not_stuck_however_long_it_lags() {
         let t0 = Instant::now();
         let mut flow = SubscriberFlow::new(0);
-        assert_eq!(flow.admit(false, t0), Admit::Overshoot);
+        assert_eq!(flow.admit(Backing::Nothing, t0), Admit::Overshoot);
         flow.progress(t0 + STUCK_AFTER / 2);
         assert!(!flow.check_stuck(t0 + STUCK_AFTER));
         assert!(

@@ -289,8 +289,8 @@ impl BrokerHandle {
     ///
     /// The stream holds up to [`inprocess::SUBSCRIPTION_CAPACITY`] messages; beyond that messages wait in
     /// the subscription's session and flow control applies as for a network client with a clean session: a
-    /// reader that lags holds publishers back, one that takes nothing for a second has its messages dropped
-    /// (and counted) until it reads again.
+    /// reader that lags holds publishers back; one that takes nothing for 0.8 s holds nobody back: its QoS 0
+    /// messages are dropped (and counted) and the others wait in its queue, up to `max_queued_messages`.
     pub async fn subscribe(
         &self,
         filter: &str,

@@ -1,9 +1,9 @@
 //! The router's fan-out under flow control: each message goes to every matching session that has credit;
 //! without credit a stored message stays in the store, any other one still goes but the batch's routing credit
-//! stays with that session, and a stuck session's unstored messages are dropped and counted (rules in `flow`).
+//! stays with that session, and a stuck session's QoS 0 messages are dropped and counted (rules in `flow`).
 //! Also the credit sessions grant back and the periodic look for stuck sessions.
 
-use super::flow::Admit;
+use super::flow::{Admit, Backing};
 use super::messages::*;
 use super::registry::Entry;
 use super::router::Router;
@@ -148,7 +148,7 @@ impl Router {
                 self.stats.stuck_sessions += 1;
                 log::warn!(
                     "client {client_id}: out of credit for {:?} with messages waiting: it counts as stuck, \
-                     its publishers go on and its messages not stored are dropped",
+                     its publishers go on and its QoS 0 messages are dropped",
                     super::flow::STUCK_AFTER
                 );
             } else if online.flow.is_starving() {
@@ -188,9 +188,14 @@ impl FanOut<'_> {
             }
             return;
         };
-        let admit = online.flow.admit(seq.is_some(), self.now);
+        let backing = match (seq, qos) {
+            (Some(_), _) => Backing::Store,
+            (None, QoS::AtMostOnce) => Backing::Nothing,
+            (None, _) => Backing::Queue,
+        };
+        let admit = online.flow.admit(backing, self.now);
         match admit {
-            Admit::Deliver | Admit::Overshoot => {
+            Admit::Deliver | Admit::Overshoot | Admit::Push => {
                 self.outbox.entry(slot).or_default().push(Delivery {
                     message: self.message.clone(),
                     qos,

@@ -4,7 +4,7 @@
 //!
 //! What the router does without credit is the other half (in `broker::router`): a stored message stays in the
 //! store (the session reads it later), a publisher feeding the session is held back, and a session that
-//! takes nothing for too long counts as stuck: its unstored messages are then dropped and counted. A session
+//! takes nothing for too long counts as stuck: its QoS 0 messages are then dropped and counted. A session
 //! that holds credit back while its client still takes something says so (a grant of 0), now and then.
 
 use std::time::{Duration, Instant};

@@ -379,11 +379,12 @@ impl RawClient {
         }
     }
 
-    /// Opens a connection whose receive buffer is as small as the kernel allows, so that a client that stops
-    /// reading holds little of what the broker sends it.
+    /// Opens a connection with a 64 KiB receive buffer (the kernel would grow it to megabytes), so that a
+    /// client that stops reading holds little of what the broker sends it. Not smaller: below the loopback
+    /// segment size the kernel holds back window updates and the connection crawls on zero-window probes.
     pub async fn open_with_small_receive_buffer(addr: SocketAddr) -> RawClient {
         let socket = tokio::net::TcpSocket::new_v4().unwrap();
-        socket.set_recv_buffer_size(4096).unwrap();
+        socket.set_recv_buffer_size(64 * 1024).unwrap();
         let stream = timeout(WAIT, socket.connect(addr))
             .await
             .expect("connect timed out")
