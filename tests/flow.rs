@@ -103,8 +103,9 @@ async fn flood(publisher: &mut RawClient, first: u32, count: u32) {
 }
 
 /// A clean subscriber that never reads must not slow a QoS 0 publisher beside it for long: the broker counts
-/// it as stuck after holding the publisher back for at most two seconds in all, and from then on the publisher is not
-/// held at all while every copy for the stuck subscriber is dropped and counted (the broker's own figures).
+/// it as stuck after holding the publisher back for at most two seconds in all, and from then on the publisher
+/// is not held at all while every copy for the stuck subscriber is dropped and counted (the broker's own
+/// figures).
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_qos0_publisher_beside_a_subscriber_that_never_reads_keeps_its_rate() {
     const CHUNK: u32 = 20_000;
@@ -151,6 +152,17 @@ async fn a_qos0_publisher_beside_a_subscriber_that_never_reads_keeps_its_rate() 
     drop(stuck);
 }
 
+/// Reads PUBACKs until `wanted` of them came in all (`acked` already had); returns the count.
+async fn pubacks_until(publisher: &mut RawClient, mut acked: u32, wanted: u32) -> u32 {
+    while acked < wanted {
+        match publisher.recv_within(WAIT).await {
+            Ok(Some(Packet::PubAck(_))) => acked += 1,
+            other => panic!("publisher expected PUBACK after {acked}, got {other:?}"),
+        }
+    }
+    acked
+}
+
 /// A persistent subscriber that stops reading holds no QoS 1 publisher back (its messages go to its stored
 /// queue) and receives every one of them, in order and once, when it reads again.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -179,20 +191,10 @@ async fn a_persistent_subscriber_that_stops_reading_gets_every_qos1_message_once
         if n % 500 == 499 {
             publisher.send_bytes(&chunk.split()).await;
             // A window of 500 unacknowledged publishes, as a pipelining client keeps.
-            while acked + 500 <= n + 1 {
-                match publisher.recv_within(WAIT).await {
-                    Ok(Some(Packet::PubAck(_))) => acked += 1,
-                    other => panic!("publisher expected PUBACK after {acked}, got {other:?}"),
-                }
-            }
+            acked = pubacks_until(&mut publisher, acked, n + 1 - 500).await;
         }
     }
-    while acked < COUNT {
-        match publisher.recv_within(WAIT).await {
-            Ok(Some(Packet::PubAck(_))) => acked += 1,
-            other => panic!("publisher expected PUBACK after {acked}, got {other:?}"),
-        }
-    }
+    pubacks_until(&mut publisher, acked, COUNT).await;
     let stats = broker.handle().router_stats().await.unwrap();
     assert_eq!(stats.dropped, 0, "{stats:?}");
     // Now the subscriber reads again: every message, in order, once.

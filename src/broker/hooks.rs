@@ -1,11 +1,9 @@
 //! Hooks: the embedding application's say over what clients may do, and its view of what they do.
 //! Owns the trait and the data handed to it; sessions call it (each on its own), the router never does.
 
-use crate::codec::{ClientId, ConnectReturnCode, ProtocolLevel, Publish, QoS};
+use crate::codec::{ConnectReturnCode, Publish, QoS};
 use crate::message::Message;
 use crate::topic::TopicFilter;
-use bytes::Bytes;
-use bytestring::ByteString;
 use std::future::Future;
 use std::pin::Pin;
 
@@ -17,46 +15,9 @@ pub fn ready<'a, T: Send + 'a>(value: T) -> HookFuture<'a, T> {
     Box::pin(std::future::ready(value))
 }
 
-/// What a client sent in CONNECT, for [`Hooks::authenticate`].
-#[derive(Debug, Clone)]
-pub struct ConnectInfo {
-    /// The client identifier (assigned by the broker when the client sent an empty one).
-    pub client_id: ClientId,
-    /// The user name, if sent.
-    pub username: Option<ByteString>,
-    /// The password, if sent.
-    pub password: Option<Bytes>,
-    /// The peer's address (with "(websocket)" for WebSocket connections).
-    pub peer: String,
-    /// The clean session flag.
-    pub clean_session: bool,
-    /// The keepalive in seconds.
-    pub keep_alive_secs: u16,
-    /// The protocol level.
-    pub level: ProtocolLevel,
-}
-
-/// Who a connected client is, as every hook after authentication sees it.
-#[derive(Debug, Clone)]
-pub struct ClientInfo {
-    /// The client identifier.
-    pub client_id: ClientId,
-    /// The user name the client authenticated with, if any.
-    pub username: Option<ByteString>,
-    /// The peer's address.
-    pub peer: String,
-}
-
-impl ConnectInfo {
-    /// The part of the CONNECT information kept for the connection's lifetime.
-    pub fn client(&self) -> ClientInfo {
-        ClientInfo {
-            client_id: self.client_id.clone(),
-            username: self.username.clone(),
-            peer: self.peer.clone(),
-        }
-    }
-}
+// What a client sent in CONNECT and who it is afterwards: the connection core fills them in, so they are
+// defined beside it.
+pub use crate::protocol::io::{ClientInfo, ConnectInfo};
 
 /// The answer of [`Hooks::authenticate`].
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -54,6 +54,19 @@ impl Credit {
             .saturating_add(u32::try_from(n).unwrap_or(u32::MAX));
     }
 
+    /// Whether the session is congested, with `queued` messages waiting against a bound of `queue_bound`
+    /// and `unwritten` bytes its client has not taken. Once credit is held back it stays back until the queue
+    /// is half empty and the client has taken most of its output, so a lagging client does not flip between
+    /// the two on every message.
+    pub fn congested(&self, queued: usize, queue_bound: usize, unwritten: usize) -> bool {
+        let (queue_limit, output_limit) = if self.withholding {
+            (queue_bound / 2, OUTPUT_HIGH_WATER_BYTES / 4)
+        } else {
+            (queue_bound, OUTPUT_HIGH_WATER_BYTES)
+        };
+        queued >= queue_limit.max(1) || unwritten > output_limit
+    }
+
     /// Whether credit is being held back.
     pub fn is_withholding(&self) -> bool {
         self.withholding
@@ -116,6 +129,19 @@ mod tests {
         assert_eq!(credit.to_grant(true), None);
         assert_eq!(credit.to_grant(false), Some(1024));
         assert!(!credit.is_withholding());
+    }
+
+    #[test]
+    fn congestion_ends_well_below_where_it_began() {
+        let mut credit = Credit::new(8);
+        assert!(!credit.congested(7, 8, 0));
+        assert!(credit.congested(8, 8, 0));
+        assert!(credit.congested(0, 8, OUTPUT_HIGH_WATER_BYTES + 1));
+        credit.consumed(1);
+        assert_eq!(credit.to_grant(true), None);
+        assert!(credit.congested(4, 8, 0), "half the bound: still held back");
+        assert!(credit.congested(0, 8, OUTPUT_HIGH_WATER_BYTES / 2));
+        assert!(!credit.congested(3, 8, OUTPUT_HIGH_WATER_BYTES / 4));
     }
 
     #[test]

@@ -147,21 +147,45 @@ pub enum Input {
     End(EndCause),
 }
 
-/// What the authenticate hook is asked about.
+/// What a client sent in CONNECT, for the authenticate hook (`broker::hooks::Hooks::authenticate`).
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct AuthRequest {
+pub struct ConnectInfo {
     /// The client identifier (assigned by the broker when the client sent an empty one).
     pub client_id: ClientId,
     /// The user name, if sent.
     pub username: Option<ByteString>,
     /// The password, if sent.
     pub password: Option<Bytes>,
+    /// The peer's address (with "(websocket)" for WebSocket connections).
+    pub peer: String,
     /// The clean session flag.
     pub clean_session: bool,
     /// The keepalive in seconds.
     pub keep_alive_secs: u16,
     /// The protocol level.
     pub level: ProtocolLevel,
+}
+
+/// Who a connected client is, as every hook after authentication sees it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ClientInfo {
+    /// The client identifier.
+    pub client_id: ClientId,
+    /// The user name the client authenticated with, if any.
+    pub username: Option<ByteString>,
+    /// The peer's address.
+    pub peer: String,
+}
+
+impl ConnectInfo {
+    /// The part of the CONNECT information kept for the connection's lifetime.
+    pub fn client(&self) -> ClientInfo {
+        ClientInfo {
+            client_id: self.client_id.clone(),
+            username: self.username.clone(),
+            peer: self.peer.clone(),
+        }
+    }
 }
 
 /// A packet for the client.
@@ -193,7 +217,7 @@ pub enum Notification {
 #[derive(Debug)]
 pub enum Request {
     /// Ask the authenticate hook; answer with `Input::Authenticated`.
-    Authenticate(AuthRequest),
+    Authenticate(ConnectInfo),
     /// Register with the router (taking over a previous connection); answer with `Input::Registered` once the
     /// connection taken over has finished.
     Register {

@@ -368,7 +368,12 @@ pub struct RawClient {
 impl RawClient {
     /// Opens a connection.
     pub async fn open(addr: SocketAddr) -> RawClient {
-        let stream = timeout(WAIT, TcpStream::connect(addr))
+        let socket = tokio::net::TcpSocket::new_v4().unwrap();
+        RawClient::open_socket(socket, addr).await
+    }
+
+    async fn open_socket(socket: tokio::net::TcpSocket, addr: SocketAddr) -> RawClient {
+        let stream = timeout(WAIT, socket.connect(addr))
             .await
             .expect("connect timed out")
             .unwrap();
@@ -385,15 +390,7 @@ impl RawClient {
     pub async fn open_with_small_receive_buffer(addr: SocketAddr) -> RawClient {
         let socket = tokio::net::TcpSocket::new_v4().unwrap();
         socket.set_recv_buffer_size(64 * 1024).unwrap();
-        let stream = timeout(WAIT, socket.connect(addr))
-            .await
-            .expect("connect timed out")
-            .unwrap();
-        stream.set_nodelay(true).unwrap();
-        RawClient {
-            stream,
-            buf: BytesMut::new(),
-        }
+        RawClient::open_socket(socket, addr).await
     }
 
     /// Sends several packets in one write, so the broker reads them together.

@@ -158,11 +158,7 @@ impl Session {
                         answers.extend(ack.map(read));
                     }
                     Err(e) => {
-                        let received = match e {
-                            mpsc::error::TrySendError::Full(r)
-                            | mpsc::error::TrySendError::Closed(r) => r,
-                        };
-                        app.pending.push_front((received, ack));
+                        app.pending.push_front((e.into_inner(), ack));
                         break;
                     }
                 }

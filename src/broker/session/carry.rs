@@ -4,7 +4,7 @@
 
 use super::*;
 use crate::protocol::{Request, Ticket};
-use crate::store::{StoreError, StoreRequest};
+use crate::store::StoreError;
 use std::future::Future;
 
 /// How long a new connection waits for the one it takes over to finish writing its state.
@@ -22,10 +22,7 @@ impl Session {
                     outgoing.seal(gate);
                 }
                 let committed = self.peers.store.write(ops);
-                self.answer_with(ctx, committed, move |result| Input::Committed {
-                    ticket: gate,
-                    result: flatten(result),
-                });
+                self.answer_committed(gate, committed, ctx);
             }
             None if !ops.is_empty() => self.peers.store.write_and_forget(ops),
             None => {}
@@ -38,7 +35,6 @@ impl Session {
             self.wake_io();
         }
         if out.close.is_some() {
-            self.closing = true;
             match &self.sink {
                 Sink::Wire(_) => self.wake_io(),
                 Sink::App(_) => ctx.stop(),
@@ -84,8 +80,20 @@ impl Session {
             } => self.route(messages, ops, ticket, ctx),
             Request::ScreenPublishes(messages) => self.screen_publishes(messages, ctx),
             Request::ScreenSubscribe(filters) => self.screen_subscribe(filters, ctx),
-            Request::Subscribe { filters, ticket } => self.subscribe(filters, ticket, ctx),
-            Request::Unsubscribe { filters, ticket } => self.unsubscribe(filters, ticket, ctx),
+            Request::Subscribe { filters, ticket } => {
+                self.ask_router(ticket, ctx, |link, done| AddSubscriptions {
+                    link,
+                    filters,
+                    done,
+                })
+            }
+            Request::Unsubscribe { filters, ticket } => {
+                self.ask_router(ticket, ctx, |link, done| RemoveSubscriptions {
+                    link,
+                    filters,
+                    done,
+                })
+            }
             Request::SendRetained(filters) => self.peers.retained.do_send(SendRetained {
                 filters,
                 to: ctx.address(),
@@ -116,35 +124,19 @@ impl Session {
         self.answer_with(ctx, read, |result| Input::IncomingQos2(flatten(result)));
     }
 
-    fn subscribe(
+    /// Asks the router for a change whose commit an answer waits for (a subscription or its removal).
+    fn ask_router<M>(
         &mut self,
-        filters: Vec<(crate::topic::TopicFilter, crate::codec::QoS)>,
         ticket: Ticket,
         ctx: &mut Context<Self>,
-    ) {
+        message: impl FnOnce(RouterLink, Completion) -> M,
+    ) where
+        M: actix::Message<Result = ()> + Send + 'static,
+        Router: Handler<M>,
+    {
         let Some(link) = self.link else { return };
         let (done, committed) = oneshot::channel();
-        self.peers.router.do_send(AddSubscriptions {
-            link,
-            filters,
-            done,
-        });
-        self.answer_committed(ticket, committed, ctx);
-    }
-
-    fn unsubscribe(
-        &mut self,
-        filters: Vec<crate::topic::TopicFilter>,
-        ticket: Ticket,
-        ctx: &mut Context<Self>,
-    ) {
-        let Some(link) = self.link else { return };
-        let (done, committed) = oneshot::channel();
-        self.peers.router.do_send(RemoveSubscriptions {
-            link,
-            filters,
-            done,
-        });
+        self.peers.router.do_send(message(link, done));
         self.answer_committed(ticket, committed, ctx);
     }
 
@@ -273,13 +265,7 @@ impl Session {
         let Some(client_id) = self.core.client_id().cloned() else {
             return;
         };
-        let (reply, page) = oneshot::channel();
-        let _ = self.peers.store.submit(StoreRequest::ReadQueue {
-            client_id,
-            after_seq,
-            limit,
-            reply,
-        });
+        let page = self.peers.store.read_queue(client_id, after_seq, limit);
         self.answer_with(ctx, page, |result| Input::StorePage(flatten(result)));
     }
 

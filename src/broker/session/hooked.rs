@@ -6,24 +6,15 @@ use super::*;
 use crate::broker::hooks::{AuthDecision, ConnectInfo, DisconnectReason};
 use crate::codec::QoS;
 use crate::message::Message;
-use crate::protocol::{AuthRequest, CloseReason, Notification};
+use crate::protocol::{CloseReason, Notification};
 use crate::topic::TopicFilter;
 
 impl Session {
     /// Asks the authenticate hook about a CONNECT.
-    pub(super) fn authenticate(&mut self, auth: AuthRequest, ctx: &mut Context<Self>) {
+    pub(super) fn authenticate(&mut self, info: ConnectInfo, ctx: &mut Context<Self>) {
         let Some(hooks) = self.peers.hooks.clone() else {
             follow_up(Input::Authenticated(Ok(())));
             return;
-        };
-        let info = ConnectInfo {
-            client_id: auth.client_id,
-            username: auth.username,
-            password: auth.password,
-            peer: self.core.peer().to_string(),
-            clean_session: auth.clean_session,
-            keep_alive_secs: auth.keep_alive_secs,
-            level: auth.level,
         };
         let decide = async move {
             let decision = hooks.authenticate(&info).await;

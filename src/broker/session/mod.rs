@@ -92,8 +92,6 @@ pub struct Session {
     timer_at: Option<Instant>,
     /// Wakes the `NetIo` future when there is something to write or read again.
     io_waker: Option<Waker>,
-    /// The session is closing: its last bytes are written, then it stops.
-    closing: bool,
     /// Routing credits, taken by the first batch this client publishes.
     route_credits: Option<Arc<tokio::sync::Semaphore>>,
     /// What few sessions need, allocated when one does.
@@ -148,7 +146,6 @@ impl Session {
             sink,
             timer_at: out.timer,
             io_waker: None,
-            closing: false,
             route_credits: None,
             rare: None,
         }
@@ -175,6 +172,16 @@ impl Session {
             Sink::Wire(out) => out.pending_bytes(),
             Sink::App(app) => app.pending_bytes(),
         }
+    }
+
+    /// The core closed the connection: its last bytes are written, then the session stops.
+    fn closing(&self) -> bool {
+        self.core.is_closed()
+    }
+
+    /// Whether bytes wait that the socket may take now (not those waiting for a commit).
+    fn ready_to_write(&self) -> bool {
+        matches!(&self.sink, Sink::Wire(out) if !out.ready().is_empty())
     }
 
     fn rare(&mut self) -> &mut Rare {

@@ -37,7 +37,7 @@ pin_project! {
         sleep: Sleep,
         // The deadline `sleep` is set to, if it is armed.
         armed: Option<Instant>,
-        // Bytes wait and the socket has taken none since.
+        // Bytes the socket may take wait, and it has taken none since.
         stalled_since: Option<Instant>,
         // When the session started closing.
         closing_since: Option<Instant>,
@@ -88,7 +88,7 @@ impl ActorFuture<Session> for NetIo {
         let mut reads = 0;
         loop {
             let step = match write_step(&mut this, act, ctx, task) {
-                Step::Idle if act.closing => close_step(&mut this, act, task),
+                Step::Idle if act.closing() => close_step(&mut this, act, task),
                 Step::Idle => read_step(&mut this, act, ctx, task, &mut reads),
                 step => step,
             };
@@ -125,19 +125,22 @@ fn write_step(
     match write(this.io, act, task) {
         Wrote::Progress => {
             *this.stalled_since = None;
-            if !act.closing && act.core.wants_written() {
+            if !act.closing() && act.core.wants_written() {
                 act.feed(Input::Written, ctx);
             }
         }
-        Wrote::Failed if act.closing => return Step::Finished,
+        Wrote::Failed if act.closing() => return Step::Finished,
         Wrote::Failed => {
             act.feed(Input::InputClosed, ctx);
             return Step::Again;
         }
         Wrote::Nothing => {}
     }
-    if act.unwritten_bytes() > 0 {
+    // Only bytes the socket could take count: those waiting for a commit are not the client's doing.
+    if act.ready_to_write() {
         this.stalled_since.get_or_insert_with(Instant::now);
+    } else {
+        *this.stalled_since = None;
     }
     Step::Idle
 }
@@ -239,7 +242,7 @@ fn fire_timer(
     }
     *this.armed = None;
     let now = Instant::now();
-    if act.closing {
+    if act.closing() {
         return true;
     }
     if stall.is_some_and(|s| now >= s) {

@@ -4,7 +4,7 @@
 use super::*;
 use crate::codec::{ConnAck, Connect, ConnectReturnCode};
 use crate::protocol::connect::{accept_connect, ConnectDecision};
-use crate::protocol::io::{AuthRequest, CloseReason, Emit, Notification, Request};
+use crate::protocol::io::{CloseReason, ConnectInfo, Emit, Notification, Request};
 use crate::store::StoreError;
 use bytes::Bytes;
 
@@ -108,10 +108,11 @@ impl Connection {
             early_behind: 0,
         });
         if self.settings.hooks {
-            out.requests.push(Request::Authenticate(AuthRequest {
+            out.requests.push(Request::Authenticate(ConnectInfo {
                 client_id,
                 username: connect.username,
                 password: connect.password,
+                peer: self.peer.to_string(),
                 clean_session: connect.clean_session,
                 keep_alive_secs: connect.keep_alive_secs,
                 level: connect.level,

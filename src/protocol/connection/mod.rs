@@ -310,15 +310,10 @@ impl Connection {
         } else {
             self.settings.max_queued_messages.min(CLEAN_QUEUE_HOLD_AT)
         };
-        // Once credit is held back it stays back until the queue is half empty and the client has taken most
-        // of its output, so a lagging client does not flip between the two on every message.
-        let (queue_limit, output_limit) = if attached.credit.is_withholding() {
-            (bound / 2, OUTPUT_HIGH_WATER_BYTES / 4)
-        } else {
-            (bound, OUTPUT_HIGH_WATER_BYTES)
-        };
-        let congested = attached.outbound.queued_len() >= queue_limit.max(1)
-            || self.pending_output > output_limit;
+        let congested =
+            attached
+                .credit
+                .congested(attached.outbound.queued_len(), bound, self.pending_output);
         if let Some(n) = attached.credit.to_grant(congested) {
             out.requests.push(super::io::Request::GrantCredit(n));
         } else if attached

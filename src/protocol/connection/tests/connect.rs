@@ -4,6 +4,17 @@ use super::*;
 use crate::codec::{DecodeError, LastWill};
 use crate::protocol::io::{CloseReason, EndCause, Notification};
 
+/// A clean-session CONNECT with a will.
+fn connect_with_will(client_id: &str, keep_alive_secs: u16, will: LastWill) -> Packet {
+    match connect(client_id, true, keep_alive_secs) {
+        Packet::Connect(mut c) => {
+            c.will = Some(will);
+            Packet::Connect(c)
+        }
+        other => other,
+    }
+}
+
 fn registered(present: bool, had: bool, head: u64) -> Input {
     Input::Registered(Ok(Registration {
         session_present: present,
@@ -34,10 +45,7 @@ fn an_unsupported_protocol_level_gets_connack_0x01() {
     )]));
     assert_eq!(
         h.packets(),
-        vec![Packet::ConnAck(ConnAck {
-            session_present: false,
-            code: ConnectReturnCode::UnacceptableProtocolVersion
-        })]
+        vec![refused(ConnectReturnCode::UnacceptableProtocolVersion)]
     );
     assert!(h.out.close.is_some());
 }
@@ -57,10 +65,7 @@ fn an_empty_client_id_is_assigned_one_with_a_clean_session_and_refused_without()
     h.read(vec![connect("", false, 0)]);
     assert_eq!(
         h.packets(),
-        vec![Packet::ConnAck(ConnAck {
-            session_present: false,
-            code: ConnectReturnCode::IdentifierRejected
-        })]
+        vec![refused(ConnectReturnCode::IdentifierRejected)]
     );
     assert!(h.out.close.is_some());
 }
@@ -169,10 +174,7 @@ fn a_second_connect_closes_the_connection() {
 
 #[test]
 fn the_router_or_the_store_failing_refuses_with_server_unavailable() {
-    let refused = Packet::ConnAck(ConnAck {
-        session_present: false,
-        code: ConnectReturnCode::ServerUnavailable,
-    });
+    let refused = refused(ConnectReturnCode::ServerUnavailable);
     let mut h = Harness::new();
     h.read(vec![connect("dev", true, 0)]);
     h.feed(Input::Registered(Err(())));
@@ -196,25 +198,16 @@ fn the_router_or_the_store_failing_refuses_with_server_unavailable() {
 
 #[test]
 fn the_authenticate_hook_decides_before_registration() {
-    let mut h = Harness::with(Settings {
-        hooks: true,
-        ..settings()
-    });
+    let mut h = Harness::with(hooked());
     h.read(vec![connect("dev", true, 0)]);
     assert!(matches!(h.requests()[..], [Request::Authenticate(_)]));
     h.feed(Input::Authenticated(Err(ConnectReturnCode::Accepted)));
     assert_eq!(
         h.packets(),
-        vec![Packet::ConnAck(ConnAck {
-            session_present: false,
-            code: ConnectReturnCode::NotAuthorized
-        })],
+        vec![refused(ConnectReturnCode::NotAuthorized)],
         "'accepted' is no refusal: it reads as not authorised"
     );
-    let mut h = Harness::with(Settings {
-        hooks: true,
-        ..settings()
-    });
+    let mut h = Harness::with(hooked());
     h.read(vec![connect("dev", true, 0)]);
     h.feed(Input::Authenticated(Ok(())));
     assert!(matches!(
@@ -235,18 +228,16 @@ fn the_authenticate_hook_decides_before_registration() {
 fn a_client_silent_for_one_and_a_half_keepalives_is_closed_and_its_will_published() {
     // [MQTT-3.1.2-24], [MQTT-3.1.2-8]
     let mut h = Harness::new();
-    h.read(vec![Packet::Connect(Box::new(Connect {
-        will: Some(LastWill {
+    h.read(vec![connect_with_will(
+        "dev",
+        10,
+        LastWill {
             topic: TopicName::new("status/dev").unwrap(),
             payload: Bytes::from_static(b"gone"),
             qos: QoS::AtLeastOnce,
             retain: false,
-        }),
-        ..match connect("dev", true, 10) {
-            Packet::Connect(c) => *c,
-            _ => unreachable!(),
-        }
-    }))]);
+        },
+    )]);
     h.feed(registered(false, false, 0));
     assert_eq!(h.out.timer, Some(h.now + Duration::from_secs(15)));
     h.take();
@@ -315,18 +306,16 @@ fn the_broker_ending_a_session_publishes_the_will_except_at_shutdown() {
         (EndCause::Shutdown, false),
     ] {
         let mut h = Harness::new();
-        h.read(vec![Packet::Connect(Box::new(Connect {
-            will: Some(LastWill {
+        h.read(vec![connect_with_will(
+            "dev",
+            0,
+            LastWill {
                 topic: TopicName::new("w").unwrap(),
                 payload: Bytes::from_static(b"x"),
                 qos: QoS::AtMostOnce,
                 retain: false,
-            }),
-            ..match connect("dev", true, 0) {
-                Packet::Connect(c) => *c,
-                _ => unreachable!(),
-            }
-        }))]);
+            },
+        )]);
         h.feed(registered(false, false, 0));
         h.take();
         h.feed(Input::End(cause));

@@ -59,9 +59,7 @@ fn qos2_outbound_goes_pubrec_pubrel_pubcomp() {
 fn a_stored_message_is_recorded_as_sent_before_the_client_can_see_it() {
     // [MQTT-4.4.0-1]: after a crash it is sent again under the same id, so the id is committed first.
     let mut h = Harness::new();
-    h.connect_resumed("s", 0);
-    h.feed(Input::StorePage(Ok(Vec::new())));
-    h.take();
+    h.connect_live("s");
     h.feed(Input::Deliveries(vec![delivery(
         "t",
         QoS::AtLeastOnce,
@@ -183,9 +181,7 @@ fn stored_messages_arriving_live_while_catching_up_are_read_from_the_store_inste
 #[test]
 fn a_gap_in_live_positions_or_the_router_skipping_sends_the_session_to_the_store() {
     let mut h = Harness::new();
-    h.connect_resumed("s", 0);
-    h.feed(Input::StorePage(Ok(Vec::new())));
-    h.take();
+    h.connect_live("s");
     h.feed(Input::Deliveries(vec![delivery(
         "t",
         QoS::AtLeastOnce,
@@ -208,18 +204,8 @@ fn a_gap_in_live_positions_or_the_router_skipping_sends_the_session_to_the_store
 
 #[test]
 fn the_hooks_hear_of_deliveries_and_acknowledgements() {
-    let mut h = Harness::with(Settings {
-        hooks: true,
-        ..settings()
-    });
-    h.read(vec![connect("s", true, 0)]);
-    h.feed(Input::Authenticated(Ok(())));
-    h.feed(Input::Registered(Ok(Registration {
-        session_present: false,
-        had_persistent: false,
-        queue_head: 0,
-    })));
-    h.take();
+    let mut h = Harness::with(hooked());
+    h.connect_hooked("s");
     h.feed(Input::Deliveries(vec![delivery(
         "t",
         QoS::AtLeastOnce,

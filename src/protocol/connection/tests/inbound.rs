@@ -234,18 +234,8 @@ fn server_packets_from_a_client_close_the_connection() {
 
 #[test]
 fn with_hooks_an_unsubscribe_waits_for_the_publishes_before_it() {
-    let mut h = Harness::with(Settings {
-        hooks: true,
-        ..settings()
-    });
-    h.read(vec![connect("p", true, 0)]);
-    h.feed(Input::Authenticated(Ok(())));
-    h.feed(Input::Registered(Ok(Registration {
-        session_present: false,
-        had_persistent: false,
-        queue_head: 0,
-    })));
-    h.take();
+    let mut h = Harness::with(hooked());
+    h.connect_hooked("p");
     h.read(vec![
         publish("a", QoS::AtLeastOnce, Some(1), b"1"),
         Packet::Unsubscribe(Unsubscribe {
@@ -289,18 +279,8 @@ fn with_hooks_an_unsubscribe_waits_for_the_publishes_before_it() {
 
 #[test]
 fn with_hooks_a_denied_publish_is_acknowledged_and_not_routed_and_a_denied_filter_gets_0x80() {
-    let mut h = Harness::with(Settings {
-        hooks: true,
-        ..settings()
-    });
-    h.read(vec![connect("p", true, 0)]);
-    h.feed(Input::Authenticated(Ok(())));
-    h.feed(Input::Registered(Ok(Registration {
-        session_present: false,
-        had_persistent: false,
-        queue_head: 0,
-    })));
-    h.take();
+    let mut h = Harness::with(hooked());
+    h.connect_hooked("p");
     h.read(vec![publish("secret", QoS::AtLeastOnce, Some(1), b"1")]);
     h.feed(Input::Screened(Vec::new()));
     assert!(h

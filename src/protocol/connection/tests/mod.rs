@@ -134,6 +134,27 @@ impl Harness {
         self.take();
     }
 
+    /// Connects a persistent client whose stored queue is empty, so that stored messages come live; takes
+    /// every output.
+    pub fn connect_live(&mut self, client_id: &str) {
+        self.connect_resumed(client_id, 0);
+        self.feed(Input::StorePage(Ok(Vec::new())));
+        self.take();
+    }
+
+    /// Connects a clean client past the authenticate hook (the harness's settings must have hooks on); takes
+    /// every output.
+    pub fn connect_hooked(&mut self, client_id: &str) {
+        self.read(vec![connect(client_id, true, 0)]);
+        self.feed(Input::Authenticated(Ok(())));
+        self.feed(Input::Registered(Ok(Registration {
+            session_present: false,
+            had_persistent: false,
+            queue_head: 0,
+        })));
+        self.take();
+    }
+
     /// The ticket of the `Store`, `Route`, `Subscribe` or `Unsubscribe` request among `requests`.
     pub fn ticket_of(requests: &[Request]) -> Ticket {
         requests
@@ -169,6 +190,22 @@ pub(super) fn connect(client_id: &str, clean_session: bool, keep_alive_secs: u16
         username: None,
         password: None,
     }))
+}
+
+/// Settings with hooks registered.
+pub(super) fn hooked() -> Settings {
+    Settings {
+        hooks: true,
+        ..settings()
+    }
+}
+
+/// A CONNACK refusing with `code`.
+pub(super) fn refused(code: ConnectReturnCode) -> Packet {
+    Packet::ConnAck(ConnAck {
+        session_present: false,
+        code,
+    })
 }
 
 pub(super) fn connack(session_present: bool) -> Packet {
