@@ -275,6 +275,39 @@ async fn a_tcp_publish_reaches_an_in_process_subscription() {
     assert!(!got.retain());
 }
 
+/// An in-process subscription is a session like a network client's: its QoS 2 messages go through the whole
+/// handshake (acknowledged as the stream takes them), and a reader that falls behind by more than the
+/// stream holds still gets every message, in order, once it reads.
+#[tokio::test]
+async fn a_lagging_in_process_reader_gets_every_qos2_message_in_order() {
+    const COUNT: usize = 3 * harbormq::broker::inprocess::SUBSCRIPTION_CAPACITY;
+    let broker = HookedBroker::start(None);
+    let mut sub = broker
+        .handle()
+        .subscribe("lag/#", QoS::ExactlyOnce)
+        .await
+        .unwrap();
+    // Nothing is read while these are published.
+    for n in 0..COUNT {
+        broker
+            .handle()
+            .publish("lag/t", n.to_string(), QoS::ExactlyOnce, false)
+            .await
+            .unwrap();
+    }
+    for n in 0..COUNT {
+        let got = next_message(&mut sub).await;
+        assert_eq!(
+            got.payload().as_ref(),
+            n.to_string().as_bytes(),
+            "out of order or lost"
+        );
+        assert_eq!(got.qos(), QoS::ExactlyOnce);
+    }
+    let stats = broker.handle().router_stats().await.unwrap();
+    assert_eq!(stats.dropped, 0, "{stats:?}");
+}
+
 #[tokio::test]
 async fn a_subscription_gets_the_retained_message_first_and_dropping_it_unsubscribes() {
     let broker = HookedBroker::start(None);

@@ -4,7 +4,6 @@
 
 use crate::codec::{DecodeError, MqttCodec, Packet};
 use bytes::BytesMut;
-use futures::Stream;
 use std::pin::Pin;
 use std::task::{Context, Poll};
 use tokio::io::AsyncRead;
@@ -25,22 +24,6 @@ pub struct PacketReader {
     buf: BytesMut,
     read_size: usize,
     finished: bool,
-}
-
-/// A stream of packet batches read from `R` (a [`PacketReader`] that owns its byte stream).
-pub struct PacketStream<R> {
-    io: R,
-    reader: PacketReader,
-}
-
-impl<R: AsyncRead + Unpin> PacketStream<R> {
-    /// Reads packets from `io` with `codec`.
-    pub fn new(io: R, codec: MqttCodec) -> Self {
-        PacketStream {
-            io,
-            reader: PacketReader::new(codec),
-        }
-    }
 }
 
 impl PacketReader {
@@ -115,21 +98,23 @@ impl PacketReader {
     }
 }
 
-impl<R: AsyncRead + Unpin> Stream for PacketStream<R> {
-    type Item = Vec<Result<Packet, DecodeError>>;
-
-    fn poll_next(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Self::Item>> {
-        let this = self.get_mut();
-        this.reader.poll_batch(&mut this.io, cx)
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
     use crate::codec::encode::encode_packet;
     use crate::codec::PacketId;
-    use futures::StreamExt;
+
+    /// Reads `bytes` with a fresh reader to the end, batch by batch.
+    async fn batches(mut bytes: &[u8]) -> Vec<Vec<Result<Packet, DecodeError>>> {
+        let mut reader = PacketReader::new(MqttCodec::server(1024));
+        let mut batches = Vec::new();
+        while let Some(batch) =
+            futures::future::poll_fn(|cx| reader.poll_batch(&mut bytes, cx)).await
+        {
+            batches.push(batch);
+        }
+        batches
+    }
 
     #[tokio::test]
     async fn pipelined_packets_arrive_in_batches_and_in_order() {
@@ -137,11 +122,10 @@ mod tests {
         for id in 1..=1000u16 {
             encode_packet(&Packet::PubAck(PacketId::new(id).unwrap()), &mut bytes).unwrap();
         }
-        let mut stream = PacketStream::new(&bytes[..], MqttCodec::server(1024));
+        let read = batches(&bytes).await;
         let mut seen = Vec::new();
-        let mut batches = 0;
-        while let Some(batch) = stream.next().await {
-            batches += 1;
+        let batches = read.len();
+        for batch in read {
             for packet in batch {
                 match packet.unwrap() {
                     Packet::PubAck(id) => seen.push(id.get()),
@@ -158,11 +142,11 @@ mod tests {
         let mut bytes = BytesMut::new();
         encode_packet(&Packet::PingReq, &mut bytes).unwrap();
         bytes.extend_from_slice(&[0x00, 0x00]);
-        let mut stream = PacketStream::new(&bytes[..], MqttCodec::server(1024));
-        let batch = stream.next().await.unwrap();
+        let read = batches(&bytes).await;
+        assert_eq!(read.len(), 1, "nothing is read after the error");
+        let batch = &read[0];
         assert_eq!(batch.len(), 2);
         assert!(batch[0].is_ok());
         assert!(batch[1].is_err());
-        assert!(stream.next().await.is_none());
     }
 }

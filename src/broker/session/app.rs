@@ -44,9 +44,11 @@ impl AppSink {
         }
     }
 
-    /// Takes the packets for the client; returns what the client answers.
+    /// Takes the packets for the client; returns what the client answers (one read of all its packets, and
+    /// the end of the connection if the reader is gone).
     pub(super) fn take(&mut self, emits: impl Iterator<Item = Emit>) -> Vec<Input> {
         let mut answers = Vec::new();
+        let mut ended = None;
         for emit in emits {
             match emit {
                 Emit::Publish(p) => {
@@ -57,10 +59,10 @@ impl AppSink {
                     };
                     let received = ReceivedMessage::new(p.message, p.qos, p.retain);
                     if let Some(closed) = self.send_or_keep(received, ack, &mut answers) {
-                        answers.push(closed);
+                        ended = Some(closed);
                     }
                 }
-                Emit::Control(Packet::PubRel(id)) => answers.push(read(Packet::PubComp(id))),
+                Emit::Control(Packet::PubRel(id)) => answers.push(Packet::PubComp(id)),
                 Emit::Control(Packet::ConnAck(ack)) if ack.code != ConnectReturnCode::Accepted => {
                     self.tell(SubscribeOutcome::Refused)
                 }
@@ -78,7 +80,7 @@ impl AppSink {
                 Emit::Control(_) => {}
             }
         }
-        answers
+        read(answers).into_iter().chain(ended).collect()
     }
 
     /// Hands a message over, or keeps it until the reader makes room; an `End` input when the reader is gone.
@@ -86,7 +88,7 @@ impl AppSink {
         &mut self,
         received: ReceivedMessage,
         ack: Option<Packet>,
-        answers: &mut Vec<Input>,
+        answers: &mut Vec<Packet>,
     ) -> Option<Input> {
         if !self.pending.is_empty() {
             self.keep(received, ack);
@@ -94,7 +96,7 @@ impl AppSink {
         }
         match self.tx.try_send(received) {
             Ok(()) => {
-                answers.extend(ack.map(read));
+                answers.extend(ack);
                 None
             }
             Err(mpsc::error::TrySendError::Full(received)) => {
@@ -148,14 +150,14 @@ impl Session {
             if let Some((received, ack)) = app.pending.pop_front() {
                 app.pending_bytes -= size_of(&received);
                 permit.send(received);
-                answers.extend(ack.map(read));
+                answers.extend(ack);
             }
             while let Some((received, ack)) = app.pending.pop_front() {
                 let size = size_of(&received);
                 match app.tx.try_send(received) {
                     Ok(()) => {
                         app.pending_bytes -= size;
-                        answers.extend(ack.map(read));
+                        answers.extend(ack);
                     }
                     Err(e) => {
                         app.pending.push_front((e.into_inner(), ack));
@@ -163,7 +165,7 @@ impl Session {
                     }
                 }
             }
-            answers.into_iter().for_each(follow_up);
+            read(answers).into_iter().for_each(follow_up);
             act.feed(Input::Written, ctx);
             if matches!(&act.sink, Sink::App(app) if app.needs_room()) {
                 act.wait_for_room(ctx);
@@ -188,9 +190,9 @@ impl Handler<DetachClient> for Session {
     }
 }
 
-/// An answer of the client, as a read of one packet.
-fn read(packet: Packet) -> Input {
-    Input::Read(vec![Ok(packet)])
+/// The client's answers as one read, if it has any.
+fn read(answers: Vec<Packet>) -> Option<Input> {
+    (!answers.is_empty()).then(|| Input::Read(answers.into_iter().map(Ok).collect()))
 }
 
 fn size_of(received: &ReceivedMessage) -> usize {

@@ -12,23 +12,22 @@ impl Connection {
     /// Deliveries from the router; before CONNACK they wait for it.
     pub(super) fn on_deliveries(&mut self, deliveries: Vec<Delivery>, out: &mut Outputs) {
         let hooks = self.settings.hooks;
-        match &mut self.stage {
-            Stage::Registering(joining) => joining.hold_early(deliveries),
-            Stage::Restoring(restoring) => restoring.joining.hold_early(deliveries),
-            Stage::Connected(attached) => {
-                attached.credit.consumed(deliveries.len());
-                let dropped_before = attached.dropped;
-                for delivery in deliveries {
-                    take_delivery(attached, delivery, &self.settings, hooks, out);
-                }
-                let dropped = attached.dropped - dropped_before;
-                if dropped > 0 {
-                    out.requests.push(Request::CountDropped(
-                        u32::try_from(dropped).unwrap_or(u32::MAX),
-                    ));
-                }
-            }
-            _ => {}
+        if let Some(joining) = self.joining() {
+            return joining.hold_early(deliveries);
+        }
+        let Stage::Connected(attached) = &mut self.stage else {
+            return;
+        };
+        attached.credit.consumed(deliveries.len());
+        let dropped_before = attached.dropped;
+        for delivery in deliveries {
+            take_delivery(attached, delivery, &self.settings, hooks, out);
+        }
+        let dropped = attached.dropped - dropped_before;
+        if dropped > 0 {
+            out.requests.push(Request::CountDropped(
+                u32::try_from(dropped).unwrap_or(u32::MAX),
+            ));
         }
     }
 
@@ -44,17 +43,12 @@ impl Connection {
 
     /// The router skipped stored messages for lack of credit: they are read from the store.
     pub(super) fn on_behind(&mut self, head: u64) {
-        match &mut self.stage {
-            Stage::Registering(joining) => joining.early_behind = joining.early_behind.max(head),
-            Stage::Restoring(restoring) => {
-                restoring.joining.early_behind = restoring.joining.early_behind.max(head);
+        if let Some(joining) = self.joining() {
+            joining.early_behind = joining.early_behind.max(head);
+        } else if let Stage::Connected(attached) = &mut self.stage {
+            if let Some(stored) = &mut attached.stored {
+                stored.on_behind(head);
             }
-            Stage::Connected(attached) => {
-                if let Some(stored) = &mut attached.stored {
-                    stored.on_behind(head);
-                }
-            }
-            _ => {}
         }
     }
 
@@ -125,10 +119,7 @@ impl Connection {
         }
         // [MQTT-4.3.3-1]: PUBREL answers PUBREC; behind earlier answers, and (for a stored message) behind the
         // commit of its released state, which the gate sees to.
-        attached.acks.push(None, Answer::PubRel(id));
-        attached
-            .acks
-            .release(|packet| out.emits.push(Emit::Control(packet)));
+        self.answer(None, Answer::PubRel(id), out);
     }
 
     pub(super) fn on_outbound_pubcomp(&mut self, id: PacketId, out: &mut Outputs) {

@@ -126,10 +126,11 @@ impl Connection {
         if attached.awaiting.is_some() {
             return false;
         }
-        let batch = attached.batch.take();
+        let mut batch = attached.batch.take();
         if hooks && !batch.messages.is_empty() {
-            out.requests
-                .push(Request::ScreenPublishes(batch.messages.clone()));
+            // The hooks hand back what they keep; the batch waits with its answers and store changes.
+            let messages = std::mem::take(&mut batch.messages);
+            out.requests.push(Request::ScreenPublishes(messages));
             attached.awaiting = Some(Box::new(Awaiting::Screening(batch)));
             return false;
         }

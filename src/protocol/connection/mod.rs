@@ -286,6 +286,15 @@ impl Connection {
         Ticket(self.next_ticket)
     }
 
+    /// What CONNECT asked for, while the session is registered with the router but CONNACK not yet sent.
+    fn joining(&mut self) -> Option<&mut Joining> {
+        match &mut self.stage {
+            Stage::Registering(joining) => Some(joining),
+            Stage::Restoring(restoring) => Some(&mut restoring.joining),
+            _ => None,
+        }
+    }
+
     fn with_attached(&mut self, f: impl FnOnce(&mut Attached)) {
         if let Stage::Connected(attached) = &mut self.stage {
             f(attached);
