@@ -286,3 +286,38 @@ async fn order_per_topic_and_qos_is_kept() {
         assert_eq!(seq, (0..count).collect::<Vec<_>>(), "order on {topic}");
     }
 }
+
+// [MQTT-4.6.0-2..4], [MQTT-4.3.3-1]: a PUBREC for a stored message and a PUBLISH in the same write. The
+// PUBLISH's PUBACK waits for its commit; the PUBREL waits behind it (answers leave in order) and behind the
+// commit of the message's released state [MQTT-4.4.0-1]. Both arrive, in that order, and the session goes on.
+#[tokio::test]
+async fn a_pubrel_held_behind_an_earlier_puback_still_leaves() {
+    let broker = TestBroker::start();
+    let (mut sub, _) = broker.raw_connected("stored-q2", false, 30).await;
+    sub.subscribe(1, "held/in", QoS::ExactlyOnce).await;
+    let (mut publisher, _) = broker.raw_connected("pub", true, 30).await;
+    publisher
+        .send(&publish_packet(
+            "held/in",
+            QoS::ExactlyOnce,
+            Some(1),
+            false,
+            b"a",
+        ))
+        .await;
+    assert_eq!(publisher.recv().await, Packet::PubRec(pid(1)));
+    let delivered = sub.recv_publish().await;
+    assert_eq!(delivered.qos, QoS::ExactlyOnce);
+    let id = pid(id_of(&delivered));
+    sub.send_together(&[
+        publish_packet("held/out", QoS::AtLeastOnce, Some(7), false, b"b"),
+        Packet::PubRec(id),
+    ])
+    .await;
+    assert_eq!(sub.recv().await, Packet::PubAck(pid(7)));
+    assert_eq!(sub.recv().await, Packet::PubRel(id));
+    sub.send(&Packet::PubComp(id)).await;
+    // The connection still answers.
+    sub.send(&Packet::PingReq).await;
+    assert_eq!(sub.recv().await, Packet::PingResp);
+}

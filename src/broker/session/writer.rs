@@ -62,6 +62,7 @@ impl Outgoing {
         if let Some(gated) = &mut self.gated {
             gated.closed.retain(|g| *g != gate);
         }
+        self.settle();
     }
 
     /// The bytes that may be written now, from the front; empty when nothing may leave.
@@ -79,24 +80,33 @@ impl Outgoing {
 
     /// `n` bytes from the front were written.
     pub fn advance(&mut self, n: usize) {
-        match self.gated.as_mut().filter(|g| !g.held.is_empty()) {
-            Some(gated) => {
-                if let Some((_, chunk)) = gated.held.front_mut() {
-                    chunk.advance(n);
-                    if chunk.is_empty() {
-                        gated.held.pop_front();
-                    }
-                }
-                if gated.held.is_empty() && gated.closed.is_empty() {
-                    self.gated = None;
-                }
-            }
+        match self.gated.as_mut().and_then(|g| g.held.front_mut()) {
+            Some((_, chunk)) => chunk.advance(n),
             None => self.buf.advance(n),
         }
+        self.settle();
         let idle = self.gated.is_none() && self.buf.is_empty();
         if idle && self.buf.capacity() > KEEP_WHEN_IDLE_BYTES {
             // A burst is over: an idle connection does not keep its high-water mark.
             self.buf = BytesMut::new();
+        }
+    }
+
+    /// Drops the written chunks at the front whose gate is open, and the gates once nothing is held. A gate
+    /// sealed over nothing (its PUBREL still waits behind an earlier answer) leaves an empty chunk that only
+    /// this removes: it holds what follows until its gate opens, then must not stand in the way.
+    fn settle(&mut self) {
+        let Some(gated) = &mut self.gated else {
+            return;
+        };
+        while let Some((gate, chunk)) = gated.held.front() {
+            if !chunk.is_empty() || gated.closed.contains(gate) {
+                break;
+            }
+            gated.held.pop_front();
+        }
+        if gated.held.is_empty() && gated.closed.is_empty() {
+            self.gated = None;
         }
     }
 
@@ -155,6 +165,26 @@ mod tests {
         assert_eq!(out.ready(), &[0x40, 2, 0, 2]);
         out.advance(4);
         assert!(out.is_empty());
+    }
+
+    #[test]
+    fn a_gate_sealed_over_nothing_holds_what_follows_until_it_opens() {
+        // A PUBREC's released state is recorded while its PUBREL still waits behind an earlier answer: the
+        // gate is sealed before anything is written behind it.
+        let mut out = Outgoing::default();
+        out.seal(Ticket(1));
+        out.write(&puback(1));
+        assert!(out.ready().is_empty(), "the PUBREL waits for its commit");
+        out.open(Ticket(1));
+        assert_eq!(out.ready(), &[0x40, 2, 0, 1]);
+        out.advance(4);
+        assert!(out.is_empty());
+        assert!(out.gated.is_none(), "nothing is held once all is written");
+        // Opened before anything follows it, the gate holds nothing back either.
+        out.seal(Ticket(2));
+        out.open(Ticket(2));
+        out.write(&puback(2));
+        assert_eq!(out.ready(), &[0x40, 2, 0, 2]);
     }
 
     #[test]
