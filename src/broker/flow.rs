@@ -75,11 +75,6 @@ impl Congestion {
     pub fn skipped(&self) -> bool {
         self.skipped
     }
-
-    /// How many routing credits are kept back because of this session.
-    pub fn holding(&self) -> usize {
-        self.holding.len()
-    }
 }
 
 /// One connected session's credit, and its congestion while it has none.
@@ -92,6 +87,8 @@ pub struct SubscriberFlow {
     /// The session is on the router's list of sessions to look at for being stuck (once, however many
     /// times it runs out of credit before it is looked at).
     listed: bool,
+    /// The batch being routed went beyond the credit: the session keeps the batch's routing credit.
+    overshot: bool,
 }
 
 impl SubscriberFlow {
@@ -102,6 +99,7 @@ impl SubscriberFlow {
             window: credit,
             congestion: None,
             listed: false,
+            overshot: false,
         }
     }
 
@@ -121,6 +119,7 @@ impl SubscriberFlow {
             (Backing::Queue, true) => Admit::Push,
             (_, false) => {
                 congestion.since.get_or_insert(now);
+                self.overshot = true;
                 Admit::Overshoot
             }
         }
@@ -133,6 +132,11 @@ impl SubscriberFlow {
         }
         self.credit -= 1;
         true
+    }
+
+    /// Whether the batch being routed went beyond the credit (once per batch: the flag is cleared).
+    pub fn take_overshot(&mut self) -> bool {
+        std::mem::take(&mut self.overshot)
     }
 
     /// Keeps a routing credit back until this session grants credit again or counts as stuck.
@@ -196,6 +200,7 @@ impl SubscriberFlow {
     }
 
     /// Whether the session counts as stuck.
+    #[cfg(test)]
     pub fn is_stuck(&self) -> bool {
         self.congestion.as_ref().is_some_and(|c| c.stuck)
     }
@@ -212,6 +217,7 @@ mod tests {
         assert_eq!(flow.admit(Backing::Nothing, t0), Admit::Deliver);
         assert_eq!(flow.admit(Backing::Store, t0), Admit::Deliver);
         assert_eq!(flow.admit(Backing::Store, t0), Admit::Skip);
+        assert!(!flow.take_overshot(), "a skipped message holds nobody back");
         assert!(
             !flow.is_starving(),
             "a skipped stored message holds nobody back"
@@ -253,6 +259,8 @@ mod tests {
             flow.admit(Backing::Nothing, Instant::now()),
             Admit::Overshoot
         );
+        assert!(flow.take_overshot(), "the batch keeps its routing credit");
+        assert!(!flow.take_overshot(), "once per batch");
         flow.hold(Arc::new(credits.clone().try_acquire_owned().unwrap()));
         assert_eq!(credits.available_permits(), ROUTE_CREDITS - 1);
         drop(flow.grant(5));

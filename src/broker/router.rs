@@ -35,8 +35,6 @@ pub struct Router {
     /// Scratch space of the fan-out, kept between batches for its allocations.
     pub(super) matches: HashMap<SlotId, QoS>,
     pub(super) outbox: HashMap<SlotId, Vec<Delivery>>,
-    /// Sessions that got messages beyond their credit in the batch being routed.
-    pub(super) overshot: Vec<SlotId>,
     /// Sessions out of credit with messages waiting, looked at every `STUCK_CHECK_EVERY`.
     pub(super) starving: Vec<RouterLink>,
     pub(super) stats: RouterStats,
@@ -62,7 +60,6 @@ impl Router {
             next_message_id,
             matches: HashMap::new(),
             outbox: HashMap::new(),
-            overshot: Vec::new(),
             starving: Vec::new(),
             stats: RouterStats::default(),
             deleting: HashMap::new(),
@@ -169,10 +166,8 @@ impl Router {
         }
         if entry.persistent {
             entry.offline_since_ms = now_ms();
-        } else if let Some(entry) = self.registry.remove(slot) {
-            for filter in entry.subscriptions.filters() {
-                self.trie.remove(filter, &slot);
-            }
+        } else {
+            self.forget(slot);
         }
     }
 
@@ -249,10 +244,7 @@ impl Router {
             .collect();
         let mut ops = Vec::new();
         for slot in expired {
-            if let Some(entry) = self.registry.remove(slot) {
-                for filter in entry.subscriptions.filters() {
-                    self.trie.remove(filter, &slot);
-                }
+            if let Some(entry) = self.forget(slot) {
                 log::info!("session {} expired", entry.client_id);
                 ops.push(StoreOp::DeleteSession {
                     client_id: entry.client_id,

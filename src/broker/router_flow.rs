@@ -3,7 +3,7 @@
 //! stays with that session, and a stuck session's QoS 0 messages are dropped and counted (rules in `flow`).
 //! Also the credit sessions grant back and the periodic look for stuck sessions.
 
-use super::flow::{Admit, Backing};
+use super::flow::{Admit, Backing, RouteCredit};
 use super::messages::*;
 use super::registry::Entry;
 use super::router::Router;
@@ -25,17 +25,7 @@ impl Router {
             self.route_one(message, &mut ops, now);
         }
         self.submit(ops, msg.done);
-        self.flush_outbox();
-        // The batch went beyond some sessions' credit: each keeps its routing credit until it grants again.
-        if let Some(credit) = msg.credit {
-            for slot in self.overshot.drain(..) {
-                if let Some(online) = self.registry.get_mut(slot).and_then(|e| e.online.as_mut()) {
-                    online.flow.hold(credit.clone());
-                    self.stats.routing_credits_kept += 1;
-                }
-            }
-        }
-        self.overshot.clear();
+        self.flush_outbox(msg.credit.as_ref());
     }
 
     fn route_one(&mut self, message: &Arc<Message>, ops: &mut Vec<StoreOp>, now: Instant) {
@@ -57,7 +47,6 @@ impl Router {
             outbox,
             stats,
             starving,
-            overshot,
             next_message_id,
             ..
         } = self;
@@ -71,7 +60,6 @@ impl Router {
             outbox,
             stats,
             starving,
-            overshot,
         };
         for (slot, granted) in matches.iter() {
             if let Some(entry) = registry.get_mut(*slot) {
@@ -98,13 +86,19 @@ impl Router {
         });
     }
 
-    /// Hands each session its deliveries of the batch; credit bounds how many a mailbox can hold.
-    fn flush_outbox(&mut self) {
+    /// Hands each session its deliveries of the batch; credit bounds how many a mailbox can hold. A session
+    /// the batch went beyond the credit of keeps the batch's routing credit until it grants again.
+    fn flush_outbox(&mut self, credit: Option<&RouteCredit>) {
         let mut outbox = std::mem::take(&mut self.outbox);
         for (slot, deliveries) in outbox.drain() {
-            if let Some(online) = self.registry.get(slot).and_then(|e| e.online.as_ref()) {
-                online.addr.do_send(Deliver(deliveries));
+            let Some(online) = self.registry.get_mut(slot).and_then(|e| e.online.as_mut()) else {
+                continue;
+            };
+            if let (true, Some(credit)) = (online.flow.take_overshot(), credit) {
+                online.flow.hold(credit.clone());
+                self.stats.routing_credits_kept += 1;
             }
+            online.addr.do_send(Deliver(deliveries));
         }
         // Keep the map's allocation for the next batch.
         self.outbox = outbox;
@@ -172,7 +166,6 @@ struct FanOut<'a> {
     outbox: &'a mut HashMap<SlotId, Vec<Delivery>>,
     stats: &'a mut RouterStats,
     starving: &'a mut Vec<RouterLink>,
-    overshot: &'a mut Vec<SlotId>,
 }
 
 impl FanOut<'_> {
@@ -207,14 +200,9 @@ impl FanOut<'_> {
             Admit::Skip => self.stats.count_out(qos),
             Admit::Drop => count_dropped(self.stats, &entry.client_id),
         }
-        if admit == Admit::Overshoot {
-            if online.flow.list() {
-                let conn = online.conn;
-                self.starving.push(RouterLink { slot, conn });
-            }
-            if !self.overshot.contains(&slot) {
-                self.overshot.push(slot);
-            }
+        if admit == Admit::Overshoot && online.flow.list() {
+            let conn = online.conn;
+            self.starving.push(RouterLink { slot, conn });
         }
     }
 
