@@ -8,6 +8,18 @@ use std::collections::{BTreeSet, VecDeque};
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub struct Ticket(pub u64);
 
+/// Issues tickets in increasing order, which the answer queue relies on.
+#[derive(Debug, Default)]
+pub struct Tickets(u64);
+
+impl Tickets {
+    /// The next ticket.
+    pub fn issue(&mut self) -> Ticket {
+        self.0 += 1;
+        Ticket(self.0)
+    }
+}
+
 /// An answer to the client, kept small while it waits (a SUBACK's return codes are boxed).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Answer {

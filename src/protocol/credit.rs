@@ -42,11 +42,6 @@ impl Credit {
         }
     }
 
-    /// The credit granted at registration.
-    pub fn window(&self) -> u32 {
-        self.window
-    }
-
     /// `n` deliveries from the router were taken (sent, queued or dropped as duplicates).
     pub fn consumed(&mut self, n: usize) {
         self.owed = self

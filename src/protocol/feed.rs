@@ -50,11 +50,13 @@ impl StoredFeed {
     }
 
     /// The current state.
+    #[cfg(test)]
     pub fn feed(&self) -> Feed {
         self.feed
     }
 
     /// Every position up to this one was taken.
+    #[cfg(test)]
     pub fn cursor(&self) -> u64 {
         self.cursor
     }

@@ -3,7 +3,7 @@
 
 use crate::codec::{PacketId, Publish, QoS};
 use crate::message::Message;
-use std::collections::{BTreeMap, VecDeque};
+use std::collections::{btree_map, BTreeMap, VecDeque};
 use std::sync::Arc;
 
 /// One message for one subscriber, with the QoS it is delivered at.
@@ -221,7 +221,8 @@ impl Outbound {
         }
     }
 
-    /// Whether `id` is released (PUBREC seen), so that a repeated PUBREC is answered with PUBREL again.
+    /// Whether `id` is released (PUBREC seen).
+    #[cfg(test)]
     pub fn is_released(&self, id: PacketId) -> bool {
         self.window
             .as_ref()
@@ -238,11 +239,10 @@ impl Outbound {
         let Some(window) = self.window.as_mut() else {
             return Acked::Unknown;
         };
-        let acked = match window.inflight.get(&id) {
-            Some(entry) if entry.state == expected => match window.inflight.remove(&id) {
-                Some(entry) => Acked::Done(entry.seq),
-                None => Acked::Unknown,
-            },
+        let acked = match window.inflight.entry(id) {
+            btree_map::Entry::Occupied(entry) if entry.get().state == expected => {
+                Acked::Done(entry.remove().seq)
+            }
             _ => Acked::Unknown,
         };
         self.release_if_idle();

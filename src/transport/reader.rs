@@ -60,36 +60,33 @@ impl PacketReader {
             self.read_size = (self.read_size / 2).max(MIN_READ_BYTES);
         }
     }
-}
 
-impl PacketReader {
     /// The next batch of packets read from `io`; `None` once the input ended (closed, failed, or malformed).
     pub fn poll_batch<R: AsyncRead + Unpin + ?Sized>(
         &mut self,
         io: &mut R,
         cx: &mut Context<'_>,
     ) -> Poll<Option<Vec<Result<Packet, DecodeError>>>> {
-        let this = self;
         loop {
-            let batch = this.decode_buffered();
+            let batch = self.decode_buffered();
             if !batch.is_empty() {
                 return Poll::Ready(Some(batch));
             }
-            if this.finished {
+            if self.finished {
                 return Poll::Ready(None);
             }
-            this.buf.reserve(this.read_size);
-            let room = this.buf.capacity() - this.buf.len();
-            match poll_read_buf(Pin::new(io), cx, &mut this.buf) {
+            self.buf.reserve(self.read_size);
+            let room = self.buf.capacity() - self.buf.len();
+            match poll_read_buf(Pin::new(io), cx, &mut self.buf) {
                 Poll::Ready(Ok(0)) | Poll::Ready(Err(_)) => {
-                    this.finished = true;
+                    self.finished = true;
                     return Poll::Ready(None);
                 }
-                Poll::Ready(Ok(n)) => this.adapt(n == room, n),
+                Poll::Ready(Ok(n)) => self.adapt(n == room, n),
                 Poll::Pending => {
                     // An idle connection keeps no buffer at all; the next read allocates one.
-                    if this.buf.is_empty() {
-                        this.buf = BytesMut::new();
+                    if self.buf.is_empty() {
+                        self.buf = BytesMut::new();
                     }
                     return Poll::Pending;
                 }

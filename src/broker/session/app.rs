@@ -123,6 +123,31 @@ impl AppSink {
         self.pending_bytes
     }
 
+    /// Hands what waits over, in order, starting with the room `permit` holds, while the channel takes it;
+    /// returns the acknowledgements of what it took.
+    fn hand_over(&mut self, permit: mpsc::OwnedPermit<ReceivedMessage>) -> Vec<Packet> {
+        let mut answers = Vec::new();
+        if let Some((received, ack)) = self.pending.pop_front() {
+            self.pending_bytes -= size_of(&received);
+            permit.send(received);
+            answers.extend(ack);
+        }
+        while let Some((received, ack)) = self.pending.pop_front() {
+            let size = size_of(&received);
+            match self.tx.try_send(received) {
+                Ok(()) => {
+                    self.pending_bytes -= size;
+                    answers.extend(ack);
+                }
+                Err(e) => {
+                    self.pending.push_front((e.into_inner(), ack));
+                    break;
+                }
+            }
+        }
+        answers
+    }
+
     /// Whether messages wait and no wait for room is running yet.
     pub(super) fn needs_room(&self) -> bool {
         !self.pending.is_empty() && !self.waiting
@@ -146,26 +171,7 @@ impl Session {
                 act.feed(Input::End(EndCause::Detached), ctx);
                 return;
             };
-            let mut answers = Vec::new();
-            if let Some((received, ack)) = app.pending.pop_front() {
-                app.pending_bytes -= size_of(&received);
-                permit.send(received);
-                answers.extend(ack);
-            }
-            while let Some((received, ack)) = app.pending.pop_front() {
-                let size = size_of(&received);
-                match app.tx.try_send(received) {
-                    Ok(()) => {
-                        app.pending_bytes -= size;
-                        answers.extend(ack);
-                    }
-                    Err(e) => {
-                        app.pending.push_front((e.into_inner(), ack));
-                        break;
-                    }
-                }
-            }
-            read(answers).into_iter().for_each(follow_up);
+            read(app.hand_over(permit)).into_iter().for_each(follow_up);
             act.feed(Input::Written, ctx);
             if matches!(&act.sink, Sink::App(app) if app.needs_room()) {
                 act.wait_for_room(ctx);

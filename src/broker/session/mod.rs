@@ -174,11 +174,6 @@ impl Session {
         }
     }
 
-    /// The core closed the connection: its last bytes are written, then the session stops.
-    fn closing(&self) -> bool {
-        self.core.is_closed()
-    }
-
     /// Whether bytes wait that the socket may take now (not those waiting for a commit).
     fn ready_to_write(&self) -> bool {
         matches!(&self.sink, Sink::Wire(out) if !out.ready().is_empty())
@@ -191,13 +186,6 @@ impl Session {
     fn wake_io(&mut self) {
         if let Some(waker) = &self.io_waker {
             waker.wake_by_ref();
-        }
-    }
-
-    fn client_label(&self) -> String {
-        match self.core.client_id() {
-            Some(id) => id.to_string(),
-            None => "(not connected)".to_owned(),
         }
     }
 }

@@ -88,7 +88,7 @@ impl ActorFuture<Session> for NetIo {
         let mut reads = 0;
         loop {
             let step = match write_step(&mut this, act, ctx, task) {
-                Step::Idle if act.closing() => close_step(&mut this, act, task),
+                Step::Idle if act.core.is_closed() => close_step(&mut this, act, task),
                 Step::Idle => read_step(&mut this, act, ctx, task, &mut reads),
                 step => step,
             };
@@ -125,11 +125,11 @@ fn write_step(
     match write(this.io, act, task) {
         Wrote::Progress => {
             *this.stalled_since = None;
-            if !act.closing() && act.core.wants_written() {
+            if !act.core.is_closed() && act.core.wants_written() {
                 act.feed(Input::Written, ctx);
             }
         }
-        Wrote::Failed if act.closing() => return Step::Finished,
+        Wrote::Failed if act.core.is_closed() => return Step::Finished,
         Wrote::Failed => {
             act.feed(Input::InputClosed, ctx);
             return Step::Again;
@@ -242,13 +242,13 @@ fn fire_timer(
     }
     *this.armed = None;
     let now = Instant::now();
-    if act.closing() {
+    if act.core.is_closed() {
         return true;
     }
     if stall.is_some_and(|s| now >= s) {
         log::warn!(
             "client {} from {}: the socket accepted nothing for {}s; closing",
-            act.client_label(),
+            act.core.label(),
             act.core.peer(),
             WRITE_STALL_LIMIT.as_secs()
         );

@@ -129,12 +129,12 @@ impl Connection {
         now: Now,
         out: &mut Outputs,
     ) {
-        let Stage::Authenticating(_) = &self.stage else {
-            return;
-        };
-        let Stage::Authenticating(joining) = std::mem::replace(&mut self.stage, Stage::Closed)
-        else {
-            return;
+        let joining = match std::mem::replace(&mut self.stage, Stage::Closed) {
+            Stage::Authenticating(joining) => joining,
+            other => {
+                self.stage = other;
+                return;
+            }
         };
         match verdict {
             Ok(()) => self.register(joining, out),
@@ -170,11 +170,12 @@ impl Connection {
         now: Now,
         out: &mut Outputs,
     ) {
-        let Stage::Registering(_) = &self.stage else {
-            return;
-        };
-        let Stage::Registering(joining) = std::mem::replace(&mut self.stage, Stage::Closed) else {
-            return;
+        let joining = match std::mem::replace(&mut self.stage, Stage::Closed) {
+            Stage::Registering(joining) => joining,
+            other => {
+                self.stage = other;
+                return;
+            }
         };
         let Ok(registration) = result else {
             log::error!(
@@ -271,12 +272,12 @@ impl Connection {
     }
 
     fn connect_if_restored(&mut self, now: Now, out: &mut Outputs) {
-        let ready = matches!(&self.stage, Stage::Restoring(r) if r.commit.is_none() && r.incoming_qos2.is_some());
-        if !ready {
-            return;
-        }
-        let Stage::Restoring(restoring) = std::mem::replace(&mut self.stage, Stage::Closed) else {
-            return;
+        let restoring = match std::mem::replace(&mut self.stage, Stage::Closed) {
+            Stage::Restoring(r) if r.commit.is_none() && r.incoming_qos2.is_some() => r,
+            other => {
+                self.stage = other;
+                return;
+            }
         };
         self.connected(*restoring, now, out);
     }
@@ -298,17 +299,16 @@ impl Connection {
             joining.keep_alive_secs,
             registration.session_present
         );
-        let keep_alive = (joining.keep_alive_secs > 0)
-            .then(|| Duration::from_secs(joining.keep_alive_secs.into()));
-        if let Some(keep_alive) = keep_alive {
-            out.timer = Some(now.instant + keep_alive_limit(keep_alive));
+        let silence_limit = silence_limit(joining.keep_alive_secs);
+        if let Some(limit) = silence_limit {
+            out.timer = Some(now.instant + limit);
         }
         let stored = persistent
             .then(|| StoredFeed::resume(registration.queue_head.max(joining.early_behind)));
         self.stage = Stage::Connected(Box::new(Attached {
             client_id: joining.client_id,
             persistent,
-            keep_alive_secs: joining.keep_alive_secs,
+            silence_limit,
             last_packet: now.instant,
             will: joining.will,
             outbound: Outbound::new(self.settings.max_inflight),
@@ -361,12 +361,9 @@ impl Connection {
             }
             Stage::AwaitingConnect { deadline } => out.timer = Some(*deadline),
             Stage::Connected(attached) => {
-                if attached.keep_alive_secs == 0 {
+                let Some(limit) = attached.silence_limit else {
                     return;
-                }
-                let keep_alive = Duration::from_secs(attached.keep_alive_secs.into());
-                // [MQTT-3.1.2-24]: one and a half keepalive periods without a packet.
-                let limit = keep_alive_limit(keep_alive);
+                };
                 let idle = now.instant.saturating_duration_since(attached.last_packet);
                 if idle >= limit {
                     self.violation(
@@ -383,9 +380,11 @@ impl Connection {
     }
 }
 
-/// How long a client with this keepalive may stay silent [MQTT-3.1.2-24].
-fn keep_alive_limit(keep_alive: Duration) -> Duration {
-    keep_alive + keep_alive / 2
+/// How long a client with this keepalive may stay silent: one and a half keepalive periods
+/// [MQTT-3.1.2-24]; `None` when 0 turns the keepalive off.
+fn silence_limit(keep_alive_secs: u16) -> Option<Duration> {
+    let keep_alive = Duration::from_secs(keep_alive_secs.into());
+    (keep_alive_secs > 0).then(|| keep_alive + keep_alive / 2)
 }
 
 /// Deliveries that arrive before CONNACK wait for it (the router registered the session already).

@@ -11,7 +11,6 @@ use crate::store::{EntryState, QueuedMessage, StoreError};
 impl Connection {
     /// Deliveries from the router; before CONNACK they wait for it.
     pub(super) fn on_deliveries(&mut self, deliveries: Vec<Delivery>, out: &mut Outputs) {
-        let hooks = self.settings.hooks;
         if let Some(joining) = self.joining() {
             return joining.hold_early(deliveries);
         }
@@ -21,7 +20,7 @@ impl Connection {
         attached.credit.consumed(deliveries.len());
         let dropped_before = attached.dropped;
         for delivery in deliveries {
-            take_delivery(attached, delivery, &self.settings, hooks, out);
+            take_delivery(attached, delivery, &self.settings, out);
         }
         let dropped = attached.dropped - dropped_before;
         if dropped > 0 {
@@ -127,17 +126,14 @@ impl Connection {
         let Stage::Connected(attached) = &mut self.stage else {
             return;
         };
-        match attached.outbound.on_pubcomp(id) {
-            Acked::Done(seq) => {
-                self.progressed = true;
-                if let Some(seq) = seq {
-                    out.store.push(StoreOp::Remove {
-                        client_id: attached.client_id.clone(),
-                        seq,
-                    });
-                }
+        if let Acked::Done(seq) = attached.outbound.on_pubcomp(id) {
+            self.progressed = true;
+            if let Some(seq) = seq {
+                out.store.push(StoreOp::Remove {
+                    client_id: attached.client_id.clone(),
+                    seq,
+                });
             }
-            Acked::Unknown => {}
         }
         refill_window(attached, hooks, out);
     }
@@ -166,7 +162,6 @@ fn take_delivery(
     attached: &mut Attached,
     delivery: Delivery,
     settings: &Settings,
-    hooks: bool,
     out: &mut Outputs,
 ) {
     match (delivery.seq, attached.stored.as_mut()) {
@@ -183,7 +178,7 @@ fn take_delivery(
             }
         }
     }
-    offer(attached, delivery, hooks, out);
+    offer(attached, delivery, settings.hooks, out);
 }
 
 /// The memory queue is full: drop the new message or the oldest waiting one, never a QoS 2 message.
@@ -280,36 +275,38 @@ impl<'a> PublishWriter<'a> {
 /// Takes a stored queue entry back: unacknowledged ones are sent again as they were [MQTT-4.4.0-1], waiting
 /// ones are offered to the window.
 fn resume_entry(attached: &mut Attached, entry: QueuedMessage, hooks: bool, out: &mut Outputs) {
-    let seq = entry.seq;
-    match (entry.state, entry.message) {
-        (EntryState::PubRelSent(id), _) => {
-            attached.outbound.resume_pubrel(id, Some(seq));
+    match entry.state {
+        EntryState::PubRelSent(id) => {
+            attached.outbound.resume_pubrel(id, Some(entry.seq));
             out.emits.push(Emit::Control(Packet::PubRel(id)));
         }
-        (EntryState::PublishSent(id), Some(message)) => {
-            let delivery = Delivery {
-                message,
-                qos: entry.qos,
-                seq: Some(seq),
-                retain: false,
-            };
-            let publish = attached.outbound.resume_publish(delivery, id);
-            PublishWriter::of(attached, hooks).emit(publish, out);
+        EntryState::PublishSent(id) => {
+            if let Some(delivery) = stored_delivery(entry, &attached.client_id) {
+                let publish = attached.outbound.resume_publish(delivery, id);
+                PublishWriter::of(attached, hooks).emit(publish, out);
+            }
         }
-        (EntryState::Queued, Some(message)) => {
-            let delivery = Delivery {
-                message,
-                qos: entry.qos,
-                seq: Some(seq),
-                retain: false,
-            };
-            offer(attached, delivery, hooks, out);
-        }
-        (_, None) => {
-            log::error!(
-                "client {}: stored queue entry {seq} has no message body",
-                attached.client_id
-            );
+        EntryState::Queued => {
+            if let Some(delivery) = stored_delivery(entry, &attached.client_id) {
+                offer(attached, delivery, hooks, out);
+            }
         }
     }
+}
+
+/// The delivery a stored queue entry holds; `None` (logged) when its message body is missing.
+fn stored_delivery(entry: QueuedMessage, client_id: &ClientId) -> Option<Delivery> {
+    let Some(message) = entry.message else {
+        log::error!(
+            "client {client_id}: stored queue entry {} has no message body",
+            entry.seq
+        );
+        return None;
+    };
+    Some(Delivery {
+        message,
+        qos: entry.qos,
+        seq: Some(entry.seq),
+        retain: false,
+    })
 }

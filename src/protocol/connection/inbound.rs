@@ -69,8 +69,7 @@ impl Connection {
             (QoS::AtMostOnce, _) => attached.batch.get().messages.push(message),
             (QoS::AtLeastOnce, Some(id)) => {
                 attached.batch.get().messages.push(message);
-                let ticket = batch_ticket(attached.batch.get(), &mut self.next_ticket);
-                attached.acks.push(Some(ticket), Answer::PubAck(id));
+                attached.answer_after_batch(Answer::PubAck(id), &mut self.tickets);
             }
             (QoS::ExactlyOnce, Some(id)) => {
                 // [MQTT-4.3.3-2]: a PUBLISH whose id still awaits PUBREL is acknowledged but not delivered again.
@@ -83,8 +82,7 @@ impl Connection {
                         });
                     }
                 }
-                let ticket = batch_ticket(attached.batch.get(), &mut self.next_ticket);
-                attached.acks.push(Some(ticket), Answer::PubRec(id));
+                attached.answer_after_batch(Answer::PubRec(id), &mut self.tickets);
             }
             (_, None) => {
                 self.violation("[MQTT-2.3.1-1] QoS > 0 PUBLISH without packet id", now, out)
@@ -103,8 +101,7 @@ impl Connection {
             });
         }
         // [MQTT-4.3.3-2]: PUBCOMP answers every PUBREL, known id or not, once its removal is stored.
-        let ticket = batch_ticket(attached.batch.get(), &mut self.next_ticket);
-        attached.acks.push(Some(ticket), Answer::PubComp(id));
+        attached.answer_after_batch(Answer::PubComp(id), &mut self.tickets);
     }
 
     /// Queues an answer behind every earlier one; `ticket` is the commit it waits for, if any.
@@ -272,12 +269,12 @@ impl Connection {
     }
 }
 
-/// The ticket of the batch's answers, taken when the first answer needs one.
-fn batch_ticket(batch: &mut InboundBatch, next_ticket: &mut u64) -> Ticket {
-    *batch.ticket.get_or_insert_with(|| {
-        *next_ticket += 1;
-        Ticket(*next_ticket)
-    })
+impl Attached {
+    /// Queues an answer behind every earlier one, released once the open batch is stored.
+    fn answer_after_batch(&mut self, answer: Answer, tickets: &mut Tickets) {
+        let ticket = self.batch.ticket(tickets);
+        self.acks.push(Some(ticket), answer);
+    }
 }
 
 /// Sends a batch to the router; a batch with nothing to route or store completes its answers at once.

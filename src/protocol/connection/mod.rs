@@ -13,7 +13,7 @@ mod inbound;
 #[cfg(test)]
 mod tests;
 
-use super::acks::{AckQueue, Answer, Ticket};
+use super::acks::{AckQueue, Answer, Ticket, Tickets};
 use super::credit::{Credit, OUTPUT_HIGH_WATER_BYTES};
 use super::feed::StoredFeed;
 use super::io::{Input, Now, Outputs, Peer, Registration};
@@ -73,7 +73,7 @@ pub struct Connection {
     backlog: VecDeque<Result<Packet, DecodeError>>,
     /// Bytes written for the client that the socket has not taken yet.
     pending_output: usize,
-    next_ticket: u64,
+    tickets: Tickets,
     /// The connection is over; every later input is ignored.
     closed: bool,
     /// The current input shows the client taking what it is sent (its socket took bytes, or it acknowledged).
@@ -120,8 +120,8 @@ struct Restoring {
 struct Attached {
     client_id: ClientId,
     persistent: bool,
-    /// Seconds; 0 turns the keepalive off.
-    keep_alive_secs: u16,
+    /// How long the client may stay silent (one and a half keepalives); `None` when the keepalive is off.
+    silence_limit: Option<Duration>,
     last_packet: Instant,
     will: Option<Box<LastWill>>,
     outbound: Outbound,
@@ -164,6 +164,11 @@ impl OpenBatch {
         self.0.get_or_insert_with(Box::default)
     }
 
+    /// The ticket the batch's answers wait for, taken when the first answer needs one.
+    fn ticket(&mut self, tickets: &mut Tickets) -> Ticket {
+        *self.get().ticket.get_or_insert_with(|| tickets.issue())
+    }
+
     fn take(&mut self) -> InboundBatch {
         self.0.take().map(|b| *b).unwrap_or_default()
     }
@@ -189,7 +194,7 @@ impl Connection {
             stage: Stage::AwaitingConnect { deadline },
             backlog: VecDeque::new(),
             pending_output: 0,
-            next_ticket: 0,
+            tickets: Tickets::default(),
             closed: false,
             progressed: false,
         }
@@ -274,7 +279,8 @@ impl Connection {
         self.peer
     }
 
-    fn label(&self) -> String {
+    /// The client identifier, or that there is none yet, for logs.
+    pub fn label(&self) -> String {
         match self.client_id() {
             Some(id) => id.to_string(),
             None => "(not connected)".to_owned(),
@@ -282,8 +288,7 @@ impl Connection {
     }
 
     fn new_ticket(&mut self) -> Ticket {
-        self.next_ticket += 1;
-        Ticket(self.next_ticket)
+        self.tickets.issue()
     }
 
     /// What CONNECT asked for, while the session is registered with the router but CONNACK not yet sent.

@@ -15,14 +15,6 @@ fn connect_with_will(client_id: &str, keep_alive_secs: u16, will: LastWill) -> P
     }
 }
 
-fn registered(present: bool, had: bool, head: u64) -> Input {
-    Input::Registered(Ok(Registration {
-        session_present: present,
-        had_persistent: had,
-        queue_head: head,
-    }))
-}
-
 #[test]
 fn the_first_packet_must_be_connect() {
     // [MQTT-3.1.0-1]

@@ -78,8 +78,7 @@ fn a_stored_message_is_recorded_as_sent_before_the_client_can_see_it() {
 #[test]
 fn pubrel_of_a_stored_message_waits_for_its_released_state() {
     let mut h = Harness::new();
-    h.connect_resumed("s", 0);
-    h.feed(Input::StorePage(Ok(Vec::new())));
+    h.connect_live("s");
     h.feed(Input::Deliveries(vec![delivery(
         "t",
         QoS::ExactlyOnce,
@@ -229,11 +228,7 @@ fn the_hooks_hear_of_deliveries_and_acknowledgements() {
 fn messages_sent_before_connack_are_delivered_after_it() {
     let mut h = Harness::new();
     h.read(vec![connect("s", false, 0)]);
-    h.feed(Input::Registered(Ok(Registration {
-        session_present: true,
-        had_persistent: true,
-        queue_head: 0,
-    })));
+    h.feed(registered(true, true, 0));
     h.feed(Input::Deliveries(vec![delivery(
         "early",
         QoS::AtMostOnce,

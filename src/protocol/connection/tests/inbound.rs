@@ -1,7 +1,7 @@
 //! Packets from a connected client: QoS handshakes, subscriptions, answers in order, hooks, malformed input.
 
 use super::*;
-use crate::codec::{DecodeError, SubscribeReturnCode, Unsubscribe};
+use crate::codec::{DecodeError, SubscribeReturnCode};
 use crate::protocol::io::CloseReason;
 
 fn routes(requests: &[Request]) -> Vec<Vec<String>> {
@@ -201,10 +201,7 @@ fn unsuback_waits_for_the_removal_to_be_stored() {
     // [MQTT-3.10.4-4]
     let mut h = Harness::new();
     h.connect_clean("s", 0);
-    h.read(vec![Packet::Unsubscribe(Unsubscribe {
-        packet_id: pid(4),
-        filters: vec![TopicFilter::new("a").unwrap()],
-    })]);
+    h.read(vec![unsubscribe(4, "a")]);
     let requests = h.requests();
     assert!(h.packets().is_empty());
     h.commit(Harness::ticket_of(&requests));
@@ -238,10 +235,7 @@ fn with_hooks_an_unsubscribe_waits_for_the_publishes_before_it() {
     h.connect_hooked("p");
     h.read(vec![
         publish("a", QoS::AtLeastOnce, Some(1), b"1"),
-        Packet::Unsubscribe(Unsubscribe {
-            packet_id: pid(2),
-            filters: vec![TopicFilter::new("a").unwrap()],
-        }),
+        unsubscribe(2, "a"),
         publish("b", QoS::AtMostOnce, None, b"2"),
     ]);
     let requests = h.requests();

@@ -8,7 +8,7 @@ mod inbound;
 mod props;
 
 use super::*;
-use crate::codec::{ConnAck, Connect, ConnectReturnCode, Publish, SubAck, Subscribe};
+use crate::codec::{ConnAck, Connect, ConnectReturnCode, Publish, SubAck, Subscribe, Unsubscribe};
 use crate::protocol::io::{Emit, Request};
 use crate::topic::TopicName;
 use bytes::Bytes;
@@ -110,11 +110,7 @@ impl Harness {
     /// Connects a client with a clean session (no stored session before) and takes every output.
     pub fn connect_clean(&mut self, client_id: &str, keep_alive_secs: u16) {
         self.read(vec![connect(client_id, true, keep_alive_secs)]);
-        self.feed(Input::Registered(Ok(Registration {
-            session_present: false,
-            had_persistent: false,
-            queue_head: 0,
-        })));
+        self.feed(registered(false, false, 0));
         let packets = self.packets();
         assert_eq!(packets, vec![connack(false)], "CONNACK at once");
         self.take();
@@ -124,11 +120,7 @@ impl Harness {
     /// position; answers the store reads; takes every output.
     pub fn connect_resumed(&mut self, client_id: &str, head: u64) {
         self.read(vec![connect(client_id, false, 0)]);
-        self.feed(Input::Registered(Ok(Registration {
-            session_present: true,
-            had_persistent: true,
-            queue_head: head,
-        })));
+        self.feed(registered(true, true, head));
         self.feed(Input::IncomingQos2(Ok(Vec::new())));
         assert_eq!(self.packets(), vec![connack(true)]);
         self.take();
@@ -147,11 +139,7 @@ impl Harness {
     pub fn connect_hooked(&mut self, client_id: &str) {
         self.read(vec![connect(client_id, true, 0)]);
         self.feed(Input::Authenticated(Ok(())));
-        self.feed(Input::Registered(Ok(Registration {
-            session_present: false,
-            had_persistent: false,
-            queue_head: 0,
-        })));
+        self.feed(registered(false, false, 0));
         self.take();
     }
 
@@ -178,6 +166,16 @@ impl Harness {
             result: Ok(()),
         });
     }
+}
+
+/// The router's answer to a registration: session present, a persistent session existed, highest queue
+/// position.
+pub(super) fn registered(present: bool, had: bool, head: u64) -> Input {
+    Input::Registered(Ok(Registration {
+        session_present: present,
+        had_persistent: had,
+        queue_head: head,
+    }))
 }
 
 pub(super) fn connect(client_id: &str, clean_session: bool, keep_alive_secs: u16) -> Packet {
@@ -237,6 +235,13 @@ pub(super) fn subscribe(id: u16, filters: &[(&str, QoS)]) -> Packet {
             .iter()
             .map(|(f, q)| (TopicFilter::new((*f).to_owned()).expect("valid filter"), *q))
             .collect(),
+    })
+}
+
+pub(super) fn unsubscribe(id: u16, filter: &str) -> Packet {
+    Packet::Unsubscribe(Unsubscribe {
+        packet_id: pid(id),
+        filters: vec![TopicFilter::new(filter.to_owned()).expect("valid filter")],
     })
 }
 

@@ -3,7 +3,7 @@
 //! still in use towards the client [MQTT-2.3.1-2], and must act on nothing once closed.
 
 use super::*;
-use crate::codec::{DecodeError, SubscribeReturnCode, Unsubscribe};
+use crate::codec::{DecodeError, SubscribeReturnCode};
 use crate::protocol::io::EndCause;
 use crate::store::{EntryState, QueuedMessage, StoreError};
 use proptest::prelude::*;
@@ -56,10 +56,7 @@ fn packet() -> impl Strategy<Value = Packet> {
         id.clone().prop_map(|id| Packet::PubComp(pid(id))),
         id.clone()
             .prop_map(|id| subscribe(id, &[("t/#", QoS::ExactlyOnce), ("u", QoS::AtMostOnce)])),
-        id.prop_map(|id| Packet::Unsubscribe(Unsubscribe {
-            packet_id: pid(id),
-            filters: vec![TopicFilter::new("t/#").unwrap()],
-        })),
+        id.prop_map(|id| unsubscribe(id, "t/#")),
         Just(Packet::PingReq),
         Just(Packet::Disconnect),
         Just(Packet::PingResp),
