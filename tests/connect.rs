@@ -297,5 +297,21 @@ async fn packets_after_disconnect_in_the_same_write_are_ignored() {
         leaver.wait_closed().await.is_empty(),
         "no PUBACK for the publish after DISCONNECT"
     );
-    watcher.expect_silence(QUIET).await;
+    // Whatever the leaver's session routed (the publishes after DISCONNECT, a will) reached the router before
+    // it closed, so before this marker: the marker must be the next message.
+    watcher
+        .send(&publish_packet(
+            "dc/marker",
+            QoS::AtMostOnce,
+            None,
+            false,
+            b"m",
+        ))
+        .await;
+    let next = watcher.recv_publish().await;
+    assert_eq!(
+        next.topic.as_str(),
+        "dc/marker",
+        "neither the publishes after DISCONNECT nor the will are routed: {next:?}"
+    );
 }

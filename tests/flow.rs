@@ -6,6 +6,8 @@ mod common;
 
 use bytes::{Bytes, BytesMut};
 use common::*;
+use harbormq::broker::flow::ROUTE_CREDITS;
+use harbormq::broker::messages::RouterStats;
 use harbormq::codec::{encode_packet, Packet, Publish, QoS};
 use std::time::Duration;
 
@@ -24,6 +26,22 @@ fn numbered(topic_name: &str, qos: QoS, n: u32) -> Packet {
 
 fn number_of(p: &Publish) -> u32 {
     u32::from_be_bytes(p.payload[..4].try_into().unwrap())
+}
+
+/// The broker's figures once `reached` holds for them; fails the test if that takes longer than `WAIT`.
+async fn stats_when(broker: &TestBroker, reached: impl Fn(&RouterStats) -> bool) -> RouterStats {
+    let deadline = tokio::time::Instant::now() + WAIT;
+    loop {
+        let stats = broker.handle().router_stats().await.unwrap();
+        if reached(&stats) {
+            return stats;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "not reached within {WAIT:?}: {stats:?}"
+        );
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
 }
 
 /// [MQTT-4.3.2-2]: PUBACK means the broker owns the message. A clean session whose queue limit (10,000) is
@@ -57,11 +75,11 @@ async fn a_late_reader_holds_the_publisher_back_and_loses_nothing() {
         acked
     });
 
-    // The reader falls behind on purpose: this pause is the behaviour under test.
-    tokio::time::sleep(Duration::from_millis(300)).await;
-    // Meanwhile the broker read only what the subscriber's queue (held back at 1,024) and a few batches
-    // beyond take: the publisher was stopped, its writes waiting in its socket.
-    let paused = broker.handle().router_stats().await.unwrap();
+    // The reader falls behind on purpose: it reads nothing until the broker has stopped reading the
+    // publisher (all of its routing credits kept by the subscriber out of credit).
+    let paused = stats_when(&broker, |s| s.routing_credits_kept >= ROUTE_CREDITS as u64).await;
+    // By then the broker read only what the subscriber's queue (held back at 1,024) and a few batches beyond
+    // take: the publisher was stopped, its writes waiting in its socket.
     assert!(
         paused.messages_in <= 10_000,
         "the broker went on reading the publisher: {paused:?}"
