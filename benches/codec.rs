@@ -22,6 +22,7 @@ fn publish(payload_len: usize) -> Publish {
         topic: TopicName::new("bench/sensor/42/temperature").unwrap(),
         packet_id: PacketId::new(42),
         payload: Bytes::from(vec![0xA5; payload_len]),
+        properties: None,
     }
 }
 

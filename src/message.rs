@@ -1,7 +1,7 @@
 //! The application message as the broker keeps it: one immutable value shared by every session it reaches.
 //! Owns no behaviour beyond construction; routing and storage pass `Arc<Message>` around so payloads are never copied.
 
-use crate::codec::QoS;
+use crate::codec::{MaybeProperties, QoS};
 use crate::topic::TopicName;
 use bytes::Bytes;
 use std::time::{SystemTime, UNIX_EPOCH};
@@ -19,6 +19,9 @@ pub struct Message {
     pub retain: bool,
     /// When the broker accepted the message, in milliseconds since the Unix epoch.
     pub arrived_at_ms: u64,
+    /// The MQTT 5.0 message properties (Payload Format Indicator, Message Expiry Interval, Content Type,
+    /// Response Topic, Correlation Data, User Properties) as published; `None` when there are none.
+    pub properties: MaybeProperties,
 }
 
 /// A broker-wide identifier for a stored message body.

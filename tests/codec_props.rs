@@ -74,6 +74,7 @@ fn publish() -> impl Strategy<Value = Publish> {
                 topic,
                 packet_id: acknowledged.then_some(id),
                 payload,
+                properties: None,
             }
         })
 }
@@ -85,6 +86,7 @@ fn will() -> impl Strategy<Value = LastWill> {
             payload,
             qos,
             retain,
+            properties: None,
         }
     })
 }
@@ -114,6 +116,7 @@ fn connect() -> impl Strategy<Value = Packet> {
                     will,
                     username,
                     password,
+                    properties: None,
                 }))
             },
         )
@@ -123,7 +126,8 @@ fn connack() -> impl Strategy<Value = Packet> {
     (any::<bool>(), 0u8..=5).prop_map(|(session_present, code)| {
         Packet::ConnAck(ConnAck {
             session_present,
-            code: ConnectReturnCode::from_u8(code).unwrap(),
+            code: ConnectReturnCode::from_u8(code).unwrap().into(),
+            properties: None,
         })
     })
 }
@@ -140,20 +144,28 @@ fn client_to_server() -> impl Strategy<Value = Packet> {
     prop_oneof![
         connect(),
         publish().prop_map(Packet::Publish),
-        packet_id().prop_map(Packet::PubAck),
-        packet_id().prop_map(Packet::PubRec),
-        packet_id().prop_map(Packet::PubRel),
-        packet_id().prop_map(Packet::PubComp),
+        packet_id().prop_map(|id| Packet::PubAck(id.into())),
+        packet_id().prop_map(|id| Packet::PubRec(id.into())),
+        packet_id().prop_map(|id| Packet::PubRel(id.into())),
+        packet_id().prop_map(|id| Packet::PubComp(id.into())),
         (
             packet_id(),
             prop::collection::vec((topic_filter(), qos()), 1..6)
         )
-            .prop_map(|(packet_id, filters)| Packet::Subscribe(Subscribe { packet_id, filters })),
+            .prop_map(|(packet_id, filters)| Packet::Subscribe(Subscribe {
+                packet_id,
+                filters: filters.into_iter().map(|(f, q)| (f, q.into())).collect(),
+                properties: None
+            })),
         (packet_id(), prop::collection::vec(topic_filter(), 1..6)).prop_map(
-            |(packet_id, filters)| Packet::Unsubscribe(Unsubscribe { packet_id, filters })
+            |(packet_id, filters)| Packet::Unsubscribe(Unsubscribe {
+                packet_id,
+                filters,
+                properties: None
+            })
         ),
         Just(Packet::PingReq),
-        Just(Packet::Disconnect),
+        Just(Packet::Disconnect(Default::default())),
     ]
 }
 
@@ -162,17 +174,18 @@ fn server_to_client() -> impl Strategy<Value = Packet> {
     prop_oneof![
         connack(),
         publish().prop_map(Packet::Publish),
-        packet_id().prop_map(Packet::PubAck),
-        packet_id().prop_map(Packet::PubRec),
-        packet_id().prop_map(Packet::PubRel),
-        packet_id().prop_map(Packet::PubComp),
+        packet_id().prop_map(|id| Packet::PubAck(id.into())),
+        packet_id().prop_map(|id| Packet::PubRec(id.into())),
+        packet_id().prop_map(|id| Packet::PubRel(id.into())),
+        packet_id().prop_map(|id| Packet::PubComp(id.into())),
         (packet_id(), prop::collection::vec(return_code(), 1..6)).prop_map(
             |(packet_id, return_codes)| Packet::SubAck(SubAck {
                 packet_id,
-                return_codes
+                return_codes,
+                properties: None,
             })
         ),
-        packet_id().prop_map(Packet::UnsubAck),
+        packet_id().prop_map(|id| Packet::UnsubAck(id.into())),
         Just(Packet::PingResp),
     ]
 }
@@ -213,6 +226,7 @@ fn pipelined_publishes_decode_and_encode_without_allocating_per_packet() {
         topic: TopicName::new("sensors/42/temperature").unwrap(),
         packet_id: PacketId::new(7),
         payload: Bytes::from(vec![1u8; 64]),
+        properties: None,
     };
     let packet = Packet::Publish(publish);
     let mut buf = BytesMut::with_capacity(100 * 1000);

@@ -142,7 +142,7 @@ async fn mqtt_3_1_connect_is_accepted() {
     let mut delivered = None;
     while !got_puback || delivered.is_none() {
         match raw.recv().await {
-            Packet::PubAck(id) if id.get() == 2 => got_puback = true,
+            Packet::PubAck(ack) if ack.packet_id.get() == 2 => got_puback = true,
             Packet::Publish(p) => delivered = Some(p),
             other => panic!("unexpected {other:?}"),
         }
@@ -286,7 +286,7 @@ async fn packets_after_disconnect_in_the_same_write_are_ignored() {
     leaver
         .send_together(&[
             publish_packet("dc/before", QoS::AtMostOnce, None, false, b"1"),
-            Packet::Disconnect,
+            Packet::Disconnect(Default::default()),
             publish_packet("dc/after", QoS::AtMostOnce, None, false, b"2"),
             publish_packet("dc/after", QoS::AtLeastOnce, Some(3), false, b"3"),
         ])

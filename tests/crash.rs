@@ -402,6 +402,7 @@ fn qos2_publish(topic: &str, id: u16, n: u32, dup: bool) -> RawPacket {
         topic: TopicName::new(topic.to_string()).unwrap(),
         packet_id: PacketId::new(id),
         payload: numbered(n).into(),
+        properties: None,
     })
 }
 
@@ -413,7 +414,7 @@ async fn interrupt_after_pubrec(label: &str, topic: &str) -> (tempfile::TempDir,
     let (mut publisher, _) = RawClient::connect(broker.port(), &format!("pub-{label}")).await;
     publisher.send(&qos2_publish(topic, 7, 1, false)).await;
     let answer = publisher.recv().await;
-    assert_eq!(answer, RawPacket::PubRec(PacketId::new(7).unwrap()));
+    assert_eq!(answer, RawPacket::PubRec(PacketId::new(7).unwrap().into()));
     broker.kill9();
     drop(publisher);
     let broker = broker.restart(&durability());
@@ -426,9 +427,9 @@ async fn raw_sentinel(publisher: &mut RawClient, topic: &str) {
     publisher
         .send(&qos2_publish(topic, 8, SENTINEL, false))
         .await;
-    assert_eq!(publisher.recv().await, RawPacket::PubRec(id));
-    publisher.send(&RawPacket::PubRel(id)).await;
-    assert_eq!(publisher.recv().await, RawPacket::PubComp(id));
+    assert_eq!(publisher.recv().await, RawPacket::PubRec(id.into()));
+    publisher.send(&RawPacket::PubRel(id.into())).await;
+    assert_eq!(publisher.recv().await, RawPacket::PubComp(id.into()));
 }
 
 /// Reconnects the publisher of scenario (e), whose session must have survived the kill.
@@ -463,9 +464,9 @@ async fn e_inbound_qos2_resent_publish_after_kill9_delivers_once() {
     let mut publisher = reconnect_publisher(&broker, label).await;
     let id = PacketId::new(7).unwrap();
     publisher.send(&qos2_publish(topic, 7, 1, true)).await;
-    assert_eq!(publisher.recv().await, RawPacket::PubRec(id));
-    publisher.send(&RawPacket::PubRel(id)).await;
-    assert_eq!(publisher.recv().await, RawPacket::PubComp(id));
+    assert_eq!(publisher.recv().await, RawPacket::PubRec(id.into()));
+    publisher.send(&RawPacket::PubRel(id.into())).await;
+    assert_eq!(publisher.recv().await, RawPacket::PubComp(id.into()));
     assert_delivered_once(&mut publisher, &broker, label, topic).await;
 }
 
@@ -476,8 +477,8 @@ async fn e_inbound_qos2_pubrel_after_kill9_completes_once() {
     let (_dir, broker) = interrupt_after_pubrec(label, topic).await;
     let mut publisher = reconnect_publisher(&broker, label).await;
     let id = PacketId::new(7).unwrap();
-    publisher.send(&RawPacket::PubRel(id)).await;
-    assert_eq!(publisher.recv().await, RawPacket::PubComp(id));
+    publisher.send(&RawPacket::PubRel(id.into())).await;
+    assert_eq!(publisher.recv().await, RawPacket::PubComp(id.into()));
     assert_delivered_once(&mut publisher, &broker, label, topic).await;
 }
 
@@ -536,8 +537,9 @@ async fn raw_subscribe(client: &mut RawClient, filter: &str) {
         packet_id: id,
         filters: vec![(
             TopicFilter::new(filter.to_string()).unwrap(),
-            RawQoS::ExactlyOnce,
+            RawQoS::ExactlyOnce.into(),
         )],
+        properties: None,
     };
     client.send(&RawPacket::Subscribe(subscribe)).await;
     match client.recv().await {
@@ -578,20 +580,20 @@ async fn raw_read_resent(client: &mut RawClient) -> Vec<(Option<u32>, Resent)> {
     let mut got = Vec::new();
     loop {
         match client.recv().await {
-            RawPacket::PubRel(id) => {
-                got.push((None, Resent::PubRel(id)));
-                client.send(&RawPacket::PubComp(id)).await;
+            RawPacket::PubRel(rel) => {
+                got.push((None, Resent::PubRel(rel.packet_id)));
+                client.send(&RawPacket::PubComp(rel.packet_id.into())).await;
             }
             RawPacket::Publish(publish) => {
                 let n = number_of(&publish.payload);
                 let id = publish.packet_id.unwrap();
                 if n == SENTINEL {
                     assert_eq!(publish.qos, RawQoS::AtLeastOnce);
-                    client.send(&RawPacket::PubAck(id)).await;
+                    client.send(&RawPacket::PubAck(id.into())).await;
                     return got;
                 }
                 got.push((Some(n), Resent::Publish(id, publish.dup)));
-                client.send(&RawPacket::PubRec(id)).await;
+                client.send(&RawPacket::PubRec(id.into())).await;
             }
             RawPacket::PubComp(_) | RawPacket::PubAck(_) => {}
             other => panic!("unexpected packet after the restart: {other:?}"),
@@ -610,9 +612,9 @@ async fn h_outbound_qos2_resumes_with_original_packet_ids_after_kill9() {
     // Five completed exchanges first, so the interrupted ones do not use the lowest packet ids.
     publish_numbered(broker.port(), topic, QoS::ExactlyOnce, 5, |_| false).await;
     for (_, id) in raw_read_publishes(&mut subscriber, 5).await {
-        subscriber.send(&RawPacket::PubRec(id)).await;
-        assert_eq!(subscriber.recv().await, RawPacket::PubRel(id));
-        subscriber.send(&RawPacket::PubComp(id)).await;
+        subscriber.send(&RawPacket::PubRec(id.into())).await;
+        assert_eq!(subscriber.recv().await, RawPacket::PubRel(id.into()));
+        subscriber.send(&RawPacket::PubComp(id.into())).await;
     }
     let outcome = publish_numbered(broker.port(), topic, QoS::ExactlyOnce, 15, |_| false).await;
     assert_eq!(outcome.acked.len(), 15);
@@ -622,7 +624,7 @@ async fn h_outbound_qos2_resumes_with_original_packet_ids_after_kill9() {
     let recorded: Vec<(u32, PacketId)> = first.iter().copied().take(5).collect();
     // The kill follows the last PUBLISH read and the PUBRECs at once: nothing waits for the broker's store.
     for (_, id) in &recorded {
-        subscriber.send(&RawPacket::PubRec(*id)).await;
+        subscriber.send(&RawPacket::PubRec((*id).into())).await;
     }
     broker.kill9();
     drop(subscriber);

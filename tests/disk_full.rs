@@ -136,13 +136,17 @@ async fn publish_numbered(publisher: &mut RawClient, topic: &str, n: u32) -> boo
         topic: TopicName::new(topic).unwrap(),
         packet_id: Some(packet_id),
         payload: numbered(n),
+        properties: None,
     };
     if !publisher.try_send(&RawPacket::Publish(publish)).await {
         return false;
     }
     match publisher.try_recv().await {
         Some(RawPacket::PubAck(id)) => {
-            assert_eq!(id, packet_id, "PUBACK for another packet [MQTT-4.3.2-2]");
+            assert_eq!(
+                id.packet_id, packet_id,
+                "PUBACK for another packet [MQTT-4.3.2-2]"
+            );
             true
         }
         None => false,

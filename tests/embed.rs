@@ -387,15 +387,17 @@ async fn a_denied_filter_gets_0x80_and_the_others_are_granted() {
     raw.send(&Packet::Subscribe(Subscribe {
         packet_id: pid(9),
         filters: vec![
-            (topic_filter("public/#"), QoS::AtLeastOnce),
-            (topic_filter("secret/#"), QoS::AtLeastOnce),
+            (topic_filter("public/#"), QoS::AtLeastOnce.into()),
+            (topic_filter("secret/#"), QoS::AtLeastOnce.into()),
         ],
+        properties: None,
     }))
     .await;
     match raw.recv().await {
         Packet::SubAck(SubAck {
             packet_id,
             return_codes,
+            properties: None,
         }) => {
             assert_eq!(packet_id, pid(9));
             assert_eq!(
@@ -497,11 +499,13 @@ async fn with_slow_hooks_packets_take_effect_and_are_answered_in_order() {
             Packet::Unsubscribe(harbormq::codec::Unsubscribe {
                 packet_id: pid(3),
                 filters: vec![topic_filter("slow/t")],
+                properties: None,
             }),
             publish_packet("slow/t", QoS::AtLeastOnce, Some(4), false, b"second"),
             Packet::Subscribe(Subscribe {
                 packet_id: pid(5),
-                filters: vec![(topic_filter("other/t"), QoS::AtMostOnce)],
+                filters: vec![(topic_filter("other/t"), QoS::AtMostOnce.into())],
+                properties: None,
             }),
             Packet::PingReq,
         ])
@@ -517,12 +521,13 @@ async fn with_slow_hooks_packets_take_effect_and_are_answered_in_order() {
     assert_eq!(
         answers,
         vec![
-            Packet::PubAck(pid(2)),
-            Packet::UnsubAck(pid(3)),
-            Packet::PubAck(pid(4)),
+            Packet::PubAck(pid(2).into()),
+            Packet::UnsubAck(pid(3).into()),
+            Packet::PubAck(pid(4).into()),
             Packet::SubAck(SubAck {
                 packet_id: pid(5),
                 return_codes: vec![SubscribeReturnCode::Success(QoS::AtMostOnce)],
+                properties: None,
             }),
             Packet::PingResp,
         ]

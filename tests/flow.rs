@@ -21,6 +21,7 @@ fn numbered(topic_name: &str, qos: QoS, n: u32) -> Packet {
         topic: topic(topic_name),
         packet_id: (qos != QoS::AtMostOnce).then(|| pid((n % 65_535) as u16 + 1)),
         payload: Bytes::copy_from_slice(&n.to_be_bytes()),
+        properties: None,
     })
 }
 
@@ -87,7 +88,7 @@ async fn a_late_reader_holds_the_publisher_back_and_loses_nothing() {
     for expected in 0..MESSAGES {
         let p = sub.recv_publish().await;
         assert_eq!(number_of(&p), expected, "messages out of order or lost");
-        sub.send(&Packet::PubAck(p.packet_id.unwrap())).await;
+        sub.send(&Packet::PubAck(p.packet_id.unwrap().into())).await;
     }
     assert_eq!(writer.await.unwrap(), MESSAGES);
     let stats = broker.handle().router_stats().await.unwrap();
@@ -224,7 +225,7 @@ async fn a_persistent_subscriber_that_stops_reading_gets_every_qos1_message_once
             "messages out of order, lost or repeated"
         );
         assert!(!p.dup, "message {expected} was sent twice");
-        sub.send(&Packet::PubAck(p.packet_id.unwrap())).await;
+        sub.send(&Packet::PubAck(p.packet_id.unwrap().into())).await;
     }
     sub.expect_silence(QUIET).await;
 }

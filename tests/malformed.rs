@@ -144,6 +144,7 @@ fn publish_of_size(total: usize) -> Vec<u8> {
         topic: topic("big"),
         packet_id: None,
         payload: Bytes::from(vec![b'x'; total - 8]),
+        properties: None,
     });
     let mut out = BytesMut::new();
     encode_packet(&publish, &mut out).unwrap();

@@ -25,7 +25,7 @@ async fn qos1_in_both_directions() {
             b"one",
         ))
         .await;
-    assert_eq!(publisher.recv().await, Packet::PubAck(pid(10)));
+    assert_eq!(publisher.recv().await, Packet::PubAck(pid(10).into()));
 
     let delivered = sub.recv_publish().await;
     assert_eq!(delivered.topic.as_str(), "q1/t");
@@ -33,7 +33,8 @@ async fn qos1_in_both_directions() {
     assert!(!delivered.dup);
     assert!(!delivered.retain);
     assert_eq!(delivered.payload.as_ref(), b"one");
-    sub.send(&Packet::PubAck(pid(id_of(&delivered)))).await;
+    sub.send(&Packet::PubAck(pid(id_of(&delivered)).into()))
+        .await;
     // Acknowledged: nothing is re-sent.
     sub.expect_silence(QUIET).await;
 }
@@ -56,9 +57,9 @@ async fn qos2_in_both_directions() {
             b"two",
         ))
         .await;
-    assert_eq!(publisher.recv().await, Packet::PubRec(pid(20)));
-    publisher.send(&Packet::PubRel(pid(20))).await;
-    assert_eq!(publisher.recv().await, Packet::PubComp(pid(20)));
+    assert_eq!(publisher.recv().await, Packet::PubRec(pid(20).into()));
+    publisher.send(&Packet::PubRel(pid(20).into())).await;
+    assert_eq!(publisher.recv().await, Packet::PubComp(pid(20).into()));
 
     let delivered = sub.recv_publish().await;
     assert_eq!(delivered.topic.as_str(), "q2/t");
@@ -67,9 +68,9 @@ async fn qos2_in_both_directions() {
     assert!(!delivered.retain);
     assert_eq!(delivered.payload.as_ref(), b"two");
     let id = pid(id_of(&delivered));
-    sub.send(&Packet::PubRec(id)).await;
-    assert_eq!(sub.recv().await, Packet::PubRel(id));
-    sub.send(&Packet::PubComp(id)).await;
+    sub.send(&Packet::PubRec(id.into())).await;
+    assert_eq!(sub.recv().await, Packet::PubRel(id.into()));
+    sub.send(&Packet::PubComp(id.into())).await;
     sub.expect_silence(QUIET).await;
 }
 
@@ -91,7 +92,7 @@ async fn retransmitted_qos2_publish_is_delivered_once() {
             b"first",
         ))
         .await;
-    assert_eq!(publisher.recv().await, Packet::PubRec(pid(7)));
+    assert_eq!(publisher.recv().await, Packet::PubRec(pid(7).into()));
     publisher
         .send(&publish_packet(
             "once/t",
@@ -101,9 +102,9 @@ async fn retransmitted_qos2_publish_is_delivered_once() {
             b"first",
         ))
         .await;
-    assert_eq!(publisher.recv().await, Packet::PubRec(pid(7)));
-    publisher.send(&Packet::PubRel(pid(7))).await;
-    assert_eq!(publisher.recv().await, Packet::PubComp(pid(7)));
+    assert_eq!(publisher.recv().await, Packet::PubRec(pid(7).into()));
+    publisher.send(&Packet::PubRel(pid(7).into())).await;
+    assert_eq!(publisher.recv().await, Packet::PubComp(pid(7).into()));
 
     publisher
         .send(&publish_packet(
@@ -114,9 +115,9 @@ async fn retransmitted_qos2_publish_is_delivered_once() {
             b"second",
         ))
         .await;
-    assert_eq!(publisher.recv().await, Packet::PubRec(pid(7)));
-    publisher.send(&Packet::PubRel(pid(7))).await;
-    assert_eq!(publisher.recv().await, Packet::PubComp(pid(7)));
+    assert_eq!(publisher.recv().await, Packet::PubRec(pid(7).into()));
+    publisher.send(&Packet::PubRel(pid(7).into())).await;
+    assert_eq!(publisher.recv().await, Packet::PubComp(pid(7).into()));
 
     let got = sub.publishes_until("once/t", b"second").await;
     assert_eq!(payloads(&got), ["first", "second"]);
@@ -144,13 +145,13 @@ async fn outbound_messages_beyond_the_inflight_window_wait() {
     );
     sub.expect_silence(QUIET).await;
 
-    sub.send(&Packet::PubAck(pid(id_of(&first)))).await;
+    sub.send(&Packet::PubAck(pid(id_of(&first)).into())).await;
     let third = sub.recv_publish().await;
     assert_eq!(third.payload.as_ref(), b"m2");
     sub.expect_silence(QUIET).await;
 
-    sub.send(&Packet::PubAck(pid(id_of(&second)))).await;
-    sub.send(&Packet::PubAck(pid(id_of(&third)))).await;
+    sub.send(&Packet::PubAck(pid(id_of(&second)).into())).await;
+    sub.send(&Packet::PubAck(pid(id_of(&third)).into())).await;
     let rest = [sub.recv_publish().await, sub.recv_publish().await];
     assert_eq!(rest[0].payload.as_ref(), b"m3");
     assert_eq!(rest[1].payload.as_ref(), b"m4");
@@ -187,7 +188,7 @@ async fn queue_overflow_is_dropped_not_delivered() {
     for _ in 0..3 {
         let p = sub.recv_publish().await;
         received.push(String::from_utf8_lossy(&p.payload).into_owned());
-        sub.send(&Packet::PubAck(pid(id_of(&p)))).await;
+        sub.send(&Packet::PubAck(pid(id_of(&p)).into())).await;
     }
     assert_eq!(received, ["p1", "p2", "p3"], "one inflight, two queued");
     sub.expect_silence(QUIET).await;
@@ -221,8 +222,8 @@ async fn unacknowledged_messages_are_resent_with_dup_on_reconnect() {
     let q3 = sub.recv_publish().await;
     assert_eq!(q3.payload.as_ref(), b"released");
     // q1 and q2 are left unacknowledged; q3 gets as far as PUBREL.
-    sub.send(&Packet::PubRec(pid(id_of(&q3)))).await;
-    assert_eq!(sub.recv().await, Packet::PubRel(pid(id_of(&q3))));
+    sub.send(&Packet::PubRec(pid(id_of(&q3)).into())).await;
+    assert_eq!(sub.recv().await, Packet::PubRel(pid(id_of(&q3)).into()));
     drop(sub);
 
     let (mut sub, ack) = broker.raw_connected("resume", false, 30).await;
@@ -246,7 +247,7 @@ async fn unacknowledged_messages_are_resent_with_dup_on_reconnect() {
         assert_eq!(again.payload, before.payload);
     }
     assert!(
-        resent.contains(&Packet::PubRel(pid(id_of(&q3)))),
+        resent.contains(&Packet::PubRel(pid(id_of(&q3)).into())),
         "PUBREL re-sent: {resent:?}"
     );
 }
@@ -305,18 +306,18 @@ async fn a_pubrel_held_behind_an_earlier_puback_still_leaves() {
             b"a",
         ))
         .await;
-    assert_eq!(publisher.recv().await, Packet::PubRec(pid(1)));
+    assert_eq!(publisher.recv().await, Packet::PubRec(pid(1).into()));
     let delivered = sub.recv_publish().await;
     assert_eq!(delivered.qos, QoS::ExactlyOnce);
     let id = pid(id_of(&delivered));
     sub.send_together(&[
         publish_packet("held/out", QoS::AtLeastOnce, Some(7), false, b"b"),
-        Packet::PubRec(id),
+        Packet::PubRec(id.into()),
     ])
     .await;
-    assert_eq!(sub.recv().await, Packet::PubAck(pid(7)));
-    assert_eq!(sub.recv().await, Packet::PubRel(id));
-    sub.send(&Packet::PubComp(id)).await;
+    assert_eq!(sub.recv().await, Packet::PubAck(pid(7).into()));
+    assert_eq!(sub.recv().await, Packet::PubRel(id.into()));
+    sub.send(&Packet::PubComp(id.into())).await;
     // The connection still answers.
     sub.send(&Packet::PingReq).await;
     assert_eq!(sub.recv().await, Packet::PingResp);

@@ -76,7 +76,7 @@ async fn connect_over(ws: &mut Ws, buf: &mut BytesMut, client_id: &str) {
     )))]);
     ws.send(Message::Binary(bytes)).await.unwrap();
     match recv_packets(ws, buf, 1).await.as_slice() {
-        [Packet::ConnAck(ack)] => assert_eq!(ack.code as u8, 0, "{ack:?}"),
+        [Packet::ConnAck(ack)] => assert_eq!(ack.code.0, 0, "{ack:?}"),
         other => panic!("expected CONNACK, got {other:?}"),
     }
 }
@@ -121,7 +121,7 @@ async fn a_connect_split_into_one_byte_frames_is_accepted() {
     }
     let mut buf = BytesMut::new();
     match recv_packets(&mut ws, &mut buf, 1).await.as_slice() {
-        [Packet::ConnAck(ack)] => assert_eq!(ack.code as u8, 0),
+        [Packet::ConnAck(ack)] => assert_eq!(ack.code.0, 0),
         other => panic!("expected CONNACK, got {other:?}"),
     }
 }
@@ -135,7 +135,8 @@ async fn several_packets_in_one_frame_are_all_handled() {
     let frame = encode(&[
         Packet::Subscribe(Subscribe {
             packet_id: pid(1),
-            filters: vec![(topic_filter("ws/packed"), QoS::AtLeastOnce)],
+            filters: vec![(topic_filter("ws/packed"), QoS::AtLeastOnce.into())],
+            properties: None,
         }),
         Packet::PingReq,
     ]);
@@ -166,7 +167,7 @@ async fn several_packets_in_one_frame_are_all_handled() {
     assert!(
         packets
             .iter()
-            .any(|p| matches!(p, Packet::PubAck(id) if id.get() == 2)),
+            .any(|p| matches!(p, Packet::PubAck(ack) if ack.packet_id.get() == 2)),
         "{packets:?}"
     );
     assert!(
@@ -222,7 +223,8 @@ async fn messages_cross_between_tcp_and_websocket_clients() {
     connect_over(&mut ws, &mut buf, "ws-sub").await;
     let subscribe = Packet::Subscribe(Subscribe {
         packet_id: pid(1),
-        filters: vec![(topic_filter("cross/#"), QoS::AtLeastOnce)],
+        filters: vec![(topic_filter("cross/#"), QoS::AtLeastOnce.into())],
+        properties: None,
     });
     ws.send(Message::Binary(encode(&[subscribe])))
         .await

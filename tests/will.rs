@@ -122,7 +122,7 @@ async fn will_is_not_published_after_disconnect() {
     let mut raw = broker.raw().await;
     raw.connect(connect_with_will("polite", 30, QoS::AtLeastOnce, true))
         .await;
-    raw.send(&Packet::Disconnect).await;
+    raw.send(&Packet::Disconnect(Default::default())).await;
     assert_eq!(raw.wait_closed().await, vec![]);
 
     let mut marker = broker.client("marker").await;

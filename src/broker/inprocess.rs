@@ -82,6 +82,7 @@ pub(crate) async fn publish(
         qos,
         retain,
         arrived_at_ms: now_ms(),
+        properties: None,
     });
     let (done, stored) = oneshot::channel();
     let route = RoutePublish {
@@ -152,10 +153,12 @@ pub(crate) async fn subscribe(
         will: None,
         username: None,
         password: None,
+        properties: None,
     };
     let subscribe = Subscribe {
         packet_id: PacketId::new(1).ok_or(Error::NotRunning)?,
-        filters: vec![(filter.clone(), qos)],
+        filters: vec![(filter.clone(), qos.into())],
+        properties: None,
     };
     session
         .send(ClientPackets(vec![

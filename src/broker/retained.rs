@@ -131,6 +131,7 @@ mod tests {
             qos,
             retain: true,
             arrived_at_ms: 0,
+            properties: None,
         })
     }
 

@@ -198,6 +198,7 @@ impl Handler<ClearRetained> for Router {
             qos: QoS::AtMostOnce,
             retain: true,
             arrived_at_ms: now_ms(),
+            properties: None,
         });
         self.retained().do_send(RetainMessage(empty));
         let store = self.store().clone();

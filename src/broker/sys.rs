@@ -103,6 +103,7 @@ pub fn status_messages(figures: &StatusFigures) -> Vec<Arc<Message>> {
                 qos: QoS::AtMostOnce,
                 retain: true,
                 arrived_at_ms: now,
+                properties: None,
             }))
         })
         .collect()

@@ -107,7 +107,10 @@ fn consumes_exactly_one_packet() {
     bytes.extend(frame(0xC0, &[]));
     let mut buf = BytesMut::from(&bytes[..]);
     let first = decode_packet(&mut buf, Role::Server, LIMIT).unwrap();
-    assert_eq!(first, Some(Packet::PubAck(PacketId::new(7).unwrap())));
+    assert_eq!(
+        first,
+        Some(Packet::PubAck(PacketId::new(7).unwrap().into()))
+    );
     assert_eq!(&buf[..], &[0xC0, 0x00]);
 }
 
@@ -515,7 +518,8 @@ fn connack_reserved_flags_and_codes_are_refused() {
         ok,
         Some(Packet::ConnAck(ConnAck {
             session_present: true,
-            code: ConnectReturnCode::Accepted
+            code: ConnectReturnCode::Accepted.into(),
+            properties: None,
         }))
     );
 }

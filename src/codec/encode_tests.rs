@@ -21,6 +21,7 @@ fn publish(qos: QoS, packet_id: Option<PacketId>, dup: bool) -> Publish {
         topic: TopicName::new("a/b").unwrap(),
         packet_id,
         payload: Bytes::from_static(b"x"),
+        properties: None,
     }
 }
 
@@ -59,9 +60,11 @@ fn connect_variable_header_matches_the_spec_example() {
             payload: Bytes::from_static(b"p"),
             qos: QoS::AtLeastOnce,
             retain: false,
+            properties: None,
         }),
         username: Some("u".into()),
         password: Some(Bytes::from_static(b"s")),
+        properties: None,
     };
     let bytes = encode(&Packet::Connect(Box::new(connect)));
     let variable_header = [0x00, 0x04, b'M', b'Q', b'T', b'T', 0x04, 0xCE, 0x00, 0x0A];
@@ -83,6 +86,7 @@ fn mqtt_3_1_connect_uses_its_protocol_name() {
         will: None,
         username: None,
         password: None,
+        properties: None,
     };
     let bytes = encode(&Packet::Connect(Box::new(connect)));
     let expected = [
@@ -145,9 +149,10 @@ fn subscribe_payload_matches_the_spec_example() {
     let subscribe = Subscribe {
         packet_id: id(10),
         filters: vec![
-            (TopicFilter::new("a/b").unwrap(), QoS::AtLeastOnce),
-            (TopicFilter::new("c/d").unwrap(), QoS::ExactlyOnce),
+            (TopicFilter::new("a/b").unwrap(), QoS::AtLeastOnce.into()),
+            (TopicFilter::new("c/d").unwrap(), QoS::ExactlyOnce.into()),
         ],
+        properties: None,
     };
     let bytes = encode(&Packet::Subscribe(subscribe));
     let payload = [0, 3, b'a', b'/', b'b', 1, 0, 3, b'c', b'/', b'd', 2];
@@ -165,6 +170,7 @@ fn suback_payload_matches_the_spec_example() {
             SubscribeReturnCode::Success(QoS::ExactlyOnce),
             SubscribeReturnCode::Failure,
         ],
+        properties: None,
     };
     assert_eq!(
         encode(&Packet::SubAck(ack)),
@@ -181,6 +187,7 @@ fn unsubscribe_payload_matches_the_spec_example() {
             TopicFilter::new("a/b").unwrap(),
             TopicFilter::new("c/d").unwrap(),
         ],
+        properties: None,
     };
     let bytes = encode(&Packet::Unsubscribe(unsubscribe));
     assert_eq!(
@@ -195,18 +202,22 @@ fn fixed_size_packets_have_their_fixed_headers() {
         (
             Packet::ConnAck(ConnAck {
                 session_present: true,
-                code: ConnectReturnCode::NotAuthorized,
+                code: ConnectReturnCode::NotAuthorized.into(),
+                properties: None,
             }),
             vec![0x20, 0x02, 0x01, 0x05],
         ),
-        (Packet::PubAck(id(0x1234)), vec![0x40, 0x02, 0x12, 0x34]),
-        (Packet::PubRec(id(1)), vec![0x50, 0x02, 0x00, 0x01]),
-        (Packet::PubRel(id(1)), vec![0x62, 0x02, 0x00, 0x01]),
-        (Packet::PubComp(id(1)), vec![0x70, 0x02, 0x00, 0x01]),
-        (Packet::UnsubAck(id(1)), vec![0xB0, 0x02, 0x00, 0x01]),
+        (
+            Packet::PubAck(id(0x1234).into()),
+            vec![0x40, 0x02, 0x12, 0x34],
+        ),
+        (Packet::PubRec(id(1).into()), vec![0x50, 0x02, 0x00, 0x01]),
+        (Packet::PubRel(id(1).into()), vec![0x62, 0x02, 0x00, 0x01]),
+        (Packet::PubComp(id(1).into()), vec![0x70, 0x02, 0x00, 0x01]),
+        (Packet::UnsubAck(id(1).into()), vec![0xB0, 0x02, 0x00, 0x01]),
         (Packet::PingReq, vec![0xC0, 0x00]),
         (Packet::PingResp, vec![0xD0, 0x00]),
-        (Packet::Disconnect, vec![0xE0, 0x00]),
+        (Packet::Disconnect(Default::default()), vec![0xE0, 0x00]),
     ];
     for (packet, bytes) in cases {
         assert_eq!(encode(&packet), bytes, "{}", packet.name());
@@ -247,6 +258,7 @@ fn strings_longer_than_65535_bytes_are_refused() {
         will: None,
         username: None,
         password: None,
+        properties: None,
     };
     let err = encode_packet(&Packet::Connect(Box::new(connect)), &mut dst).unwrap_err();
     assert!(matches!(err, EncodeError::FieldTooLong { .. }));
@@ -267,14 +279,17 @@ fn empty_lists_are_refused() {
     let subscribe = Packet::Subscribe(Subscribe {
         packet_id: id(1),
         filters: vec![],
+        properties: None,
     });
     let suback = Packet::SubAck(SubAck {
         packet_id: id(1),
         return_codes: vec![],
+        properties: None,
     });
     let unsubscribe = Packet::Unsubscribe(Unsubscribe {
         packet_id: id(1),
         filters: vec![],
+        properties: None,
     });
     for packet in [subscribe, suback, unsubscribe] {
         let err = encode_packet(&packet, &mut dst).unwrap_err();
@@ -294,6 +309,7 @@ fn password_without_user_name_is_refused() {
         will: None,
         username: None,
         password: Some(Bytes::from_static(b"pw")),
+        properties: None,
     };
     let mut dst = BytesMut::new();
     let err = encode_packet(&Packet::Connect(Box::new(connect)), &mut dst).unwrap_err();

@@ -1,5 +1,5 @@
 //! The errors of the codec layer: why bytes are not a valid packet, and why a packet cannot be written.
-//! Each protocol violation names the normative statement of the MQTT 3.1.1 specification it breaks.
+//! Each protocol violation names the normative statement of the MQTT specification it breaks.
 
 use crate::topic::TopicError;
 use std::io;
@@ -126,9 +126,69 @@ pub enum DecodeError {
     /// UNSUBSCRIBE carries no topic filter.
     #[error("[MQTT-3.10.3-2] UNSUBSCRIBE without topic filters")]
     NoUnsubscribeFilters,
+    /// A Variable Byte Integer continues past its fourth byte.
+    #[error("[MQTT-1.5.5-1] malformed variable byte integer in {packet}")]
+    MalformedVarint {
+        /// Name of the packet type.
+        packet: &'static str,
+    },
+    /// A property identifier the specification does not define.
+    #[error("[MQTT-2.2.2] unknown property identifier {id:#x}")]
+    UnknownProperty {
+        /// The identifier read.
+        id: u32,
+    },
+    /// A property the packet may not carry.
+    #[error("[MQTT-2.2.2] property {id:#x} is not allowed in {packet}")]
+    PropertyNotAllowed {
+        /// The property identifier.
+        id: u8,
+        /// Where it was found.
+        packet: &'static str,
+    },
+    /// A property given twice where the specification allows it once.
+    #[error("[MQTT-2.2.2-2] property {id:#x} given more than once in {packet}")]
+    DuplicateProperty {
+        /// The property identifier.
+        id: u8,
+        /// Where it was found.
+        packet: &'static str,
+    },
+    /// A property value outside what the specification allows (a 0 where 0 is forbidden, a flag above 1).
+    #[error("[MQTT-2.2.2] property {id:#x} has a value the specification forbids")]
+    InvalidPropertyValue {
+        /// The property identifier.
+        id: u8,
+    },
+    /// A reason code the packet may not carry.
+    #[error("[MQTT-2.4] reason code {code:#x} is not allowed in {packet}")]
+    InvalidReasonCode {
+        /// Name of the packet type.
+        packet: &'static str,
+        /// The code read.
+        code: u8,
+    },
+    /// Retain Handling 3 in the subscription options of SUBSCRIBE.
+    #[error("[MQTT-3.8.3-6 in 5.0] Retain Handling 3 is reserved")]
+    InvalidRetainHandling,
     /// Reading from the transport failed.
     #[error("i/o error: {0}")]
     Io(#[from] io::Error),
+}
+
+impl DecodeError {
+    /// The MQTT 5.0 reason code a server sends in DISCONNECT for this error: 0x95 for a packet over the limit,
+    /// 0x82 for a packet that parses but breaks a rule, 0x81 for bytes that are not a packet.
+    pub fn reason_code(&self) -> crate::codec::ReasonCode {
+        use crate::codec::ReasonCode;
+        match self {
+            DecodeError::PacketTooLarge { .. } => ReasonCode::PACKET_TOO_LARGE,
+            DecodeError::WrongDirection { .. } | DecodeError::InvalidPropertyValue { .. } => {
+                ReasonCode::PROTOCOL_ERROR
+            }
+            _ => ReasonCode::MALFORMED_PACKET,
+        }
+    }
 }
 
 /// Why a packet value cannot be written to the wire.
@@ -157,6 +217,12 @@ pub enum EncodeError {
     /// SUBSCRIBE, SUBACK or UNSUBSCRIBE has an empty list.
     #[error("[MQTT-3.8.3-3] [MQTT-3.10.3-2] {0} must carry at least one entry")]
     EmptyList(&'static str),
+    /// A Subscription Identifier of 0 or above 268,435,455.
+    #[error("[MQTT-3.8.2.1.2] subscription identifier {0} is out of range")]
+    InvalidSubscriptionIdentifier(u32),
+    /// The packet does not exist at the protocol level it is written for.
+    #[error("{0} does not exist before MQTT 5.0")]
+    NotInLevel(&'static str),
     /// CONNECT has a password but no user name.
     #[error("[MQTT-3.1.2-22] password without a user name")]
     PasswordWithoutUsername,

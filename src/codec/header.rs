@@ -2,6 +2,7 @@
 //! Owns the rules of section 2.2 that can be checked before the body has arrived; reads no body fields.
 
 use super::error::DecodeError;
+use super::packet::ProtocolLevel;
 use bytes::BufMut;
 
 /// The largest remaining length the four-byte variable-length encoding can carry.
@@ -16,7 +17,7 @@ pub enum Role {
     Client,
 }
 
-/// The fourteen control packet types, numbered as on the wire.
+/// The fifteen control packet types, numbered as on the wire (AUTH is MQTT 5.0 only).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 #[repr(u8)]
 pub enum PacketType {
@@ -48,10 +49,13 @@ pub enum PacketType {
     PingResp = 13,
     /// DISCONNECT (14).
     Disconnect = 14,
+    /// AUTH (15, MQTT 5.0).
+    Auth = 15,
 }
 
 impl PacketType {
-    /// The packet type in the high nibble of a first byte; 0 and 15 are reserved [MQTT-2.2.1].
+    /// The packet type in the high nibble of a first byte; 0 is reserved [MQTT-2.2.1] (15 is AUTH, which only
+    /// MQTT 5.0 accepts: see `accepted_by`).
     pub fn from_first_byte(byte: u8) -> Result<PacketType, DecodeError> {
         use PacketType::*;
         Ok(match byte >> 4 {
@@ -69,6 +73,7 @@ impl PacketType {
             12 => PingReq,
             13 => PingResp,
             14 => Disconnect,
+            15 => Auth,
             other => return Err(DecodeError::ReservedPacketType(other)),
         })
     }
@@ -91,6 +96,7 @@ impl PacketType {
             PingReq => "PINGREQ",
             PingResp => "PINGRESP",
             Disconnect => "DISCONNECT",
+            Auth => "AUTH",
         }
     }
 
@@ -107,15 +113,16 @@ impl PacketType {
         (self as u8) << 4 | self.required_flags()
     }
 
-    /// Whether a peer in the other role may send this packet type to `role`.
-    pub fn accepted_by(self, role: Role) -> bool {
+    /// Whether a peer in the other role may send this packet type to `role` at `level`: AUTH only in MQTT 5.0,
+    /// where the server may also send DISCONNECT.
+    pub fn accepted_by(self, role: Role, level: ProtocolLevel) -> bool {
         use PacketType::*;
         match role {
             Role::Server => !matches!(self, ConnAck | SubAck | UnsubAck | PingResp),
-            Role::Client => !matches!(
-                self,
-                Connect | Subscribe | Unsubscribe | PingReq | Disconnect
-            ),
+            Role::Client => {
+                !matches!(self, Connect | Subscribe | Unsubscribe | PingReq)
+                    && (self != Disconnect || level.is_v5())
+            }
         }
     }
 }
@@ -147,13 +154,17 @@ impl FixedHeader {
 pub fn read_fixed_header(
     src: &[u8],
     role: Role,
+    level: ProtocolLevel,
     max_packet_size: usize,
 ) -> Result<Option<FixedHeader>, DecodeError> {
     let Some((&first, rest)) = src.split_first() else {
         return Ok(None);
     };
     let packet_type = PacketType::from_first_byte(first)?;
-    if !packet_type.accepted_by(role) {
+    if packet_type == PacketType::Auth && !level.is_v5() {
+        return Err(DecodeError::ReservedPacketType(15));
+    }
+    if !packet_type.accepted_by(role, level) {
         // The sender is the peer, which plays the other role.
         let sender = match role {
             Role::Server => "client",

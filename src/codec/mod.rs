@@ -6,9 +6,14 @@ pub mod encode;
 pub mod error;
 pub mod header;
 pub mod packet;
+pub mod properties;
+pub mod reason;
 
-pub use decode::{decode_packet, Role};
-pub use encode::{encode_packet, encode_publish, encode_publish_parts};
+pub use decode::{decode_packet, decode_packet_at, Role};
+pub use encode::{
+    encode_packet, encode_packet_at, encode_publish, encode_publish_parts, encode_publish_v5,
+    PublishExtras, PublishHead,
+};
 pub use error::{DecodeError, EncodeError};
 pub use header::{FixedHeader, PacketType, MAX_REMAINING_LENGTH};
 pub use packet::*;
@@ -16,10 +21,12 @@ pub use packet::*;
 use bytes::BytesMut;
 use tokio_util::codec::{Decoder, Encoder};
 
-/// The tokio-util framing of MQTT packets for one side of a connection, with a packet size limit.
+/// The tokio-util framing of MQTT packets for one side of a connection, with a packet size limit. It speaks
+/// the protocol level of the connection: a server codec takes it from the CONNECT it decodes.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct MqttCodec {
     role: Role,
+    level: ProtocolLevel,
     max_packet_size: usize,
 }
 
@@ -28,6 +35,7 @@ impl MqttCodec {
     pub fn server(max_packet_size_bytes: usize) -> MqttCodec {
         MqttCodec {
             role: Role::Server,
+            level: ProtocolLevel::V311,
             max_packet_size: max_packet_size_bytes,
         }
     }
@@ -36,8 +44,19 @@ impl MqttCodec {
     pub fn client(max_packet_size_bytes: usize) -> MqttCodec {
         MqttCodec {
             role: Role::Client,
+            level: ProtocolLevel::V311,
             max_packet_size: max_packet_size_bytes,
         }
+    }
+
+    /// The same codec speaking `level` (for a client, the level of the CONNECT it sends).
+    pub fn at_level(self, level: ProtocolLevel) -> MqttCodec {
+        MqttCodec { level, ..self }
+    }
+
+    /// The protocol level spoken.
+    pub fn level(&self) -> ProtocolLevel {
+        self.level
     }
 }
 
@@ -46,7 +65,11 @@ impl Decoder for MqttCodec {
     type Error = DecodeError;
 
     fn decode(&mut self, src: &mut BytesMut) -> Result<Option<Packet>, DecodeError> {
-        decode_packet(src, self.role, self.max_packet_size)
+        let packet = decode_packet_at(src, self.role, self.level, self.max_packet_size)?;
+        if let Some(Packet::Connect(connect)) = &packet {
+            self.level = connect.level;
+        }
+        Ok(packet)
     }
 }
 
@@ -54,7 +77,7 @@ impl Encoder<&Packet> for MqttCodec {
     type Error = EncodeError;
 
     fn encode(&mut self, packet: &Packet, dst: &mut BytesMut) -> Result<(), EncodeError> {
-        encode_packet(packet, dst)
+        encode_packet_at(packet, self.level, dst)
     }
 }
 
@@ -62,7 +85,7 @@ impl Encoder<Packet> for MqttCodec {
     type Error = EncodeError;
 
     fn encode(&mut self, packet: Packet, dst: &mut BytesMut) -> Result<(), EncodeError> {
-        encode_packet(&packet, dst)
+        encode_packet_at(&packet, self.level, dst)
     }
 }
 

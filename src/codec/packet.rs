@@ -1,6 +1,9 @@
-//! The MQTT 3.1 / 3.1.1 control packets as plain Rust values.
+//! The MQTT 3.1, 3.1.1 and 5.0 control packets as plain Rust values; MQTT 5.0 properties ride along boxed,
+//! absent for earlier levels.
 //! Owns the shape of every packet; validation happens in `decode`, serialisation in `encode`.
 
+pub use super::properties::{props, MaybeProperties, Properties};
+pub use super::reason::ReasonCode;
 use crate::topic::{TopicFilter, TopicName};
 use bytes::Bytes;
 use bytestring::ByteString;
@@ -111,6 +114,8 @@ pub enum ProtocolLevel {
     V31,
     /// MQTT 3.1.1, protocol name "MQTT", level 4.
     V311,
+    /// MQTT 5.0, protocol name "MQTT", level 5.
+    V5,
 }
 
 impl ProtocolLevel {
@@ -119,6 +124,7 @@ impl ProtocolLevel {
         match self {
             ProtocolLevel::V31 => 3,
             ProtocolLevel::V311 => 4,
+            ProtocolLevel::V5 => 5,
         }
     }
 
@@ -126,8 +132,13 @@ impl ProtocolLevel {
     pub fn protocol_name(self) -> &'static str {
         match self {
             ProtocolLevel::V31 => "MQIsdp",
-            ProtocolLevel::V311 => "MQTT",
+            ProtocolLevel::V311 | ProtocolLevel::V5 => "MQTT",
         }
+    }
+
+    /// Whether packets carry properties and reason codes (MQTT 5.0).
+    pub fn is_v5(self) -> bool {
+        self == ProtocolLevel::V5
     }
 }
 
@@ -142,6 +153,8 @@ pub struct LastWill {
     pub qos: QoS,
     /// Whether the will is published as a retained message.
     pub retain: bool,
+    /// Will properties (MQTT 5.0).
+    pub properties: MaybeProperties,
 }
 
 /// CONNECT: the first packet of every connection.
@@ -149,7 +162,7 @@ pub struct LastWill {
 pub struct Connect {
     /// Protocol level the client speaks.
     pub level: ProtocolLevel,
-    /// Clean session flag: true discards any stored session.
+    /// Clean session flag (Clean Start in MQTT 5.0): true discards any stored session.
     pub clean_session: bool,
     /// Keepalive in seconds; 0 turns the keepalive off.
     pub keep_alive_secs: u16,
@@ -161,6 +174,8 @@ pub struct Connect {
     pub username: Option<ByteString>,
     /// Password, if the password flag is set.
     pub password: Option<Bytes>,
+    /// CONNECT properties (MQTT 5.0).
+    pub properties: MaybeProperties,
 }
 
 /// The return code of CONNACK.
@@ -197,12 +212,28 @@ impl ConnectReturnCode {
 }
 
 /// CONNACK: the server's answer to CONNECT.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ConnAck {
     /// Whether a stored session was resumed.
     pub session_present: bool,
-    /// Whether the connection is accepted, and if not why.
-    pub code: ConnectReturnCode,
+    /// Whether the connection is accepted, and if not why; as an MQTT 5.0 reason code, written as the closest
+    /// 3.1.1 return code on earlier levels.
+    pub code: ReasonCode,
+    /// CONNACK properties (MQTT 5.0).
+    pub properties: MaybeProperties,
+}
+
+/// A reason code equals the 3.1.1 return code it is written as.
+impl PartialEq<ConnectReturnCode> for ReasonCode {
+    fn eq(&self, other: &ConnectReturnCode) -> bool {
+        *self == ReasonCode::from(*other)
+    }
+}
+
+impl From<ConnectReturnCode> for ReasonCode {
+    fn from(code: ConnectReturnCode) -> ReasonCode {
+        ReasonCode::from_v3_connack(code as u8).unwrap_or(ReasonCode::SERVER_UNAVAILABLE)
+    }
 }
 
 /// PUBLISH: an application message in either direction.
@@ -220,6 +251,87 @@ pub struct Publish {
     pub packet_id: Option<PacketId>,
     /// Application payload, a slice of the read buffer (not a copy).
     pub payload: Bytes,
+    /// PUBLISH properties (MQTT 5.0).
+    pub properties: MaybeProperties,
+}
+
+/// PUBACK, PUBREC, PUBREL or PUBCOMP: a packet identifier with an MQTT 5.0 reason code and properties.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Ack {
+    /// The packet identifier acknowledged.
+    pub packet_id: PacketId,
+    /// Success, or why not (MQTT 5.0; always Success on earlier levels).
+    pub reason: ReasonCode,
+    /// Reason String and User Properties (MQTT 5.0).
+    pub properties: MaybeProperties,
+}
+
+impl Ack {
+    /// An acknowledgement with a reason code and no properties.
+    pub fn with_reason(packet_id: PacketId, reason: ReasonCode) -> Ack {
+        Ack {
+            packet_id,
+            reason,
+            properties: None,
+        }
+    }
+}
+
+impl From<PacketId> for Ack {
+    fn from(packet_id: PacketId) -> Ack {
+        Ack::with_reason(packet_id, ReasonCode::SUCCESS)
+    }
+}
+
+/// When a new subscription gets the retained messages (MQTT 5.0 Retain Handling).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default, Serialize, Deserialize)]
+pub enum RetainHandling {
+    /// 0: send retained messages at the time of the subscribe.
+    #[default]
+    OnSubscribe,
+    /// 1: send them only if the subscription did not exist before.
+    OnNewSubscription,
+    /// 2: do not send them.
+    Never,
+}
+
+/// The options of one subscription: the maximum QoS and the MQTT 5.0 flags.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub struct SubscriptionOptions {
+    /// The maximum QoS requested.
+    pub qos: QoS,
+    /// Do not send the client its own messages [MQTT-3.8.3-3 in 5.0].
+    pub no_local: bool,
+    /// Keep the RETAIN flag of forwarded messages as published.
+    pub retain_as_published: bool,
+    /// When retained messages are sent.
+    pub retain_handling: RetainHandling,
+}
+
+impl From<QoS> for SubscriptionOptions {
+    fn from(qos: QoS) -> SubscriptionOptions {
+        SubscriptionOptions {
+            qos,
+            no_local: false,
+            retain_as_published: false,
+            retain_handling: RetainHandling::OnSubscribe,
+        }
+    }
+}
+
+impl SubscriptionOptions {
+    /// The options byte of SUBSCRIBE (section 3.8.3.1); the reserved bits stay 0.
+    pub fn to_byte(self) -> u8 {
+        let handling = match self.retain_handling {
+            RetainHandling::OnSubscribe => 0,
+            RetainHandling::OnNewSubscription => 1,
+            RetainHandling::Never => 2,
+        };
+        self.qos.as_u8()
+            | u8::from(self.no_local) << 2
+            | u8::from(self.retain_as_published) << 3
+            | handling << 4
+    }
 }
 
 /// One entry of a SUBACK: the granted QoS, or failure (0x80).
@@ -229,6 +341,19 @@ pub enum SubscribeReturnCode {
     Success(QoS),
     /// The subscription was refused (0x80).
     Failure,
+    /// The subscription was refused for this MQTT 5.0 reason (0x80 on earlier levels).
+    Refused(ReasonCode),
+}
+
+impl SubscribeReturnCode {
+    /// The MQTT 5.0 reason code of this entry.
+    pub fn reason(self) -> ReasonCode {
+        match self {
+            SubscribeReturnCode::Success(qos) => ReasonCode(qos.as_u8()),
+            SubscribeReturnCode::Failure => ReasonCode::UNSPECIFIED_ERROR,
+            SubscribeReturnCode::Refused(code) => code,
+        }
+    }
 }
 
 /// SUBSCRIBE: one or more topic filters with their requested QoS.
@@ -236,8 +361,10 @@ pub enum SubscribeReturnCode {
 pub struct Subscribe {
     /// Packet identifier echoed by SUBACK.
     pub packet_id: PacketId,
-    /// The filters and requested QoS, in the order sent; never empty [MQTT-3.8.3-3].
-    pub filters: Vec<(TopicFilter, QoS)>,
+    /// The filters and their options, in the order sent; never empty [MQTT-3.8.3-3].
+    pub filters: Vec<(TopicFilter, SubscriptionOptions)>,
+    /// SUBSCRIBE properties: Subscription Identifier and User Properties (MQTT 5.0).
+    pub properties: MaybeProperties,
 }
 
 /// SUBACK: one return code per filter of the SUBSCRIBE, in order.
@@ -247,6 +374,8 @@ pub struct SubAck {
     pub packet_id: PacketId,
     /// One return code per requested filter.
     pub return_codes: Vec<SubscribeReturnCode>,
+    /// Reason String and User Properties (MQTT 5.0).
+    pub properties: MaybeProperties,
 }
 
 /// UNSUBSCRIBE: one or more topic filters to remove.
@@ -256,9 +385,51 @@ pub struct Unsubscribe {
     pub packet_id: PacketId,
     /// The filters to remove; never empty [MQTT-3.10.3-2].
     pub filters: Vec<TopicFilter>,
+    /// User Properties (MQTT 5.0).
+    pub properties: MaybeProperties,
 }
 
-/// Every MQTT 3.1.1 control packet.
+/// UNSUBACK: the packet identifier, and in MQTT 5.0 one reason code per filter.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct UnsubAck {
+    /// Packet identifier of the UNSUBSCRIBE answered.
+    pub packet_id: PacketId,
+    /// One reason code per filter (MQTT 5.0; empty on earlier levels).
+    pub reason_codes: Vec<ReasonCode>,
+    /// Reason String and User Properties (MQTT 5.0).
+    pub properties: MaybeProperties,
+}
+
+impl From<PacketId> for UnsubAck {
+    fn from(packet_id: PacketId) -> UnsubAck {
+        UnsubAck {
+            packet_id,
+            reason_codes: Vec::new(),
+            properties: None,
+        }
+    }
+}
+
+/// DISCONNECT, or AUTH: a reason code and properties (both MQTT 5.0; DISCONNECT is empty on earlier levels).
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct ReasonOnly {
+    /// Why.
+    pub reason: ReasonCode,
+    /// The properties.
+    pub properties: MaybeProperties,
+}
+
+impl ReasonOnly {
+    /// A reason code without properties.
+    pub fn new(reason: ReasonCode) -> ReasonOnly {
+        ReasonOnly {
+            reason,
+            properties: None,
+        }
+    }
+}
+
+/// Every MQTT control packet.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Packet {
     /// Client request to connect.
@@ -268,13 +439,13 @@ pub enum Packet {
     /// Application message.
     Publish(Publish),
     /// QoS 1 acknowledgement.
-    PubAck(PacketId),
+    PubAck(Ack),
     /// QoS 2, part 1: publish received.
-    PubRec(PacketId),
+    PubRec(Ack),
     /// QoS 2, part 2: publish release.
-    PubRel(PacketId),
+    PubRel(Ack),
     /// QoS 2, part 3: publish complete.
-    PubComp(PacketId),
+    PubComp(Ack),
     /// Subscribe request.
     Subscribe(Subscribe),
     /// Subscribe acknowledgement.
@@ -282,13 +453,15 @@ pub enum Packet {
     /// Unsubscribe request.
     Unsubscribe(Unsubscribe),
     /// Unsubscribe acknowledgement.
-    UnsubAck(PacketId),
+    UnsubAck(UnsubAck),
     /// Keepalive ping.
     PingReq,
     /// Keepalive answer.
     PingResp,
-    /// Orderly disconnect by the client.
-    Disconnect,
+    /// Orderly disconnect (by either side in MQTT 5.0).
+    Disconnect(ReasonOnly),
+    /// MQTT 5.0 authentication exchange.
+    Auth(ReasonOnly),
 }
 
 impl Packet {
@@ -308,7 +481,8 @@ impl Packet {
             Packet::UnsubAck(_) => "UNSUBACK",
             Packet::PingReq => "PINGREQ",
             Packet::PingResp => "PINGRESP",
-            Packet::Disconnect => "DISCONNECT",
+            Packet::Disconnect(_) => "DISCONNECT",
+            Packet::Auth(_) => "AUTH",
         }
     }
 }

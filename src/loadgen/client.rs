@@ -2,7 +2,7 @@
 //! Owns the socket and its two buffers; knows nothing of scenarios, counting or timing.
 
 use crate::codec::{
-    ClientId, Connect, ConnectReturnCode, Packet, PacketId, ProtocolLevel, QoS, Subscribe,
+    ClientId, Connect, Packet, PacketId, ProtocolLevel, QoS, ReasonCode, Subscribe,
     SubscribeReturnCode,
 };
 use crate::topic::TopicFilter;
@@ -30,7 +30,7 @@ pub enum ClientError {
     Closed,
     /// CONNACK refused the connection.
     #[error("connection refused by the broker: {0:?}")]
-    Refused(ConnectReturnCode),
+    Refused(ReasonCode),
     /// The broker answered with a packet that makes no sense at this point.
     #[error("unexpected {0} from the broker")]
     Unexpected(&'static str),
@@ -86,11 +86,12 @@ impl Conn {
             will: None,
             username: None,
             password: None,
+            properties: None,
         };
         wire::encode(&Packet::Connect(Box::new(connect)), &mut conn.wbuf)?;
         conn.flush().await?;
         match conn.next_packet_blocking().await? {
-            Packet::ConnAck(ack) if ack.code == ConnectReturnCode::Accepted => {
+            Packet::ConnAck(ack) if ack.code == ReasonCode::SUCCESS => {
                 Ok((conn, ack.session_present))
             }
             Packet::ConnAck(ack) => Err(ClientError::Refused(ack.code)),
@@ -106,7 +107,8 @@ impl Conn {
         let topic = TopicFilter::new(filter).map_err(|e| ClientError::Topic(e.to_string()))?;
         let subscribe = Subscribe {
             packet_id,
-            filters: vec![(topic, qos)],
+            filters: vec![(topic, qos.into())],
+            properties: None,
         };
         wire::encode(&Packet::Subscribe(subscribe), &mut self.wbuf)?;
         self.flush().await?;
@@ -182,7 +184,7 @@ impl Conn {
 
     /// Sends DISCONNECT (after anything still buffered) and closes the socket.
     pub async fn disconnect(mut self) -> Result<(), ClientError> {
-        self.queue(&Packet::Disconnect)?;
+        self.queue(&Packet::Disconnect(Default::default()))?;
         self.flush().await?;
         self.stream.shutdown().await?;
         Ok(())

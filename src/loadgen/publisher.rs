@@ -234,12 +234,12 @@ impl PubState {
         let mut acked = 0;
         while let Some(packet) = conn.next_packet()? {
             match packet {
-                Packet::PubAck(id) | Packet::PubComp(id) => {
-                    if self.ids.release(id) {
+                Packet::PubAck(ack) | Packet::PubComp(ack) => {
+                    if self.ids.release(ack.packet_id) {
                         acked += 1;
                     }
                 }
-                Packet::PubRec(id) => conn.queue(&Packet::PubRel(id))?,
+                Packet::PubRec(ack) => conn.queue(&Packet::PubRel(ack.packet_id.into()))?,
                 Packet::PingResp => {}
                 other => return Err(ClientError::Unexpected(other.name())),
             }

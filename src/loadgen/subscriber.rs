@@ -100,8 +100,8 @@ async fn receive(
                             .record(now_ns.saturating_sub(stamp.sent_ns) / 1_000);
                     }
                     match (publish.qos, publish.packet_id) {
-                        (QoS::AtLeastOnce, Some(id)) => conn.queue(&Packet::PubAck(id))?,
-                        (QoS::ExactlyOnce, Some(id)) => conn.queue(&Packet::PubRec(id))?,
+                        (QoS::AtLeastOnce, Some(id)) => conn.queue(&Packet::PubAck(id.into()))?,
+                        (QoS::ExactlyOnce, Some(id)) => conn.queue(&Packet::PubRec(id.into()))?,
                         _ => {}
                     }
                 }

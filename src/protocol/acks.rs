@@ -1,7 +1,7 @@
 //! Answers to the client (PUBACK, PUBREC, PUBCOMP, SUBACK, UNSUBACK, PINGRESP) held until what they promise is
 //! stored. Owns their order: an answer leaves only after every earlier one has, as [MQTT-4.6.0-2..4] require.
 
-use crate::codec::{Packet, PacketId, SubAck};
+use crate::codec::{Ack, Packet, SubAck, UnsubAck};
 use std::collections::{BTreeSet, VecDeque};
 
 /// Identifies one store commit (or router round trip) that outputs of the core wait for.
@@ -24,17 +24,17 @@ impl Tickets {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Answer {
     /// PUBACK.
-    PubAck(PacketId),
+    PubAck(Ack),
     /// PUBREC.
-    PubRec(PacketId),
+    PubRec(Ack),
     /// PUBREL.
-    PubRel(PacketId),
+    PubRel(Ack),
     /// PUBCOMP.
-    PubComp(PacketId),
+    PubComp(Ack),
     /// SUBACK.
     SubAck(Box<SubAck>),
     /// UNSUBACK.
-    UnsubAck(PacketId),
+    UnsubAck(Box<UnsubAck>),
     /// PINGRESP.
     PingResp,
 }
@@ -47,7 +47,7 @@ impl From<Answer> for Packet {
             Answer::PubRel(id) => Packet::PubRel(id),
             Answer::PubComp(id) => Packet::PubComp(id),
             Answer::SubAck(ack) => Packet::SubAck(*ack),
-            Answer::UnsubAck(id) => Packet::UnsubAck(id),
+            Answer::UnsubAck(ack) => Packet::UnsubAck(*ack),
             Answer::PingResp => Packet::PingResp,
         }
     }
@@ -128,7 +128,7 @@ mod tests {
     use super::*;
 
     fn puback(id: u16) -> Answer {
-        Answer::PubAck(PacketId::new(id).unwrap())
+        Answer::PubAck(crate::codec::PacketId::new(id).unwrap().into())
     }
 
     fn drain(q: &mut AckQueue) -> Vec<Answer> {

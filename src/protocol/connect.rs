@@ -56,6 +56,7 @@ mod tests {
             will: None,
             username: None,
             password: None,
+            properties: None,
         }
     }
 

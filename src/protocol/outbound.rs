@@ -44,6 +44,7 @@ impl OutboundPublish {
             topic: self.message.topic.clone(),
             packet_id: self.packet_id,
             payload: self.message.payload.clone(),
+            properties: self.message.properties.clone(),
         }
     }
 }
@@ -313,6 +314,7 @@ mod tests {
                 qos,
                 retain: false,
                 arrived_at_ms: 0,
+                properties: None,
             }),
             qos,
             seq,

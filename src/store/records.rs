@@ -143,6 +143,7 @@ pub(crate) fn decode_message(
         qos,
         retain: record.retain,
         arrived_at_ms: record.arrived_at_ms,
+        properties: None,
     };
     Ok((message, record.refs))
 }

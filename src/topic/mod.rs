@@ -62,6 +62,17 @@ impl TopicName {
         Ok(TopicName(s))
     }
 
+    /// The empty topic of an MQTT 5.0 PUBLISH that names its topic by a Topic Alias alone (section 3.3.2.3.4);
+    /// the receiver replaces it with the aliased topic before the message goes anywhere.
+    pub fn aliased() -> TopicName {
+        TopicName(ByteString::new())
+    }
+
+    /// Whether this is the empty topic of an aliased PUBLISH.
+    pub fn is_aliased(&self) -> bool {
+        self.0.is_empty()
+    }
+
     /// The topic as a string slice.
     pub fn as_str(&self) -> &str {
         &self.0

@@ -117,7 +117,11 @@ mod tests {
     async fn pipelined_packets_arrive_in_batches_and_in_order() {
         let mut bytes = BytesMut::new();
         for id in 1..=1000u16 {
-            encode_packet(&Packet::PubAck(PacketId::new(id).unwrap()), &mut bytes).unwrap();
+            encode_packet(
+                &Packet::PubAck(PacketId::new(id).unwrap().into()),
+                &mut bytes,
+            )
+            .unwrap();
         }
         let read = batches(&bytes).await;
         let mut seen = Vec::new();
@@ -125,7 +129,7 @@ mod tests {
         for batch in read {
             for packet in batch {
                 match packet.unwrap() {
-                    Packet::PubAck(id) => seen.push(id.get()),
+                    Packet::PubAck(ack) => seen.push(ack.packet_id.get()),
                     other => panic!("unexpected {other:?}"),
                 }
             }

@@ -437,7 +437,8 @@ impl RawClient {
     pub async fn subscribe(&mut self, packet_id: u16, filter: &str, qos: QoS) -> SubAck {
         self.send(&Packet::Subscribe(Subscribe {
             packet_id: pid(packet_id),
-            filters: vec![(topic_filter(filter), qos)],
+            filters: vec![(topic_filter(filter), qos.into())],
+            properties: None,
         }))
         .await;
         match self.recv().await {
@@ -540,6 +541,7 @@ pub fn connect_packet(client_id: &str, clean_session: bool, keep_alive_secs: u16
         will: None,
         username: None,
         password: None,
+        properties: None,
     }
 }
 
@@ -550,6 +552,7 @@ pub fn will(topic_name: &str, payload: &'static [u8], qos: QoS, retain: bool) ->
         payload: Bytes::from_static(payload),
         qos,
         retain,
+        properties: None,
     }
 }
 
@@ -568,6 +571,7 @@ pub fn publish_packet(
         topic: topic(topic_name),
         packet_id: packet_id.map(pid),
         payload: Bytes::from_static(payload),
+        properties: None,
     })
 }
 

@@ -40,6 +40,7 @@ impl RawClient {
             will: None,
             username: None,
             password: None,
+            properties: None,
         };
         client.send(&RawPacket::Connect(Box::new(connect))).await;
         match client.recv().await {

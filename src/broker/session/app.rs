@@ -4,7 +4,7 @@
 
 use super::*;
 use crate::broker::inprocess::ReceivedMessage;
-use crate::codec::{ConnectReturnCode, Packet, QoS, SubscribeReturnCode};
+use crate::codec::{Packet, QoS, ReasonCode, SubscribeReturnCode};
 use crate::protocol::Emit;
 use tokio::sync::mpsc;
 
@@ -53,8 +53,8 @@ impl AppSink {
             match emit {
                 Emit::Publish(p) => {
                     let ack = match (p.qos, p.packet_id) {
-                        (QoS::AtLeastOnce, Some(id)) => Some(Packet::PubAck(id)),
-                        (QoS::ExactlyOnce, Some(id)) => Some(Packet::PubRec(id)),
+                        (QoS::AtLeastOnce, Some(id)) => Some(Packet::PubAck(id.into())),
+                        (QoS::ExactlyOnce, Some(id)) => Some(Packet::PubRec(id.into())),
                         _ => None,
                     };
                     let received = ReceivedMessage::new(p.message, p.qos, p.retain);
@@ -63,7 +63,7 @@ impl AppSink {
                     }
                 }
                 Emit::Control(Packet::PubRel(id)) => answers.push(Packet::PubComp(id)),
-                Emit::Control(Packet::ConnAck(ack)) if ack.code != ConnectReturnCode::Accepted => {
+                Emit::Control(Packet::ConnAck(ack)) if ack.code != ReasonCode::SUCCESS => {
                     self.tell(SubscribeOutcome::Refused)
                 }
                 Emit::Control(Packet::SubAck(ack)) => {

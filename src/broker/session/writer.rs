@@ -148,7 +148,7 @@ mod tests {
     use crate::codec::{Packet, PacketId};
 
     fn puback(id: u16) -> Emit {
-        Emit::Control(Packet::PubAck(PacketId::new(id).unwrap()))
+        Emit::Control(Packet::PubAck(PacketId::new(id).unwrap().into()))
     }
 
     #[test]
@@ -216,6 +216,7 @@ mod tests {
         let big = Emit::Control(Packet::SubAck(crate::codec::SubAck {
             packet_id: PacketId::new(1).unwrap(),
             return_codes: vec![crate::codec::SubscribeReturnCode::Failure; 10_000],
+            properties: None,
         }));
         out.write(&big);
         let n = out.ready().len();

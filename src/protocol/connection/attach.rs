@@ -2,7 +2,7 @@
 //! with the router, the store work CONNACK waits for, and the connect and keepalive timers.
 
 use super::*;
-use crate::codec::{ConnAck, Connect, ConnectReturnCode};
+use crate::codec::{ConnAck, Connect, ConnectReturnCode, ReasonCode};
 use crate::protocol::connect::{accept_connect, ConnectDecision};
 use crate::protocol::io::{CloseReason, ConnectInfo, Emit, Notification, Request};
 use crate::store::StoreError;
@@ -102,6 +102,7 @@ impl Connection {
                     payload: Bytes::copy_from_slice(&w.payload),
                     qos: w.qos,
                     retain: w.retain,
+                    properties: w.properties.map(|p| Box::new(p.detached())),
                 })
             }),
             early: Vec::new(),
@@ -326,7 +327,8 @@ impl Connection {
         }));
         out.emits.push(Emit::Control(Packet::ConnAck(ConnAck {
             session_present: registration.session_present,
-            code: ConnectReturnCode::Accepted,
+            code: ReasonCode::SUCCESS,
+            properties: None,
         })));
         if self.settings.hooks {
             out.requests.push(Request::Notify(Notification::Connected {
@@ -340,10 +342,11 @@ impl Connection {
     }
 
     /// Answers a CONNECT with a refusing CONNACK and closes [MQTT-3.2.2-5].
-    pub(super) fn refuse(&mut self, code: ConnectReturnCode, now: Now, out: &mut Outputs) {
+    pub(super) fn refuse(&mut self, code: impl Into<ReasonCode>, now: Now, out: &mut Outputs) {
         out.emits.push(Emit::Control(Packet::ConnAck(ConnAck {
             session_present: false,
-            code,
+            code: code.into(),
+            properties: None,
         })));
         self.close(CloseReason::Abnormal, now, out);
     }

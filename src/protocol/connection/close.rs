@@ -70,6 +70,7 @@ impl Connection {
                     qos: will.qos,
                     retain: will.retain,
                     arrived_at_ms: now.wall_ms,
+                    properties: will.properties,
                 })));
             }
         }

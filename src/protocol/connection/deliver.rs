@@ -118,7 +118,7 @@ impl Connection {
         }
         // [MQTT-4.3.3-1]: PUBREL answers PUBREC; behind earlier answers, and (for a stored message) behind the
         // commit of its released state, which the gate sees to.
-        self.answer(None, Answer::PubRel(id), out);
+        self.answer(None, Answer::PubRel(id.into()), out);
     }
 
     pub(super) fn on_outbound_pubcomp(&mut self, id: PacketId, out: &mut Outputs) {
@@ -278,7 +278,7 @@ fn resume_entry(attached: &mut Attached, entry: QueuedMessage, hooks: bool, out:
     match entry.state {
         EntryState::PubRelSent(id) => {
             attached.outbound.resume_pubrel(id, Some(entry.seq));
-            out.emits.push(Emit::Control(Packet::PubRel(id)));
+            out.emits.push(Emit::Control(Packet::PubRel(id.into())));
         }
         EntryState::PublishSent(id) => {
             if let Some(delivery) = stored_delivery(entry, &attached.client_id) {

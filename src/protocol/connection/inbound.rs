@@ -28,12 +28,12 @@ impl Connection {
         };
         match packet {
             Packet::Publish(publish) => self.on_publish(publish, now, out),
-            Packet::PubRel(id) => self.on_pubrel(id),
-            Packet::PubAck(id) => self.on_outbound_puback(id, out),
-            Packet::PubRec(id) => self.on_outbound_pubrec(id, out),
-            Packet::PubComp(id) => self.on_outbound_pubcomp(id, out),
+            Packet::PubRel(ack) => self.on_pubrel(ack.packet_id),
+            Packet::PubAck(ack) => self.on_outbound_puback(ack.packet_id, out),
+            Packet::PubRec(ack) => self.on_outbound_pubrec(ack.packet_id, out),
+            Packet::PubComp(ack) => self.on_outbound_pubcomp(ack.packet_id, out),
             Packet::PingReq => self.answer(None, Answer::PingResp, out),
-            packet @ (Packet::Subscribe(_) | Packet::Unsubscribe(_) | Packet::Disconnect) => {
+            packet @ (Packet::Subscribe(_) | Packet::Unsubscribe(_) | Packet::Disconnect(_)) => {
                 // The router must see this after the publishes before it: they are routed (or screened) first.
                 if !self.settle_batch(out) {
                     self.backlog.push_front(Ok(packet));
@@ -64,12 +64,13 @@ impl Connection {
             qos: publish.qos,
             retain: publish.retain,
             arrived_at_ms: now.wall_ms,
+            properties: publish.properties,
         });
         match (publish.qos, publish.packet_id) {
             (QoS::AtMostOnce, _) => attached.batch.get().messages.push(message),
             (QoS::AtLeastOnce, Some(id)) => {
                 attached.batch.get().messages.push(message);
-                attached.answer_after_batch(Answer::PubAck(id), &mut self.tickets);
+                attached.answer_after_batch(Answer::PubAck(id.into()), &mut self.tickets);
             }
             (QoS::ExactlyOnce, Some(id)) => {
                 // [MQTT-4.3.3-2]: a PUBLISH whose id still awaits PUBREL is acknowledged but not delivered again.
@@ -82,7 +83,7 @@ impl Connection {
                         });
                     }
                 }
-                attached.answer_after_batch(Answer::PubRec(id), &mut self.tickets);
+                attached.answer_after_batch(Answer::PubRec(id.into()), &mut self.tickets);
             }
             (_, None) => {
                 self.violation("[MQTT-2.3.1-1] QoS > 0 PUBLISH without packet id", now, out)
@@ -101,7 +102,7 @@ impl Connection {
             });
         }
         // [MQTT-4.3.3-2]: PUBCOMP answers every PUBREL, known id or not, once its removal is stored.
-        attached.answer_after_batch(Answer::PubComp(id), &mut self.tickets);
+        attached.answer_after_batch(Answer::PubComp(id.into()), &mut self.tickets);
     }
 
     /// Queues an answer behind every earlier one; `ticket` is the commit it waits for, if any.
@@ -153,8 +154,13 @@ impl Connection {
             return;
         };
         if self.settings.hooks {
-            out.requests
-                .push(Request::ScreenSubscribe(subscribe.filters.clone()));
+            out.requests.push(Request::ScreenSubscribe(
+                subscribe
+                    .filters
+                    .iter()
+                    .map(|(filter, options)| (filter.clone(), options.qos))
+                    .collect(),
+            ));
             attached.awaiting = Some(Box::new(Awaiting::SubscribeScreening(subscribe)));
             return;
         }
@@ -182,13 +188,13 @@ impl Connection {
         };
         let mut return_codes = Vec::with_capacity(subscribe.filters.len());
         let mut granted = Vec::with_capacity(subscribe.filters.len());
-        for (i, (filter, qos)) in subscribe.filters.into_iter().enumerate() {
+        for (i, (filter, options)) in subscribe.filters.into_iter().enumerate() {
             if denied.get(i).copied().unwrap_or(false) {
                 return_codes.push(SubscribeReturnCode::Failure);
                 continue;
             }
             // [MQTT-3.9.3-1]: one return code per filter, in order; the granted QoS is capped by the broker's.
-            let qos = qos.min(max_qos);
+            let qos = options.qos.min(max_qos);
             return_codes.push(SubscribeReturnCode::Success(qos));
             granted.push((filter.detached(), qos));
         }
@@ -197,6 +203,7 @@ impl Connection {
             Answer::SubAck(Box::new(SubAck {
                 packet_id: subscribe.packet_id,
                 return_codes,
+                properties: None,
             })),
         );
         if !granted.is_empty() {
@@ -215,9 +222,10 @@ impl Connection {
             return;
         };
         // [MQTT-3.10.4-4], [MQTT-3.10.4-5]: UNSUBACK even when nothing matched.
-        attached
-            .acks
-            .push(Some(ticket), Answer::UnsubAck(unsubscribe.packet_id));
+        attached.acks.push(
+            Some(ticket),
+            Answer::UnsubAck(Box::new(unsubscribe.packet_id.into())),
+        );
         out.requests.push(Request::Unsubscribe {
             filters: unsubscribe.filters,
             ticket,

@@ -36,6 +36,7 @@ pub(super) fn msg(topic: &str, payload: &[u8], qos: QoS) -> Arc<Message> {
         qos,
         retain: false,
         arrived_at_ms: 1_700_000_000_000,
+        properties: None,
     })
 }
 

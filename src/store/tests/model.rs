@@ -179,6 +179,7 @@ impl Model {
             qos,
             retain,
             arrived_at_ms: self.clock,
+            properties: None,
         })
     }
 

@@ -129,7 +129,7 @@ fn a_resumed_session_reads_its_qos2_ids_then_its_queue() {
     assert!(!requests
         .iter()
         .any(|r| matches!(r, Request::Route { messages, .. } if !messages.is_empty())));
-    assert_eq!(h.packets(), vec![Packet::PubRec(pid(9))]);
+    assert_eq!(h.packets(), vec![Packet::PubRec(pid(9).into())]);
 }
 
 #[test]
@@ -228,6 +228,7 @@ fn a_client_silent_for_one_and_a_half_keepalives_is_closed_and_its_will_publishe
             payload: Bytes::from_static(b"gone"),
             qos: QoS::AtLeastOnce,
             retain: false,
+            properties: None,
         },
     )]);
     h.feed(registered(false, false, 0));
@@ -263,7 +264,7 @@ fn disconnect_discards_the_will_and_nothing_after_it_is_acted_on() {
     h.connect_clean("dev", 0);
     h.read(vec![
         publish("before", QoS::AtMostOnce, None, b"1"),
-        Packet::Disconnect,
+        Packet::Disconnect(Default::default()),
         publish("after", QoS::AtMostOnce, None, b"2"),
         subscribe(1, &[("x", QoS::AtMostOnce)]),
     ]);
@@ -306,6 +307,7 @@ fn the_broker_ending_a_session_publishes_the_will_except_at_shutdown() {
                 payload: Bytes::from_static(b"x"),
                 qos: QoS::AtMostOnce,
                 retain: false,
+                properties: None,
             },
         )]);
         h.feed(registered(false, false, 0));

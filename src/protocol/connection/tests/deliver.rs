@@ -17,13 +17,13 @@ fn qos0_goes_out_at_once_and_qos1_waits_for_room_in_the_window() {
     assert_eq!(sent[0], ("z".to_owned(), QoS::AtMostOnce, None, false));
     let ids: Vec<_> = sent[1..].iter().map(|s| s.2.unwrap()).collect();
     assert_eq!(ids, vec![1, 2, 3, 4], "distinct ids in the window");
-    h.read(vec![Packet::PubAck(pid(2))]);
+    h.read(vec![Packet::PubAck(pid(2).into())]);
     assert_eq!(
         publishes(&h.take().emits),
         vec![("w".to_owned(), QoS::AtLeastOnce, Some(5), false)]
     );
     // An acknowledgement of something not in flight changes nothing.
-    h.read(vec![Packet::PubAck(pid(2))]);
+    h.read(vec![Packet::PubAck(pid(2).into())]);
     assert!(publishes(&h.take().emits).is_empty());
 }
 
@@ -38,15 +38,15 @@ fn qos2_outbound_goes_pubrec_pubrel_pubcomp() {
         None,
     )]));
     assert_eq!(publishes(&h.take().emits)[0].2, Some(1));
-    h.read(vec![Packet::PubRec(pid(1))]);
-    assert_eq!(h.packets(), vec![Packet::PubRel(pid(1))]);
-    h.read(vec![Packet::PubRec(pid(1))]);
+    h.read(vec![Packet::PubRec(pid(1).into())]);
+    assert_eq!(h.packets(), vec![Packet::PubRel(pid(1).into())]);
+    h.read(vec![Packet::PubRec(pid(1).into())]);
     assert_eq!(
         h.packets(),
-        vec![Packet::PubRel(pid(1))],
+        vec![Packet::PubRel(pid(1).into())],
         "a repeated PUBREC is answered again"
     );
-    h.read(vec![Packet::PubComp(pid(1))]);
+    h.read(vec![Packet::PubComp(pid(1).into())]);
     h.feed(Input::Deliveries(vec![delivery(
         "t",
         QoS::ExactlyOnce,
@@ -69,7 +69,7 @@ fn a_stored_message_is_recorded_as_sent_before_the_client_can_see_it() {
     assert!(matches!(out.store[..], [StoreOp::MarkSent { seq: 1, .. }]));
     assert!(out.gate.is_some(), "the PUBLISH waits for that record");
     assert_eq!(publishes(&out.emits).len(), 1);
-    h.read(vec![Packet::PubAck(pid(1))]);
+    h.read(vec![Packet::PubAck(pid(1).into())]);
     let out = h.take();
     assert!(matches!(out.store[..], [StoreOp::Remove { seq: 1, .. }]));
     assert!(out.gate.is_none());
@@ -85,7 +85,7 @@ fn pubrel_of_a_stored_message_waits_for_its_released_state() {
         Some(1),
     )]));
     h.take();
-    h.read(vec![Packet::PubRec(pid(1))]);
+    h.read(vec![Packet::PubRec(pid(1).into())]);
     let out = h.take();
     assert!(matches!(
         out.store[..],
@@ -94,7 +94,7 @@ fn pubrel_of_a_stored_message_waits_for_its_released_state() {
     assert!(out.gate.is_some());
     assert_eq!(
         out.packets().collect::<Vec<_>>(),
-        vec![Packet::PubRel(pid(1))]
+        vec![Packet::PubRel(pid(1).into())]
     );
 }
 
@@ -125,7 +125,7 @@ fn a_resumed_session_sends_again_what_was_unacknowledged_with_its_id_and_dup() {
     ];
     h.feed(Input::StorePage(Ok(page)));
     let out = h.take();
-    assert_eq!(out.packets().next(), Some(Packet::PubRel(pid(40))));
+    assert_eq!(out.packets().next(), Some(Packet::PubRel(pid(40).into())));
     assert_eq!(
         publishes(&out.emits),
         vec![
@@ -134,7 +134,7 @@ fn a_resumed_session_sends_again_what_was_unacknowledged_with_its_id_and_dup() {
         ]
     );
     assert!(matches!(out.store[..], [StoreOp::MarkSent { seq: 3, .. }]));
-    h.read(vec![Packet::PubComp(pid(40))]);
+    h.read(vec![Packet::PubComp(pid(40).into())]);
     assert!(matches!(
         h.take().store[..],
         [StoreOp::Remove { seq: 1, .. }]
@@ -213,7 +213,7 @@ fn the_hooks_hear_of_deliveries_and_acknowledgements() {
     assert!(
         matches!(&h.requests()[..], [Request::Notify(Notification::Delivered(p))] if p.packet_id == Some(pid(1)))
     );
-    h.read(vec![Packet::PubAck(pid(1))]);
+    h.read(vec![Packet::PubAck(pid(1).into())]);
     assert!(
         matches!(&h.requests()[..], [Request::Notify(Notification::Acked(p))] if p.message.topic.as_str() == "t")
     );

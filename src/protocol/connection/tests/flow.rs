@@ -58,14 +58,14 @@ fn a_clean_session_with_a_full_queue_holds_credit_back_until_the_client_acknowle
         "nothing given back while congested"
     );
     for id in 1..=4 {
-        h.read(vec![Packet::PubAck(pid(id))]);
+        h.read(vec![Packet::PubAck(pid(id).into())]);
     }
     assert!(
         grants(&h.requests()).is_empty(),
         "4 in the window, 4 queued: half way"
     );
     for id in 5..=8 {
-        h.read(vec![Packet::PubAck(pid(id))]);
+        h.read(vec![Packet::PubAck(pid(id).into())]);
     }
     assert_eq!(
         grants(&h.requests()),
@@ -131,7 +131,7 @@ fn a_persistent_session_leaves_what_it_has_no_room_for_in_the_store() {
     // Acknowledging everything in memory lets the session read the rest from the store.
     let mut acked = 0;
     for id in 1..=600u16 {
-        h.read(vec![Packet::PubAck(pid(id))]);
+        h.read(vec![Packet::PubAck(pid(id).into())]);
         acked += 1;
         if h.out
             .requests
@@ -181,9 +181,9 @@ fn a_full_clean_queue_drops_the_newest_or_the_oldest_but_never_qos2() {
         h.take();
         let mut sent = Vec::new();
         for id in 1..=4 {
-            h.read(vec![Packet::PubAck(pid(id))]);
-            h.read(vec![Packet::PubRec(pid(id))]);
-            h.read(vec![Packet::PubComp(pid(id))]);
+            h.read(vec![Packet::PubAck(pid(id).into())]);
+            h.read(vec![Packet::PubRec(pid(id).into())]);
+            h.read(vec![Packet::PubComp(pid(id).into())]);
             sent.extend(publishes(&h.take().emits).into_iter().map(|p| p.0));
         }
         let mut expected: Vec<String> = kept.iter().map(|s| (*s).to_owned()).collect();

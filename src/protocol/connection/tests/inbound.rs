@@ -52,7 +52,7 @@ fn puback_waits_for_the_commit_of_the_message() {
     h.commit(Harness::ticket_of(&requests));
     assert_eq!(
         h.packets(),
-        vec![Packet::PubAck(pid(1)), Packet::PubAck(pid(2))]
+        vec![Packet::PubAck(pid(1).into()), Packet::PubAck(pid(2).into())]
     );
 }
 
@@ -82,7 +82,7 @@ fn qos2_inbound_is_delivered_once_per_packet_id() {
         if messages.len() == 1 && matches!(ops[..], [StoreOp::AddIncomingQos2 { .. }]))
     );
     h.commit(Harness::ticket_of(&requests));
-    assert_eq!(h.packets(), vec![Packet::PubRec(pid(5))]);
+    assert_eq!(h.packets(), vec![Packet::PubRec(pid(5).into())]);
     // The same id again before PUBREL: answered, not routed.
     h.read(vec![Packet::Publish(Publish {
         dup: true,
@@ -92,8 +92,8 @@ fn qos2_inbound_is_delivered_once_per_packet_id() {
         }
     })]);
     assert!(routes(&h.requests()).is_empty());
-    assert_eq!(h.packets(), vec![Packet::PubRec(pid(5))]);
-    h.read(vec![Packet::PubRel(pid(5))]);
+    assert_eq!(h.packets(), vec![Packet::PubRec(pid(5).into())]);
+    h.read(vec![Packet::PubRel(pid(5).into())]);
     let requests = h.requests();
     assert!(
         matches!(&requests[..], [Request::Route { messages, ops, .. }]
@@ -104,7 +104,7 @@ fn qos2_inbound_is_delivered_once_per_packet_id() {
         "PUBCOMP waits for the removal to be stored"
     );
     h.commit(Harness::ticket_of(&requests));
-    assert_eq!(h.packets(), vec![Packet::PubComp(pid(5))]);
+    assert_eq!(h.packets(), vec![Packet::PubComp(pid(5).into())]);
     // Released: the id may carry a new message.
     h.read(vec![publish("b", QoS::ExactlyOnce, Some(5), b"2")]);
     assert_eq!(routes(&h.requests()), vec![vec!["b".to_owned()]]);
@@ -114,12 +114,12 @@ fn qos2_inbound_is_delivered_once_per_packet_id() {
 fn pubrel_for_an_unknown_id_gets_pubcomp() {
     let mut h = Harness::new();
     h.connect_clean("p", 0);
-    h.read(vec![Packet::PubRel(pid(3))]);
+    h.read(vec![Packet::PubRel(pid(3).into())]);
     assert!(
         h.requests().is_empty(),
         "nothing to store for a clean session"
     );
-    assert_eq!(h.packets(), vec![Packet::PubComp(pid(3))]);
+    assert_eq!(h.packets(), vec![Packet::PubComp(pid(3).into())]);
 }
 
 #[test]
@@ -154,10 +154,10 @@ fn answers_leave_in_the_order_of_the_packets_they_answer() {
     assert_eq!(
         h.packets(),
         vec![
-            Packet::PubAck(pid(1)),
+            Packet::PubAck(pid(1).into()),
             Packet::PingResp,
             suback(2, vec![SubscribeReturnCode::Success(QoS::AtLeastOnce)]),
-            Packet::PubAck(pid(3)),
+            Packet::PubAck(pid(3).into()),
         ]
     );
 }
@@ -205,7 +205,7 @@ fn unsuback_waits_for_the_removal_to_be_stored() {
     let requests = h.requests();
     assert!(h.packets().is_empty());
     h.commit(Harness::ticket_of(&requests));
-    assert_eq!(h.packets(), vec![Packet::UnsubAck(pid(4))]);
+    assert_eq!(h.packets(), vec![Packet::UnsubAck(pid(4).into())]);
 }
 
 #[test]
@@ -267,7 +267,10 @@ fn with_hooks_an_unsubscribe_waits_for_the_publishes_before_it() {
     h.commit(route);
     assert_eq!(
         h.packets(),
-        vec![Packet::PubAck(pid(1)), Packet::UnsubAck(pid(2))]
+        vec![
+            Packet::PubAck(pid(1).into()),
+            Packet::UnsubAck(pid(2).into())
+        ]
     );
 }
 
@@ -283,7 +286,7 @@ fn with_hooks_a_denied_publish_is_acknowledged_and_not_routed_and_a_denied_filte
         .all(|r| !matches!(r, Request::Route { .. })));
     assert_eq!(
         h.packets(),
-        vec![Packet::PubAck(pid(1))],
+        vec![Packet::PubAck(pid(1).into())],
         "MQTT 3.1.1 cannot refuse a PUBLISH"
     );
     h.read(vec![subscribe(

@@ -187,6 +187,7 @@ pub(super) fn connect(client_id: &str, clean_session: bool, keep_alive_secs: u16
         will: None,
         username: None,
         password: None,
+        properties: None,
     }))
 }
 
@@ -202,14 +203,16 @@ pub(super) fn hooked() -> Settings {
 pub(super) fn refused(code: ConnectReturnCode) -> Packet {
     Packet::ConnAck(ConnAck {
         session_present: false,
-        code,
+        code: code.into(),
+        properties: None,
     })
 }
 
 pub(super) fn connack(session_present: bool) -> Packet {
     Packet::ConnAck(ConnAck {
         session_present,
-        code: ConnectReturnCode::Accepted,
+        code: ConnectReturnCode::Accepted.into(),
+        properties: None,
     })
 }
 
@@ -225,6 +228,7 @@ pub(super) fn publish(topic: &str, qos: QoS, id: Option<u16>, payload: &'static 
         topic: TopicName::new(topic.to_owned()).expect("valid topic"),
         packet_id: id.map(pid),
         payload: Bytes::from_static(payload),
+        properties: None,
     })
 }
 
@@ -233,8 +237,14 @@ pub(super) fn subscribe(id: u16, filters: &[(&str, QoS)]) -> Packet {
         packet_id: pid(id),
         filters: filters
             .iter()
-            .map(|(f, q)| (TopicFilter::new((*f).to_owned()).expect("valid filter"), *q))
+            .map(|(f, q)| {
+                (
+                    TopicFilter::new((*f).to_owned()).expect("valid filter"),
+                    (*q).into(),
+                )
+            })
             .collect(),
+        properties: None,
     })
 }
 
@@ -242,6 +252,7 @@ pub(super) fn unsubscribe(id: u16, filter: &str) -> Packet {
     Packet::Unsubscribe(Unsubscribe {
         packet_id: pid(id),
         filters: vec![TopicFilter::new(filter.to_owned()).expect("valid filter")],
+        properties: None,
     })
 }
 
@@ -249,6 +260,7 @@ pub(super) fn suback(id: u16, codes: Vec<crate::codec::SubscribeReturnCode>) -> 
     Packet::SubAck(SubAck {
         packet_id: pid(id),
         return_codes: codes,
+        properties: None,
     })
 }
 
@@ -259,6 +271,7 @@ pub(super) fn message(topic: &str, qos: QoS, payload: &'static [u8]) -> Arc<Mess
         qos,
         retain: false,
         arrived_at_ms: 0,
+        properties: None,
     })
 }
 

@@ -50,15 +50,15 @@ fn packet() -> impl Strategy<Value = Packet> {
             let q = qos(q);
             publish("t/x", q, (q != QoS::AtMostOnce).then_some(id), b"p")
         }),
-        id.clone().prop_map(|id| Packet::PubAck(pid(id))),
-        id.clone().prop_map(|id| Packet::PubRec(pid(id))),
-        id.clone().prop_map(|id| Packet::PubRel(pid(id))),
-        id.clone().prop_map(|id| Packet::PubComp(pid(id))),
+        id.clone().prop_map(|id| Packet::PubAck(pid(id).into())),
+        id.clone().prop_map(|id| Packet::PubRec(pid(id).into())),
+        id.clone().prop_map(|id| Packet::PubRel(pid(id).into())),
+        id.clone().prop_map(|id| Packet::PubComp(pid(id).into())),
         id.clone()
             .prop_map(|id| subscribe(id, &[("t/#", QoS::ExactlyOnce), ("u", QoS::AtMostOnce)])),
         id.prop_map(|id| unsubscribe(id, "t/#")),
         Just(Packet::PingReq),
-        Just(Packet::Disconnect),
+        Just(Packet::Disconnect(Default::default())),
         Just(Packet::PingResp),
     ]
 }
@@ -116,8 +116,8 @@ impl Ledger {
                 Packet::Subscribe(_) => self.subscribes += 1,
                 Packet::Unsubscribe(_) => self.unsubscribes += 1,
                 Packet::PingReq => self.pings += 1,
-                Packet::PubAck(id) | Packet::PubComp(id) => {
-                    self.in_use.remove(&id.get());
+                Packet::PubAck(ack) | Packet::PubComp(ack) => {
+                    self.in_use.remove(&ack.packet_id.get());
                 }
                 _ => {}
             }
