@@ -396,11 +396,11 @@ fn protocol_name_must_match_the_level() {
 #[test]
 fn unsupported_level_is_reported_after_consuming_the_frame() {
     // [MQTT-3.1.2-2] the broker answers CONNACK 0x01, so the frame must be taken whole.
-    let mut bytes = connect(b"MQTT", 5, 0x02, &[0x00, 0x00, 0x00]);
+    let mut bytes = connect(b"MQTT", 6, 0x02, &[0x00, 0x00, 0x00]);
     bytes.extend_from_slice(&[0xE0, 0x00]);
     let mut buf = BytesMut::from(&bytes[..]);
     let err = decode_packet(&mut buf, Role::Server, LIMIT).unwrap_err();
-    assert!(matches!(err, DecodeError::UnsupportedProtocolLevel(5)));
+    assert!(matches!(err, DecodeError::UnsupportedProtocolLevel(6)));
     assert_eq!(&buf[..], &[0xE0, 0x00]);
     let err = server(&connect(b"MQIsdp", 2, 0x02, &field(b"id"))).unwrap_err();
     assert!(matches!(err, DecodeError::UnsupportedProtocolLevel(2)));
