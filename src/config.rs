@@ -80,6 +80,18 @@ pub struct Config {
     pub admin_token: String,
     /// Seconds between `$SYS/broker/...` publications; 0 turns them off.
     pub sys_interval_secs: u64,
+    /// Highest keepalive granted to an MQTT 5.0 client, in seconds: one asking for more (or for none) is told
+    /// this value in CONNACK's Server Keep Alive.
+    pub max_keepalive_secs: u16,
+    /// Highest topic alias an MQTT 5.0 client may use towards the broker (0 turns client aliases off).
+    pub topic_alias_maximum: u16,
+    /// QoS 1/2 PUBLISHes an MQTT 5.0 client may have unacknowledged towards the broker; one more is
+    /// DISCONNECT 0x93.
+    pub receive_maximum: u16,
+    /// Whether `$share/{group}/{filter}` subscriptions are accepted.
+    pub shared_subscriptions: bool,
+    /// Highest Session Expiry Interval granted to an MQTT 5.0 client, in seconds (4294967295: no limit).
+    pub max_session_expiry_secs: u32,
 }
 
 impl Default for Config {
@@ -105,6 +117,11 @@ impl Default for Config {
             admin_bind: "127.0.0.1:8081".to_owned(),
             admin_token: String::new(),
             sys_interval_secs: 10,
+            max_keepalive_secs: 65_535,
+            topic_alias_maximum: 64,
+            receive_maximum: 1024,
+            shared_subscriptions: true,
+            max_session_expiry_secs: u32::MAX,
         }
     }
 }
@@ -161,6 +178,12 @@ impl Config {
         }
         if self.store_channel_capacity == 0 {
             return Err(invalid("store_channel_capacity", "must be at least 1"));
+        }
+        if self.max_keepalive_secs == 0 {
+            return Err(invalid("max_keepalive_secs", "must be at least 1"));
+        }
+        if self.receive_maximum == 0 {
+            return Err(invalid("receive_maximum", "must be at least 1"));
         }
         Ok(())
     }

@@ -28,8 +28,10 @@ pub struct ConnId(pub u64);
 pub struct RegisterSession {
     /// Client identifier.
     pub client_id: ClientId,
-    /// CONNECT's clean session flag.
+    /// CONNECT's clean session flag (Clean Start in MQTT 5.0).
     pub clean_session: bool,
+    /// The MQTT 5.0 Session Expiry Interval granted, in seconds; `None` before 5.0.
+    pub session_expiry: Option<u32>,
     /// The new session actor.
     pub session: Addr<Session>,
     /// Deliveries the router may hand the session before it grants more [`GrantCredit`].
@@ -50,6 +52,16 @@ pub struct RegisterReply {
     pub previous_closed: Option<oneshot::Receiver<()>>,
     /// Highest queue position assigned so far; every position up to it is stored or already removed.
     pub queue_head: u64,
+}
+
+/// An MQTT 5.0 client changed its Session Expiry Interval in DISCONNECT (section 3.14.2.2.2).
+#[derive(Message)]
+#[rtype(result = "()")]
+pub struct SetSessionExpiry {
+    /// The session.
+    pub link: RouterLink,
+    /// The new interval, in seconds.
+    pub secs: u32,
 }
 
 /// A connection ended; a clean session is discarded, a persistent one goes offline.

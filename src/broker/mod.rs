@@ -223,6 +223,14 @@ fn session_settings(config: &Config, hooks: bool) -> Result<SessionSettings, Err
         connect_timeout: Duration::from_secs(config.connect_timeout_secs),
         hooks,
         credit: crate::protocol::SESSION_CREDIT,
+        v5: crate::protocol::v5::ServerLimits {
+            receive_maximum: config.receive_maximum,
+            topic_alias_maximum: config.topic_alias_maximum,
+            maximum_packet_size: u32::try_from(config.max_packet_size_bytes).unwrap_or(u32::MAX),
+            max_keepalive_secs: config.max_keepalive_secs,
+            max_session_expiry_secs: config.max_session_expiry_secs,
+            shared_subscriptions: config.shared_subscriptions,
+        },
     };
     Ok(SessionSettings {
         max_packet_size_bytes: config.max_packet_size_bytes,

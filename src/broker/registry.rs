@@ -34,6 +34,28 @@ pub struct Entry {
     pub subscriptions: Subscriptions,
     /// When the last connection ended (milliseconds since the epoch), for session expiry.
     pub offline_since_ms: u64,
+    /// The MQTT 5.0 Session Expiry Interval in seconds; `None` for sessions that use the broker's
+    /// `session_expiry_secs`.
+    pub session_expiry: Option<u32>,
+}
+
+impl Entry {
+    /// Whether this offline session has expired at `now_ms`, with `default_expiry` for sessions that have no
+    /// interval of their own.
+    pub fn expired(&self, now_ms: u64, default_expiry: Option<std::time::Duration>) -> bool {
+        if !self.persistent || self.online.is_some() {
+            return false;
+        }
+        let expiry_ms = match self.session_expiry {
+            Some(crate::protocol::v5::NEVER_EXPIRES) => return false,
+            Some(secs) => u64::from(secs) * 1000,
+            None => match default_expiry {
+                Some(expiry) => expiry.as_millis() as u64,
+                None => return false,
+            },
+        };
+        self.offline_since_ms.saturating_add(expiry_ms) <= now_ms
+    }
 }
 
 impl Entry {

@@ -72,6 +72,7 @@ impl Router {
                 next_seq: session.next_seq,
                 subscriptions: Subscriptions::default(),
                 offline_since_ms: session.last_seen_ms,
+                session_expiry: None,
             });
             for (filter, qos) in session.subscriptions {
                 router.trie.insert(&filter, slot, qos);
@@ -85,7 +86,11 @@ impl Router {
 
     fn register(&mut self, msg: RegisterSession) -> RegisterReply {
         let conn = self.registry.next_conn();
-        let persistent = !msg.clean_session;
+        // Before 5.0 clean session 0 keeps the session; in 5.0 a Session Expiry Interval above 0 does.
+        let persistent = match msg.session_expiry {
+            None => !msg.clean_session,
+            Some(expiry) => expiry > 0,
+        };
         let online = Online {
             conn,
             addr: msg.session,
@@ -106,6 +111,7 @@ impl Router {
                 next_seq: 1,
                 subscriptions: Subscriptions::default(),
                 offline_since_ms: 0,
+                session_expiry: msg.session_expiry,
             });
             return RegisterReply {
                 link: RouterLink { slot, conn },
@@ -135,7 +141,8 @@ impl Router {
             closed
         });
         let had_persistent = entry.persistent;
-        let resume = persistent && had_persistent;
+        // [MQTT-3.2.2-2]: a stored session is resumed unless the client asked for a clean start.
+        let resume = !msg.clean_session && had_persistent;
         if !resume {
             // [MQTT-3.1.2-6]: a clean session (new or old) starts from nothing.
             for filter in entry.subscriptions.filters() {
@@ -143,7 +150,9 @@ impl Router {
             }
             entry.subscriptions.clear();
         }
-        entry.persistent = persistent;
+        // A resumed session stays stored at least until this connection ends, whatever its new expiry.
+        entry.persistent = persistent || resume;
+        entry.session_expiry = msg.session_expiry;
         entry.online = Some(online);
         let queue_head = entry.next_seq - 1;
         RegisterReply {
@@ -164,10 +173,20 @@ impl Router {
         if entry.online.take_if(|o| o.conn == conn).is_none() {
             return;
         }
-        if entry.persistent {
-            entry.offline_since_ms = now_ms();
-        } else {
+        if !entry.persistent {
             self.forget(slot);
+        } else if entry.session_expiry == Some(0) {
+            // An MQTT 5.0 session with expiry 0 ends with its connection, stored state included.
+            if let Some(entry) = self.forget(slot) {
+                self.submit(
+                    vec![StoreOp::DeleteSession {
+                        client_id: entry.client_id,
+                    }],
+                    None,
+                );
+            }
+        } else {
+            entry.offline_since_ms = now_ms();
         }
     }
 
@@ -233,13 +252,14 @@ impl Router {
         self.submit(ops, Some(msg.done));
     }
 
-    /// Removes offline persistent sessions that have been away longer than the expiry, with their queues.
-    fn expire_sessions(&mut self, expiry: std::time::Duration) {
-        let cutoff = now_ms().saturating_sub(expiry.as_millis() as u64);
+    /// Removes offline persistent sessions that have been away longer than their expiry, with their queues.
+    fn expire_sessions(&mut self) {
+        let now = now_ms();
+        let default_expiry = self.settings.session_expiry;
         let expired: Vec<SlotId> = self
             .registry
             .entries()
-            .filter(|(_, e)| e.persistent && e.online.is_none() && e.offline_since_ms <= cutoff)
+            .filter(|(_, e)| e.expired(now, default_expiry))
             .map(|(slot, _)| *slot)
             .collect();
         let mut ops = Vec::new();
@@ -274,13 +294,17 @@ impl Actor for Router {
     fn started(&mut self, ctx: &mut Self::Context) {
         ctx.set_mailbox_capacity(1024);
         ctx.run_interval(STUCK_CHECK_EVERY, |router, _| router.check_stuck());
-        if let Some(expiry) = self.settings.session_expiry {
-            let every = (expiry / 4).clamp(
-                std::time::Duration::from_secs(1),
-                std::time::Duration::from_secs(60),
-            );
-            ctx.run_interval(every, move |router, _| router.expire_sessions(expiry));
-        }
+        // MQTT 5.0 sessions carry their own expiry, so the check runs whatever the configured default.
+        let every =
+            self.settings
+                .session_expiry
+                .map_or(std::time::Duration::from_secs(1), |expiry| {
+                    (expiry / 4).clamp(
+                        std::time::Duration::from_secs(1),
+                        std::time::Duration::from_secs(60),
+                    )
+                });
+        ctx.run_interval(every, |router, _| router.expire_sessions());
     }
 }
 
@@ -289,6 +313,18 @@ impl Handler<RegisterSession> for Router {
 
     fn handle(&mut self, msg: RegisterSession, _: &mut Self::Context) -> Self::Result {
         MessageResult(self.register(msg))
+    }
+}
+
+impl Handler<SetSessionExpiry> for Router {
+    type Result = ();
+
+    fn handle(&mut self, msg: SetSessionExpiry, _: &mut Self::Context) {
+        if let Some(entry) = self.registry.get_mut(msg.link.slot) {
+            if entry.online_as(msg.link.conn).is_some() {
+                entry.session_expiry = Some(msg.secs);
+            }
+        }
     }
 }
 

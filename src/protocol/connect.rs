@@ -27,8 +27,9 @@ pub fn accept_connect(connect: &Connect) -> ConnectDecision {
         };
     }
     // MQTT 3.1 requires an identifier of 1 to 23 characters; 3.1.1 allows an empty one only with a clean
-    // session [MQTT-3.1.3-7], [MQTT-3.1.3-8].
-    if connect.level == ProtocolLevel::V31 || !connect.clean_session {
+    // session [MQTT-3.1.3-7], [MQTT-3.1.3-8]; 5.0 assigns one in every case and says so in CONNACK
+    // [MQTT-3.1.3-6 in 5.0], [MQTT-3.2.2-16 in 5.0].
+    if connect.level == ProtocolLevel::V31 || (!connect.clean_session && !connect.level.is_v5()) {
         return ConnectDecision::Refuse(ConnectReturnCode::IdentifierRejected);
     }
     ConnectDecision::Accept {

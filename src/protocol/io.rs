@@ -223,8 +223,11 @@ pub enum Request {
     Register {
         /// The client identifier.
         client_id: ClientId,
-        /// CONNECT's clean session flag.
+        /// CONNECT's clean session flag (Clean Start in MQTT 5.0).
         clean_session: bool,
+        /// The Session Expiry Interval granted to an MQTT 5.0 client, in seconds; `None` before 5.0, where
+        /// clean session 0 means the broker's configured expiry.
+        session_expiry: Option<u32>,
         /// Deliveries the router may send before the session grants more.
         credit: u32,
     },
@@ -282,6 +285,8 @@ pub enum Request {
     Notify(Notification),
     /// Publish the will.
     PublishWill(Arc<Message>),
+    /// The client changed its MQTT 5.0 Session Expiry Interval in DISCONNECT (seconds).
+    SessionExpiry(u32),
     /// Leave the router: the connection is gone.
     Detach,
 }

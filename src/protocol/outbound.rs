@@ -1,6 +1,7 @@
 //! Messages on their way to one client: packet identifiers, the QoS 1/2 inflight window and the queue behind
 //! it. Owns the outbound half of [MQTT-4.3]; empty, it holds no allocation, so an idle connection pays nothing.
 
+use super::v5::AliasUse;
 use crate::codec::{PacketId, Publish, QoS};
 use crate::message::Message;
 use std::collections::{btree_map, BTreeMap, VecDeque};
@@ -32,6 +33,19 @@ pub struct OutboundPublish {
     pub dup: bool,
     /// Packet identifier, for QoS 1 and 2.
     pub packet_id: Option<PacketId>,
+    /// What an MQTT 5.0 PUBLISH adds to the message's properties; `None` when nothing.
+    pub v5: Option<Box<PublishV5>>,
+}
+
+/// The per-delivery part of an MQTT 5.0 PUBLISH.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct PublishV5 {
+    /// How the topic is named: in full, with a new alias, or by the alias alone.
+    pub alias: Option<AliasUse>,
+    /// Identifiers of the client's subscriptions the message matched [MQTT-3.3.4-3 in 5.0].
+    pub subscription_ids: Vec<u32>,
+    /// The Message Expiry Interval left [MQTT-3.3.2-6].
+    pub message_expiry_interval: Option<u32>,
 }
 
 impl OutboundPublish {
@@ -68,6 +82,7 @@ impl Delivery {
                 retain: self.retain,
                 dup,
                 packet_id,
+                v5: None,
             },
         }
     }
@@ -184,11 +199,24 @@ impl Outbound {
     }
 
     /// Moves queued deliveries into the window while it has room.
-    pub fn take_sendable(&mut self, mut send: impl FnMut(Sendable)) {
+    pub fn take_sendable(&mut self, send: impl FnMut(Sendable)) {
+        self.take_sendable_where(|_| true, send)
+    }
+
+    /// Moves queued deliveries into the window while it has room, dropping those `keep` refuses (an expired
+    /// message, one too large for the client) before they take a packet identifier.
+    pub fn take_sendable_where(
+        &mut self,
+        mut keep: impl FnMut(&Delivery) -> bool,
+        mut send: impl FnMut(Sendable),
+    ) {
         while self.inflight_len() < self.max_inflight {
             let Some(delivery) = self.window.as_mut().and_then(|w| w.queued.pop_front()) else {
                 break;
             };
+            if !keep(&delivery) {
+                continue;
+            }
             if delivery.qos == QoS::AtMostOnce {
                 send(delivery.into_publish(None, false));
                 continue;

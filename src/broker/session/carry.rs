@@ -45,8 +45,9 @@ impl Session {
     fn write_emits(&mut self, out: &mut Outputs, ctx: &mut Context<Self>) {
         match &mut self.sink {
             Sink::Wire(outgoing) => {
+                let level = self.core.level();
                 for emit in &out.emits {
-                    outgoing.write(emit);
+                    outgoing.write(emit, level);
                 }
                 self.wake_io();
             }
@@ -66,8 +67,9 @@ impl Session {
             Request::Register {
                 client_id,
                 clean_session,
+                session_expiry,
                 credit,
-            } => self.register(client_id, clean_session, credit, ctx),
+            } => self.register(client_id, clean_session, session_expiry, credit, ctx),
             Request::Store { ops, ticket } => {
                 let committed = self.peers.store.write(ops);
                 self.answer_committed(ticket, committed, ctx);
@@ -112,6 +114,11 @@ impl Session {
                 done: None,
                 credit: None,
             }),
+            Request::SessionExpiry(secs) => {
+                if let Some(link) = self.link {
+                    self.peers.router.do_send(SetSessionExpiry { link, secs });
+                }
+            }
             Request::Detach => self.detach(),
         }
     }
@@ -156,12 +163,14 @@ impl Session {
         &mut self,
         client_id: crate::codec::ClientId,
         clean_session: bool,
+        session_expiry: Option<u32>,
         credit: u32,
         ctx: &mut Context<Self>,
     ) {
         let register = self.peers.router.send(RegisterSession {
             client_id,
             clean_session,
+            session_expiry,
             session: ctx.address(),
             credit,
         });

@@ -3,8 +3,10 @@
 //! state is committed; every later byte waits behind it, so a client never sees what a crash could take back.
 //! Owns the bytes and their gates, not the socket; an idle connection keeps no buffer at all.
 
-use crate::codec::encode::{encode_packet, encode_publish_parts};
-use crate::protocol::{Emit, Ticket};
+use crate::codec::encode::{encode_packet_at, encode_publish_parts, encode_publish_v5};
+use crate::codec::{props, ProtocolLevel, PublishExtras, PublishHead};
+use crate::protocol::v5::AliasUse;
+use crate::protocol::{Emit, OutboundPublish, Ticket};
 use bytes::{Buf, Bytes, BytesMut};
 use std::collections::VecDeque;
 
@@ -29,11 +31,45 @@ struct Gated {
     closed: Vec<Ticket>,
 }
 
+/// An MQTT 5.0 PUBLISH: the message's properties with what this delivery adds (expiry left, topic alias,
+/// subscription identifiers); the topic is left empty when the alias alone names it.
+fn encode_v5(p: &OutboundPublish, buf: &mut BytesMut) -> Result<(), crate::codec::EncodeError> {
+    let extras = p.v5.as_deref();
+    let alias = extras.and_then(|e| e.alias);
+    let topic = match alias {
+        Some(AliasUse::Reuse(_)) => "",
+        _ => p.message.topic.as_str(),
+    };
+    let head = PublishHead {
+        dup: p.dup,
+        qos: p.qos,
+        retain: p.retain,
+        topic,
+        packet_id: p.packet_id,
+    };
+    let added = PublishExtras {
+        message_expiry_interval: extras.and_then(|e| e.message_expiry_interval),
+        topic_alias: match alias {
+            Some(AliasUse::Define(a) | AliasUse::Reuse(a)) => Some(a),
+            _ => None,
+        },
+        subscription_identifiers: extras.map_or(&[], |e| &e.subscription_ids),
+    };
+    encode_publish_v5(
+        head,
+        props(&p.message.properties),
+        &added,
+        &p.message.payload,
+        buf,
+    )
+}
+
 impl Outgoing {
-    /// Encodes one packet at the end.
-    pub fn write(&mut self, emit: &Emit) {
+    /// Encodes one packet at the end, in the form of the connection's protocol `level`.
+    pub fn write(&mut self, emit: &Emit, level: ProtocolLevel) {
         let encoded = match emit {
-            Emit::Control(packet) => encode_packet(packet, &mut self.buf),
+            Emit::Control(packet) => encode_packet_at(packet, level, &mut self.buf),
+            Emit::Publish(p) if level.is_v5() => encode_v5(p, &mut self.buf),
             Emit::Publish(p) => encode_publish_parts(
                 p.dup,
                 p.qos,
@@ -154,9 +190,9 @@ mod tests {
     #[test]
     fn gated_bytes_and_everything_after_them_wait_for_the_commit() {
         let mut out = Outgoing::default();
-        out.write(&puback(1));
+        out.write(&puback(1), ProtocolLevel::V311);
         out.seal(Ticket(7));
-        out.write(&puback(2));
+        out.write(&puback(2), ProtocolLevel::V311);
         assert!(out.ready().is_empty());
         assert_eq!(out.pending_bytes(), 8);
         out.open(Ticket(7));
@@ -173,7 +209,7 @@ mod tests {
         // gate is sealed before anything is written behind it.
         let mut out = Outgoing::default();
         out.seal(Ticket(1));
-        out.write(&puback(1));
+        out.write(&puback(1), ProtocolLevel::V311);
         assert!(out.ready().is_empty(), "the PUBREL waits for its commit");
         out.open(Ticket(1));
         assert_eq!(out.ready(), &[0x40, 2, 0, 1]);
@@ -183,14 +219,14 @@ mod tests {
         // Opened before anything follows it, the gate holds nothing back either.
         out.seal(Ticket(2));
         out.open(Ticket(2));
-        out.write(&puback(2));
+        out.write(&puback(2), ProtocolLevel::V311);
         assert_eq!(out.ready(), &[0x40, 2, 0, 2]);
     }
 
     #[test]
     fn partial_writes_advance_within_a_chunk() {
         let mut out = Outgoing::default();
-        out.write(&puback(1));
+        out.write(&puback(1), ProtocolLevel::V311);
         out.advance(3);
         assert_eq!(out.ready(), &[1]);
         out.advance(1);
@@ -200,12 +236,12 @@ mod tests {
     #[test]
     fn closing_drops_what_waits_for_a_commit() {
         let mut out = Outgoing::default();
-        out.write(&puback(1));
+        out.write(&puback(1), ProtocolLevel::V311);
         out.seal(Ticket(1));
         out.open(Ticket(1));
-        out.write(&puback(2));
+        out.write(&puback(2), ProtocolLevel::V311);
         out.seal(Ticket(2));
-        out.write(&puback(3));
+        out.write(&puback(3), ProtocolLevel::V311);
         out.drop_gated();
         assert_eq!(out.pending_bytes(), 4);
     }
@@ -218,7 +254,7 @@ mod tests {
             return_codes: vec![crate::codec::SubscribeReturnCode::Failure; 10_000],
             properties: None,
         }));
-        out.write(&big);
+        out.write(&big, ProtocolLevel::V311);
         let n = out.ready().len();
         out.advance(n);
         assert_eq!(out.buf.capacity(), 0);

@@ -2,9 +2,10 @@
 //! with the router, the store work CONNACK waits for, and the connect and keepalive timers.
 
 use super::*;
-use crate::codec::{ConnAck, Connect, ConnectReturnCode, ReasonCode};
+use crate::codec::{props, ConnAck, Connect, ConnectReturnCode, ReasonCode};
 use crate::protocol::connect::{accept_connect, ConnectDecision};
 use crate::protocol::io::{CloseReason, ConnectInfo, Emit, Notification, Request};
+use crate::protocol::v5::{connack_properties, granted_session_expiry, server_keep_alive};
 use crate::store::StoreError;
 use bytes::Bytes;
 
@@ -59,6 +60,7 @@ impl Connection {
         match item {
             Ok(Packet::Connect(connect)) => self.on_connect(*connect, now, out),
             Ok(other) => self.violation(
+                ReasonCode::PROTOCOL_ERROR,
                 format_args!(
                     "[MQTT-3.1.0-1] first packet is {}, not CONNECT",
                     other.name()
@@ -73,13 +75,19 @@ impl Connection {
                 );
                 self.refuse(ConnectReturnCode::UnacceptableProtocolVersion, now, out);
             }
-            Err(e) => self.violation(e, now, out),
+            Err(e) => self.violation(e.reason_code(), e, now, out),
         }
     }
 
     fn on_connect(&mut self, connect: Connect, now: Now, out: &mut Outputs) {
-        let client_id = match accept_connect(&connect) {
-            ConnectDecision::Accept { client_id, .. } => client_id.detached(),
+        self.level = connect.level;
+        self.problem_information =
+            props(&connect.properties).request_problem_information != Some(0);
+        let (client_id, generated) = match accept_connect(&connect) {
+            ConnectDecision::Accept {
+                client_id,
+                generated,
+            } => (client_id.detached(), generated),
             ConnectDecision::Refuse(code) => {
                 log::warn!(
                     "client {:?} from {}: CONNECT refused with {code:?}",
@@ -107,7 +115,35 @@ impl Connection {
             }),
             early: Vec::new(),
             early_behind: 0,
+            v5: connect.level.is_v5().then(|| {
+                let props = props(&connect.properties);
+                let limits = &self.settings.v5;
+                let session_expiry = granted_session_expiry(
+                    props.session_expiry_interval,
+                    limits.max_session_expiry_secs,
+                );
+                Box::new(JoiningV5 {
+                    limits: ClientLimits::of(props),
+                    session_expiry,
+                    expiry_capped: props.session_expiry_interval.unwrap_or(0) != session_expiry,
+                    assigned_id: generated,
+                    server_keep_alive: server_keep_alive(
+                        connect.keep_alive_secs,
+                        limits.max_keepalive_secs,
+                    ),
+                })
+            }),
         });
+        if let Some(method) = &props(&connect.properties).authentication_method {
+            // No hook speaks an enhanced authentication method yet (section 4.12).
+            log::warn!(
+                "client {:?} from {}: authentication method {method:?} not supported; CONNACK 0x8C",
+                connect.client_id,
+                self.peer
+            );
+            self.refuse(ReasonCode::BAD_AUTHENTICATION_METHOD, now, out);
+            return;
+        }
         if self.settings.hooks {
             out.requests.push(Request::Authenticate(ConnectInfo {
                 client_id,
@@ -159,6 +195,7 @@ impl Connection {
         out.requests.push(Request::Register {
             client_id: joining.client_id.clone(),
             clean_session: joining.clean_session,
+            session_expiry: joining.v5.as_ref().map(|v5| v5.session_expiry),
             credit: self.settings.credit,
         });
         self.stage = Stage::Registering(joining);
@@ -188,25 +225,27 @@ impl Connection {
             return;
         };
         let client_id = joining.client_id.clone();
-        let ops = if joining.clean_session {
-            // [MQTT-3.1.2-6]: a clean session discards any stored state.
-            registration
-                .had_persistent
-                .then(|| vec![StoreOp::DeleteSession { client_id }])
-        } else if registration.session_present {
+        let mut ops = Vec::new();
+        if joining.clean_session && registration.had_persistent {
+            // [MQTT-3.1.2-6]: a clean session (Clean Start in 5.0) discards any stored state.
+            ops.push(StoreOp::DeleteSession {
+                client_id: client_id.clone(),
+            });
+        }
+        if registration.session_present {
             out.store.push(StoreOp::TouchSession {
                 client_id,
                 now_ms: now.wall_ms,
             });
-            None
-        } else {
+        } else if joining.outlives_connection(false) {
             // Durability contract, point 2: a new persistent session exists in the store before CONNACK.
-            Some(vec![StoreOp::CreateSession {
+            ops.push(StoreOp::CreateSession {
                 client_id,
                 level: joining.level,
                 now_ms: now.wall_ms,
-            }])
-        };
+            });
+        }
+        let ops = (!ops.is_empty()).then_some(ops);
         let commit = ops.map(|ops| {
             let ticket = self.new_ticket();
             out.requests.push(Request::Store { ops, ticket });
@@ -291,7 +330,7 @@ impl Connection {
             incoming_qos2,
             ..
         } = restoring;
-        let persistent = !joining.clean_session;
+        let persistent = joining.outlives_connection(registration.session_present);
         log::info!(
             "client {} connected from {} ({:?}, keepalive {}s, session present {})",
             joining.client_id,
@@ -300,19 +339,39 @@ impl Connection {
             joining.keep_alive_secs,
             registration.session_present
         );
-        let silence_limit = silence_limit(joining.keep_alive_secs);
+        let keep_alive = joining
+            .v5
+            .as_ref()
+            .and_then(|v5| v5.server_keep_alive)
+            .unwrap_or(joining.keep_alive_secs);
+        let silence_limit = silence_limit(keep_alive);
         if let Some(limit) = silence_limit {
             out.timer = Some(now.instant + limit);
         }
         let stored = persistent
             .then(|| StoredFeed::resume(registration.queue_head.max(joining.early_behind)));
+        let properties = joining.v5.as_ref().map(|v5| {
+            Box::new(connack_properties(
+                &self.settings.v5,
+                v5.assigned_id.then_some(&joining.client_id),
+                v5.server_keep_alive,
+                v5.expiry_capped.then_some(v5.session_expiry),
+            ))
+        });
         self.stage = Stage::Connected(Box::new(Attached {
             client_id: joining.client_id,
             persistent,
             silence_limit,
             last_packet: now.instant,
             will: joining.will,
-            outbound: Outbound::new(self.settings.max_inflight),
+            outbound: Outbound::new(match &joining.v5 {
+                // [MQTT-3.3.4-9 in 5.0]: never more unacknowledged QoS 1/2 PUBLISHes than the client allows.
+                Some(v5) => self
+                    .settings
+                    .max_inflight
+                    .min(usize::from(v5.limits.receive_maximum)),
+                None => self.settings.max_inflight,
+            }),
             acks: AckQueue::new(),
             incoming_qos2: incoming_qos2.unwrap_or_default().into_iter().collect(),
             stored: stored.map(Box::new),
@@ -324,11 +383,20 @@ impl Connection {
             retained_after: Vec::new(),
             hooked_unacked: BTreeMap::new(),
             dropped: 0,
+            v5: joining.v5.as_ref().map(|v5| {
+                Box::new(V5Session {
+                    outbound_aliases: OutboundAliases::new(v5.limits.topic_alias_maximum),
+                    limits: v5.limits.clone(),
+                    inbound_aliases: InboundAliases::default(),
+                    session_expiry: v5.session_expiry,
+                    unanswered: 0,
+                })
+            }),
         }));
         out.emits.push(Emit::Control(Packet::ConnAck(ConnAck {
             session_present: registration.session_present,
             code: ReasonCode::SUCCESS,
-            properties: None,
+            properties,
         })));
         if self.settings.hooks {
             out.requests.push(Request::Notify(Notification::Connected {
@@ -343,10 +411,18 @@ impl Connection {
 
     /// Answers a CONNECT with a refusing CONNACK and closes [MQTT-3.2.2-5].
     pub(super) fn refuse(&mut self, code: impl Into<ReasonCode>, now: Now, out: &mut Outputs) {
+        let code = code.into();
+        // [MQTT-3.1.2-29 in 5.0]: a Reason String only for a client that did not turn problem information off.
+        let properties = (self.level.is_v5() && self.problem_information).then(|| {
+            Box::new(crate::codec::Properties {
+                reason_string: Some(code.name().into()),
+                ..Default::default()
+            })
+        });
         out.emits.push(Emit::Control(Packet::ConnAck(ConnAck {
             session_present: false,
-            code: code.into(),
-            properties: None,
+            code,
+            properties,
         })));
         self.close(CloseReason::Abnormal, now, out);
     }
@@ -370,6 +446,7 @@ impl Connection {
                 let idle = now.instant.saturating_duration_since(attached.last_packet);
                 if idle >= limit {
                     self.violation(
+                        ReasonCode::KEEP_ALIVE_TIMEOUT,
                         format_args!("[MQTT-3.1.2-24] no packet within {}s", limit.as_secs_f32()),
                         now,
                         out,

@@ -2,19 +2,36 @@
 //! time, leaving the router, telling the hooks). After the close nothing the client sent is acted on.
 
 use super::*;
+use crate::codec::{ReasonCode, ReasonOnly};
 use crate::message::Message;
-use crate::protocol::io::{CloseReason, EndCause, Notification, Request};
+use crate::protocol::io::{CloseReason, Emit, EndCause, Notification, Request};
 use std::fmt::Display;
 
 impl Connection {
-    /// Ends the connection because the client broke a rule; logged with who and which rule.
-    pub(super) fn violation(&mut self, rule: impl Display, now: Now, out: &mut Outputs) {
+    /// Ends the connection because the client broke a rule; logged with who and which rule. An MQTT 5.0
+    /// client that has its CONNACK is told why in a DISCONNECT first (section 4.13.1).
+    pub(super) fn violation(
+        &mut self,
+        reason: ReasonCode,
+        rule: impl Display,
+        now: Now,
+        out: &mut Outputs,
+    ) {
         log::warn!(
-            "client {} from {}: {rule}; closing the connection",
+            "client {} from {}: {rule}; closing the connection ({reason})",
             self.label(),
             self.peer
         );
+        self.disconnect_with(reason, out);
         self.close(CloseReason::Abnormal, now, out);
+    }
+
+    /// Tells an MQTT 5.0 client why the server closes its connection; only after CONNACK [MQTT-3.14.0-1].
+    pub(super) fn disconnect_with(&mut self, reason: ReasonCode, out: &mut Outputs) {
+        if self.level.is_v5() && matches!(self.stage, Stage::Connected(_)) && !self.closed {
+            out.emits
+                .push(Emit::Control(Packet::Disconnect(ReasonOnly::new(reason))));
+        }
     }
 
     /// The broker ends the session.
@@ -26,6 +43,7 @@ impl Connection {
                     self.label(),
                     self.peer
                 );
+                self.disconnect_with(ReasonCode::SESSION_TAKEN_OVER, out);
                 CloseReason::Abnormal
             }
             EndCause::Deleted => {
@@ -34,9 +52,13 @@ impl Connection {
                     self.label(),
                     self.peer
                 );
+                self.disconnect_with(ReasonCode(0x98), out);
                 CloseReason::Abnormal
             }
-            EndCause::Shutdown => CloseReason::Shutdown,
+            EndCause::Shutdown => {
+                self.disconnect_with(ReasonCode::SERVER_SHUTTING_DOWN, out);
+                CloseReason::Shutdown
+            }
             EndCause::Detached => CloseReason::Disconnect,
         };
         self.close(reason, now, out);

@@ -3,9 +3,11 @@
 //! and the client's acknowledgements that free the inflight window.
 
 use super::*;
+use crate::codec::props;
 use crate::protocol::feed::LiveVerdict;
 use crate::protocol::io::{CloseReason, Emit, Notification, Request};
-use crate::protocol::outbound::{Acked, Sendable};
+use crate::protocol::outbound::{Acked, PublishV5, Sendable};
+use crate::protocol::v5::{remaining_expiry, AliasUse};
 use crate::store::{EntryState, QueuedMessage, StoreError};
 
 impl Connection {
@@ -20,7 +22,7 @@ impl Connection {
         attached.credit.consumed(deliveries.len());
         let dropped_before = attached.dropped;
         for delivery in deliveries {
-            take_delivery(attached, delivery, &self.settings, out);
+            take_delivery(attached, delivery, &self.settings, self.wall_ms, out);
         }
         let dropped = attached.dropped - dropped_before;
         if dropped > 0 {
@@ -35,7 +37,7 @@ impl Connection {
         let hooks = self.settings.hooks;
         if let Stage::Connected(attached) = &mut self.stage {
             for delivery in deliveries {
-                offer(attached, delivery, hooks, out);
+                offer(attached, delivery, hooks, self.wall_ms, out);
             }
         }
     }
@@ -80,7 +82,7 @@ impl Connection {
                 .as_mut()
                 .is_some_and(|s| s.take_page_entry(entry.seq));
             if new {
-                resume_entry(attached, entry, hooks, out);
+                resume_entry(attached, entry, hooks, self.wall_ms, out);
             }
         }
         if let Some(stored) = &mut attached.stored {
@@ -100,7 +102,7 @@ impl Connection {
                 seq,
             });
         }
-        refill_window(attached, hooks, out);
+        refill_window(attached, hooks, self.wall_ms, out);
     }
 
     pub(super) fn on_outbound_pubrec(&mut self, id: PacketId, out: &mut Outputs) {
@@ -135,7 +137,7 @@ impl Connection {
                 });
             }
         }
-        refill_window(attached, hooks, out);
+        refill_window(attached, hooks, self.wall_ms, out);
     }
 }
 
@@ -162,6 +164,7 @@ fn take_delivery(
     attached: &mut Attached,
     delivery: Delivery,
     settings: &Settings,
+    now_ms: u64,
     out: &mut Outputs,
 ) {
     match (delivery.seq, attached.stored.as_mut()) {
@@ -178,7 +181,7 @@ fn take_delivery(
             }
         }
     }
-    offer(attached, delivery, settings.hooks, out);
+    offer(attached, delivery, settings.hooks, now_ms, out);
 }
 
 /// The memory queue is full: drop the new message or the oldest waiting one, never a QoS 2 message.
@@ -203,27 +206,115 @@ fn overflow(attached: &mut Attached, delivery: Delivery, policy: OverflowPolicy)
 }
 
 /// Offers a delivery to the window: written now, or queued until the window has room.
-fn offer(attached: &mut Attached, delivery: Delivery, hooks: bool, out: &mut Outputs) {
+fn offer(attached: &mut Attached, delivery: Delivery, hooks: bool, now_ms: u64, out: &mut Outputs) {
+    let max_size = max_packet_size(attached);
+    if let Err(why) = deliverable(&delivery, max_size, now_ms) {
+        return drop_undeliverable(&attached.client_id, delivery.seq, why, out);
+    }
     if let Some(sendable) = attached.outbound.offer(delivery) {
-        let mut writer = PublishWriter::of(attached, hooks);
+        let mut writer = PublishWriter::of(attached, hooks, now_ms);
         writer.send(sendable, out);
     }
 }
 
 /// Lets queued messages into the window after an acknowledgement freed room.
-fn refill_window(attached: &mut Attached, hooks: bool, out: &mut Outputs) {
+fn refill_window(attached: &mut Attached, hooks: bool, now_ms: u64, out: &mut Outputs) {
+    let max_size = max_packet_size(attached);
     let Attached {
         outbound,
         client_id,
         hooked_unacked,
+        v5,
         ..
     } = attached;
+    let mut dropped = Vec::new();
     let mut writer = PublishWriter {
         client_id,
         hooked_unacked,
         hooks,
+        v5,
+        now_ms,
     };
-    outbound.take_sendable(|s| writer.send(s, out));
+    outbound.take_sendable_where(
+        |d| match deliverable(d, max_size, now_ms) {
+            Ok(()) => true,
+            Err(why) => {
+                dropped.push((d.seq, why));
+                false
+            }
+        },
+        |s| writer.send(s, out),
+    );
+    for (seq, why) in dropped {
+        drop_undeliverable(&attached.client_id, seq, why, out);
+    }
+}
+
+/// The largest packet an MQTT 5.0 client accepts, if it said.
+fn max_packet_size(attached: &Attached) -> Option<u32> {
+    attached
+        .v5
+        .as_ref()
+        .and_then(|v5| v5.limits.maximum_packet_size)
+}
+
+/// Why a message is not sent to a client.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Undeliverable {
+    Expired,
+    TooLarge,
+}
+
+/// Whether a message may still go to this client: not once it has expired (section 3.3.2.3.3, for clients of
+/// every level), nor when it is larger than an MQTT 5.0 client accepts [MQTT-3.1.2-25].
+fn deliverable(
+    delivery: &Delivery,
+    max_packet_size: Option<u32>,
+    now_ms: u64,
+) -> Result<(), Undeliverable> {
+    let message = &delivery.message;
+    if remaining_expiry(message.properties.as_deref(), message.arrived_at_ms, now_ms).is_err() {
+        return Err(Undeliverable::Expired);
+    }
+    if max_packet_size.is_some_and(|max| publish_size(delivery) > max as usize) {
+        return Err(Undeliverable::TooLarge);
+    }
+    Ok(())
+}
+
+/// A message that may not be sent is dropped for good: a stored one leaves the store, an oversized one is
+/// counted.
+fn drop_undeliverable(
+    client_id: &ClientId,
+    seq: Option<u64>,
+    why: Undeliverable,
+    out: &mut Outputs,
+) {
+    if why == Undeliverable::TooLarge {
+        log::info!("client {client_id}: a message larger than its Maximum Packet Size is not sent");
+        out.requests.push(Request::CountDropped(1));
+    }
+    if let Some(seq) = seq {
+        out.store.push(StoreOp::Remove {
+            client_id: client_id.clone(),
+            seq,
+        });
+    }
+}
+
+/// The largest size an MQTT 5.0 PUBLISH of this delivery can have on the wire (a topic alias only shortens it).
+fn publish_size(delivery: &Delivery) -> usize {
+    let message = &delivery.message;
+    let props = crate::codec::properties::properties_len(props(&message.properties)).unwrap_or(0)
+        // Message expiry rewritten, a topic alias, and room for several subscription identifiers.
+        + 5 + 3 + 5 * 4;
+    let id = if delivery.qos == QoS::AtMostOnce {
+        0
+    } else {
+        2
+    };
+    let remaining = 2 + message.topic.as_str().len() + id + 4 + props + message.payload.len();
+    1 + 4 + remaining
 }
 
 /// Writes PUBLISHes for one session: what the store and the hooks learn about each.
@@ -231,14 +322,18 @@ struct PublishWriter<'a> {
     client_id: &'a ClientId,
     hooked_unacked: &'a mut BTreeMap<PacketId, OutboundPublish>,
     hooks: bool,
+    v5: &'a mut Option<Box<V5Session>>,
+    now_ms: u64,
 }
 
 impl<'a> PublishWriter<'a> {
-    fn of(attached: &'a mut Attached, hooks: bool) -> Self {
+    fn of(attached: &'a mut Attached, hooks: bool, now_ms: u64) -> Self {
         PublishWriter {
             client_id: &attached.client_id,
             hooked_unacked: &mut attached.hooked_unacked,
             hooks,
+            v5: &mut attached.v5,
+            now_ms,
         }
     }
 
@@ -260,7 +355,10 @@ impl<'a> PublishWriter<'a> {
     }
 
     /// Writes a PUBLISH and tells the hooks.
-    fn emit(&mut self, publish: OutboundPublish, out: &mut Outputs) {
+    fn emit(&mut self, mut publish: OutboundPublish, out: &mut Outputs) {
+        if let Some(v5) = self.v5.as_deref_mut() {
+            publish.v5 = publish_v5(v5, &publish, self.now_ms);
+        }
         if self.hooks {
             if let Some(id) = publish.packet_id {
                 self.hooked_unacked.insert(id, publish.clone());
@@ -272,9 +370,38 @@ impl<'a> PublishWriter<'a> {
     }
 }
 
+/// What an MQTT 5.0 PUBLISH of `publish` adds: the expiry left, a topic alias, the subscription identifiers.
+fn publish_v5(
+    v5: &mut V5Session,
+    publish: &OutboundPublish,
+    now_ms: u64,
+) -> Option<Box<PublishV5>> {
+    let message = &publish.message;
+    let message_expiry_interval =
+        remaining_expiry(message.properties.as_deref(), message.arrived_at_ms, now_ms)
+            .ok()
+            .flatten();
+    let alias = match v5.outbound_aliases.use_for(&message.topic) {
+        AliasUse::Topic => None,
+        other => Some(other),
+    };
+    let extras = PublishV5 {
+        alias,
+        subscription_ids: Vec::new(),
+        message_expiry_interval,
+    };
+    (extras != PublishV5::default()).then(|| Box::new(extras))
+}
+
 /// Takes a stored queue entry back: unacknowledged ones are sent again as they were [MQTT-4.4.0-1], waiting
 /// ones are offered to the window.
-fn resume_entry(attached: &mut Attached, entry: QueuedMessage, hooks: bool, out: &mut Outputs) {
+fn resume_entry(
+    attached: &mut Attached,
+    entry: QueuedMessage,
+    hooks: bool,
+    now_ms: u64,
+    out: &mut Outputs,
+) {
     match entry.state {
         EntryState::PubRelSent(id) => {
             attached.outbound.resume_pubrel(id, Some(entry.seq));
@@ -283,12 +410,12 @@ fn resume_entry(attached: &mut Attached, entry: QueuedMessage, hooks: bool, out:
         EntryState::PublishSent(id) => {
             if let Some(delivery) = stored_delivery(entry, &attached.client_id) {
                 let publish = attached.outbound.resume_publish(delivery, id);
-                PublishWriter::of(attached, hooks).emit(publish, out);
+                PublishWriter::of(attached, hooks, now_ms).emit(publish, out);
             }
         }
         EntryState::Queued => {
             if let Some(delivery) = stored_delivery(entry, &attached.client_id) {
-                offer(attached, delivery, hooks, out);
+                offer(attached, delivery, hooks, now_ms, out);
             }
         }
     }

@@ -3,8 +3,11 @@
 //! once what it promises is stored; hooks screen publishes and subscriptions without reordering anything.
 
 use super::*;
-use crate::codec::{Publish, SubAck, Subscribe, SubscribeReturnCode, Unsubscribe};
+use crate::codec::{
+    props, Publish, ReasonCode, ReasonOnly, SubAck, Subscribe, SubscribeReturnCode, Unsubscribe,
+};
 use crate::protocol::io::{CloseReason, Emit, Request};
+use crate::protocol::v5::{message_properties, payload_format_valid};
 use crate::store::StoreError;
 
 impl Connection {
@@ -19,7 +22,7 @@ impl Connection {
             Err(e) => {
                 // What came before the malformed packet is still handled (and routed) first.
                 if self.settle_batch(out) {
-                    self.violation(e, now, out);
+                    self.violation(e.reason_code(), e, now, out);
                 } else {
                     self.backlog.push_front(Err(e));
                 }
@@ -42,11 +45,18 @@ impl Connection {
                 match packet {
                     Packet::Subscribe(subscribe) => self.on_subscribe(subscribe, out),
                     Packet::Unsubscribe(unsubscribe) => self.on_unsubscribe(unsubscribe, out),
-                    _ => self.on_disconnect(now, out),
+                    Packet::Disconnect(disconnect) => self.on_disconnect(disconnect, now, out),
+                    _ => {}
                 }
             }
-            Packet::Connect(_) => self.violation("[MQTT-3.1.0-2] second CONNECT", now, out),
+            Packet::Connect(_) => self.violation(
+                ReasonCode::PROTOCOL_ERROR,
+                "[MQTT-3.1.0-2] second CONNECT",
+                now,
+                out,
+            ),
             other => self.violation(
+                ReasonCode::PROTOCOL_ERROR,
                 format_args!("[MQTT-2.2.1] {} is sent only by servers", other.name()),
                 now,
                 out,
@@ -54,17 +64,36 @@ impl Connection {
         }
     }
 
-    fn on_publish(&mut self, publish: Publish, now: Now, out: &mut Outputs) {
+    fn on_publish(&mut self, mut publish: Publish, now: Now, out: &mut Outputs) {
+        let limits = &self.settings.v5;
         let Stage::Connected(attached) = &mut self.stage else {
             return;
         };
+        if let Some(v5) = attached.v5.as_deref_mut() {
+            if let Err((reason, rule)) =
+                v5.accept_publish(&mut publish, limits, &attached.incoming_qos2)
+            {
+                return self.violation(reason, rule, now, out);
+            }
+            if !payload_format_valid(publish.properties.as_deref(), &publish.payload) {
+                // Section 3.3.2.3.2: the message is refused with 0x99, and not routed.
+                return self.refuse_publish(&publish, ReasonCode::PAYLOAD_FORMAT_INVALID, out);
+            }
+        } else if publish.topic.is_aliased() {
+            return self.violation(
+                ReasonCode::PROTOCOL_ERROR,
+                "[MQTT-4.7.3-1] empty topic name",
+                now,
+                out,
+            );
+        }
         let message = Arc::new(Message {
             topic: publish.topic,
             payload: publish.payload,
             qos: publish.qos,
             retain: publish.retain,
             arrived_at_ms: now.wall_ms,
-            properties: publish.properties,
+            properties: publish.properties.and_then(message_properties),
         });
         match (publish.qos, publish.packet_id) {
             (QoS::AtMostOnce, _) => attached.batch.get().messages.push(message),
@@ -85,10 +114,35 @@ impl Connection {
                 }
                 attached.answer_after_batch(Answer::PubRec(id.into()), &mut self.tickets);
             }
-            (_, None) => {
-                self.violation("[MQTT-2.3.1-1] QoS > 0 PUBLISH without packet id", now, out)
-            }
+            (_, None) => self.violation(
+                ReasonCode::PROTOCOL_ERROR,
+                "[MQTT-2.3.1-1] QoS > 0 PUBLISH without packet id",
+                now,
+                out,
+            ),
         }
+    }
+
+    /// Answers a QoS 1/2 PUBLISH with a failure reason code without routing it (MQTT 5.0).
+    fn refuse_publish(&mut self, publish: &Publish, reason: ReasonCode, out: &mut Outputs) {
+        let Stage::Connected(attached) = &mut self.stage else {
+            return;
+        };
+        let Some(id) = publish.packet_id else {
+            return;
+        };
+        let answer = match publish.qos {
+            QoS::ExactlyOnce => Answer::PubRec(crate::codec::Ack::with_reason(id, reason)),
+            _ => Answer::PubAck(crate::codec::Ack::with_reason(id, reason)),
+        };
+        // A PUBREC with an error ends the exchange, so it does not count against Receive Maximum.
+        if let Some(v5) = attached.v5.as_deref_mut() {
+            v5.unanswered = v5
+                .unanswered
+                .saturating_sub(u32::from(publish.qos == QoS::ExactlyOnce));
+        }
+        attached.answer_after_batch(answer, &mut self.tickets);
+        let _ = out;
     }
 
     fn on_pubrel(&mut self, id: PacketId) {
@@ -232,8 +286,31 @@ impl Connection {
         });
     }
 
-    fn on_disconnect(&mut self, now: Now, out: &mut Outputs) {
+    fn on_disconnect(&mut self, disconnect: ReasonOnly, now: Now, out: &mut Outputs) {
         if let Stage::Connected(attached) = &mut self.stage {
+            if let Some(v5) = attached.v5.as_deref_mut() {
+                let asked = props(&disconnect.properties).session_expiry_interval;
+                match asked {
+                    // [MQTT-3.14.2-2]: a session that ends with its connection cannot be given an expiry now.
+                    Some(e) if e > 0 && v5.session_expiry == 0 => {
+                        return self.violation(
+                            ReasonCode::PROTOCOL_ERROR,
+                            "[MQTT-3.14.2-2] DISCONNECT sets a session expiry after CONNECT set 0",
+                            now,
+                            out,
+                        );
+                    }
+                    Some(e) => {
+                        v5.session_expiry = e.min(self.settings.v5.max_session_expiry_secs);
+                        out.requests.push(Request::SessionExpiry(v5.session_expiry));
+                    }
+                    None => {}
+                }
+            }
+            if disconnect.reason == ReasonCode::DISCONNECT_WITH_WILL {
+                // Section 3.14.2.1: 0x04 asks for the will to be published all the same.
+                return self.close(CloseReason::Abnormal, now, out);
+            }
             // [MQTT-3.14.4-3]: the will is discarded.
             attached.will = None;
         }
@@ -301,9 +378,59 @@ fn route(attached: &mut Attached, batch: InboundBatch, out: &mut Outputs) {
     });
 }
 
-/// Moves every answer that may leave now into the outputs.
+/// Moves every answer that may leave now into the outputs; an MQTT 5.0 session counts the PUBACKs and
+/// PUBCOMPs that end the client's QoS 1/2 exchanges against the server's Receive Maximum.
 fn release_answers(attached: &mut Attached, out: &mut Outputs) {
-    attached
-        .acks
-        .release(|packet| out.emits.push(Emit::Control(packet)));
+    let v5 = &mut attached.v5;
+    attached.acks.release(|packet| {
+        if let (Some(v5), Packet::PubAck(_) | Packet::PubComp(_)) = (v5.as_deref_mut(), &packet) {
+            v5.unanswered = v5.unanswered.saturating_sub(1);
+        }
+        out.emits.push(Emit::Control(packet));
+    });
+}
+
+impl V5Session {
+    /// The MQTT 5.0 rules of an incoming PUBLISH: no Subscription Identifier from a client [MQTT-3.3.4-6],
+    /// topic aliases resolved [MQTT-3.3.2-7] [MQTT-3.3.2-8], and no more unanswered QoS 1/2 PUBLISHes than the
+    /// server's Receive Maximum [MQTT-3.3.4-8]. The error names the DISCONNECT reason and the rule.
+    fn accept_publish(
+        &mut self,
+        publish: &mut Publish,
+        limits: &ServerLimits,
+        incoming_qos2: &BTreeSet<PacketId>,
+    ) -> Result<(), (ReasonCode, &'static str)> {
+        let p = props(&publish.properties);
+        if !p.subscription_identifiers.is_empty() {
+            return Err((
+                ReasonCode::PROTOCOL_ERROR,
+                "[MQTT-3.3.4-6] PUBLISH from a client carries a Subscription Identifier",
+            ));
+        }
+        let topic = std::mem::replace(&mut publish.topic, crate::topic::TopicName::aliased());
+        publish.topic = self
+            .inbound_aliases
+            .resolve(topic, p.topic_alias, limits.topic_alias_maximum)
+            .map_err(|reason| (reason, "[MQTT-3.3.2-7] topic alias invalid or unknown"))?;
+        if publish.topic.is_aliased() {
+            return Err((
+                ReasonCode::PROTOCOL_ERROR,
+                "[MQTT-4.7.3-1] empty topic name without a topic alias",
+            ));
+        }
+        let repeated_qos2 = publish.qos == QoS::ExactlyOnce
+            && publish
+                .packet_id
+                .is_some_and(|id| incoming_qos2.contains(&id));
+        if publish.qos != QoS::AtMostOnce && !repeated_qos2 {
+            if self.unanswered >= u32::from(limits.receive_maximum) {
+                return Err((
+                    ReasonCode::RECEIVE_MAXIMUM_EXCEEDED,
+                    "[MQTT-3.3.4-8] more unacknowledged QoS 1/2 PUBLISHes than Receive Maximum",
+                ));
+            }
+            self.unanswered += 1;
+        }
+        Ok(())
+    }
 }

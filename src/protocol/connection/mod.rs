@@ -18,6 +18,7 @@ use super::credit::{Credit, OUTPUT_HIGH_WATER_BYTES};
 use super::feed::StoredFeed;
 use super::io::{Input, Now, Outputs, Peer, Registration};
 use super::outbound::{Delivery, Outbound, OutboundPublish};
+use super::v5::{ClientLimits, InboundAliases, OutboundAliases, ServerLimits};
 use crate::codec::{ClientId, DecodeError, LastWill, Packet, PacketId, ProtocolLevel, QoS};
 use crate::message::Message;
 use crate::store::{OverflowPolicy, StoreOp};
@@ -61,6 +62,8 @@ pub struct Settings {
     pub hooks: bool,
     /// Deliveries the router may hand the session before it grants more.
     pub credit: u32,
+    /// What MQTT 5.0 clients are offered in CONNACK.
+    pub v5: ServerLimits,
 }
 
 /// One client connection's protocol state.
@@ -78,6 +81,12 @@ pub struct Connection {
     closed: bool,
     /// The current input shows the client taking what it is sent (its socket took bytes, or it acknowledged).
     progressed: bool,
+    /// The protocol level of the CONNECT (3.1.1 until one arrives).
+    level: ProtocolLevel,
+    /// Wall-clock milliseconds of the current input, for message expiry.
+    wall_ms: u64,
+    /// An MQTT 5.0 client allows a Reason String on refusals (Request Problem Information).
+    problem_information: bool,
 }
 
 #[derive(Debug)]
@@ -102,6 +111,46 @@ struct Joining {
     early: Vec<Delivery>,
     /// Highest stored position the router reported skipping before CONNACK.
     early_behind: u64,
+    /// What an MQTT 5.0 client allows and was granted; `None` for earlier levels.
+    v5: Option<Box<JoiningV5>>,
+}
+
+/// The MQTT 5.0 part of a CONNECT being set up.
+#[derive(Debug)]
+struct JoiningV5 {
+    limits: ClientLimits,
+    /// Session Expiry Interval granted, in seconds.
+    session_expiry: u32,
+    /// Whether the session expiry granted differs from the one asked for (CONNACK then says so).
+    expiry_capped: bool,
+    /// The client identifier was assigned by the broker (CONNACK says which).
+    assigned_id: bool,
+    /// Server Keep Alive, when the server imposes its own.
+    server_keep_alive: Option<u16>,
+}
+
+impl Joining {
+    /// Whether the session outlives its connection: clean session 0 before 5.0, a session expiry above 0 in
+    /// 5.0 (or a resumed stored session, which lasts at least until this connection ends).
+    fn outlives_connection(&self, resumed: bool) -> bool {
+        match &self.v5 {
+            None => !self.clean_session,
+            Some(v5) => v5.session_expiry > 0 || resumed,
+        }
+    }
+}
+
+/// The MQTT 5.0 state of a connected session.
+#[derive(Debug)]
+struct V5Session {
+    limits: ClientLimits,
+    inbound_aliases: InboundAliases,
+    outbound_aliases: OutboundAliases,
+    /// Session Expiry Interval in force, in seconds.
+    session_expiry: u32,
+    /// QoS 1/2 PUBLISHes from the client whose PUBACK or PUBCOMP has not left yet (checked against the
+    /// server's Receive Maximum).
+    unanswered: u32,
 }
 
 /// A registered session waiting for the store before CONNACK.
@@ -145,6 +194,8 @@ struct Attached {
     hooked_unacked: BTreeMap<PacketId, OutboundPublish>,
     /// Messages dropped by the overflow policy since the session connected.
     dropped: u64,
+    /// MQTT 5.0 state; `None` for earlier levels.
+    v5: Option<Box<V5Session>>,
 }
 
 /// The publishes of one read, with the publisher's own store changes and the ticket their answers wait for.
@@ -197,12 +248,21 @@ impl Connection {
             tickets: Tickets::default(),
             closed: false,
             progressed: false,
+            level: ProtocolLevel::V311,
+            wall_ms: now.wall_ms,
+            problem_information: true,
         }
+    }
+
+    /// The protocol level the client speaks (3.1.1 until its CONNECT is read).
+    pub fn level(&self) -> ProtocolLevel {
+        self.level
     }
 
     /// Handles one input; what it produced is appended to `out`.
     pub fn handle(&mut self, input: Input, now: Now, out: &mut Outputs) {
         self.pending_output = now.unwritten_bytes;
+        self.wall_ms = now.wall_ms;
         self.progressed = matches!(input, Input::Written);
         if self.closed {
             // Nothing is acted on after the close [MQTT-3.14.4-2]; a registration that raced with it is undone.

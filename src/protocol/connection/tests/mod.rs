@@ -32,6 +32,11 @@ pub(super) fn settings() -> Settings {
         connect_timeout: Duration::from_secs(10),
         hooks: false,
         credit: 16,
+        v5: crate::protocol::v5::ServerLimits {
+            receive_maximum: 3,
+            topic_alias_maximum: 4,
+            ..Default::default()
+        },
     }
 }
 
