@@ -6,6 +6,7 @@ mod deliver;
 mod flow;
 mod inbound;
 mod props;
+mod v5;
 
 use super::*;
 use crate::codec::{ConnAck, Connect, ConnectReturnCode, Publish, SubAck, Subscribe, Unsubscribe};

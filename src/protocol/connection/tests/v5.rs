@@ -1,0 +1,547 @@
+//! The MQTT 5.0 rules of the core, in virtual time: CONNACK properties, session expiry, keepalive imposed by
+//! the server, DISCONNECT reason codes both ways, Receive Maximum both ways, topic aliases both ways, Maximum
+//! Packet Size, message expiry, the payload format check and enhanced authentication refused.
+
+use super::*;
+use crate::codec::{props as props_of, Ack, Properties, ReasonCode, ReasonOnly};
+use crate::protocol::io::{CloseReason, EndCause};
+use crate::protocol::v5::AliasUse;
+
+/// An MQTT 5.0 CONNECT with these properties.
+fn connect5(client_id: &str, clean_start: bool, keep_alive_secs: u16, props: Properties) -> Packet {
+    Packet::Connect(Box::new(Connect {
+        level: ProtocolLevel::V5,
+        clean_session: clean_start,
+        keep_alive_secs,
+        client_id: ClientId::new(client_id.to_owned()),
+        will: None,
+        username: None,
+        password: None,
+        properties: crate::codec::properties::boxed(props),
+    }))
+}
+
+/// Connects an MQTT 5.0 client with a clean start and these CONNECT properties; returns its CONNACK.
+fn connected5(h: &mut Harness, props: Properties) -> ConnAck {
+    h.read(vec![connect5("c5", true, 0, props)]);
+    h.feed(registered(false, false, 0));
+    let requests = h.requests();
+    if requests.iter().any(|r| matches!(r, Request::Store { .. })) {
+        // A session that outlives its connection is stored before CONNACK.
+        h.commit(Harness::ticket_of(&requests));
+    }
+    let packets = h.packets();
+    h.take();
+    match packets.as_slice() {
+        [Packet::ConnAck(ack)] => ack.clone(),
+        other => panic!("expected CONNACK, got {other:?}"),
+    }
+}
+
+fn publish5(
+    topic: &str,
+    qos: QoS,
+    id: Option<u16>,
+    payload: &'static [u8],
+    props: Properties,
+) -> Packet {
+    match publish(topic, qos, id, payload) {
+        Packet::Publish(mut p) => {
+            p.properties = crate::codec::properties::boxed(props);
+            Packet::Publish(p)
+        }
+        other => other,
+    }
+}
+
+fn disconnect_reasons(packets: &[Packet]) -> Vec<ReasonCode> {
+    packets
+        .iter()
+        .filter_map(|p| match p {
+            Packet::Disconnect(d) => Some(d.reason),
+            _ => None,
+        })
+        .collect()
+}
+
+fn routed_topics(requests: &[Request]) -> Vec<String> {
+    requests
+        .iter()
+        .filter_map(|r| match r {
+            Request::Route { messages, .. } => Some(messages),
+            _ => None,
+        })
+        .flatten()
+        .map(|m| m.topic.as_str().to_owned())
+        .collect()
+}
+
+#[test]
+fn connack_reports_what_the_server_does() {
+    // Section 3.2.2.3: Receive Maximum, Topic Alias Maximum, Maximum Packet Size, the availability flags, and
+    // the identifier assigned to a client that sent none [MQTT-3.2.2-16].
+    let mut h = Harness::new();
+    h.read(vec![connect5("", true, 30, Properties::default())]);
+    let assigned = match h.requests().as_slice() {
+        [Request::Register { client_id, .. }] => client_id.clone(),
+        other => panic!("expected a registration, got {other:?}"),
+    };
+    h.feed(registered(false, false, 0));
+    let ack = match h.packets().as_slice() {
+        [Packet::ConnAck(ack)] => ack.clone(),
+        other => panic!("expected CONNACK, got {other:?}"),
+    };
+    assert_eq!(ack.code, ReasonCode::SUCCESS);
+    let p = props_of(&ack.properties);
+    assert_eq!(p.receive_maximum, Some(3));
+    assert_eq!(p.topic_alias_maximum, Some(4));
+    assert_eq!(p.maximum_packet_size, Some(1 << 20));
+    assert_eq!(p.retain_available, Some(1));
+    assert_eq!(p.wildcard_subscription_available, Some(1));
+    assert_eq!(p.subscription_identifier_available, Some(1));
+    assert_eq!(p.shared_subscription_available, Some(1));
+    assert_eq!(
+        p.maximum_qos, None,
+        "QoS 2 is supported, so Maximum QoS is absent"
+    );
+    assert_eq!(
+        p.assigned_client_identifier.as_deref(),
+        Some(assigned.as_str())
+    );
+    assert_eq!(p.server_keep_alive, None, "30 s is within the maximum");
+}
+
+#[test]
+fn a_clean_start_with_an_expiry_keeps_the_session_and_expiry_zero_does_not() {
+    // Section 3.1.2.11.2: the session outlives the connection only with an expiry above 0.
+    let mut h = Harness::new();
+    h.read(vec![connect5(
+        "keep",
+        true,
+        0,
+        Properties {
+            session_expiry_interval: Some(100),
+            ..Default::default()
+        },
+    )]);
+    match h.requests().as_slice() {
+        [Request::Register { session_expiry, .. }] => assert_eq!(*session_expiry, Some(100)),
+        other => panic!("expected a registration, got {other:?}"),
+    }
+    h.feed(registered(false, false, 0));
+    let requests = h.requests();
+    assert!(
+        requests
+            .iter()
+            .any(|r| matches!(r, Request::Store { ops, .. }
+            if ops.iter().any(|op| matches!(op, StoreOp::CreateSession { .. })))),
+        "a session with an expiry is stored before CONNACK: {requests:?}"
+    );
+    assert!(h.packets().is_empty(), "CONNACK waits for the commit");
+    let mut h = Harness::new();
+    h.read(vec![connect5("gone", true, 0, Properties::default())]);
+    h.feed(registered(false, false, 0));
+    assert!(
+        !h.requests()
+            .iter()
+            .any(|r| matches!(r, Request::Store { .. })),
+        "expiry 0 stores nothing"
+    );
+    assert!(matches!(h.packets().as_slice(), [Packet::ConnAck(_)]));
+}
+
+#[test]
+fn the_server_imposes_its_maximum_keepalive_and_closes_with_0x8d() {
+    // Section 3.2.2.3.14 and [MQTT-3.1.2-22 in 5.0]: Server Keep Alive replaces the client's value.
+    let mut settings = settings();
+    settings.v5.max_keepalive_secs = 10;
+    let mut h = Harness::with(settings);
+    let ack = connected5(&mut h, Properties::default());
+    assert_eq!(props_of(&ack.properties).server_keep_alive, Some(10));
+    h.advance(Duration::from_secs(14));
+    h.feed(Input::Timer);
+    assert!(h.out.close.is_none(), "1.5 x 10 s have not passed");
+    h.advance(Duration::from_secs(2));
+    h.feed(Input::Timer);
+    assert_eq!(
+        disconnect_reasons(&h.packets()),
+        vec![ReasonCode::KEEP_ALIVE_TIMEOUT]
+    );
+    assert_eq!(h.out.close, Some(CloseReason::Abnormal));
+}
+
+#[test]
+fn disconnect_may_change_the_expiry_but_not_from_zero() {
+    // [MQTT-3.14.2-2]
+    let mut h = Harness::new();
+    connected5(&mut h, Properties::default());
+    h.read(vec![Packet::Disconnect(ReasonOnly {
+        reason: ReasonCode::SUCCESS,
+        properties: crate::codec::properties::boxed(Properties {
+            session_expiry_interval: Some(60),
+            ..Default::default()
+        }),
+    })]);
+    assert_eq!(
+        disconnect_reasons(&h.packets()),
+        vec![ReasonCode::PROTOCOL_ERROR]
+    );
+    assert_eq!(h.out.close, Some(CloseReason::Abnormal));
+
+    let mut h = Harness::new();
+    connected5(
+        &mut h,
+        Properties {
+            session_expiry_interval: Some(100),
+            ..Default::default()
+        },
+    );
+    h.read(vec![Packet::Disconnect(ReasonOnly {
+        reason: ReasonCode::SUCCESS,
+        properties: crate::codec::properties::boxed(Properties {
+            session_expiry_interval: Some(7),
+            ..Default::default()
+        }),
+    })]);
+    assert!(h
+        .requests()
+        .iter()
+        .any(|r| matches!(r, Request::SessionExpiry(7))));
+    assert_eq!(h.out.close, Some(CloseReason::Disconnect));
+}
+
+#[test]
+fn disconnect_with_will_message_still_publishes_the_will() {
+    // Section 3.14.2.1, reason 0x04.
+    let mut h = Harness::new();
+    let mut packet = connect5("w", true, 0, Properties::default());
+    if let Packet::Connect(c) = &mut packet {
+        c.will = Some(crate::codec::LastWill {
+            topic: TopicName::new("will/t".to_owned()).unwrap(),
+            payload: Bytes::from_static(b"bye"),
+            qos: QoS::AtMostOnce,
+            retain: false,
+            properties: None,
+        });
+    }
+    h.read(vec![packet]);
+    h.feed(registered(false, false, 0));
+    h.take();
+    h.read(vec![Packet::Disconnect(ReasonOnly::new(
+        ReasonCode::DISCONNECT_WITH_WILL,
+    ))]);
+    assert!(h
+        .requests()
+        .iter()
+        .any(|r| matches!(r, Request::PublishWill(m) if m.topic.as_str() == "will/t")));
+}
+
+#[test]
+fn more_unacknowledged_publishes_than_receive_maximum_is_disconnect_0x93() {
+    // [MQTT-3.3.4-8]: the server's Receive Maximum is 3 in these settings.
+    let mut h = Harness::new();
+    connected5(&mut h, Properties::default());
+    h.read(vec![
+        publish("t", QoS::AtLeastOnce, Some(1), b"1"),
+        publish("t", QoS::ExactlyOnce, Some(2), b"2"),
+        publish("t", QoS::AtLeastOnce, Some(3), b"3"),
+    ]);
+    assert!(h.out.close.is_none(), "three are allowed");
+    let ticket = Harness::ticket_of(&h.requests());
+    h.commit(ticket);
+    // PUBACK 1 and 3 leave; QoS 2 id 2 is unanswered until PUBCOMP, so two more fit, a third does not.
+    h.take();
+    h.read(vec![
+        publish("t", QoS::AtLeastOnce, Some(4), b"4"),
+        publish("t", QoS::AtLeastOnce, Some(5), b"5"),
+    ]);
+    assert!(h.out.close.is_none());
+    h.read(vec![publish("t", QoS::AtLeastOnce, Some(6), b"6")]);
+    assert_eq!(
+        disconnect_reasons(&h.packets()),
+        vec![ReasonCode::RECEIVE_MAXIMUM_EXCEEDED]
+    );
+    assert_eq!(h.out.close, Some(CloseReason::Abnormal));
+}
+
+#[test]
+fn client_topic_aliases_resolve_and_bad_ones_disconnect() {
+    // Section 3.3.2.3.4, [MQTT-3.3.2-7], [MQTT-3.3.2-8]; the server's maximum is 4 in these settings.
+    let alias = |n| Properties {
+        topic_alias: Some(n),
+        ..Default::default()
+    };
+    let mut h = Harness::new();
+    connected5(&mut h, Properties::default());
+    h.read(vec![
+        publish5("long/topic/name", QoS::AtMostOnce, None, b"1", alias(2)),
+        Packet::Publish(Publish {
+            dup: false,
+            qos: QoS::AtMostOnce,
+            retain: false,
+            topic: TopicName::aliased(),
+            packet_id: None,
+            payload: Bytes::from_static(b"2"),
+            properties: crate::codec::properties::boxed(alias(2)),
+        }),
+    ]);
+    let requests = h.requests();
+    assert_eq!(
+        routed_topics(&requests),
+        vec!["long/topic/name", "long/topic/name"]
+    );
+    let routed_props: Vec<_> = requests
+        .iter()
+        .filter_map(|r| match r {
+            Request::Route { messages, .. } => Some(messages),
+            _ => None,
+        })
+        .flatten()
+        .map(|m| m.properties.clone())
+        .collect();
+    assert!(
+        routed_props.iter().all(Option::is_none),
+        "the alias is not part of the message"
+    );
+    h.read(vec![publish5("x", QoS::AtMostOnce, None, b"3", alias(5))]);
+    assert_eq!(
+        disconnect_reasons(&h.packets()),
+        vec![ReasonCode::TOPIC_ALIAS_INVALID]
+    );
+
+    let mut h = Harness::new();
+    connected5(&mut h, Properties::default());
+    h.read(vec![Packet::Publish(Publish {
+        dup: false,
+        qos: QoS::AtMostOnce,
+        retain: false,
+        topic: TopicName::aliased(),
+        packet_id: None,
+        payload: Bytes::from_static(b"?"),
+        properties: crate::codec::properties::boxed(alias(1)),
+    })]);
+    assert_eq!(
+        disconnect_reasons(&h.packets()),
+        vec![ReasonCode::PROTOCOL_ERROR],
+        "an alias never defined"
+    );
+}
+
+#[test]
+fn a_subscription_identifier_from_a_client_is_a_protocol_error() {
+    // [MQTT-3.3.4-6]
+    let mut h = Harness::new();
+    connected5(&mut h, Properties::default());
+    h.read(vec![publish5(
+        "t",
+        QoS::AtMostOnce,
+        None,
+        b"x",
+        Properties {
+            subscription_identifiers: vec![9],
+            ..Default::default()
+        },
+    )]);
+    assert_eq!(
+        disconnect_reasons(&h.packets()),
+        vec![ReasonCode::PROTOCOL_ERROR]
+    );
+}
+
+#[test]
+fn a_payload_marked_utf8_that_is_not_gets_0x99_and_is_not_routed() {
+    // Section 3.3.2.3.2.
+    let mut h = Harness::new();
+    connected5(&mut h, Properties::default());
+    h.read(vec![publish5(
+        "t",
+        QoS::AtLeastOnce,
+        Some(1),
+        &[0xff, 0xfe],
+        Properties {
+            payload_format_indicator: Some(1),
+            ..Default::default()
+        },
+    )]);
+    h.feed(Input::Read(Vec::new()));
+    let requests = h.requests();
+    assert!(routed_topics(&requests).is_empty(), "{requests:?}");
+    assert_eq!(
+        h.packets(),
+        vec![Packet::PubAck(Ack::with_reason(
+            pid(1),
+            ReasonCode::PAYLOAD_FORMAT_INVALID
+        ))]
+    );
+}
+
+#[test]
+fn the_clients_receive_maximum_bounds_what_is_in_flight() {
+    // [MQTT-3.3.4-9]: at most Receive Maximum unacknowledged QoS 1/2 PUBLISHes (max_inflight is 4 here).
+    let mut h = Harness::new();
+    connected5(
+        &mut h,
+        Properties {
+            receive_maximum: Some(2),
+            ..Default::default()
+        },
+    );
+    h.feed(Input::Deliveries(vec![
+        delivery("t", QoS::AtLeastOnce, None),
+        delivery("t", QoS::AtLeastOnce, None),
+        delivery("t", QoS::AtLeastOnce, None),
+    ]));
+    assert_eq!(publishes(&h.take().emits).len(), 2);
+    h.read(vec![Packet::PubAck(pid(1).into())]);
+    assert_eq!(publishes(&h.take().emits).len(), 1, "one ack, one more");
+}
+
+#[test]
+fn a_message_larger_than_the_clients_maximum_is_not_sent_and_is_counted() {
+    // [MQTT-3.1.2-25]
+    let mut h = Harness::new();
+    connected5(
+        &mut h,
+        Properties {
+            maximum_packet_size: Some(64),
+            ..Default::default()
+        },
+    );
+    let big = Arc::new(Message {
+        payload: Bytes::from(vec![0u8; 100]),
+        ..(*message("t", QoS::AtMostOnce, b"")).clone()
+    });
+    h.feed(Input::Deliveries(vec![
+        Delivery {
+            message: big,
+            qos: QoS::AtMostOnce,
+            seq: None,
+            retain: false,
+        },
+        delivery("t", QoS::AtMostOnce, None),
+    ]));
+    let out = h.take();
+    assert_eq!(publishes(&out.emits).len(), 1, "only the small one");
+    assert!(out
+        .requests
+        .iter()
+        .any(|r| matches!(r, Request::CountDropped(1))));
+}
+
+#[test]
+fn expired_messages_are_dropped_and_forwarded_ones_carry_the_time_left() {
+    // Section 3.3.2.3.3, [MQTT-3.3.2-5], [MQTT-3.3.2-6]; the clock starts at wall time 1000 ms.
+    let mut h = Harness::new();
+    connected5(&mut h, Properties::default());
+    let expiring = Arc::new(Message {
+        arrived_at_ms: 1_000,
+        properties: crate::codec::properties::boxed(Properties {
+            message_expiry_interval: Some(5),
+            ..Default::default()
+        }),
+        ..(*message("t", QoS::AtMostOnce, b"x")).clone()
+    });
+    let d = |m: &Arc<Message>| Delivery {
+        message: m.clone(),
+        qos: QoS::AtMostOnce,
+        seq: None,
+        retain: false,
+    };
+    h.advance(Duration::from_millis(2_000));
+    h.feed(Input::Deliveries(vec![d(&expiring)]));
+    let emits = h.take().emits;
+    match emits.as_slice() {
+        [Emit::Publish(p)] => assert_eq!(
+            p.v5.as_ref().and_then(|v| v.message_expiry_interval),
+            Some(3)
+        ),
+        other => panic!("expected one PUBLISH, got {other:?}"),
+    }
+    h.advance(Duration::from_millis(3_000));
+    h.feed(Input::Deliveries(vec![d(&expiring)]));
+    assert!(publishes(&h.take().emits).is_empty(), "expired");
+}
+
+#[test]
+fn server_topic_aliases_are_used_up_to_the_clients_maximum() {
+    // [MQTT-3.3.2-9], [MQTT-3.3.2-10]
+    let mut h = Harness::new();
+    connected5(
+        &mut h,
+        Properties {
+            topic_alias_maximum: Some(1),
+            ..Default::default()
+        },
+    );
+    h.feed(Input::Deliveries(vec![
+        delivery("a", QoS::AtMostOnce, None),
+        delivery("a", QoS::AtMostOnce, None),
+        delivery("b", QoS::AtMostOnce, None),
+    ]));
+    let aliases: Vec<_> = h
+        .take()
+        .emits
+        .iter()
+        .filter_map(|e| match e {
+            Emit::Publish(p) => Some(p.v5.as_ref().and_then(|v| v.alias)),
+            Emit::Control(_) => None,
+        })
+        .collect();
+    assert_eq!(
+        aliases,
+        vec![Some(AliasUse::Define(1)), Some(AliasUse::Reuse(1)), None]
+    );
+}
+
+#[test]
+fn the_server_says_why_it_closes_a_v5_connection_and_not_a_v3_one() {
+    // Section 4.13.1: 0x81 malformed, 0x8E taken over, 0x8B shutting down; nothing for 3.1.1.
+    let mut h = Harness::new();
+    connected5(&mut h, Properties::default());
+    h.feed(Input::Read(vec![Err(
+        crate::codec::DecodeError::Truncated { packet: "PUBLISH" },
+    )]));
+    assert_eq!(
+        disconnect_reasons(&h.packets()),
+        vec![ReasonCode::MALFORMED_PACKET]
+    );
+    for (cause, reason) in [
+        (EndCause::TakenOver, ReasonCode::SESSION_TAKEN_OVER),
+        (EndCause::Shutdown, ReasonCode::SERVER_SHUTTING_DOWN),
+    ] {
+        let mut h = Harness::new();
+        connected5(&mut h, Properties::default());
+        h.feed(Input::End(cause));
+        assert_eq!(disconnect_reasons(&h.packets()), vec![reason]);
+    }
+    let mut h = Harness::new();
+    h.connect_clean("v3", 0);
+    h.feed(Input::End(EndCause::TakenOver));
+    assert!(disconnect_reasons(&h.packets()).is_empty());
+}
+
+#[test]
+fn an_authentication_method_without_a_hook_is_connack_0x8c_with_a_reason_string() {
+    // Section 4.12; [MQTT-3.1.2-29]: the Reason String only when problem information is allowed.
+    let method = |problem_info| Properties {
+        authentication_method: Some("SCRAM-SHA-1".into()),
+        request_problem_information: problem_info,
+        ..Default::default()
+    };
+    let mut h = Harness::new();
+    h.read(vec![connect5("a", true, 0, method(None))]);
+    match h.packets().as_slice() {
+        [Packet::ConnAck(ack)] => {
+            assert_eq!(ack.code, ReasonCode::BAD_AUTHENTICATION_METHOD);
+            assert!(props_of(&ack.properties).reason_string.is_some());
+        }
+        other => panic!("expected CONNACK, got {other:?}"),
+    }
+    assert!(h.out.close.is_some());
+    let mut h = Harness::new();
+    h.read(vec![connect5("a", true, 0, method(Some(0)))]);
+    match h.packets().as_slice() {
+        [Packet::ConnAck(ack)] => assert_eq!(ack.properties, None),
+        other => panic!("expected CONNACK, got {other:?}"),
+    }
+}
