@@ -4,6 +4,7 @@
 use crate::codec::{MaybeProperties, QoS};
 use crate::topic::TopicName;
 use bytes::Bytes;
+use serde::{Deserialize, Serialize};
 use std::time::{SystemTime, UNIX_EPOCH};
 
 /// An application message accepted by the broker.
@@ -22,6 +23,31 @@ pub struct Message {
     /// The MQTT 5.0 message properties (Payload Format Indicator, Message Expiry Interval, Content Type,
     /// Response Topic, Correlation Data, User Properties) as published; `None` when there are none.
     pub properties: MaybeProperties,
+}
+
+/// A subscription as the router keeps it: the QoS granted and the MQTT 5.0 options that act on each delivery.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub struct Grant {
+    /// The maximum QoS granted.
+    pub qos: QoS,
+    /// The subscriber does not get its own messages (No Local) [MQTT-3.8.3-3 in 5.0].
+    pub no_local: bool,
+    /// Forwarded messages keep the RETAIN flag they were published with (Retain As Published)
+    /// [MQTT-3.3.1-12 in 5.0].
+    pub retain_as_published: bool,
+    /// The Subscription Identifier, sent with every message the subscription matches [MQTT-3.3.4-3 in 5.0].
+    pub id: Option<u32>,
+}
+
+impl From<QoS> for Grant {
+    fn from(qos: QoS) -> Grant {
+        Grant {
+            qos,
+            no_local: false,
+            retain_as_published: false,
+            id: None,
+        }
+    }
 }
 
 /// A broker-wide identifier for a stored message body.

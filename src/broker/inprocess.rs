@@ -90,6 +90,7 @@ pub(crate) async fn publish(
         ops: Vec::new(),
         done: Some(done),
         credit: None,
+        from: None,
     };
     router.send(route).await.map_err(|_| Error::NotRunning)?;
     stored

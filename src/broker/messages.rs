@@ -52,6 +52,8 @@ pub struct RegisterReply {
     pub previous_closed: Option<oneshot::Receiver<()>>,
     /// Highest queue position assigned so far; every position up to it is stored or already removed.
     pub queue_head: u64,
+    /// The filters of a resumed MQTT 5.0 session (empty otherwise).
+    pub subscriptions: Vec<TopicFilter>,
 }
 
 /// An MQTT 5.0 client changed its Session Expiry Interval in DISCONNECT (section 3.14.2.2.2).
@@ -96,6 +98,8 @@ pub struct RoutePublish {
     /// is out of credit, so a publisher feeding sessions that lag stops reading once all of its are kept.
     /// `None` for messages of the broker itself (wills, the embedding application), which nothing holds back.
     pub credit: Option<super::flow::RouteCredit>,
+    /// The publisher's slot, for No Local subscriptions; `None` for messages of the broker itself.
+    pub from: Option<SlotId>,
 }
 
 /// Adds or replaces subscriptions (QoS already granted by the session).
@@ -104,8 +108,8 @@ pub struct RoutePublish {
 pub struct AddSubscriptions {
     /// The subscribing connection.
     pub link: RouterLink,
-    /// Filters with their granted QoS.
-    pub filters: Vec<(TopicFilter, QoS)>,
+    /// Filters with what is granted.
+    pub filters: Vec<(TopicFilter, crate::message::Grant)>,
     /// Signalled when the subscriptions of a persistent session are stored.
     pub done: Completion,
 }

@@ -5,7 +5,8 @@
 use super::flow::SubscriberFlow;
 use super::messages::{ConnId, SlotId};
 use super::session::Session;
-use crate::codec::{ClientId, QoS};
+use crate::codec::ClientId;
+use crate::message::Grant;
 use crate::topic::TopicFilter;
 use actix::Addr;
 use std::collections::HashMap;
@@ -73,9 +74,9 @@ const FEW_SUBSCRIPTIONS: usize = 16;
 #[derive(Debug)]
 pub enum Subscriptions {
     /// Up to `FEW_SUBSCRIPTIONS`, searched in order.
-    Few(Vec<(TopicFilter, QoS)>),
+    Few(Vec<(TopicFilter, Grant)>),
     /// More.
-    Many(Box<HashMap<TopicFilter, QoS>>),
+    Many(Box<HashMap<TopicFilter, Grant>>),
 }
 
 impl Default for Subscriptions {
@@ -86,25 +87,25 @@ impl Default for Subscriptions {
 
 impl Subscriptions {
     /// Adds or replaces the subscription to `filter`.
-    pub fn insert(&mut self, filter: TopicFilter, qos: QoS) {
+    pub fn insert(&mut self, filter: TopicFilter, grant: Grant) {
         let few = match self {
             Subscriptions::Many(many) => {
-                many.insert(filter, qos);
+                many.insert(filter, grant);
                 return;
             }
             Subscriptions::Few(few) => few,
         };
         if let Some(existing) = few.iter_mut().find(|(f, _)| *f == filter) {
-            existing.1 = qos;
+            existing.1 = grant;
             return;
         }
         if few.len() < FEW_SUBSCRIPTIONS {
             few.reserve_exact(1);
-            few.push((filter, qos));
+            few.push((filter, grant));
             return;
         }
         let mut many: HashMap<_, _> = std::mem::take(few).into_iter().collect();
-        many.insert(filter, qos);
+        many.insert(filter, grant);
         *self = Subscriptions::Many(Box::new(many));
     }
 
@@ -136,8 +137,8 @@ impl Subscriptions {
         self.len() == 0
     }
 
-    /// Every filter with its QoS.
-    pub fn iter(&self) -> Box<dyn Iterator<Item = (&TopicFilter, &QoS)> + '_> {
+    /// Every filter with its grant.
+    pub fn iter(&self) -> Box<dyn Iterator<Item = (&TopicFilter, &Grant)> + '_> {
         match self {
             Subscriptions::Many(many) => Box::new(many.iter()),
             Subscriptions::Few(few) => Box::new(few.iter().map(|(f, q)| (f, q))),
@@ -232,15 +233,18 @@ mod tests {
     #[test]
     fn subscriptions_replace_remove_and_grow_into_a_map() {
         let mut subs = Subscriptions::default();
-        subs.insert(filter("a"), QoS::AtMostOnce);
-        subs.insert(filter("a"), QoS::AtLeastOnce);
+        subs.insert(filter("a"), crate::codec::QoS::AtMostOnce.into());
+        subs.insert(filter("a"), crate::codec::QoS::AtLeastOnce.into());
         assert_eq!(subs.len(), 1);
         assert!(
             matches!(&subs, Subscriptions::Few(few) if few.capacity() == 1),
             "one subscription, one slot"
         );
         for i in 0..40 {
-            subs.insert(filter(&format!("t/{i}")), QoS::AtMostOnce);
+            subs.insert(
+                filter(&format!("t/{i}")),
+                crate::codec::QoS::AtMostOnce.into(),
+            );
         }
         assert_eq!(subs.len(), 41);
         assert!(matches!(subs, Subscriptions::Many(_)));

@@ -55,6 +55,7 @@ impl RetainedStore {
                     qos: message.qos.min(granted),
                     seq: None,
                     retain: true,
+                    subscription_ids: Vec::new(),
                 });
             }
         }

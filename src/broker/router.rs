@@ -7,8 +7,9 @@ use super::flow::{SubscriberFlow, STUCK_CHECK_EVERY};
 use super::messages::*;
 use super::registry::{Entry, Online, Registry, Subscriptions};
 use super::retained::RetainedStore;
-use crate::codec::{ClientId, QoS};
+use crate::codec::ClientId;
 use crate::message::now_ms;
+use crate::message::Grant;
 use crate::protocol::{Delivery, EndCause};
 use crate::store::{RecoveredSession, StoreHandle, StoreOp, StoreRequest};
 use crate::topic::SubscriptionTrie;
@@ -26,14 +27,14 @@ pub struct RouterSettings {
 
 /// The subscription router.
 pub struct Router {
-    pub(super) trie: SubscriptionTrie<SlotId, QoS>,
+    pub(super) trie: SubscriptionTrie<SlotId, Grant>,
     pub(super) registry: Registry,
     store: StoreHandle,
     retained: Addr<RetainedStore>,
     settings: RouterSettings,
     pub(super) next_message_id: u64,
     /// Scratch space of the fan-out, kept between batches for its allocations.
-    pub(super) matches: HashMap<SlotId, QoS>,
+    pub(super) matches: HashMap<SlotId, super::router_flow::Matched>,
     pub(super) outbox: HashMap<SlotId, Vec<Delivery>>,
     /// Sessions out of credit with messages waiting, looked at every `STUCK_CHECK_EVERY`.
     pub(super) starving: Vec<RouterLink>,
@@ -75,9 +76,9 @@ impl Router {
                 session_expiry: None,
             });
             for (filter, qos) in session.subscriptions {
-                router.trie.insert(&filter, slot, qos);
+                router.trie.insert(&filter, slot, qos.into());
                 if let Some(entry) = router.registry.get_mut(slot) {
-                    entry.subscriptions.insert(filter, qos);
+                    entry.subscriptions.insert(filter, qos.into());
                 }
             }
         }
@@ -119,6 +120,7 @@ impl Router {
                 had_persistent: false,
                 previous_closed: after_delete,
                 queue_head: 0,
+                subscriptions: Vec::new(),
             };
         };
         let Some(entry) = self.registry.get_mut(slot) else {
@@ -129,6 +131,7 @@ impl Router {
                 had_persistent: false,
                 previous_closed: None,
                 queue_head: 0,
+                subscriptions: Vec::new(),
             };
         };
         // [MQTT-3.1.4-2]: the connection already using this client id is closed.
@@ -155,12 +158,17 @@ impl Router {
         entry.session_expiry = msg.session_expiry;
         entry.online = Some(online);
         let queue_head = entry.next_seq - 1;
+        let subscriptions = match msg.session_expiry {
+            Some(_) if resume => entry.subscriptions.filters().cloned().collect(),
+            _ => Vec::new(),
+        };
         RegisterReply {
             link: RouterLink { slot, conn },
             session_present: resume,
             had_persistent,
             previous_closed,
             queue_head,
+            subscriptions,
         }
     }
 
@@ -213,16 +221,16 @@ impl Router {
             return;
         }
         let mut ops = Vec::new();
-        for (filter, qos) in msg.filters {
-            self.trie.insert(&filter, slot, qos);
+        for (filter, grant) in msg.filters {
+            self.trie.insert(&filter, slot, grant);
             if entry.persistent {
                 ops.push(StoreOp::Subscribe {
                     client_id: entry.client_id.clone(),
                     filter: filter.clone(),
-                    qos,
+                    qos: grant.qos,
                 });
             }
-            entry.subscriptions.insert(filter, qos);
+            entry.subscriptions.insert(filter, grant);
         }
         self.submit(ops, Some(msg.done));
     }
@@ -391,7 +399,7 @@ impl Router {
     }
 
     /// The subscription trie.
-    pub(super) fn trie(&self) -> &SubscriptionTrie<SlotId, QoS> {
+    pub(super) fn trie(&self) -> &SubscriptionTrie<SlotId, Grant> {
         &self.trie
     }
 

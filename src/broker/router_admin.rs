@@ -102,6 +102,7 @@ impl Router {
                         qos: QoS::AtMostOnce,
                         seq: None,
                         retain: false,
+                        subscription_ids: Vec::new(),
                     });
                 }
             });

@@ -22,23 +22,33 @@ impl Router {
         let mut ops = msg.ops;
         let now = Instant::now();
         for message in &msg.messages {
-            self.route_one(message, &mut ops, now);
+            self.route_one(message, msg.from, &mut ops, now);
         }
         self.submit(ops, msg.done);
         self.flush_outbox(msg.credit.as_ref());
     }
 
-    fn route_one(&mut self, message: &Arc<Message>, ops: &mut Vec<StoreOp>, now: Instant) {
+    fn route_one(
+        &mut self,
+        message: &Arc<Message>,
+        from: Option<SlotId>,
+        ops: &mut Vec<StoreOp>,
+        now: Instant,
+    ) {
         self.stats.count_in(message.qos);
         if message.retain {
             self.retain(message, ops);
         }
         let matches = &mut self.matches;
         matches.clear();
-        // Overlapping subscriptions of one client give one delivery at the highest granted QoS.
-        self.trie.for_each_match(&message.topic, |slot, qos| {
-            let best = matches.entry(*slot).or_insert(*qos);
-            *best = (*best).max(*qos);
+        // Overlapping subscriptions of one client give one delivery at the highest granted QoS, with the
+        // identifiers of all of them [MQTT-3.3.4-3 in 5.0].
+        self.trie.for_each_match(&message.topic, |slot, grant| {
+            if grant.no_local && from == Some(*slot) {
+                // [MQTT-3.8.3-3 in 5.0]: not back to the client that published it.
+                return;
+            }
+            matches.entry(*slot).or_default().add(grant, message.retain);
         });
         let queue_qos0 = self.settings().queue_qos0;
         let Router {
@@ -61,9 +71,9 @@ impl Router {
             stats,
             starving,
         };
-        for (slot, granted) in matches.iter() {
+        for (slot, matched) in matches.iter_mut() {
             if let Some(entry) = registry.get_mut(*slot) {
-                fan_out.to(*slot, entry, message.qos.min(*granted));
+                fan_out.to(*slot, entry, matched);
             }
         }
     }
@@ -169,9 +179,10 @@ struct FanOut<'a> {
 }
 
 impl FanOut<'_> {
-    /// The message for the session at `slot`, at `qos`: stored for it if it is persistent and the message
-    /// must survive, then handed over as its credit allows.
-    fn to(&mut self, slot: SlotId, entry: &mut Entry, qos: QoS) {
+    /// The message for the session at `slot`, at the QoS its subscriptions allow: stored for it if it is
+    /// persistent and the message must survive, then handed over as its credit allows.
+    fn to(&mut self, slot: SlotId, entry: &mut Entry, matched: &mut Matched) {
+        let qos = self.message.qos.min(matched.qos);
         let store_it = entry.persistent
             && (qos != QoS::AtMostOnce || (self.queue_qos0 && entry.online.is_none()));
         let seq = store_it.then(|| self.enqueue(entry, qos));
@@ -193,7 +204,8 @@ impl FanOut<'_> {
                     message: self.message.clone(),
                     qos,
                     seq,
-                    retain: false,
+                    retain: matched.retain,
+                    subscription_ids: std::mem::take(&mut matched.ids),
                 });
                 self.stats.count_out(qos);
             }
@@ -231,6 +243,28 @@ impl FanOut<'_> {
             qos,
         });
         seq
+    }
+}
+
+/// What the subscriptions of one session that match a message make of it.
+#[derive(Debug, Default)]
+pub(super) struct Matched {
+    /// The highest QoS granted among them.
+    qos: QoS,
+    /// Their Subscription Identifiers.
+    ids: Vec<u32>,
+    /// RETAIN to send: the message's flag when one of them is Retain As Published [MQTT-3.3.1-12 in 5.0],
+    /// else 0 [MQTT-3.3.1-9].
+    retain: bool,
+}
+
+impl Matched {
+    fn add(&mut self, grant: &crate::message::Grant, retained: bool) {
+        self.qos = self.qos.max(grant.qos);
+        if let Some(id) = grant.id {
+            self.ids.push(id);
+        }
+        self.retain |= grant.retain_as_published && retained;
     }
 }
 

@@ -12,10 +12,13 @@ use std::fmt;
 use std::num::NonZeroU16;
 
 /// Quality of service of a message or subscription.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+#[derive(
+    Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Default, Serialize, Deserialize,
+)]
 #[repr(u8)]
 pub enum QoS {
     /// Fire and forget.
+    #[default]
     AtMostOnce = 0,
     /// Acknowledged delivery, duplicates possible.
     AtLeastOnce = 1,

@@ -86,7 +86,7 @@ pub enum EndCause {
 }
 
 /// What the router said when the session registered.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Registration {
     /// A stored session is resumed (CONNACK session present) [MQTT-3.2.2-2].
     pub session_present: bool,
@@ -94,6 +94,9 @@ pub struct Registration {
     pub had_persistent: bool,
     /// Highest stored queue position assigned so far.
     pub queue_head: u64,
+    /// The filters of a resumed MQTT 5.0 session, which its core needs for Retain Handling and UNSUBACK
+    /// (empty before 5.0).
+    pub subscriptions: Vec<TopicFilter>,
 }
 
 /// Everything the core is told.
@@ -254,10 +257,10 @@ pub enum Request {
     ScreenPublishes(Vec<Arc<Message>>),
     /// Run the subscribe hook over these filters; answer with `Input::SubscribeScreened`.
     ScreenSubscribe(Vec<(TopicFilter, QoS)>),
-    /// Add subscriptions with their granted QoS; answer with `Input::Committed` once stored.
+    /// Add subscriptions with what is granted; answer with `Input::Committed` once stored.
     Subscribe {
-        /// Filters and granted QoS.
-        filters: Vec<(TopicFilter, QoS)>,
+        /// Filters and grants.
+        filters: Vec<(TopicFilter, crate::message::Grant)>,
         /// What waits for them to be stored.
         ticket: Ticket,
     },

@@ -16,8 +16,11 @@ pub struct Delivery {
     pub qos: QoS,
     /// Position in the persistent session's stored queue; `None` for messages held only in memory.
     pub seq: Option<u64>,
-    /// RETAIN flag to send: set only for retained messages sent because of a new subscription [MQTT-3.3.1-8].
+    /// RETAIN flag to send: set for retained messages sent because of a new subscription [MQTT-3.3.1-8], and
+    /// kept as published for a Retain As Published subscription.
     pub retain: bool,
+    /// The identifiers of the subscriptions of this client that matched (MQTT 5.0), in one PUBLISH.
+    pub subscription_ids: Vec<u32>,
 }
 
 /// A PUBLISH to write, built from the shared message without copying its topic or payload.
@@ -82,7 +85,13 @@ impl Delivery {
                 retain: self.retain,
                 dup,
                 packet_id,
-                v5: None,
+                // Only MQTT 5.0 subscriptions carry identifiers.
+                v5: (!self.subscription_ids.is_empty()).then(|| {
+                    Box::new(PublishV5 {
+                        subscription_ids: self.subscription_ids,
+                        ..PublishV5::default()
+                    })
+                }),
             },
         }
     }
@@ -347,6 +356,7 @@ mod tests {
             qos,
             seq,
             retain: false,
+            subscription_ids: Vec::new(),
         }
     }
 

@@ -113,6 +113,7 @@ impl Session {
                 ops: Vec::new(),
                 done: None,
                 credit: None,
+                from: None,
             }),
             Request::SessionExpiry(secs) => {
                 if let Some(link) = self.link {
@@ -185,6 +186,7 @@ impl Session {
                     session_present: reply.session_present,
                     had_persistent: reply.had_persistent,
                     queue_head: reply.queue_head,
+                    subscriptions: reply.subscriptions,
                 },
             ))
         };
@@ -221,6 +223,7 @@ impl Session {
             ops,
             done,
             credit,
+            from: self.link.map(|link| link.slot),
         };
         let waiting = self.rare.as_ref().is_some_and(|r| r.held_since.is_some());
         if credits.available_permits() == 0 && !waiting {

@@ -390,6 +390,7 @@ impl Connection {
                     inbound_aliases: InboundAliases::default(),
                     session_expiry: v5.session_expiry,
                     unanswered: 0,
+                    subscribed: registration.subscriptions.iter().cloned().collect(),
                 })
             }),
         }));

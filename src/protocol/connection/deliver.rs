@@ -385,9 +385,14 @@ fn publish_v5(
         AliasUse::Topic => None,
         other => Some(other),
     };
+    let subscription_ids = publish
+        .v5
+        .as_ref()
+        .map(|v| v.subscription_ids.clone())
+        .unwrap_or_default();
     let extras = PublishV5 {
         alias,
-        subscription_ids: Vec::new(),
+        subscription_ids,
         message_expiry_interval,
     };
     (extras != PublishV5::default()).then(|| Box::new(extras))
@@ -435,5 +440,6 @@ fn stored_delivery(entry: QueuedMessage, client_id: &ClientId) -> Option<Deliver
         qos: entry.qos,
         seq: Some(entry.seq),
         retain: false,
+        subscription_ids: Vec::new(),
     })
 }

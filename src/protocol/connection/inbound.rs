@@ -3,9 +3,11 @@
 //! once what it promises is stored; hooks screen publishes and subscriptions without reordering anything.
 
 use super::*;
+use crate::codec::RetainHandling;
 use crate::codec::{
     props, Publish, ReasonCode, ReasonOnly, SubAck, Subscribe, SubscribeReturnCode, Unsubscribe,
 };
+use crate::message::Grant;
 use crate::protocol::io::{CloseReason, Emit, Request};
 use crate::protocol::v5::{message_properties, payload_format_valid};
 use crate::store::StoreError;
@@ -242,15 +244,51 @@ impl Connection {
         };
         let mut return_codes = Vec::with_capacity(subscribe.filters.len());
         let mut granted = Vec::with_capacity(subscribe.filters.len());
+        let mut retained = Vec::with_capacity(subscribe.filters.len());
+        let id = props(&subscribe.properties)
+            .subscription_identifiers
+            .first()
+            .copied();
+        let v5 = attached.v5.is_some();
+        let refuse = |reason| match v5 {
+            true => SubscribeReturnCode::Refused(reason),
+            false => SubscribeReturnCode::Failure,
+        };
         for (i, (filter, options)) in subscribe.filters.into_iter().enumerate() {
             if denied.get(i).copied().unwrap_or(false) {
-                return_codes.push(SubscribeReturnCode::Failure);
+                // 0x87 Not authorized in 5.0, 0x80 before.
+                return_codes.push(refuse(ReasonCode::NOT_AUTHORIZED));
+                continue;
+            }
+            if is_shared(&filter) {
+                // Shared subscriptions are not served: CONNACK says so, and SUBACK refuses them with 0x9E.
+                return_codes.push(refuse(ReasonCode::SHARED_SUBSCRIPTIONS_NOT_SUPPORTED));
                 continue;
             }
             // [MQTT-3.9.3-1]: one return code per filter, in order; the granted QoS is capped by the broker's.
             let qos = options.qos.min(max_qos);
             return_codes.push(SubscribeReturnCode::Success(qos));
-            granted.push((filter.detached(), qos));
+            let filter = filter.detached();
+            let existed = attached
+                .v5
+                .as_deref_mut()
+                .is_some_and(|v5| !v5.subscribed.insert(filter.clone()));
+            // Section 3.8.3.1, Retain Handling: 0 always, 1 only for a new subscription, 2 never.
+            let send_retained = match options.retain_handling {
+                RetainHandling::OnSubscribe => true,
+                RetainHandling::OnNewSubscription => !existed,
+                RetainHandling::Never => false,
+            };
+            if send_retained {
+                retained.push((filter.clone(), qos));
+            }
+            let grant = Grant {
+                qos,
+                no_local: options.no_local,
+                retain_as_published: options.retain_as_published,
+                id,
+            };
+            granted.push((filter, grant));
         }
         attached.acks.push(
             Some(ticket),
@@ -260,9 +298,9 @@ impl Connection {
                 properties: None,
             })),
         );
-        if !granted.is_empty() {
+        if !retained.is_empty() {
             // [MQTT-3.3.1-6], [MQTT-3.8.4-3]: retained messages follow the SUBACK, also for a replaced subscription.
-            attached.retained_after.push((ticket, granted.clone()));
+            attached.retained_after.push((ticket, retained));
         }
         out.requests.push(Request::Subscribe {
             filters: granted,
@@ -275,11 +313,22 @@ impl Connection {
         let Stage::Connected(attached) = &mut self.stage else {
             return;
         };
-        // [MQTT-3.10.4-4], [MQTT-3.10.4-5]: UNSUBACK even when nothing matched.
-        attached.acks.push(
-            Some(ticket),
-            Answer::UnsubAck(Box::new(unsubscribe.packet_id.into())),
-        );
+        // [MQTT-3.10.4-4], [MQTT-3.10.4-5]: UNSUBACK even when nothing matched; in 5.0 one reason code per
+        // filter, 0x11 where there was no subscription [MQTT-3.11.3-1 in 5.0].
+        let mut unsuback = crate::codec::UnsubAck::from(unsubscribe.packet_id);
+        if let Some(v5) = attached.v5.as_deref_mut() {
+            unsuback.reason_codes = unsubscribe
+                .filters
+                .iter()
+                .map(|filter| match v5.subscribed.remove(filter) {
+                    true => ReasonCode::SUCCESS,
+                    false => ReasonCode::NO_SUBSCRIPTION_EXISTED,
+                })
+                .collect();
+        }
+        attached
+            .acks
+            .push(Some(ticket), Answer::UnsubAck(Box::new(unsuback)));
         out.requests.push(Request::Unsubscribe {
             filters: unsubscribe.filters,
             ticket,
@@ -388,6 +437,11 @@ fn release_answers(attached: &mut Attached, out: &mut Outputs) {
         }
         out.emits.push(Emit::Control(packet));
     });
+}
+
+/// Whether a filter asks for a shared subscription, `$share/{group}/{filter}` (section 4.8.2).
+fn is_shared(filter: &TopicFilter) -> bool {
+    filter.as_str().starts_with("$share/")
 }
 
 impl V5Session {

@@ -151,6 +151,8 @@ struct V5Session {
     /// QoS 1/2 PUBLISHes from the client whose PUBACK or PUBCOMP has not left yet (checked against the
     /// server's Receive Maximum).
     unanswered: u32,
+    /// The session's subscriptions, for Retain Handling 1 and UNSUBACK's 0x11.
+    subscribed: std::collections::HashSet<TopicFilter>,
 }
 
 /// A registered session waiting for the store before CONNACK.

@@ -181,6 +181,7 @@ pub(super) fn registered(present: bool, had: bool, head: u64) -> Input {
         session_present: present,
         had_persistent: had,
         queue_head: head,
+        subscriptions: Vec::new(),
     }))
 }
 
@@ -287,6 +288,7 @@ pub(super) fn delivery(topic: &str, qos: QoS, seq: Option<u64>) -> Delivery {
         qos,
         seq,
         retain: false,
+        subscription_ids: Vec::new(),
     }
 }
 

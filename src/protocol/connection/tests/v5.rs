@@ -99,7 +99,7 @@ fn connack_reports_what_the_server_does() {
     assert_eq!(p.retain_available, Some(1));
     assert_eq!(p.wildcard_subscription_available, Some(1));
     assert_eq!(p.subscription_identifier_available, Some(1));
-    assert_eq!(p.shared_subscription_available, Some(1));
+    assert_eq!(p.shared_subscription_available, Some(0));
     assert_eq!(
         p.maximum_qos, None,
         "QoS 2 is supported, so Maximum QoS is absent"
@@ -417,6 +417,7 @@ fn a_message_larger_than_the_clients_maximum_is_not_sent_and_is_counted() {
             qos: QoS::AtMostOnce,
             seq: None,
             retain: false,
+            subscription_ids: Vec::new(),
         },
         delivery("t", QoS::AtMostOnce, None),
     ]));
@@ -446,6 +447,7 @@ fn expired_messages_are_dropped_and_forwarded_ones_carry_the_time_left() {
         qos: QoS::AtMostOnce,
         seq: None,
         retain: false,
+        subscription_ids: Vec::new(),
     };
     h.advance(Duration::from_millis(2_000));
     h.feed(Input::Deliveries(vec![d(&expiring)]));
@@ -543,5 +545,196 @@ fn an_authentication_method_without_a_hook_is_connack_0x8c_with_a_reason_string(
     match h.packets().as_slice() {
         [Packet::ConnAck(ack)] => assert_eq!(ack.properties, None),
         other => panic!("expected CONNACK, got {other:?}"),
+    }
+}
+
+fn subscribe5(
+    id: u16,
+    filters: Vec<(&str, crate::codec::SubscriptionOptions)>,
+    sub_id: Option<u32>,
+) -> Packet {
+    Packet::Subscribe(Subscribe {
+        packet_id: pid(id),
+        filters: filters
+            .into_iter()
+            .map(|(f, o)| (TopicFilter::new(f.to_owned()).unwrap(), o))
+            .collect(),
+        properties: crate::codec::properties::boxed(Properties {
+            subscription_identifiers: sub_id.into_iter().collect(),
+            ..Default::default()
+        }),
+    })
+}
+
+fn options(qos: QoS, handling: crate::codec::RetainHandling) -> crate::codec::SubscriptionOptions {
+    crate::codec::SubscriptionOptions {
+        qos,
+        no_local: true,
+        retain_as_published: true,
+        retain_handling: handling,
+    }
+}
+
+/// The filters whose retained messages are asked for once the SUBSCRIBE is committed.
+fn retained_asked(h: &mut Harness) -> Vec<String> {
+    let ticket = Harness::ticket_of(&h.requests());
+    h.commit(ticket);
+    h.requests()
+        .iter()
+        .filter_map(|r| match r {
+            Request::SendRetained(filters) => Some(filters),
+            _ => None,
+        })
+        .flatten()
+        .map(|(f, _)| f.as_str().to_owned())
+        .collect()
+}
+
+#[test]
+fn subscription_options_and_identifier_are_granted_and_shared_filters_refused() {
+    // Section 3.8.3.1 and 3.8.2.1.2; shared subscriptions are refused with 0x9E (section 4.8.2).
+    use crate::codec::{RetainHandling, SubscribeReturnCode};
+    let mut h = Harness::new();
+    connected5(&mut h, Properties::default());
+    h.read(vec![subscribe5(
+        1,
+        vec![
+            (
+                "a/+",
+                options(QoS::AtLeastOnce, RetainHandling::OnSubscribe),
+            ),
+            (
+                "$share/g/a",
+                options(QoS::AtLeastOnce, RetainHandling::OnSubscribe),
+            ),
+        ],
+        Some(42),
+    )]);
+    let requests = h.requests();
+    let grants: Vec<_> = requests
+        .iter()
+        .filter_map(|r| match r {
+            Request::Subscribe { filters, .. } => Some(filters.clone()),
+            _ => None,
+        })
+        .flatten()
+        .collect();
+    assert_eq!(grants.len(), 1, "{grants:?}");
+    let (filter, grant) = &grants[0];
+    assert_eq!(filter.as_str(), "a/+");
+    assert_eq!(
+        (
+            grant.qos,
+            grant.no_local,
+            grant.retain_as_published,
+            grant.id
+        ),
+        (QoS::AtLeastOnce, true, true, Some(42))
+    );
+    h.commit(Harness::ticket_of(&requests));
+    assert_eq!(
+        h.packets(),
+        vec![suback(
+            1,
+            vec![
+                SubscribeReturnCode::Success(QoS::AtLeastOnce),
+                SubscribeReturnCode::Refused(ReasonCode::SHARED_SUBSCRIPTIONS_NOT_SUPPORTED)
+            ]
+        )]
+    );
+}
+
+#[test]
+fn retain_handling_decides_when_retained_messages_are_sent() {
+    // Section 3.8.3.1: 0 at every subscribe, 1 only for a new subscription, 2 never.
+    use crate::codec::RetainHandling;
+    let mut h = Harness::new();
+    connected5(&mut h, Properties::default());
+    h.read(vec![subscribe5(
+        1,
+        vec![("r/0", options(QoS::AtMostOnce, RetainHandling::OnSubscribe))],
+        None,
+    )]);
+    assert_eq!(retained_asked(&mut h), vec!["r/0"]);
+    h.read(vec![subscribe5(
+        2,
+        vec![("r/0", options(QoS::AtMostOnce, RetainHandling::OnSubscribe))],
+        None,
+    )]);
+    assert_eq!(retained_asked(&mut h), vec!["r/0"], "again for 0");
+    h.read(vec![subscribe5(
+        3,
+        vec![(
+            "r/1",
+            options(QoS::AtMostOnce, RetainHandling::OnNewSubscription),
+        )],
+        None,
+    )]);
+    assert_eq!(retained_asked(&mut h), vec!["r/1"], "new");
+    h.read(vec![subscribe5(
+        4,
+        vec![(
+            "r/1",
+            options(QoS::AtMostOnce, RetainHandling::OnNewSubscription),
+        )],
+        None,
+    )]);
+    assert!(retained_asked(&mut h).is_empty(), "existing");
+    h.read(vec![subscribe5(
+        5,
+        vec![("r/2", options(QoS::AtMostOnce, RetainHandling::Never))],
+        None,
+    )]);
+    assert!(retained_asked(&mut h).is_empty(), "never");
+}
+
+#[test]
+fn unsuback_says_which_subscriptions_existed() {
+    // [MQTT-3.11.3-1 in 5.0]: one reason code per filter, 0x11 No subscription existed.
+    use crate::codec::RetainHandling;
+    let mut h = Harness::new();
+    connected5(&mut h, Properties::default());
+    h.read(vec![subscribe5(
+        1,
+        vec![("u/a", options(QoS::AtMostOnce, RetainHandling::Never))],
+        None,
+    )]);
+    let ticket = Harness::ticket_of(&h.requests());
+    h.commit(ticket);
+    h.take();
+    h.read(vec![Packet::Unsubscribe(Unsubscribe {
+        packet_id: pid(2),
+        filters: vec![
+            TopicFilter::new("u/a".to_owned()).unwrap(),
+            TopicFilter::new("u/b".to_owned()).unwrap(),
+        ],
+        properties: None,
+    })]);
+    let ticket = Harness::ticket_of(&h.requests());
+    h.commit(ticket);
+    assert_eq!(
+        h.packets(),
+        vec![Packet::UnsubAck(crate::codec::UnsubAck {
+            packet_id: pid(2),
+            reason_codes: vec![ReasonCode::SUCCESS, ReasonCode::NO_SUBSCRIPTION_EXISTED],
+            properties: None,
+        })]
+    );
+}
+
+#[test]
+fn a_delivery_carries_the_identifiers_of_every_matching_subscription() {
+    // [MQTT-3.3.4-3 in 5.0], [MQTT-3.3.4-4 in 5.0]: one PUBLISH with all of them.
+    let mut h = Harness::new();
+    connected5(&mut h, Properties::default());
+    let mut d = delivery("t", QoS::AtMostOnce, None);
+    d.subscription_ids = vec![3, 7];
+    h.feed(Input::Deliveries(vec![d]));
+    match h.take().emits.as_slice() {
+        [Emit::Publish(p)] => assert_eq!(
+            p.v5.as_ref().map(|v| v.subscription_ids.clone()),
+            Some(vec![3, 7])
+        ),
+        other => panic!("expected one PUBLISH, got {other:?}"),
     }
 }
