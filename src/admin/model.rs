@@ -211,9 +211,9 @@ pub fn session_detail(
         subscriptions: snapshot
             .subscriptions(client_id)?
             .into_iter()
-            .map(|(filter, qos)| SubscriptionRow {
+            .map(|(filter, grant)| SubscriptionRow {
                 filter: filter.as_str().to_owned(),
-                qos: qos.as_u8(),
+                qos: grant.qos.as_u8(),
             })
             .collect(),
         queued,

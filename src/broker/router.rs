@@ -73,12 +73,12 @@ impl Router {
                 next_seq: session.next_seq,
                 subscriptions: Subscriptions::default(),
                 offline_since_ms: session.last_seen_ms,
-                session_expiry: None,
+                session_expiry: session.session_expiry,
             });
-            for (filter, qos) in session.subscriptions {
-                router.trie.insert(&filter, slot, qos.into());
+            for (filter, grant) in session.subscriptions {
+                router.trie.insert(&filter, slot, grant);
                 if let Some(entry) = router.registry.get_mut(slot) {
-                    entry.subscriptions.insert(filter, qos.into());
+                    entry.subscriptions.insert(filter, grant);
                 }
             }
         }
@@ -227,7 +227,7 @@ impl Router {
                 ops.push(StoreOp::Subscribe {
                     client_id: entry.client_id.clone(),
                     filter: filter.clone(),
-                    qos: grant.qos,
+                    grant,
                 });
             }
             entry.subscriptions.insert(filter, grant);
@@ -331,6 +331,13 @@ impl Handler<SetSessionExpiry> for Router {
         if let Some(entry) = self.registry.get_mut(msg.link.slot) {
             if entry.online_as(msg.link.conn).is_some() {
                 entry.session_expiry = Some(msg.secs);
+                if entry.persistent {
+                    let op = StoreOp::SetSessionExpiry {
+                        client_id: entry.client_id.clone(),
+                        session_expiry: Some(msg.secs),
+                    };
+                    self.submit(vec![op], None);
+                }
             }
         }
     }

@@ -82,7 +82,7 @@ pub(crate) fn apply_batch(
 /// Every table of the schema, opened once per batch.
 struct Tables<'t> {
     sessions: Table<'t, &'static str, &'static [u8]>,
-    subs: Table<'t, (&'static str, &'static str), u8>,
+    subs: Table<'t, (&'static str, &'static str), u64>,
     messages: Table<'t, u64, &'static [u8]>,
     queue: Table<'t, (&'static str, u64), &'static [u8]>,
     qos2: Table<'t, (&'static str, u16), ()>,
@@ -126,6 +126,10 @@ impl Applier<'_, '_> {
                 level,
                 now_ms,
             } => self.create_session(client_id, records::level_to_u8(*level), *now_ms)?,
+            StoreOp::SetSessionExpiry {
+                client_id,
+                session_expiry,
+            } => self.set_session_expiry(client_id, *session_expiry)?,
             StoreOp::TouchSession { client_id, now_ms } => {
                 self.touch_session(client_id, *now_ms)?
             }
@@ -133,11 +137,12 @@ impl Applier<'_, '_> {
             StoreOp::Subscribe {
                 client_id,
                 filter,
-                qos,
+                grant,
             } => {
-                self.t
-                    .subs
-                    .insert((client_id.as_str(), filter.as_str()), qos.as_u8())?;
+                self.t.subs.insert(
+                    (client_id.as_str(), filter.as_str()),
+                    records::grant_to_u64(grant),
+                )?;
             }
             StoreOp::Unsubscribe { client_id, filter } => {
                 self.t.subs.remove((client_id.as_str(), filter.as_str()))?;
@@ -224,6 +229,23 @@ impl Applier<'_, '_> {
         self.t
             .sessions
             .insert(client.as_str(), encoded.as_slice())?;
+        Ok(())
+    }
+
+    fn set_session_expiry(
+        &mut self,
+        client: &ClientId,
+        session_expiry: Option<u32>,
+    ) -> Result<(), StoreError> {
+        if let Some(old) = self.read_session(client.as_str())? {
+            let encoded = records::encode_session(&SessionRecord {
+                expiry_interval_ms: session_expiry.map(|secs| u64::from(secs) * 1000),
+                ..old
+            })?;
+            self.t
+                .sessions
+                .insert(client.as_str(), encoded.as_slice())?;
+        }
         Ok(())
     }
 

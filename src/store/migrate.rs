@@ -9,8 +9,11 @@ use std::path::Path;
 #[path = "../../migrations/0001_initial.rs"]
 mod m0001_initial;
 
+#[path = "../../migrations/0002_mqtt5.rs"]
+mod m0002_mqtt5;
+
 /// The schema version this build writes and reads.
-pub const CURRENT_VERSION: u64 = 1;
+pub const CURRENT_VERSION: u64 = 2;
 
 /// One upgrade step, from `to - 1` to `to`.
 struct Step {
@@ -19,11 +22,18 @@ struct Step {
     apply: fn(&WriteTransaction) -> Result<(), StoreError>,
 }
 
-const STEPS: &[Step] = &[Step {
-    to: 1,
-    name: "initial",
-    apply: m0001_initial::apply,
-}];
+const STEPS: &[Step] = &[
+    Step {
+        to: 1,
+        name: "initial",
+        apply: m0001_initial::apply,
+    },
+    Step {
+        to: 2,
+        name: "MQTT 5.0 properties, subscription options and identifiers",
+        apply: m0002_mqtt5::apply,
+    },
+];
 
 /// The version stored in `db`: `None` for an empty database; an error for a redb file of some other application.
 pub(crate) fn stored_version(

@@ -103,6 +103,13 @@ pub enum StoreOp {
         /// Current time in ms since the epoch.
         now_ms: u64,
     },
+    /// Sets a session's MQTT 5.0 Session Expiry Interval (seconds; `None` for the broker's default).
+    SetSessionExpiry {
+        /// The session's client id.
+        client_id: ClientId,
+        /// The interval in seconds.
+        session_expiry: Option<u32>,
+    },
     /// Records that the client was seen now (connect or disconnect).
     TouchSession {
         /// The session's client id.
@@ -121,8 +128,8 @@ pub enum StoreOp {
         client_id: ClientId,
         /// The topic filter.
         filter: TopicFilter,
-        /// The granted QoS.
-        qos: QoS,
+        /// What is granted.
+        grant: crate::message::Grant,
     },
     /// Removes a subscription.
     Unsubscribe {
@@ -244,8 +251,10 @@ pub struct RecoveredSession {
     pub client_id: ClientId,
     /// Protocol level of its last CONNECT.
     pub level: ProtocolLevel,
-    /// Its subscriptions with granted QoS.
-    pub subscriptions: Vec<(TopicFilter, QoS)>,
+    /// Its subscriptions with what is granted.
+    pub subscriptions: Vec<(TopicFilter, crate::message::Grant)>,
+    /// Its MQTT 5.0 Session Expiry Interval in seconds; `None` for earlier levels.
+    pub session_expiry: Option<u32>,
     /// The sequence number for its next queue entry (1 for an empty queue).
     pub next_seq: u64,
     /// When the client was last seen, in ms since the epoch.

@@ -5,7 +5,8 @@ use super::limits::QueueSize;
 use super::records::{self, StateRecord};
 use super::tables::{self, client_successor};
 use super::{EntryState, QueuedMessage, Recovered, RecoveredSession, StoreError};
-use crate::codec::{ClientId, PacketId, QoS};
+use crate::codec::{ClientId, PacketId};
+use crate::message::Grant;
 use crate::message::Message;
 use crate::topic::TopicFilter;
 use redb::{ReadTransaction, ReadableDatabase, ReadableTable};
@@ -185,9 +186,9 @@ where
 pub(crate) fn subscriptions<T>(
     table: &T,
     client: &str,
-) -> Result<Vec<(TopicFilter, QoS)>, StoreError>
+) -> Result<Vec<(TopicFilter, Grant)>, StoreError>
 where
-    T: ReadableTable<(&'static str, &'static str), u8>,
+    T: ReadableTable<(&'static str, &'static str), u64>,
 {
     let succ = client_successor(client);
     let mut out = Vec::new();
@@ -200,9 +201,8 @@ where
             reason,
         };
         let parsed = TopicFilter::new(filter.to_owned()).map_err(|e| corrupt(e.to_string()))?;
-        let qos =
-            QoS::from_u8(value.value()).ok_or_else(|| corrupt(format!("QoS {}", value.value())))?;
-        out.push((parsed, qos));
+        let grant = records::grant_from_u64(value.value()).map_err(corrupt)?;
+        out.push((parsed, grant));
     }
     Ok(out)
 }
@@ -250,6 +250,10 @@ pub(crate) fn recover(
             level,
             next_seq,
             last_seen_ms: record.last_seen_ms,
+            // Only MQTT 5.0 sessions store an expiry of their own, in milliseconds.
+            session_expiry: record
+                .expiry_interval_ms
+                .map(|ms| u32::try_from(ms / 1000).unwrap_or(u32::MAX)),
         });
     }
     recovered.retained = retained(&txn.open_table(tables::RETAINED)?)?;

@@ -8,7 +8,7 @@ use super::snapshot::Snapshot;
 use super::tables::{self, client_successor};
 use super::writer::{check_magic, guarded_open};
 use super::{QueuedMessage, StoreError};
-use crate::codec::{ClientId, PacketId, ProtocolLevel, QoS};
+use crate::codec::{ClientId, PacketId, ProtocolLevel};
 use crate::message::Message;
 use crate::topic::TopicFilter;
 use redb::{
@@ -116,7 +116,10 @@ impl StoreReader {
     }
 
     /// The subscriptions of a session with their granted QoS.
-    pub fn subscriptions(&self, client_id: &str) -> Result<Vec<(TopicFilter, QoS)>, StoreError> {
+    pub fn subscriptions(
+        &self,
+        client_id: &str,
+    ) -> Result<Vec<(TopicFilter, crate::message::Grant)>, StoreError> {
         self.snapshot()?.subscriptions(client_id)
     }
 
@@ -148,7 +151,7 @@ impl StoreReader {
 
 /// The subscription and inbound QoS 2 tables a summary counts from, opened once per snapshot read.
 pub(super) struct CountTables {
-    subs: ReadOnlyTable<(&'static str, &'static str), u8>,
+    subs: ReadOnlyTable<(&'static str, &'static str), u64>,
     qos2: ReadOnlyTable<(&'static str, u16), ()>,
 }
 

@@ -2,8 +2,8 @@
 //! Owns the byte layout of every value; knows nothing of transactions, batching or policies.
 
 use super::StoreError;
-use crate::codec::{PacketId, ProtocolLevel, QoS};
-use crate::message::Message;
+use crate::codec::{PacketId, Properties, ProtocolLevel, QoS};
+use crate::message::{Grant, Message};
 use crate::topic::TopicName;
 use bytes::Bytes;
 use serde::{Deserialize, Serialize, Serializer};
@@ -45,6 +45,7 @@ fn level_from_u8(value: u8) -> Option<ProtocolLevel> {
     match value {
         3 => Some(ProtocolLevel::V31),
         4 => Some(ProtocolLevel::V311),
+        5 => Some(ProtocolLevel::V5),
         _ => None,
     }
 }
@@ -102,6 +103,75 @@ struct MessageRecord<'a> {
     payload: &'a [u8],
     arrived_at_ms: u64,
     refs: u32,
+    /// The MQTT 5.0 message properties (schema version 2).
+    properties: Option<PropertiesRecord>,
+}
+
+/// The MQTT 5.0 properties a stored message keeps (section 3.3.2.3): what subscribers must receive unchanged.
+#[derive(Debug, Default, Serialize, Deserialize)]
+struct PropertiesRecord {
+    payload_format_indicator: Option<u8>,
+    message_expiry_interval: Option<u32>,
+    content_type: Option<String>,
+    response_topic: Option<String>,
+    correlation_data: Option<Vec<u8>>,
+    user_properties: Vec<(String, String)>,
+}
+
+impl PropertiesRecord {
+    fn of(p: &Properties) -> PropertiesRecord {
+        PropertiesRecord {
+            payload_format_indicator: p.payload_format_indicator,
+            message_expiry_interval: p.message_expiry_interval,
+            content_type: p.content_type.as_deref().map(str::to_owned),
+            response_topic: p.response_topic.as_deref().map(str::to_owned),
+            correlation_data: p.correlation_data.as_deref().map(<[u8]>::to_vec),
+            user_properties: p
+                .user_properties
+                .iter()
+                .map(|(k, v)| (k.to_string(), v.to_string()))
+                .collect(),
+        }
+    }
+
+    fn into_properties(self) -> Properties {
+        Properties {
+            payload_format_indicator: self.payload_format_indicator,
+            message_expiry_interval: self.message_expiry_interval,
+            content_type: self.content_type.map(Into::into),
+            response_topic: self.response_topic.map(Into::into),
+            correlation_data: self.correlation_data.map(Bytes::from),
+            user_properties: self
+                .user_properties
+                .into_iter()
+                .map(|(k, v)| (k.into(), v.into()))
+                .collect(),
+            ..Properties::default()
+        }
+    }
+}
+
+/// Packs a subscription grant for the `subscriptions` table: the options byte (QoS, No Local, Retain As
+/// Published, as in SUBSCRIBE) in the low 8 bits, the Subscription Identifier (0 for none) above.
+pub(crate) fn grant_to_u64(grant: &Grant) -> u64 {
+    let options = grant.qos.as_u8()
+        | u8::from(grant.no_local) << 2
+        | u8::from(grant.retain_as_published) << 3;
+    u64::from(options) | u64::from(grant.id.unwrap_or(0)) << 8
+}
+
+/// The grant packed by `grant_to_u64`, or why the value cannot be one.
+pub(crate) fn grant_from_u64(value: u64) -> Result<Grant, String> {
+    let options = (value & 0xFF) as u8;
+    let qos = QoS::from_u8(options & 0b11).ok_or_else(|| format!("QoS {}", options & 0b11))?;
+    let id =
+        u32::try_from(value >> 8).map_err(|_| format!("subscription identifier {}", value >> 8))?;
+    Ok(Grant {
+        qos,
+        no_local: options & 0b100 != 0,
+        retain_as_published: options & 0b1000 != 0,
+        id: (id != 0).then_some(id),
+    })
 }
 
 /// Encodes a message body with its reference count, borrowing the payload.
@@ -119,6 +189,7 @@ pub(crate) fn encode_message(
             payload: &message.payload,
             arrived_at_ms: message.arrived_at_ms,
             refs,
+            properties: message.properties.as_deref().map(PropertiesRecord::of),
         },
     )
 }
@@ -129,7 +200,11 @@ pub(crate) fn decode_message(
     key: impl FnOnce() -> String + Clone,
     bytes: &[u8],
 ) -> Result<(Message, u32), StoreError> {
-    let record: MessageRecord<'_> = decode(table, key.clone(), bytes)?;
+    let mut record: MessageRecord<'_> = decode(table, key.clone(), bytes)?;
+    let properties = record
+        .properties
+        .take()
+        .map(|p| Box::new(p.into_properties()));
     let corrupt = |reason: String| StoreError::Decode {
         table,
         key: key.clone()(),
@@ -143,7 +218,7 @@ pub(crate) fn decode_message(
         qos,
         retain: record.retain,
         arrived_at_ms: record.arrived_at_ms,
-        properties: None,
+        properties,
     };
     Ok((message, record.refs))
 }

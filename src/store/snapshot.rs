@@ -6,7 +6,7 @@ use super::read::{self, QueueTally};
 use super::reader::{summary, CountTables, SessionSummary};
 use super::tables;
 use super::{QueuedMessage, StoreError};
-use crate::codec::{ClientId, PacketId, QoS};
+use crate::codec::{ClientId, PacketId};
 use crate::message::Message;
 use crate::topic::TopicFilter;
 use redb::{ReadTransaction, ReadableTableMetadata};
@@ -82,7 +82,10 @@ impl Snapshot {
     }
 
     /// The subscriptions of a session with their granted QoS.
-    pub fn subscriptions(&self, client_id: &str) -> Result<Vec<(TopicFilter, QoS)>, StoreError> {
+    pub fn subscriptions(
+        &self,
+        client_id: &str,
+    ) -> Result<Vec<(TopicFilter, crate::message::Grant)>, StoreError> {
         read::subscriptions(&self.txn.open_table(tables::SUBSCRIPTIONS)?, client_id)
     }
 

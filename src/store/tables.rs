@@ -12,12 +12,13 @@ pub(crate) const SCHEMA_VERSION_KEY: &str = "schema_version";
 /// Client id -> encoded `SessionRecord`.
 pub(crate) const SESSIONS: TableDefinition<&str, &[u8]> = TableDefinition::new("sessions_v1");
 
-/// (client id, topic filter) -> granted QoS.
-pub(crate) const SUBSCRIPTIONS: TableDefinition<(&str, &str), u8> =
-    TableDefinition::new("subscriptions_v1");
+/// (client id, topic filter) -> the grant as `records::grant_to_u64` packs it: the options byte (granted QoS,
+/// No Local, Retain As Published) in the low 8 bits, the Subscription Identifier (0 for none) above.
+pub(crate) const SUBSCRIPTIONS: TableDefinition<(&str, &str), u64> =
+    TableDefinition::new("subscriptions_v2");
 
 /// Message id -> encoded `MessageRecord`, one body shared by every queue entry naming it.
-pub(crate) const MESSAGES: TableDefinition<u64, &[u8]> = TableDefinition::new("messages_v1");
+pub(crate) const MESSAGES: TableDefinition<u64, &[u8]> = TableDefinition::new("messages_v2");
 
 /// (client id, sequence number) -> encoded `QueueRecord`: waiting and inflight outbound messages, in order.
 pub(crate) const QUEUE: TableDefinition<(&str, u64), &[u8]> = TableDefinition::new("queue_v1");
@@ -27,7 +28,7 @@ pub(crate) const INCOMING_QOS2: TableDefinition<(&str, u16), ()> =
     TableDefinition::new("incoming_qos2_v1");
 
 /// Topic -> encoded `MessageRecord` of the retained message, body inline.
-pub(crate) const RETAINED: TableDefinition<&str, &[u8]> = TableDefinition::new("retained_v1");
+pub(crate) const RETAINED: TableDefinition<&str, &[u8]> = TableDefinition::new("retained_v2");
 
 /// The first key after every key of `client` in a table keyed by `(client, &str)`.
 ///

@@ -232,7 +232,15 @@ impl Connection {
                 client_id: client_id.clone(),
             });
         }
+        let session_expiry = joining.v5.as_ref().map(|v5| v5.session_expiry);
         if registration.session_present {
+            if session_expiry.is_some() {
+                // The expiry of this CONNECT replaces the stored one (section 3.1.2.11.2).
+                out.store.push(StoreOp::SetSessionExpiry {
+                    client_id: client_id.clone(),
+                    session_expiry,
+                });
+            }
             out.store.push(StoreOp::TouchSession {
                 client_id,
                 now_ms: now.wall_ms,
@@ -240,10 +248,16 @@ impl Connection {
         } else if joining.outlives_connection(false) {
             // Durability contract, point 2: a new persistent session exists in the store before CONNACK.
             ops.push(StoreOp::CreateSession {
-                client_id,
+                client_id: client_id.clone(),
                 level: joining.level,
                 now_ms: now.wall_ms,
             });
+            if session_expiry.is_some() {
+                ops.push(StoreOp::SetSessionExpiry {
+                    client_id,
+                    session_expiry,
+                });
+            }
         }
         let ops = (!ops.is_empty()).then_some(ops);
         let commit = ops.map(|ops| {

@@ -25,17 +25,17 @@ fn fixture_ops() -> Vec<StoreOp> {
         StoreOp::Subscribe {
             client_id: cid("device-1"),
             filter: f("sensors/+/temp"),
-            qos: QoS::AtLeastOnce,
+            grant: (QoS::AtLeastOnce).into(),
         },
         StoreOp::Subscribe {
             client_id: cid("device-1"),
             filter: f("cmd/#"),
-            qos: QoS::ExactlyOnce,
+            grant: (QoS::ExactlyOnce).into(),
         },
         StoreOp::Subscribe {
             client_id: cid("legacy"),
             filter: f("sensors/#"),
-            qos: QoS::AtLeastOnce,
+            grant: (QoS::AtLeastOnce).into(),
         },
         store_message(1, &body),
         store_message(2, &q2),
@@ -121,9 +121,22 @@ fn check_contents(h: &StoreHandle, recovered: &Recovered) {
 }
 
 #[test]
-fn the_v1_fixture_opens_and_reads() {
+fn the_v1_fixture_upgrades_to_v2_and_keeps_everything() {
     let dir = tempfile::tempdir().unwrap();
     std::fs::copy(FIXTURE, dir.path().join(DB_FILE_NAME)).unwrap();
+    // A read-only reader never migrates: it asks for the broker to be started on the file once.
+    assert!(matches!(
+        Store::open_read_only(dir.path()),
+        Err(StoreError::OlderSchema {
+            found: 1,
+            supported: 2,
+            ..
+        })
+    ));
+    // Step 2 (migrations/0002_mqtt5.rs) upgrades it; every session, subscription and queued message stays.
+    let (h, recovered, w) = open(&config(dir.path()));
+    check_contents(&h, &recovered);
+    w.shutdown().unwrap();
     let reader = Store::open_read_only(dir.path()).unwrap();
     let sessions = reader.sessions().unwrap();
     assert_eq!(sessions.len(), 2);
@@ -142,7 +155,7 @@ fn the_v1_fixture_opens_and_reads() {
 }
 
 #[test]
-fn migration_step_1_initialises_an_empty_database() {
+fn the_migration_steps_initialise_an_empty_database() {
     let dir = tempfile::tempdir().unwrap();
     let (h, recovered, w) = open(&config(dir.path()));
     assert!(recovered.sessions.is_empty());
@@ -153,7 +166,10 @@ fn migration_step_1_initialises_an_empty_database() {
         .set_concurrency_mode(redb::ConcurrencyMode::SingleWriter)
         .open_read_only(&path)
         .unwrap();
-    assert_eq!(migrate::stored_version(&db, &path).unwrap(), Some(1));
+    assert_eq!(
+        migrate::stored_version(&db, &path).unwrap(),
+        Some(migrate::CURRENT_VERSION)
+    );
     drop(db);
     let (h, recovered, w) = open(&config(dir.path()));
     check_contents(&h, &recovered);

@@ -275,7 +275,7 @@ impl Model {
                 ops.push(StoreOp::Subscribe {
                     client_id: cid(c),
                     filter: TopicFilter::new(f).unwrap(),
-                    qos: *qos,
+                    grant: (*qos).into(),
                 });
             }
             Step::Unsubscribe { client, filter } => {
@@ -463,10 +463,10 @@ impl Model {
             })
     }
 
-    fn subscriptions(&self, client: &'static str) -> Vec<(TopicFilter, QoS)> {
+    fn subscriptions(&self, client: &'static str) -> Vec<(TopicFilter, crate::message::Grant)> {
         self.subs
             .range((client, "")..=(client, "\u{10FFFF}"))
-            .map(|(&(_, f), &qos)| (TopicFilter::new(f).unwrap(), qos))
+            .map(|(&(_, f), &qos)| (TopicFilter::new(f).unwrap(), qos.into()))
             .collect()
     }
 
@@ -511,6 +511,7 @@ impl Model {
                 subscriptions: self.subscriptions(c),
                 next_seq: self.entries(c).last().map_or(1, |(seq, _)| seq + 1),
                 last_seen_ms: s.last_seen_ms,
+                session_expiry: None,
             })
             .collect()
     }

@@ -14,7 +14,7 @@ fn delete_session_removes_everything_of_that_session_only() {
             StoreOp::Subscribe {
                 client_id: cid(c),
                 filter: f.clone(),
-                qos: QoS::ExactlyOnce,
+                grant: (QoS::ExactlyOnce).into(),
             },
             StoreOp::AddIncomingQos2 {
                 client_id: cid(c),
@@ -88,12 +88,12 @@ fn state_is_recovered_after_reopen() {
             StoreOp::Subscribe {
                 client_id: cid("new"),
                 filter: f("a/+"),
-                qos: QoS::AtLeastOnce,
+                grant: (QoS::AtLeastOnce).into(),
             },
             StoreOp::Subscribe {
                 client_id: cid("new"),
                 filter: f("b"),
-                qos: QoS::ExactlyOnce,
+                grant: (QoS::ExactlyOnce).into(),
             },
             store_message(41, &m),
             enqueue("new", 7, 41, QoS::AtLeastOnce),
@@ -110,9 +110,13 @@ fn state_is_recovered_after_reopen() {
         RecoveredSession {
             client_id: cid("new"),
             level: ProtocolLevel::V311,
-            subscriptions: vec![(f("a/+"), QoS::AtLeastOnce), (f("b"), QoS::ExactlyOnce)],
+            subscriptions: vec![
+                (f("a/+"), QoS::AtLeastOnce.into()),
+                (f("b"), QoS::ExactlyOnce.into()),
+            ],
             next_seq: 10,
             last_seen_ms: 25,
+            session_expiry: None,
         },
         RecoveredSession {
             client_id: cid("old"),
@@ -120,6 +124,7 @@ fn state_is_recovered_after_reopen() {
             subscriptions: vec![],
             next_seq: 1,
             last_seen_ms: 10,
+            session_expiry: None,
         },
     ];
     assert_eq!(recovered.sessions, expected);
@@ -149,7 +154,7 @@ fn a_newer_schema_is_refused_naming_both_versions() {
             err,
             StoreError::NewerSchema {
                 found: 7,
-                supported: 1,
+                supported: 2,
                 ..
             }
         ),
@@ -157,7 +162,7 @@ fn a_newer_schema_is_refused_naming_both_versions() {
     );
     let text = err.to_string();
     assert!(
-        text.contains("version 7") && text.contains("up to 1") && text.contains(DB_FILE_NAME),
+        text.contains("version 7") && text.contains("up to 2") && text.contains(DB_FILE_NAME),
         "{text}"
     );
     assert!(matches!(
@@ -281,4 +286,73 @@ fn a_missing_database_is_reported_by_the_reader() {
     let dir = tempfile::tempdir().unwrap();
     let err = Store::open_read_only(&dir.path().join("nowhere")).unwrap_err();
     assert!(err.to_string().contains("nowhere"), "{err}");
+}
+
+#[test]
+fn mqtt5_properties_grants_and_session_expiry_survive_a_reopen() {
+    // Schema version 2: message properties (user properties in order), subscription options with their
+    // identifier, and a session's own expiry are stored and read back as they were.
+    use crate::codec::Properties;
+    use crate::message::Grant;
+    let dir = tempfile::tempdir().unwrap();
+    let (h, _, w) = open(&config(dir.path()));
+    let properties = Properties {
+        payload_format_indicator: Some(1),
+        message_expiry_interval: Some(3600),
+        content_type: Some("text/plain".into()),
+        response_topic: Some("reply/here".into()),
+        correlation_data: Some(bytes::Bytes::from_static(b"\x00\x01")),
+        user_properties: vec![("k".into(), "2".into()), ("k".into(), "1".into())],
+        ..Properties::default()
+    };
+    let mut message = (*msg("v5/t", b"p", QoS::AtLeastOnce)).clone();
+    message.properties = Some(Box::new(properties.clone()));
+    let message = Arc::new(message);
+    let mut retained = (*message).clone();
+    retained.retain = true;
+    let grant = Grant {
+        qos: QoS::ExactlyOnce,
+        no_local: true,
+        retain_as_published: true,
+        id: Some(268_435_455),
+    };
+    write(
+        &h,
+        vec![
+            create("c5", 1),
+            StoreOp::SetSessionExpiry {
+                client_id: cid("c5"),
+                session_expiry: Some(90),
+            },
+            StoreOp::Subscribe {
+                client_id: cid("c5"),
+                filter: TopicFilter::new("v5/#").unwrap(),
+                grant,
+            },
+            store_message(1, &message),
+            enqueue("c5", 1, 1, QoS::AtLeastOnce),
+            StoreOp::SetRetained {
+                message: Arc::new(retained),
+            },
+        ],
+    )
+    .unwrap();
+    w.shutdown().unwrap();
+    let (h, recovered, w) = open(&config(dir.path()));
+    let session = &recovered.sessions[0];
+    assert_eq!(session.session_expiry, Some(90));
+    assert_eq!(
+        session.subscriptions,
+        vec![(TopicFilter::new("v5/#").unwrap(), grant)]
+    );
+    assert_eq!(
+        recovered.retained[0].properties.as_deref(),
+        Some(&properties)
+    );
+    let queued = queue(&h, "c5");
+    assert_eq!(
+        queued[0].message.as_ref().unwrap().properties.as_deref(),
+        Some(&properties)
+    );
+    w.shutdown().unwrap();
 }

@@ -48,10 +48,10 @@ fn subscriptions_are_kept_per_client_without_leaking_into_prefixed_ids() {
     let dir = tempfile::tempdir().unwrap();
     let (h, _, w) = open(&config(dir.path()));
     let f = |s: &str| TopicFilter::new(s.to_owned()).unwrap();
-    let sub = |c: &str, filter: &str, qos| StoreOp::Subscribe {
+    let sub = |c: &str, filter: &str, qos: QoS| StoreOp::Subscribe {
         client_id: cid(c),
         filter: f(filter),
-        qos,
+        grant: qos.into(),
     };
     write(
         &h,
@@ -72,11 +72,11 @@ fn subscriptions_are_kept_per_client_without_leaking_into_prefixed_ids() {
     let reader = Store::open_read_only(dir.path()).unwrap();
     assert_eq!(
         reader.subscriptions("c").unwrap(),
-        vec![(f("a/#"), QoS::AtMostOnce)]
+        vec![(f("a/#"), QoS::AtMostOnce.into())]
     );
     assert_eq!(
         reader.subscriptions("c1").unwrap(),
-        vec![(f("z"), QoS::AtMostOnce)]
+        vec![(f("z"), QoS::AtMostOnce.into())]
     );
     assert_eq!(reader.session("c").unwrap().unwrap().subscriptions, 1);
     w.shutdown().unwrap();
