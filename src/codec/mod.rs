@@ -152,3 +152,7 @@ mod tests {
         assert!(matches!(EncodeError::from(io), EncodeError::Io(_)));
     }
 }
+
+#[cfg(test)]
+#[path = "v5_tests.rs"]
+mod v5_tests;
