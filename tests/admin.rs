@@ -442,3 +442,77 @@ fn a_generated_token_is_written_privately_and_found_by_the_commands() {
     assert_eq!(stats["source"], "live");
     broker.stop();
 }
+
+/// Polls a rumqttc v5 event loop until `wanted` accepts an incoming packet, within ten seconds.
+async fn v5_until(
+    events: &mut rumqttc::v5::EventLoop,
+    mut wanted: impl FnMut(&rumqttc::v5::mqttbytes::v5::Packet) -> bool,
+) {
+    let wait = async {
+        loop {
+            match events.poll().await {
+                Ok(rumqttc::v5::Event::Incoming(packet)) if wanted(&packet) => return,
+                Ok(_) => {}
+                Err(e) => panic!("v5 client failed: {e}"),
+            }
+        }
+    };
+    tokio::time::timeout(Duration::from_secs(10), wait)
+        .await
+        .expect("the awaited packet within 10 s");
+}
+
+/// An MQTT 5.0 session is listed with its protocol version and expiry, and `--payload` shows the properties
+/// of what it has queued (user properties in order), read from the file with the broker stopped.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn mqtt5_sessions_show_protocol_expiry_and_message_properties() {
+    use rumqttc::v5::mqttbytes::v5::{Packet, PublishProperties};
+    use rumqttc::v5::mqttbytes::QoS as QoS5;
+    use rumqttc::v5::{AsyncClient, MqttOptions as Options5};
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().to_str().unwrap().to_owned();
+    let mut broker = AdminBroker::start(dir.path(), false, &[]);
+    let mut options = Options5::new("dev5", "127.0.0.1", broker.mqtt.port());
+    options.set_clean_start(false);
+    options.set_session_expiry_interval(Some(3600));
+    let (client, mut events) = AsyncClient::new(options, 10);
+    client.subscribe("v5/#", QoS5::AtLeastOnce).await.unwrap();
+    v5_until(&mut events, |p| matches!(p, Packet::SubAck(_))).await;
+    client.disconnect().await.unwrap();
+    let _ = tokio::time::timeout(Duration::from_secs(5), async {
+        while events.poll().await.is_ok() {}
+    })
+    .await;
+
+    let (publisher, mut pub_events) =
+        AsyncClient::new(Options5::new("pub5", "127.0.0.1", broker.mqtt.port()), 10);
+    let properties = PublishProperties {
+        content_type: Some("text/plain".to_owned()),
+        user_properties: vec![("a".into(), "1".into()), ("a".into(), "2".into())],
+        ..Default::default()
+    };
+    publisher
+        .publish_with_properties("v5/t", QoS5::AtLeastOnce, false, "hi", properties)
+        .await
+        .unwrap();
+    v5_until(&mut pub_events, |p| matches!(p, Packet::PubAck(_))).await;
+    broker.stop();
+
+    let run = |args: &[&str]| {
+        let mut all = args.to_vec();
+        all.extend(["--data-dir", &data, "--admin", NOWHERE, "--token", TOKEN]);
+        harbormq(&all)
+    };
+    let rows = by_id(&run(&["sessions", "list", "--json"]).json());
+    assert_eq!(rows["dev5"]["protocol"], "5.0");
+    assert_eq!(rows["dev5"]["session_expiry_secs"], 3600);
+    let detail = run(&["sessions", "show", "dev5", "--payload", "--json"]).json();
+    assert_eq!(detail["protocol"], "5.0");
+    let queued = &detail["queued"][0];
+    assert_eq!(queued["topic"], "v5/t");
+    assert_eq!(queued["properties"]["content_type"], "text/plain");
+    assert_eq!(
+        queued["properties"]["user_properties"],
+        serde_json::json!([["a", "1"], ["a", "2"]])
+    );
+}

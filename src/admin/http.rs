@@ -249,6 +249,8 @@ async fn list_sessions(_: Authorized, ctx: Ctx) -> Result<HttpResponse, ApiError
                 queued_bytes: 0,
                 inflight: 0,
                 last_seen: rfc3339(crate::message::now_ms()),
+                protocol: String::new(),
+                session_expiry_secs: None,
             });
         }
     }

@@ -31,6 +31,25 @@ pub struct SessionRow {
     pub inflight: u64,
     /// When the client was last seen (connect or disconnect), RFC 3339 in UTC.
     pub last_seen: String,
+    /// The MQTT version of its last CONNECT: "3.1", "3.1.1" or "5.0".
+    pub protocol: String,
+    /// Its MQTT 5.0 Session Expiry Interval in seconds (4294967295: never); absent for earlier versions,
+    /// which the broker's `session_expiry_secs` applies to.
+    pub session_expiry_secs: Option<u32>,
+}
+
+/// The MQTT version named as users know it.
+pub fn protocol_name(level: crate::codec::ProtocolLevel) -> &'static str {
+    match level {
+        crate::codec::ProtocolLevel::V31 => "3.1",
+        crate::codec::ProtocolLevel::V311 => "3.1.1",
+        crate::codec::ProtocolLevel::V5 => "5.0",
+    }
+}
+
+/// A stored expiry in milliseconds as the seconds a client asked for.
+fn expiry_secs(expiry_interval_ms: Option<u64>) -> Option<u32> {
+    expiry_interval_ms.map(|ms| u32::try_from(ms / 1000).unwrap_or(u32::MAX))
 }
 
 /// A subscription with its granted QoS.
@@ -61,6 +80,8 @@ pub struct QueueRow {
     pub age_secs: Option<u64>,
     /// The first bytes of the payload as text, when asked for.
     pub payload: Option<String>,
+    /// The MQTT 5.0 message properties, when the payload is asked for and the message has some.
+    pub properties: Option<crate::codec::Properties>,
 }
 
 /// Everything about one session: `sessions show`.
@@ -78,6 +99,10 @@ pub struct SessionDetail {
     pub queued_messages: u64,
     /// Their topic plus payload bytes.
     pub queued_bytes: u64,
+    /// The MQTT version of its last CONNECT.
+    pub protocol: String,
+    /// Its MQTT 5.0 Session Expiry Interval in seconds; absent for earlier versions.
+    pub session_expiry_secs: Option<u32>,
     /// Subscriptions with granted QoS.
     pub subscriptions: Vec<SubscriptionRow>,
     /// Entries of this page still waiting to be sent.
@@ -179,6 +204,8 @@ pub fn session_row(summary: &SessionSummary, online: bool) -> SessionRow {
         queued_bytes: summary.queued_bytes,
         inflight: summary.inflight,
         last_seen: rfc3339(summary.last_seen_ms),
+        protocol: protocol_name(summary.level).to_owned(),
+        session_expiry_secs: expiry_secs(summary.expiry_interval_ms),
     }
 }
 
@@ -203,6 +230,8 @@ pub fn session_detail(
         .partition(|row| row.state != "queued");
     Ok(Some(SessionDetail {
         client_id: client_id.to_owned(),
+        protocol: protocol_name(summary.level).to_owned(),
+        session_expiry_secs: expiry_secs(summary.expiry_interval_ms),
         online: false,
         created_at: rfc3339(summary.created_at_ms),
         last_seen: rfc3339(summary.last_seen_ms),
@@ -243,6 +272,9 @@ fn queue_row(entry: &QueuedMessage, now: u64, payload: bool) -> QueueRow {
         size: message.map(|m| m.payload.len() as u64),
         age_secs: message.map(|m| now.saturating_sub(m.arrived_at_ms) / 1000),
         payload: message.filter(|_| payload).map(|m| preview(&m.payload)),
+        properties: message
+            .filter(|_| payload)
+            .and_then(|m| m.properties.as_deref().cloned()),
     }
 }
 
