@@ -133,6 +133,21 @@ pub struct ServeArgs {
     /// Seconds between $SYS/broker/... publications; 0 turns them off (key `sys_interval_secs`; default 10).
     #[arg(long, value_name = "SECS")]
     sys_interval_secs: Option<u64>,
+    /// Highest keepalive granted to an MQTT 5.0 client (key `max_keepalive_secs`; default 65535).
+    #[arg(long, value_name = "SECS")]
+    max_keepalive_secs: Option<u16>,
+    /// Highest topic alias an MQTT 5.0 client may use; 0 turns them off (key `topic_alias_maximum`; default 64).
+    #[arg(long, value_name = "N")]
+    topic_alias_maximum: Option<u16>,
+    /// Unacknowledged QoS 1/2 PUBLISHes an MQTT 5.0 client may send (key `receive_maximum`; default 1024).
+    #[arg(long, value_name = "N")]
+    receive_maximum: Option<u16>,
+    /// Accept $share/ subscriptions (key `shared_subscriptions`; not served yet: refused with 0x9E).
+    #[arg(long, value_name = "BOOL")]
+    shared_subscriptions: Option<bool>,
+    /// Highest MQTT 5.0 Session Expiry Interval granted (key `max_session_expiry_secs`; default 4294967295).
+    #[arg(long, value_name = "SECS")]
+    max_session_expiry_secs: Option<u32>,
 }
 
 impl ServeArgs {
@@ -167,7 +182,12 @@ impl ServeArgs {
             ws_bind,
             admin_bind,
             admin_token,
-            sys_interval_secs
+            sys_interval_secs,
+            max_keepalive_secs,
+            topic_alias_maximum,
+            receive_maximum,
+            shared_subscriptions,
+            max_session_expiry_secs
         );
         config.validate()?;
         Ok(config)

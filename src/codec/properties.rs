@@ -213,6 +213,10 @@ pub fn read_varint(buf: &mut Bytes, packet: &'static str) -> Result<u32, DecodeE
         let byte = buf.get_u8();
         value |= u32::from(byte & 0x7F) << (7 * i);
         if byte & 0x80 == 0 {
+            // [MQTT-1.5.5-1]: the minimum number of bytes; a last byte of 0 after others is one too many.
+            if i > 0 && byte == 0 {
+                return Err(DecodeError::MalformedVarint { packet });
+            }
             return Ok(value);
         }
     }

@@ -652,3 +652,15 @@ fn decode_errors_name_the_reason_code_to_disconnect_with() {
     let err = server(&[0x30, 0xFF, 0xFF, 0xFF, 0xFF, 0x01]).unwrap_err();
     assert_eq!(err.reason_code(), ReasonCode::MALFORMED_PACKET);
 }
+
+// [MQTT-1.5.5-1]: a Variable Byte Integer uses the minimum number of bytes; 0x80 0x00 (zero in two bytes) is
+// malformed.
+#[test]
+fn a_variable_byte_integer_longer_than_needed_is_refused() {
+    let err = server(&subscribe_v5(0x01, &[0x0B, 0x81, 0x00])).unwrap_err();
+    assert!(
+        matches!(err, DecodeError::MalformedVarint { .. }),
+        "{err:?}"
+    );
+    assert!(server(&subscribe_v5(0x01, &[0x0B, 0x81, 0x01])).is_ok());
+}

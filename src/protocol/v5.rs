@@ -222,6 +222,13 @@ pub fn message_properties(mut props: Box<Properties>) -> Option<Box<Properties>>
     (*props != Properties::default()).then_some(props)
 }
 
+/// The properties a will message is published with: its will properties without the Will Delay Interval,
+/// which belongs to the will and is not a PUBLISH property (section 3.1.3.2).
+pub fn will_message_properties(mut props: Box<Properties>) -> Option<Box<Properties>> {
+    props.will_delay_interval = None;
+    message_properties(props)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -304,6 +311,18 @@ mod tests {
         assert!(payload_format_valid(Some(&marked), "héllo".as_bytes()));
         assert!(!payload_format_valid(Some(&marked), &[0xff, 0xfe]));
         assert!(payload_format_valid(None, &[0xff]));
+    }
+
+    #[test]
+    fn a_will_is_published_without_its_delay() {
+        let will = Box::new(Properties {
+            will_delay_interval: Some(30),
+            user_properties: vec![("k".into(), "v".into())],
+            ..Properties::default()
+        });
+        let published = will_message_properties(will).unwrap();
+        assert_eq!(published.will_delay_interval, None);
+        assert_eq!(published.user_properties.len(), 1);
     }
 
     #[test]

@@ -92,7 +92,9 @@ impl Connection {
                     qos: will.qos,
                     retain: will.retain,
                     arrived_at_ms: now.wall_ms,
-                    properties: will.properties,
+                    properties: will
+                        .properties
+                        .and_then(crate::protocol::v5::will_message_properties),
                 })));
             }
         }
