@@ -1,5 +1,5 @@
 //! Schema version 2 (MQTT 5.0): message bodies and retained messages gain their properties, subscriptions
-//! their options and identifier. Copies every version 1 row into the version 2 tables, then drops the old ones.
+//! their options and identifier, and a new table keeps wills waiting for their delay. Copies every version 1 row into the version 2 tables, then drops the old ones.
 //! Sessions keep their table: MQTT 5.0 sessions fill the expiry field version 1 already had, and level 5.
 //! Frozen once released: later versions add a step of their own instead of editing this one.
 
@@ -16,6 +16,7 @@ const SUBSCRIPTIONS_V2: TableDefinition<(&str, &str), u64> =
     TableDefinition::new("subscriptions_v2");
 const MESSAGES_V2: TableDefinition<u64, &[u8]> = TableDefinition::new("messages_v2");
 const RETAINED_V2: TableDefinition<&str, &[u8]> = TableDefinition::new("retained_v2");
+const WILLS_V2: TableDefinition<&str, &[u8]> = TableDefinition::new("wills_v2");
 
 fn payload_as_bytes<S: Serializer>(payload: &&[u8], serializer: S) -> Result<S::Ok, S::Error> {
     serializer.serialize_bytes(payload)
@@ -115,6 +116,8 @@ pub(super) fn apply(txn: &WriteTransaction) -> Result<(), StoreError> {
             new.insert((client, filter), u64::from(qos.value()))?;
         }
     }
+    // Wills waiting for their delay: new in version 2, empty.
+    txn.open_table(WILLS_V2)?;
     txn.delete_table(MESSAGES_V1)?;
     txn.delete_table(RETAINED_V1)?;
     txn.delete_table(SUBSCRIPTIONS_V1)?;

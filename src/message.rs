@@ -50,6 +50,10 @@ impl From<QoS> for Grant {
     }
 }
 
+/// A shared subscription group (`$share/{group}/{filter}`), as the router numbers them.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct ShareGroup(pub u64);
+
 /// A broker-wide identifier for a stored message body.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
 pub struct MessageId(pub u64);

@@ -56,6 +56,28 @@ pub struct RegisterReply {
     pub subscriptions: Vec<TopicFilter>,
 }
 
+/// A session ends with a will to publish later (MQTT 5.0 Will Delay Interval), unless it is resumed first.
+#[derive(Message)]
+#[rtype(result = "()")]
+pub struct DelayWill {
+    /// The session.
+    pub link: RouterLink,
+    /// The will.
+    pub message: Arc<Message>,
+    /// When to publish it, in milliseconds since the epoch.
+    pub due_ms: u64,
+}
+
+/// A session that ends hands back what shared subscriptions gave it and its client did not acknowledge.
+#[derive(Message)]
+#[rtype(result = "()")]
+pub struct HandBack {
+    /// The member leaving, which must not get them again.
+    pub from: SlotId,
+    /// The messages with the group each came through.
+    pub messages: Vec<(crate::message::ShareGroup, Arc<Message>)>,
+}
+
 /// An MQTT 5.0 client changed its Session Expiry Interval in DISCONNECT (section 3.14.2.2.2).
 #[derive(Message)]
 #[rtype(result = "()")]

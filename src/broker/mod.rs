@@ -15,6 +15,7 @@ pub mod router;
 mod router_admin;
 mod router_flow;
 pub mod session;
+pub mod shared;
 pub mod sys;
 
 use crate::codec::QoS;

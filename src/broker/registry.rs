@@ -6,10 +6,11 @@ use super::flow::SubscriberFlow;
 use super::messages::{ConnId, SlotId};
 use super::session::Session;
 use crate::codec::ClientId;
-use crate::message::Grant;
+use crate::message::{Grant, Message};
 use crate::topic::TopicFilter;
 use actix::Addr;
 use std::collections::HashMap;
+use std::sync::Arc;
 
 /// The connection currently attached to a slot.
 pub struct Online {
@@ -38,6 +39,8 @@ pub struct Entry {
     /// The MQTT 5.0 Session Expiry Interval in seconds; `None` for sessions that use the broker's
     /// `session_expiry_secs`.
     pub session_expiry: Option<u32>,
+    /// A will waiting for its delay to pass (MQTT 5.0): when (ms since the epoch) and what.
+    pub will: Option<Box<(u64, Arc<Message>)>>,
 }
 
 impl Entry {
@@ -219,6 +222,13 @@ impl Registry {
     /// Every entry.
     pub fn entries(&self) -> impl Iterator<Item = (&SlotId, &Entry)> {
         self.slots.iter().map(|(slot, entry)| (slot, &**entry))
+    }
+
+    /// Every entry, to change.
+    pub fn entries_mut(&mut self) -> impl Iterator<Item = (&SlotId, &mut Entry)> {
+        self.slots
+            .iter_mut()
+            .map(|(slot, entry)| (slot, &mut **entry))
     }
 }
 

@@ -56,6 +56,7 @@ impl RetainedStore {
                     seq: None,
                     retain: true,
                     subscription_ids: Vec::new(),
+                    group: None,
                 });
             }
         }

@@ -12,7 +12,7 @@ use crate::message::now_ms;
 use crate::message::Grant;
 use crate::protocol::{Delivery, EndCause};
 use crate::store::{RecoveredSession, StoreHandle, StoreOp, StoreRequest};
-use crate::topic::SubscriptionTrie;
+use crate::topic::{SubscriptionTrie, TopicFilter};
 use actix::prelude::*;
 use std::collections::HashMap;
 
@@ -28,6 +28,8 @@ pub struct RouterSettings {
 /// The subscription router.
 pub struct Router {
     pub(super) trie: SubscriptionTrie<SlotId, Grant>,
+    /// Shared subscription groups, matched beside the trie.
+    pub(super) shared: super::shared::SharedGroups,
     pub(super) registry: Registry,
     store: StoreHandle,
     retained: Addr<RetainedStore>,
@@ -35,6 +37,8 @@ pub struct Router {
     pub(super) next_message_id: u64,
     /// Scratch space of the fan-out, kept between batches for its allocations.
     pub(super) matches: HashMap<SlotId, super::router_flow::Matched>,
+    /// The shared groups matching the message being routed (kept for its allocation).
+    pub(super) matched_groups: Vec<crate::message::ShareGroup>,
     pub(super) outbox: HashMap<SlotId, Vec<Delivery>>,
     /// Sessions out of credit with messages waiting, looked at every `STUCK_CHECK_EVERY`.
     pub(super) starving: Vec<RouterLink>,
@@ -54,12 +58,14 @@ impl Router {
     ) -> Self {
         let mut router = Router {
             trie: SubscriptionTrie::new(),
+            shared: super::shared::SharedGroups::default(),
             registry: Registry::default(),
             store,
             retained,
             settings,
             next_message_id,
             matches: HashMap::new(),
+            matched_groups: Vec::new(),
             outbox: HashMap::new(),
             starving: Vec::new(),
             stats: RouterStats::default(),
@@ -74,9 +80,10 @@ impl Router {
                 subscriptions: Subscriptions::default(),
                 offline_since_ms: session.last_seen_ms,
                 session_expiry: session.session_expiry,
+                will: session.will.map(Box::new),
             });
             for (filter, grant) in session.subscriptions {
-                router.trie.insert(&filter, slot, grant);
+                router.index(slot, &filter, grant);
                 if let Some(entry) = router.registry.get_mut(slot) {
                     entry.subscriptions.insert(filter, grant);
                 }
@@ -113,6 +120,7 @@ impl Router {
                 subscriptions: Subscriptions::default(),
                 offline_since_ms: 0,
                 session_expiry: msg.session_expiry,
+                will: None,
             });
             return RegisterReply {
                 link: RouterLink { slot, conn },
@@ -143,16 +151,50 @@ impl Router {
             });
             closed
         });
+        // Section 3.1.3.2.2: a will still waiting for its delay is not published once the client is back.
+        if entry.will.take().is_some() && entry.persistent {
+            let op = StoreOp::SetWill {
+                client_id: entry.client_id.clone(),
+                will: None,
+            };
+            if let Err(e) = self.store.submit(StoreRequest::Write {
+                ops: vec![op],
+                done: None,
+            }) {
+                log::error!("store unavailable: {e}");
+            }
+        }
+        let Some(entry) = self.registry.get_mut(slot) else {
+            return RegisterReply {
+                link: RouterLink { slot, conn },
+                session_present: false,
+                had_persistent: false,
+                previous_closed,
+                queue_head: 0,
+                subscriptions: Vec::new(),
+            };
+        };
         let had_persistent = entry.persistent;
         // [MQTT-3.2.2-2]: a stored session is resumed unless the client asked for a clean start.
         let resume = !msg.clean_session && had_persistent;
         if !resume {
             // [MQTT-3.1.2-6]: a clean session (new or old) starts from nothing.
-            for filter in entry.subscriptions.filters() {
-                self.trie.remove(filter, &slot);
-            }
+            let filters: Vec<TopicFilter> = entry.subscriptions.filters().cloned().collect();
             entry.subscriptions.clear();
+            for filter in &filters {
+                self.unindex(slot, filter);
+            }
         }
+        let Some(entry) = self.registry.get_mut(slot) else {
+            return RegisterReply {
+                link: RouterLink { slot, conn },
+                session_present: false,
+                had_persistent,
+                previous_closed,
+                queue_head: 0,
+                subscriptions: Vec::new(),
+            };
+        };
         // A resumed session stays stored at least until this connection ends, whatever its new expiry.
         entry.persistent = persistent || resume;
         entry.session_expiry = msg.session_expiry;
@@ -184,7 +226,17 @@ impl Router {
         if !entry.persistent {
             self.forget(slot);
         } else if entry.session_expiry == Some(0) {
-            // An MQTT 5.0 session with expiry 0 ends with its connection, stored state included.
+            // An MQTT 5.0 session with expiry 0 ends with its connection, stored state included; a will
+            // waiting for its delay goes now, as the session's end comes first.
+            if let Some(will) = entry.will.take() {
+                self.route(RoutePublish {
+                    messages: vec![will.1],
+                    ops: Vec::new(),
+                    done: None,
+                    credit: None,
+                    from: None,
+                });
+            }
             if let Some(entry) = self.forget(slot) {
                 self.submit(
                     vec![StoreOp::DeleteSession {
@@ -222,7 +274,7 @@ impl Router {
         }
         let mut ops = Vec::new();
         for (filter, grant) in msg.filters {
-            self.trie.insert(&filter, slot, grant);
+            index(&mut self.trie, &mut self.shared, slot, &filter, grant);
             if entry.persistent {
                 ops.push(StoreOp::Subscribe {
                     client_id: entry.client_id.clone(),
@@ -248,7 +300,7 @@ impl Router {
         let mut ops = Vec::new();
         for filter in msg.filters {
             if entry.subscriptions.remove(&filter) {
-                self.trie.remove(&filter, &slot);
+                unindex(&mut self.trie, &mut self.shared, slot, &filter);
                 if entry.persistent {
                     ops.push(StoreOp::Unsubscribe {
                         client_id: entry.client_id.clone(),
@@ -260,10 +312,12 @@ impl Router {
         self.submit(ops, Some(msg.done));
     }
 
-    /// Removes offline persistent sessions that have been away longer than their expiry, with their queues.
+    /// Removes offline persistent sessions that have been away longer than their expiry, with their queues;
+    /// publishes the delayed wills whose time has come, or whose session ends.
     fn expire_sessions(&mut self) {
         let now = now_ms();
         let default_expiry = self.settings.session_expiry;
+        self.publish_due_wills(now, default_expiry);
         let expired: Vec<SlotId> = self
             .registry
             .entries()
@@ -321,6 +375,14 @@ impl Handler<RegisterSession> for Router {
 
     fn handle(&mut self, msg: RegisterSession, _: &mut Self::Context) -> Self::Result {
         MessageResult(self.register(msg))
+    }
+}
+
+impl Handler<DelayWill> for Router {
+    type Result = ();
+
+    fn handle(&mut self, msg: DelayWill, _: &mut Self::Context) {
+        self.delay_will(msg);
     }
 }
 
@@ -441,8 +503,111 @@ impl Router {
     pub(super) fn forget(&mut self, slot: SlotId) -> Option<Entry> {
         let entry = self.registry.remove(slot)?;
         for filter in entry.subscriptions.filters() {
-            self.trie.remove(filter, &slot);
+            self.unindex(slot, filter);
         }
         Some(entry)
+    }
+
+    /// Publishes every delayed will whose delay has passed or whose session expires now (section 3.1.3.2.2).
+    fn publish_due_wills(&mut self, now: u64, default_expiry: Option<std::time::Duration>) {
+        let mut due = Vec::new();
+        let mut ops = Vec::new();
+        for (_, entry) in self.registry.entries_mut() {
+            let ready = entry.online.is_none()
+                && entry
+                    .will
+                    .as_ref()
+                    .is_some_and(|w| w.0 <= now || entry.expired(now, default_expiry));
+            if !ready {
+                continue;
+            }
+            if let Some(will) = entry.will.take() {
+                ops.push(StoreOp::SetWill {
+                    client_id: entry.client_id.clone(),
+                    will: None,
+                });
+                log::info!("publishing the delayed will of {}", entry.client_id);
+                due.push(will.1);
+            }
+        }
+        if !due.is_empty() || !ops.is_empty() {
+            self.route(RoutePublish {
+                messages: due,
+                ops,
+                done: None,
+                credit: None,
+                from: None,
+            });
+        }
+    }
+
+    /// A session left with a delayed will: kept (and stored, for a stored session) until it is due.
+    fn delay_will(&mut self, msg: DelayWill) {
+        let Some(entry) = self.registry.get_mut(msg.link.slot) else {
+            return;
+        };
+        if entry.online_as(msg.link.conn).is_none() {
+            return;
+        }
+        if entry.persistent {
+            let op = StoreOp::SetWill {
+                client_id: entry.client_id.clone(),
+                will: Some((msg.due_ms, msg.message.clone())),
+            };
+            entry.will = Some(Box::new((msg.due_ms, msg.message)));
+            self.submit(vec![op], None);
+        } else {
+            // A session that ends with its connection publishes its will now.
+            self.route(RoutePublish {
+                messages: vec![msg.message],
+                ops: Vec::new(),
+                done: None,
+                credit: None,
+                from: None,
+            });
+        }
+    }
+
+    /// Makes a subscription findable: a shared one in its group, any other in the trie.
+    fn index(&mut self, slot: SlotId, filter: &TopicFilter, grant: Grant) {
+        index(&mut self.trie, &mut self.shared, slot, filter, grant);
+    }
+
+    /// Undoes `index`.
+    fn unindex(&mut self, slot: SlotId, filter: &TopicFilter) {
+        unindex(&mut self.trie, &mut self.shared, slot, filter);
+    }
+}
+
+/// Indexes a subscription: `$share/{group}/{filter}` joins its group, any other filter goes in the trie.
+fn index(
+    trie: &mut SubscriptionTrie<SlotId, Grant>,
+    shared: &mut super::shared::SharedGroups,
+    slot: SlotId,
+    filter: &TopicFilter,
+    grant: Grant,
+) {
+    match super::shared::parse(filter) {
+        Some(name) => shared.join(name, slot, grant),
+        None => {
+            trie.insert(filter, slot, grant);
+        }
+    }
+}
+
+/// Removes what `index` added.
+fn unindex(
+    trie: &mut SubscriptionTrie<SlotId, Grant>,
+    shared: &mut super::shared::SharedGroups,
+    slot: SlotId,
+    filter: &TopicFilter,
+) {
+    match super::shared::parse(filter) {
+        Some(name) => {
+            shared.leave(&name, slot);
+        }
+        None => {
+            trie.remove(filter, &slot);
+        }
     }
 }

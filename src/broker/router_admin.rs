@@ -103,6 +103,7 @@ impl Router {
                         seq: None,
                         retain: false,
                         subscription_ids: Vec::new(),
+                        group: None,
                     });
                 }
             });

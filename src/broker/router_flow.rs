@@ -7,8 +7,9 @@ use super::flow::{Admit, Backing, RouteCredit};
 use super::messages::*;
 use super::registry::Entry;
 use super::router::Router;
+use super::shared::Availability;
 use crate::codec::QoS;
-use crate::message::{Message, MessageId};
+use crate::message::{Message, MessageId, ShareGroup};
 use crate::protocol::Delivery;
 use crate::store::StoreOp;
 use actix::prelude::*;
@@ -50,6 +51,24 @@ impl Router {
             }
             matches.entry(*slot).or_default().add(grant, message.retain);
         });
+        // Each matching shared group gives the message to one member (section 4.8.2).
+        let mut groups = std::mem::take(&mut self.matched_groups);
+        self.shared
+            .for_each_match(&message.topic, |group| groups.push(group));
+        for group in groups.drain(..) {
+            let registry = &self.registry;
+            let Some((slot, grant)) = self
+                .shared
+                .pick(group, None, |slot| availability(registry, slot))
+            else {
+                continue;
+            };
+            let matched = self.matches.entry(slot).or_default();
+            let only_shared =
+                matched.qos == QoS::AtMostOnce && matched.ids.is_empty() && !matched.direct;
+            matched.add_shared(&grant, only_shared.then_some(group));
+        }
+        self.matched_groups = groups;
         let queue_qos0 = self.settings().queue_qos0;
         let Router {
             matches,
@@ -206,6 +225,8 @@ impl FanOut<'_> {
                     seq,
                     retain: matched.retain,
                     subscription_ids: std::mem::take(&mut matched.ids),
+                    // A stored copy stays with its session; only what lives in memory is handed back.
+                    group: matched.group.filter(|_| seq.is_none()),
                 });
                 self.stats.count_out(qos);
             }
@@ -256,15 +277,101 @@ pub(super) struct Matched {
     /// RETAIN to send: the message's flag when one of them is Retain As Published [MQTT-3.3.1-12 in 5.0],
     /// else 0 [MQTT-3.3.1-9].
     retain: bool,
+    /// One of them is the session's own (not shared) subscription.
+    direct: bool,
+    /// The shared group the message came through, when that is the only way it came.
+    group: Option<ShareGroup>,
 }
 
 impl Matched {
     fn add(&mut self, grant: &crate::message::Grant, retained: bool) {
+        self.direct = true;
+        self.group = None;
         self.qos = self.qos.max(grant.qos);
         if let Some(id) = grant.id {
             self.ids.push(id);
         }
         self.retain |= grant.retain_as_published && retained;
+    }
+
+    /// A shared subscription's turn: retained flags are never forwarded on one [MQTT-4.8.2].
+    fn add_shared(&mut self, grant: &crate::message::Grant, group: Option<ShareGroup>) {
+        self.qos = self.qos.max(grant.qos);
+        if let Some(id) = grant.id {
+            self.ids.push(id);
+        }
+        self.group = group;
+    }
+
+    /// What a member picked to take a message back gets.
+    fn for_member(grant: &crate::message::Grant, group: ShareGroup) -> Matched {
+        let mut matched = Matched::default();
+        matched.add_shared(grant, Some(group));
+        matched
+    }
+}
+
+/// Whether the session at `slot` can take a shared subscription's message: connected, or keeping a queue.
+fn availability(registry: &super::registry::Registry, slot: SlotId) -> Availability {
+    match registry.get(slot) {
+        Some(entry) if entry.online.is_some() => Availability::Online,
+        Some(entry) if entry.persistent => Availability::Stored,
+        _ => Availability::Gone,
+    }
+}
+
+impl Router {
+    /// Gives each handed-back message to another member of its group, as its credit allows.
+    fn hand_back(&mut self, msg: HandBack) {
+        let mut ops = Vec::new();
+        let now = Instant::now();
+        let queue_qos0 = self.settings().queue_qos0;
+        for (group, message) in &msg.messages {
+            let registry = &self.registry;
+            let Some((slot, grant)) = self
+                .shared
+                .pick(*group, Some(msg.from), |slot| availability(registry, slot))
+            else {
+                log::debug!(
+                    "no other member of its group takes a message on {}",
+                    message.topic
+                );
+                continue;
+            };
+            let Router {
+                registry,
+                outbox,
+                stats,
+                starving,
+                next_message_id,
+                ..
+            } = self;
+            let Some(entry) = registry.get_mut(slot) else {
+                continue;
+            };
+            let mut fan_out = FanOut {
+                message,
+                ops: &mut ops,
+                now,
+                queue_qos0,
+                body: None,
+                next_message_id,
+                outbox,
+                stats,
+                starving,
+            };
+            fan_out.to(slot, entry, &mut Matched::for_member(&grant, *group));
+        }
+        self.submit(ops, None);
+        self.flush_outbox(None);
+    }
+}
+
+impl Handler<HandBack> for Router {
+    type Result = ();
+
+    fn handle(&mut self, msg: HandBack, _: &mut Self::Context) {
+        self.hand_back(msg);
     }
 }
 

@@ -286,8 +286,17 @@ pub enum Request {
     CountDropped(u32),
     /// Tell the hooks, without waiting.
     Notify(Notification),
-    /// Publish the will.
-    PublishWill(Arc<Message>),
+    /// Publish the will, now (`delay_secs` 0) or once the MQTT 5.0 Will Delay Interval has passed unless the
+    /// client reconnects before, or when the session ends if that comes first (section 3.1.3.2.2).
+    PublishWill {
+        /// The will.
+        message: Arc<Message>,
+        /// Seconds to wait first.
+        delay_secs: u32,
+    },
+    /// Give these messages, which came through shared subscriptions and were not acknowledged, to other
+    /// members of their groups: the session ends.
+    HandBack(Vec<(crate::message::ShareGroup, Arc<Message>)>),
     /// The client changed its MQTT 5.0 Session Expiry Interval in DISCONNECT (seconds).
     SessionExpiry(u32),
     /// Leave the router: the connection is gone.

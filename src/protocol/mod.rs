@@ -18,6 +18,7 @@ pub mod credit;
 pub mod feed;
 pub mod io;
 pub mod outbound;
+pub mod share;
 pub mod v5;
 
 pub use acks::{AckQueue, Answer, Ticket};

@@ -4,6 +4,7 @@
 use super::v5::AliasUse;
 use crate::codec::{PacketId, Publish, QoS};
 use crate::message::Message;
+use crate::message::ShareGroup;
 use std::collections::{btree_map, BTreeMap, VecDeque};
 use std::sync::Arc;
 
@@ -21,6 +22,9 @@ pub struct Delivery {
     pub retain: bool,
     /// The identifiers of the subscriptions of this client that matched (MQTT 5.0), in one PUBLISH.
     pub subscription_ids: Vec<u32>,
+    /// The shared subscription group it came through, if only through one: handed back to the group when the
+    /// session ends before the client acknowledged it.
+    pub group: Option<crate::message::ShareGroup>,
 }
 
 /// A PUBLISH to write, built from the shared message without copying its topic or payload.
@@ -108,6 +112,8 @@ enum InflightState {
 struct Inflight {
     seq: Option<u64>,
     state: InflightState,
+    /// A message that came through a shared subscription, to be handed back if the session ends first.
+    shared: Option<Box<(ShareGroup, Arc<Message>)>>,
 }
 
 /// What an acknowledgement from the client did to the window.
@@ -301,13 +307,40 @@ impl Outbound {
             Inflight {
                 seq,
                 state: InflightState::Released,
+                shared: None,
             },
         );
     }
 
     fn start(&mut self, delivery: Delivery, id: PacketId) -> Sendable {
         self.track(id, delivery.qos, delivery.seq);
+        if let Some(group) = delivery.group {
+            if let Some(entry) = self.window().inflight.get_mut(&id) {
+                entry.shared = Some(Box::new((group, delivery.message.clone())));
+            }
+        }
         delivery.into_publish(Some(id), false)
+    }
+
+    /// Takes out every message that came through a shared subscription and that the client has not
+    /// acknowledged (or, at QoS 2, received): the session ends, and its group gives them to another member.
+    pub fn take_shared(&mut self) -> Vec<(ShareGroup, Arc<Message>)> {
+        let Some(window) = self.window.as_mut() else {
+            return Vec::new();
+        };
+        let mut taken: Vec<(ShareGroup, Arc<Message>)> = window
+            .inflight
+            .values_mut()
+            .filter(|entry| entry.state != InflightState::Released)
+            .filter_map(|entry| entry.shared.take().map(|shared| *shared))
+            .collect();
+        for delivery in &window.queued {
+            if let Some(group) = delivery.group {
+                taken.push((group, delivery.message.clone()));
+            }
+        }
+        window.queued.retain(|d| d.group.is_none());
+        taken
     }
 
     /// Puts a QoS 1/2 message in the window under `id`, awaiting its first acknowledgement.
@@ -316,7 +349,14 @@ impl Outbound {
             QoS::ExactlyOnce => InflightState::WantPubRec,
             _ => InflightState::WantPubAck,
         };
-        self.window().inflight.insert(id, Inflight { seq, state });
+        self.window().inflight.insert(
+            id,
+            Inflight {
+                seq,
+                state,
+                shared: None,
+            },
+        );
     }
 
     /// The next identifier not in use, cycling through 1..=65535 [MQTT-2.3.1-2].
@@ -357,6 +397,7 @@ mod tests {
             seq,
             retain: false,
             subscription_ids: Vec::new(),
+            group: None,
         }
     }
 

@@ -91,8 +91,7 @@ pub fn connack_properties(
         topic_alias_maximum: Some(server.topic_alias_maximum),
         wildcard_subscription_available: Some(1),
         subscription_identifier_available: Some(1),
-        // Shared subscriptions are not served yet, whatever the setting: SUBACK refuses them with 0x9E.
-        shared_subscription_available: Some(0),
+        shared_subscription_available: Some(u8::from(server.shared_subscriptions)),
         assigned_client_identifier: assigned_client_id.map(|id| ByteString::from(id.as_str())),
         server_keep_alive: keep_alive,
         session_expiry_interval: session_expiry,

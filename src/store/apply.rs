@@ -87,6 +87,7 @@ struct Tables<'t> {
     queue: Table<'t, (&'static str, u64), &'static [u8]>,
     qos2: Table<'t, (&'static str, u16), ()>,
     retained: Table<'t, &'static str, &'static [u8]>,
+    wills: Table<'t, &'static str, &'static [u8]>,
 }
 
 impl<'t> Tables<'t> {
@@ -98,6 +99,7 @@ impl<'t> Tables<'t> {
             queue: txn.open_table(tables::QUEUE)?,
             qos2: txn.open_table(tables::INCOMING_QOS2)?,
             retained: txn.open_table(tables::RETAINED)?,
+            wills: txn.open_table(tables::WILLS)?,
         })
     }
 }
@@ -126,6 +128,17 @@ impl Applier<'_, '_> {
                 level,
                 now_ms,
             } => self.create_session(client_id, records::level_to_u8(*level), *now_ms)?,
+            StoreOp::SetWill { client_id, will } => match will {
+                Some((due_ms, message)) => {
+                    let encoded = records::encode_will(*due_ms, message)?;
+                    self.t
+                        .wills
+                        .insert(client_id.as_str(), encoded.as_slice())?;
+                }
+                None => {
+                    self.t.wills.remove(client_id.as_str())?;
+                }
+            },
             StoreOp::SetSessionExpiry {
                 client_id,
                 session_expiry,
@@ -265,6 +278,7 @@ impl Applier<'_, '_> {
     fn delete_session(&mut self, client: &ClientId) -> Result<(), StoreError> {
         let cid = client.as_str();
         self.t.sessions.remove(cid)?;
+        self.t.wills.remove(cid)?;
         let succ = client_successor(cid);
         self.t
             .subs

@@ -103,6 +103,13 @@ pub enum StoreOp {
         /// Current time in ms since the epoch.
         now_ms: u64,
     },
+    /// Keeps (or with `None` forgets) a session's will waiting for its MQTT 5.0 Will Delay Interval.
+    SetWill {
+        /// The session's client id.
+        client_id: ClientId,
+        /// When it is due (ms since the epoch) and the message.
+        will: Option<(u64, Arc<Message>)>,
+    },
     /// Sets a session's MQTT 5.0 Session Expiry Interval (seconds; `None` for the broker's default).
     SetSessionExpiry {
         /// The session's client id.
@@ -255,6 +262,8 @@ pub struct RecoveredSession {
     pub subscriptions: Vec<(TopicFilter, crate::message::Grant)>,
     /// Its MQTT 5.0 Session Expiry Interval in seconds; `None` for earlier levels.
     pub session_expiry: Option<u32>,
+    /// A will waiting for its delay: when it is due (ms since the epoch) and the message.
+    pub will: Option<(u64, Arc<Message>)>,
     /// The sequence number for its next queue entry (1 for an empty queue).
     pub next_seq: u64,
     /// When the client was last seen, in ms since the epoch.

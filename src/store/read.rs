@@ -230,6 +230,7 @@ pub(crate) fn recover(
     let txn: ReadTransaction = db.begin_read()?;
     let sessions = txn.open_table(tables::SESSIONS)?;
     let subs = txn.open_table(tables::SUBSCRIPTIONS)?;
+    let wills = txn.open_table(tables::WILLS)?;
     let queue = txn.open_table(tables::QUEUE)?;
     let messages = txn.open_table(tables::MESSAGES)?;
     let tallies = tally_queues(&queue)?;
@@ -250,6 +251,13 @@ pub(crate) fn recover(
             level,
             next_seq,
             last_seen_ms: record.last_seen_ms,
+            will: match wills.get(client)? {
+                Some(bytes) => {
+                    let (due, message) = records::decode_will(client, bytes.value())?;
+                    Some((due, Arc::new(message)))
+                }
+                None => None,
+            },
             // Only MQTT 5.0 sessions store an expiry of their own, in milliseconds.
             session_expiry: record
                 .expiry_interval_ms

@@ -223,6 +223,29 @@ pub(crate) fn decode_message(
     Ok((message, record.refs))
 }
 
+const WILLS: &str = "wills";
+
+/// Encodes a delayed will: its due time, big-endian, then the message record.
+pub(crate) fn encode_will(due_ms: u64, message: &Message) -> Result<Vec<u8>, StoreError> {
+    let mut out = due_ms.to_be_bytes().to_vec();
+    out.extend(encode_message(WILLS, message, 0)?);
+    Ok(out)
+}
+
+/// Decodes a delayed will stored under `client`.
+pub(crate) fn decode_will(client: &str, bytes: &[u8]) -> Result<(u64, Message), StoreError> {
+    let key = || format!("{client:?}");
+    let Some((due, body)) = bytes.split_first_chunk::<8>() else {
+        return Err(StoreError::Decode {
+            table: WILLS,
+            key: key(),
+            reason: "shorter than its due time".to_owned(),
+        });
+    };
+    let (message, _) = decode_message(WILLS, key, body)?;
+    Ok((u64::from_be_bytes(*due), message))
+}
+
 /// The reference count and size (topic plus payload bytes) of a stored body, without copying it.
 pub(crate) fn message_refs_and_size(id: u64, bytes: &[u8]) -> Result<(u32, u32), StoreError> {
     let record: MessageRecord<'_> = decode(MESSAGES, || id.to_string(), bytes)?;

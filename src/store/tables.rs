@@ -30,6 +30,10 @@ pub(crate) const INCOMING_QOS2: TableDefinition<(&str, u16), ()> =
 /// Topic -> encoded `MessageRecord` of the retained message, body inline.
 pub(crate) const RETAINED: TableDefinition<&str, &[u8]> = TableDefinition::new("retained_v2");
 
+/// Client id -> a will waiting for its MQTT 5.0 Will Delay Interval: the due time (8 bytes, big-endian ms since
+/// the epoch) followed by the encoded `MessageRecord`.
+pub(crate) const WILLS: TableDefinition<&str, &[u8]> = TableDefinition::new("wills_v2");
+
 /// The first key after every key of `client` in a table keyed by `(client, &str)`.
 ///
 /// No string lies strictly between `client` and `client + "\0"`, so `(client, "")..(succ, "")` is exactly the client's range.

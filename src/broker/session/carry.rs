@@ -108,13 +108,36 @@ impl Session {
             }
             Request::CountDropped(n) => self.peers.router.do_send(CountDropped(n)),
             Request::Notify(notification) => self.notify(notification),
-            Request::PublishWill(message) => self.peers.router.do_send(RoutePublish {
+            Request::PublishWill {
+                message,
+                delay_secs: 0,
+            } => self.peers.router.do_send(RoutePublish {
                 messages: vec![message],
                 ops: Vec::new(),
                 done: None,
                 credit: None,
                 from: None,
             }),
+            Request::PublishWill {
+                message,
+                delay_secs,
+            } => {
+                if let Some(link) = self.link {
+                    self.peers.router.do_send(DelayWill {
+                        link,
+                        message,
+                        due_ms: crate::message::now_ms() + u64::from(delay_secs) * 1000,
+                    });
+                }
+            }
+            Request::HandBack(messages) => {
+                if let Some(link) = self.link {
+                    self.peers.router.do_send(HandBack {
+                        from: link.slot,
+                        messages,
+                    });
+                }
+            }
             Request::SessionExpiry(secs) => {
                 if let Some(link) = self.link {
                     self.peers.router.do_send(SetSessionExpiry { link, secs });

@@ -82,11 +82,24 @@ impl Connection {
 
     /// Leaves the router: publishes the will unless the client said DISCONNECT or the broker stops, and
     /// records the last-seen time of a persistent session.
-    fn detach(&mut self, attached: Attached, reason: CloseReason, now: Now, out: &mut Outputs) {
+    fn detach(&mut self, mut attached: Attached, reason: CloseReason, now: Now, out: &mut Outputs) {
+        // [MQTT-4.8.2]: what a shared subscription gave this session and it did not acknowledge goes to
+        // another member of the group (a stored copy stays in this session's queue).
+        let shared = attached.outbound.take_shared();
+        if !shared.is_empty() {
+            out.requests.push(Request::HandBack(shared));
+        }
         if reason == CloseReason::Abnormal {
             if let Some(will) = attached.will {
+                // A delay only means something for a session that outlives its connection; one that ends
+                // now publishes its will now, as the session's end comes first.
+                let outlives = attached.v5.as_ref().is_some_and(|v5| v5.session_expiry > 0);
+                let delay_secs = match &will.properties {
+                    Some(p) if outlives => p.will_delay_interval.unwrap_or(0),
+                    _ => 0,
+                };
                 // [MQTT-3.1.2-8]: the will is published when the connection ends without DISCONNECT.
-                out.requests.push(Request::PublishWill(Arc::new(Message {
+                let message = Arc::new(Message {
                     topic: will.topic,
                     payload: will.payload,
                     qos: will.qos,
@@ -95,7 +108,11 @@ impl Connection {
                     properties: will
                         .properties
                         .and_then(crate::protocol::v5::will_message_properties),
-                })));
+                });
+                out.requests.push(Request::PublishWill {
+                    message,
+                    delay_secs,
+                });
             }
         }
         if attached.persistent {

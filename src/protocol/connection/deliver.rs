@@ -441,5 +441,6 @@ fn stored_delivery(entry: QueuedMessage, client_id: &ClientId) -> Option<Deliver
         seq: Some(entry.seq),
         retain: false,
         subscription_ids: Vec::new(),
+        group: None,
     })
 }

@@ -9,6 +9,7 @@ use crate::codec::{
 };
 use crate::message::Grant;
 use crate::protocol::io::{CloseReason, Emit, Request};
+use crate::protocol::share::{self, is_shared};
 use crate::protocol::v5::{message_properties, payload_format_valid};
 use crate::store::StoreError;
 
@@ -238,6 +239,7 @@ impl Connection {
     /// Subscribes to the filters not `denied` (one flag per filter); SUBACK once they are stored.
     fn subscribe(&mut self, subscribe: Subscribe, denied: &[bool], out: &mut Outputs) {
         let max_qos = self.settings.max_qos;
+        let shared_on = self.settings.v5.shared_subscriptions;
         let ticket = self.new_ticket();
         let Stage::Connected(attached) = &mut self.stage else {
             return;
@@ -260,9 +262,15 @@ impl Connection {
                 return_codes.push(refuse(ReasonCode::NOT_AUTHORIZED));
                 continue;
             }
-            if is_shared(&filter) {
-                // Shared subscriptions are not served: CONNACK says so, and SUBACK refuses them with 0x9E.
+            let shared = is_shared(&filter);
+            if shared && !shared_on {
+                // Turned off: CONNACK says so, and SUBACK refuses them with 0x9E.
                 return_codes.push(refuse(ReasonCode::SHARED_SUBSCRIPTIONS_NOT_SUPPORTED));
+                continue;
+            }
+            if shared && share::parse(&filter).is_none() {
+                // [MQTT-4.8.2-1], [MQTT-4.8.2-2]: a share name of at least one character, then a filter.
+                return_codes.push(refuse(ReasonCode::TOPIC_FILTER_INVALID));
                 continue;
             }
             // [MQTT-3.9.3-1]: one return code per filter, in order; the granted QoS is capped by the broker's.
@@ -274,11 +282,13 @@ impl Connection {
                 .as_deref_mut()
                 .is_some_and(|v5| !v5.subscribed.insert(filter.clone()));
             // Section 3.8.3.1, Retain Handling: 0 always, 1 only for a new subscription, 2 never.
-            let send_retained = match options.retain_handling {
-                RetainHandling::OnSubscribe => true,
-                RetainHandling::OnNewSubscription => !existed,
-                RetainHandling::Never => false,
-            };
+            // Retained messages are not sent for a shared subscription (section 4.8.2).
+            let send_retained = !shared
+                && match options.retain_handling {
+                    RetainHandling::OnSubscribe => true,
+                    RetainHandling::OnNewSubscription => !existed,
+                    RetainHandling::Never => false,
+                };
             if send_retained {
                 retained.push((filter.clone(), qos));
             }
@@ -437,11 +447,6 @@ fn release_answers(attached: &mut Attached, out: &mut Outputs) {
         }
         out.emits.push(Emit::Control(packet));
     });
-}
-
-/// Whether a filter asks for a shared subscription, `$share/{group}/{filter}` (section 4.8.2).
-fn is_shared(filter: &TopicFilter) -> bool {
-    filter.as_str().starts_with("$share/")
 }
 
 impl V5Session {

@@ -512,6 +512,7 @@ impl Model {
                 next_seq: self.entries(c).last().map_or(1, |(seq, _)| seq + 1),
                 last_seen_ms: s.last_seen_ms,
                 session_expiry: None,
+                will: None,
             })
             .collect()
     }

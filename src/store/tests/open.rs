@@ -117,6 +117,7 @@ fn state_is_recovered_after_reopen() {
             next_seq: 10,
             last_seen_ms: 25,
             session_expiry: None,
+            will: None,
         },
         RecoveredSession {
             client_id: cid("old"),
@@ -125,6 +126,7 @@ fn state_is_recovered_after_reopen() {
             next_seq: 1,
             last_seen_ms: 10,
             session_expiry: None,
+            will: None,
         },
     ];
     assert_eq!(recovered.sessions, expected);
@@ -289,7 +291,7 @@ fn a_missing_database_is_reported_by_the_reader() {
 }
 
 #[test]
-fn mqtt5_properties_grants_and_session_expiry_survive_a_reopen() {
+fn mqtt5_properties_grants_expiry_and_delayed_wills_survive_a_reopen() {
     // Schema version 2: message properties (user properties in order), subscription options with their
     // identifier, and a session's own expiry are stored and read back as they were.
     use crate::codec::Properties;
@@ -334,6 +336,10 @@ fn mqtt5_properties_grants_and_session_expiry_survive_a_reopen() {
             StoreOp::SetRetained {
                 message: Arc::new(retained),
             },
+            StoreOp::SetWill {
+                client_id: cid("c5"),
+                will: Some((123_456, message.clone())),
+            },
         ],
     )
     .unwrap();
@@ -341,6 +347,11 @@ fn mqtt5_properties_grants_and_session_expiry_survive_a_reopen() {
     let (h, recovered, w) = open(&config(dir.path()));
     let session = &recovered.sessions[0];
     assert_eq!(session.session_expiry, Some(90));
+    let (due, will) = session.will.clone().expect("the delayed will");
+    assert_eq!(
+        (due, will.properties.as_deref()),
+        (123_456, Some(&properties))
+    );
     assert_eq!(
         session.subscriptions,
         vec![(TopicFilter::new("v5/#").unwrap(), grant)]

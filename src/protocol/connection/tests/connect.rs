@@ -244,7 +244,7 @@ fn a_client_silent_for_one_and_a_half_keepalives_is_closed_and_its_will_publishe
     h.feed(Input::Timer);
     assert_eq!(h.out.close, Some(CloseReason::Abnormal));
     let requests = h.requests();
-    assert!(requests.iter().any(|r| matches!(r, Request::PublishWill(m)
+    assert!(requests.iter().any(|r| matches!(r, Request::PublishWill { message: m, .. }
         if m.topic.as_str() == "status/dev" && &m.payload[..] == b"gone" && m.qos == QoS::AtLeastOnce)));
 }
 
@@ -283,7 +283,7 @@ fn disconnect_discards_the_will_and_nothing_after_it_is_acted_on() {
     assert_eq!(routed, vec!["before".to_owned()]);
     assert!(!requests
         .iter()
-        .any(|r| matches!(r, Request::Subscribe { .. } | Request::PublishWill(_))));
+        .any(|r| matches!(r, Request::Subscribe { .. } | Request::PublishWill { .. })));
     assert!(requests.iter().any(|r| matches!(r, Request::Detach)));
     // Later inputs change nothing.
     h.take();
@@ -317,7 +317,7 @@ fn the_broker_ending_a_session_publishes_the_will_except_at_shutdown() {
         assert_eq!(
             requests
                 .iter()
-                .any(|r| matches!(r, Request::PublishWill(_))),
+                .any(|r| matches!(r, Request::PublishWill { .. })),
             will,
             "{cause:?}"
         );

@@ -289,6 +289,7 @@ pub(super) fn delivery(topic: &str, qos: QoS, seq: Option<u64>) -> Delivery {
         seq,
         retain: false,
         subscription_ids: Vec::new(),
+        group: None,
     }
 }
 

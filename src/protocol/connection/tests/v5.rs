@@ -99,7 +99,7 @@ fn connack_reports_what_the_server_does() {
     assert_eq!(p.retain_available, Some(1));
     assert_eq!(p.wildcard_subscription_available, Some(1));
     assert_eq!(p.subscription_identifier_available, Some(1));
-    assert_eq!(p.shared_subscription_available, Some(0));
+    assert_eq!(p.shared_subscription_available, Some(1));
     assert_eq!(
         p.maximum_qos, None,
         "QoS 2 is supported, so Maximum QoS is absent"
@@ -230,10 +230,9 @@ fn disconnect_with_will_message_still_publishes_the_will() {
     h.read(vec![Packet::Disconnect(ReasonOnly::new(
         ReasonCode::DISCONNECT_WITH_WILL,
     ))]);
-    assert!(h
-        .requests()
-        .iter()
-        .any(|r| matches!(r, Request::PublishWill(m) if m.topic.as_str() == "will/t")));
+    assert!(h.requests().iter().any(
+        |r| matches!(r, Request::PublishWill { message: m, .. } if m.topic.as_str() == "will/t")
+    ));
 }
 
 #[test]
@@ -418,6 +417,7 @@ fn a_message_larger_than_the_clients_maximum_is_not_sent_and_is_counted() {
             seq: None,
             retain: false,
             subscription_ids: Vec::new(),
+            group: None,
         },
         delivery("t", QoS::AtMostOnce, None),
     ]));
@@ -448,6 +448,7 @@ fn expired_messages_are_dropped_and_forwarded_ones_carry_the_time_left() {
         seq: None,
         retain: false,
         subscription_ids: Vec::new(),
+        group: None,
     };
     h.advance(Duration::from_millis(2_000));
     h.feed(Input::Deliveries(vec![d(&expiring)]));
@@ -591,10 +592,12 @@ fn retained_asked(h: &mut Harness) -> Vec<String> {
 }
 
 #[test]
-fn subscription_options_and_identifier_are_granted_and_shared_filters_refused() {
-    // Section 3.8.3.1 and 3.8.2.1.2; shared subscriptions are refused with 0x9E (section 4.8.2).
+fn subscription_options_and_identifier_are_granted_and_shared_filters_refused_when_off() {
+    // Section 3.8.3.1 and 3.8.2.1.2; with `shared_subscriptions` off they are refused with 0x9E (section 4.8.2).
     use crate::codec::{RetainHandling, SubscribeReturnCode};
-    let mut h = Harness::new();
+    let mut settings = settings();
+    settings.v5.shared_subscriptions = false;
+    let mut h = Harness::with(settings);
     connected5(&mut h, Properties::default());
     h.read(vec![subscribe5(
         1,
@@ -737,4 +740,142 @@ fn a_delivery_carries_the_identifiers_of_every_matching_subscription() {
         ),
         other => panic!("expected one PUBLISH, got {other:?}"),
     }
+}
+
+#[test]
+fn shared_subscriptions_are_granted_without_retained_messages_and_bad_share_names_refused() {
+    // Section 4.8.2: no retained messages on a shared subscription; [MQTT-4.8.2-1] a share name is needed.
+    use crate::codec::{RetainHandling, SubscribeReturnCode};
+    let mut h = Harness::new();
+    connected5(&mut h, Properties::default());
+    h.read(vec![subscribe5(
+        1,
+        vec![
+            (
+                "$share/g/s/#",
+                options(QoS::AtLeastOnce, RetainHandling::OnSubscribe),
+            ),
+            (
+                "$share//s",
+                options(QoS::AtLeastOnce, RetainHandling::OnSubscribe),
+            ),
+        ],
+        None,
+    )]);
+    let requests = h.requests();
+    assert!(requests
+        .iter()
+        .any(|r| matches!(r, Request::Subscribe { filters, .. }
+        if filters.len() == 1 && filters[0].0.as_str() == "$share/g/s/#")));
+    h.commit(Harness::ticket_of(&requests));
+    assert!(
+        !h.requests()
+            .iter()
+            .any(|r| matches!(r, Request::SendRetained(_))),
+        "no retained messages for a shared subscription"
+    );
+    assert_eq!(
+        h.packets(),
+        vec![suback(
+            1,
+            vec![
+                SubscribeReturnCode::Success(QoS::AtLeastOnce),
+                SubscribeReturnCode::Refused(ReasonCode::TOPIC_FILTER_INVALID)
+            ]
+        )]
+    );
+}
+
+#[test]
+fn a_session_ending_hands_back_what_a_shared_subscription_gave_it_unacknowledged() {
+    // Section 4.8.2: another member of the group gets what this one did not acknowledge.
+    let mut h = Harness::new();
+    h.connect_clean("member", 0);
+    let group = crate::message::ShareGroup(7);
+    let shared = |topic: &str, qos| Delivery {
+        group: Some(group),
+        ..delivery(topic, qos, None)
+    };
+    // max_inflight is 4: two in flight (one acknowledged), one QoS 0 sent, five more waiting in the queue.
+    h.feed(Input::Deliveries(vec![
+        shared("s/1", QoS::AtLeastOnce),
+        shared("s/2", QoS::AtLeastOnce),
+        shared("s/0", QoS::AtMostOnce),
+        delivery("own", QoS::AtLeastOnce, None),
+        shared("s/3", QoS::AtLeastOnce),
+        shared("s/4", QoS::AtLeastOnce),
+    ]));
+    let sent = publishes(&h.take().emits);
+    assert_eq!(sent.len(), 5, "{sent:?}");
+    h.read(vec![Packet::PubAck(pid(1).into())]);
+    h.take();
+    h.feed(Input::InputClosed);
+    let handed: Vec<String> = h
+        .requests()
+        .iter()
+        .filter_map(|r| match r {
+            Request::HandBack(messages) => Some(messages.clone()),
+            _ => None,
+        })
+        .flatten()
+        .map(|(g, m)| {
+            assert_eq!(g, group);
+            m.topic.as_str().to_owned()
+        })
+        .collect();
+    assert_eq!(handed, vec!["s/2", "s/3", "s/4"]);
+}
+
+#[test]
+fn a_will_waits_for_its_delay_only_when_the_session_outlives_the_connection() {
+    // Section 3.1.3.2.2: published after the Will Delay Interval or when the session ends, whichever is first.
+    let will_delay = |session_expiry| {
+        let mut h = Harness::new();
+        let mut packet = connect5(
+            "w",
+            true,
+            0,
+            Properties {
+                session_expiry_interval: Some(session_expiry),
+                ..Default::default()
+            },
+        );
+        if let Packet::Connect(c) = &mut packet {
+            c.will = Some(crate::codec::LastWill {
+                topic: TopicName::new("will/t".to_owned()).unwrap(),
+                payload: Bytes::from_static(b"bye"),
+                qos: QoS::AtLeastOnce,
+                retain: false,
+                properties: crate::codec::properties::boxed(Properties {
+                    will_delay_interval: Some(30),
+                    content_type: Some("text/plain".into()),
+                    ..Default::default()
+                }),
+            });
+        }
+        h.read(vec![packet]);
+        h.feed(registered(false, false, 0));
+        let requests = h.requests();
+        if requests.iter().any(|r| matches!(r, Request::Store { .. })) {
+            h.commit(Harness::ticket_of(&requests));
+        }
+        h.take();
+        h.feed(Input::InputClosed);
+        h.requests()
+            .into_iter()
+            .find_map(|r| match r {
+                Request::PublishWill {
+                    message,
+                    delay_secs,
+                } => Some((message, delay_secs)),
+                _ => None,
+            })
+            .expect("a will")
+    };
+    let (message, delay) = will_delay(100);
+    assert_eq!(delay, 30);
+    let props = message.properties.as_deref().unwrap();
+    assert_eq!(props.will_delay_interval, None, "not a PUBLISH property");
+    assert_eq!(props.content_type.as_deref(), Some("text/plain"));
+    assert_eq!(will_delay(0).1, 0, "the session ends now, so does the wait");
 }
