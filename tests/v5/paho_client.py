@@ -6,8 +6,9 @@ Usage: paho_client.py PLAN_JSON
 The plan names the broker, the CONNECT (client id, Clean Start, keepalive, properties) and a list of steps
 run in order once CONNACK has arrived. Everything the client sees is printed at once on stdout, one JSON
 object per line with an "event" key: "connack", "message", "suback", "unsuback", "published",
-"disconnect", "ready", and finally "done" (the plan ran to its end) or "error" (a step failed or timed
-out; the exit status is then 1). Binary values (payloads, Correlation Data) are given in hex.
+"disconnect" (with "from_server": whether the broker sent a DISCONNECT), "ready", and finally "done" (the
+plan ran to its end) or "error" (a step failed or timed out, or the deadline passed; the exit status is then
+not 0). Binary values (payloads, Correlation Data) are given in hex.
 
 The client never reconnects: the network loop is driven by hand and stops when the connection ends, so the
 test sees exactly what the broker did. Every wait is bounded, and the whole run by the plan's "deadline".
