@@ -538,3 +538,138 @@ async fn with_slow_hooks_packets_take_effect_and_are_answered_in_order() {
         "the publish before UNSUBSCRIBE reaches the client, the one after does not"
     );
 }
+
+/// Polls a rumqttc v5 event loop until `wanted` returns something from an incoming packet, within the wait.
+async fn v5_next<T>(
+    events: &mut rumqttc::v5::EventLoop,
+    mut wanted: impl FnMut(&rumqttc::v5::mqttbytes::v5::Packet) -> Option<T>,
+) -> T {
+    let wait = async {
+        loop {
+            match events.poll().await {
+                Ok(rumqttc::v5::Event::Incoming(packet)) => {
+                    if let Some(found) = wanted(&packet) {
+                        return found;
+                    }
+                }
+                Ok(_) => {}
+                Err(e) => panic!("v5 client failed: {e}"),
+            }
+        }
+    };
+    timeout(WAIT, wait).await.expect("the awaited packet")
+}
+
+/// `BrokerHandle::publish_with_properties` reaches an MQTT 5.0 subscriber with its properties (user
+/// properties in order) and an in-process subscription, which sees them too.
+#[tokio::test]
+async fn an_in_process_publish_with_properties_reaches_a_v5_subscriber_unchanged() {
+    use rumqttc::v5::mqttbytes::v5::Packet as P5;
+    let broker = HookedBroker::start(None);
+    let mut inproc = broker
+        .handle()
+        .subscribe("props/#", QoS::AtLeastOnce)
+        .await
+        .unwrap();
+    let options = rumqttc::v5::MqttOptions::new("v5-sub", "127.0.0.1", broker.addr.port());
+    let (client, mut events) = rumqttc::v5::AsyncClient::new(options, 10);
+    client
+        .subscribe("props/#", rumqttc::v5::mqttbytes::QoS::AtLeastOnce)
+        .await
+        .unwrap();
+    v5_next(&mut events, |p| matches!(p, P5::SubAck(_)).then_some(())).await;
+    let properties = harbormq::codec::Properties {
+        user_properties: vec![("b".into(), "2".into()), ("a".into(), "1".into())],
+        content_type: Some("application/json".into()),
+        response_topic: Some("props/reply".into()),
+        correlation_data: Some(Bytes::from_static(b"id-7")),
+        message_expiry_interval: Some(600),
+        // Not a message property: left out.
+        session_expiry_interval: Some(5),
+        ..Default::default()
+    };
+    broker
+        .handle()
+        .publish_with_properties("props/a", "{}", QoS::AtLeastOnce, false, properties)
+        .await
+        .unwrap();
+    let got = v5_next(&mut events, |p| match p {
+        P5::Publish(publish) => Some(publish.clone()),
+        _ => None,
+    })
+    .await;
+    let p = got.properties.expect("properties");
+    assert_eq!(
+        p.user_properties,
+        vec![
+            ("b".to_owned(), "2".to_owned()),
+            ("a".to_owned(), "1".to_owned())
+        ]
+    );
+    assert_eq!(p.content_type.as_deref(), Some("application/json"));
+    assert_eq!(p.response_topic.as_deref(), Some("props/reply"));
+    assert_eq!(p.correlation_data.as_deref(), Some(&b"id-7"[..]));
+    let expiry = p.message_expiry_interval.expect("the expiry left");
+    assert!((599..=600).contains(&expiry), "{expiry}");
+    let received = next_message(&mut inproc).await;
+    assert_eq!(received.properties().user_properties.len(), 2);
+    assert_eq!(received.properties().session_expiry_interval, None);
+}
+
+/// The publish hooks see an MQTT 5.0 client's message with its properties, and a publish they deny is
+/// answered with PUBACK 0x87 Not authorized (section 3.4.2.1).
+#[tokio::test]
+async fn hooks_see_v5_properties_and_a_denied_v5_publish_gets_0x87() {
+    use rumqttc::v5::mqttbytes::v5::{Packet as P5, PubAckReason, PublishProperties};
+    let (hooks, _, _) = TestHooks::new();
+    let broker = HookedBroker::start(Some(hooks));
+    let mut inproc = broker
+        .handle()
+        .subscribe("#", QoS::AtLeastOnce)
+        .await
+        .unwrap();
+    let options = rumqttc::v5::MqttOptions::new("v5-pub", "127.0.0.1", broker.addr.port());
+    let (client, mut events) = rumqttc::v5::AsyncClient::new(options, 10);
+    let properties = PublishProperties {
+        user_properties: vec![("k".into(), "v".into())],
+        ..Default::default()
+    };
+    client
+        .publish_with_properties(
+            "forbidden/x",
+            rumqttc::v5::mqttbytes::QoS::AtLeastOnce,
+            false,
+            "no",
+            properties.clone(),
+        )
+        .await
+        .unwrap();
+    let reason = v5_next(&mut events, |p| match p {
+        P5::PubAck(ack) => Some(ack.reason),
+        _ => None,
+    })
+    .await;
+    assert_eq!(reason, PubAckReason::NotAuthorized);
+    client
+        .publish_with_properties(
+            "plain/x",
+            rumqttc::v5::mqttbytes::QoS::AtLeastOnce,
+            false,
+            "yes",
+            properties,
+        )
+        .await
+        .unwrap();
+    let reason = v5_next(&mut events, |p| match p {
+        P5::PubAck(ack) => Some(ack.reason),
+        _ => None,
+    })
+    .await;
+    assert_eq!(reason, PubAckReason::Success);
+    let received = next_message(&mut inproc).await;
+    assert_eq!(received.topic().as_str(), "plain/x");
+    assert_eq!(
+        received.properties().user_properties,
+        vec![("k".into(), "v".into())]
+    );
+}

@@ -1,7 +1,7 @@
 //! Hooks: the embedding application's say over what clients may do, and its view of what they do.
 //! Owns the trait and the data handed to it; sessions call it (each on its own), the router never does.
 
-use crate::codec::{ConnectReturnCode, Publish, QoS};
+use crate::codec::{ConnectReturnCode, Publish, QoS, ReasonCode};
 use crate::message::Message;
 use crate::topic::TopicFilter;
 use std::future::Future;
@@ -26,7 +26,13 @@ pub enum AuthDecision {
     Allow,
     /// The connection is refused with this CONNACK return code (`Accepted` is read as `NotAuthorized`).
     Deny(ConnectReturnCode),
+    /// The connection is refused with this MQTT 5.0 CONNACK reason code (e.g. 0x8A Banned, 0x9F Connection
+    /// rate exceeded); a 3.1.1 or 3.1 client gets the closest return code (`SUCCESS` reads as 0x87).
+    Refuse(ReasonCode),
 }
+
+// One step of an MQTT 5.0 enhanced authentication, as [`Hooks::authenticate_step`] decides it.
+pub use crate::protocol::io::AuthStep;
 
 /// Why a connection ended, for [`Hooks::on_disconnected`].
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -70,8 +76,23 @@ pub trait Hooks: Send + Sync + 'static {
         ready(AuthDecision::Allow)
     }
 
-    /// Decides whether a client may publish this message; a denied message is acknowledged as usual (MQTT
-    /// 3.1.1 cannot say no to a PUBLISH), logged and dropped.
+    /// MQTT 5.0 enhanced authentication (section 4.12): one step of the exchange for the client's
+    /// Authentication Method, given the Authentication Data it sent (in CONNECT, then in each AUTH). The
+    /// default speaks no method, so such a CONNECT gets CONNACK 0x8C Bad authentication method. After
+    /// `Success`, `authenticate` still runs. Called again for a re-authentication of a connected client.
+    fn authenticate_step<'a>(
+        &'a self,
+        connect: &'a ConnectInfo,
+        method: &'a str,
+        data: Option<&'a [u8]>,
+    ) -> HookFuture<'a, AuthStep> {
+        let _ = (connect, method, data);
+        ready(AuthStep::Unsupported)
+    }
+
+    /// Decides whether a client may publish this message; a denied message is logged and dropped, and
+    /// acknowledged with 0x87 Not authorized to an MQTT 5.0 client (as usual to earlier ones, which cannot be
+    /// told no). The message carries its MQTT 5.0 properties.
     fn authorize_publish<'a>(
         &'a self,
         client: &'a ClientInfo,
@@ -81,7 +102,8 @@ pub trait Hooks: Send + Sync + 'static {
         ready(true)
     }
 
-    /// Decides whether a client may subscribe to this filter; a denied filter gets return code 0x80 in SUBACK.
+    /// Decides whether a client may subscribe to this filter; a denied filter gets 0x87 in SUBACK (0x80 before
+    /// MQTT 5.0).
     fn authorize_subscribe<'a>(
         &'a self,
         client: &'a ClientInfo,

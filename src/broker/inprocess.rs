@@ -60,6 +60,11 @@ impl ReceivedMessage {
         self.retain
     }
 
+    /// The MQTT 5.0 properties the message was published with (empty when it has none).
+    pub fn properties(&self) -> &crate::codec::Properties {
+        crate::codec::props(&self.message.properties)
+    }
+
     /// The message as the broker holds it.
     pub fn message(&self) -> &Arc<Message> {
         &self.message
@@ -74,6 +79,7 @@ pub(crate) async fn publish(
     payload: Bytes,
     qos: QoS,
     retain: bool,
+    properties: crate::codec::MaybeProperties,
 ) -> Result<(), Error> {
     let topic = TopicName::new(topic.to_owned())?;
     let message = Arc::new(Message {
@@ -82,7 +88,7 @@ pub(crate) async fn publish(
         qos,
         retain,
         arrived_at_ms: now_ms(),
-        properties: None,
+        properties,
     });
     let (done, stored) = oneshot::channel();
     let route = RoutePublish {

@@ -289,7 +289,39 @@ impl BrokerHandle {
         qos: QoS,
         retain: bool,
     ) -> Result<(), Error> {
-        inprocess::publish(&self.inner.peers.router, topic, payload.into(), qos, retain).await
+        self.publish_with_properties(
+            topic,
+            payload,
+            qos,
+            retain,
+            crate::codec::Properties::default(),
+        )
+        .await
+    }
+
+    /// Publishes a message with MQTT 5.0 properties (User Properties, Message Expiry Interval, Response
+    /// Topic, Correlation Data, Content Type, Payload Format Indicator) as an in-process client; resolves as
+    /// [`publish`](Self::publish) does. MQTT 5.0 subscribers get them unchanged; earlier ones get the message
+    /// without them, and the expiry applies to every subscriber. Properties that are not message properties
+    /// (a Topic Alias, Subscription Identifiers) are left out.
+    pub async fn publish_with_properties(
+        &self,
+        topic: &str,
+        payload: impl Into<bytes::Bytes>,
+        qos: QoS,
+        retain: bool,
+        properties: crate::codec::Properties,
+    ) -> Result<(), Error> {
+        let properties = crate::protocol::v5::message_properties(Box::new(properties.detached()));
+        inprocess::publish(
+            &self.inner.peers.router,
+            topic,
+            payload.into(),
+            qos,
+            retain,
+            properties,
+        )
+        .await
     }
 
     /// Subscribes an in-process client to `filter`; resolves once the subscription is in place (so a message

@@ -79,6 +79,22 @@ impl AckQueue {
         inner.waiting.push_back((ticket, answer));
     }
 
+    /// Gives the waiting PUBACK or PUBREC of `id` a failure reason code (MQTT 5.0); whether there was one.
+    pub fn refuse(&mut self, id: crate::codec::PacketId, reason: crate::codec::ReasonCode) -> bool {
+        let Some(inner) = &mut self.0 else {
+            return false;
+        };
+        for (_, answer) in inner.waiting.iter_mut().rev() {
+            if let Answer::PubAck(ack) | Answer::PubRec(ack) = answer {
+                if ack.packet_id == id {
+                    ack.reason = reason;
+                    return true;
+                }
+            }
+        }
+        false
+    }
+
     /// Marks a ticket as complete.
     pub fn complete(&mut self, ticket: Ticket) {
         if let Some(inner) = &mut self.0 {

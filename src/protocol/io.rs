@@ -3,9 +3,7 @@
 
 use super::acks::Ticket;
 use super::outbound::{Delivery, OutboundPublish};
-use crate::codec::{
-    ClientId, ConnectReturnCode, DecodeError, Packet, PacketId, ProtocolLevel, QoS,
-};
+use crate::codec::{ClientId, DecodeError, Packet, PacketId, ProtocolLevel, QoS, ReasonCode};
 use crate::message::Message;
 use crate::store::{QueuedMessage, StoreError, StoreOp};
 use crate::topic::TopicFilter;
@@ -85,6 +83,31 @@ pub enum EndCause {
     Detached,
 }
 
+/// One step of an MQTT 5.0 enhanced authentication exchange, as the hook decides it (section 4.12).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum AuthStep {
+    /// No hook speaks this method: CONNACK 0x8C Bad authentication method (DISCONNECT when re-authenticating).
+    Unsupported,
+    /// Send the client AUTH 0x18 Continue authentication with this data, and wait for its answer.
+    Continue(Bytes),
+    /// Authenticated: CONNACK (or AUTH 0x00 when re-authenticating), with this data if any.
+    Success(Option<Bytes>),
+    /// Refused with this reason code.
+    Fail(ReasonCode),
+}
+
+/// What the publish hooks made of one message.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Screening {
+    /// Route it (possibly rewritten).
+    Kept(Arc<Message>),
+    /// `on_message_publish` dropped it: acknowledged as usual, not routed.
+    Dropped,
+    /// `authorize_publish` denied it: an MQTT 5.0 client gets PUBACK/PUBREC 0x87, earlier ones a plain
+    /// acknowledgement (they cannot be told no).
+    Denied,
+}
+
 /// What the router said when the session registered.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Registration {
@@ -109,8 +132,11 @@ pub enum Input {
     /// The client took output (the socket accepted bytes): credit held back may be given now. Needed only
     /// while `Connection::wants_written` says so.
     Written,
-    /// The authenticate hook answered: `Err` refuses with that CONNACK code.
-    Authenticated(Result<(), ConnectReturnCode>),
+    /// The authenticate hook answered: `Err` refuses with that CONNACK reason code (written as the closest
+    /// 3.1.1 return code to earlier clients).
+    Authenticated(Result<(), ReasonCode>),
+    /// The enhanced authentication hook took one step of an MQTT 5.0 AUTH exchange.
+    AuthStepped(AuthStep),
     /// The router answered the registration; `Err` when it could not be reached.
     Registered(Result<Registration, ()>),
     /// A store commit (or router round trip) an output waited for is done.
@@ -122,8 +148,8 @@ pub enum Input {
     },
     /// The inbound QoS 2 packet ids awaiting PUBREL, read back for a resumed session.
     IncomingQos2(Result<Vec<PacketId>, StoreError>),
-    /// The publish hooks kept these messages (in order) of the batch they screened.
-    Screened(Vec<Arc<Message>>),
+    /// The publish hooks' verdict on each message of the batch they screened, in order.
+    Screened(Vec<Screening>),
     /// The subscribe hook's verdict on each filter of the SUBSCRIBE it screened: true is denied.
     SubscribeScreened(Vec<bool>),
     /// Messages from the router, each counting against the session's credit.
@@ -167,6 +193,8 @@ pub struct ConnectInfo {
     pub keep_alive_secs: u16,
     /// The protocol level.
     pub level: ProtocolLevel,
+    /// The CONNECT properties of an MQTT 5.0 client (User Properties, Authentication Method...).
+    pub properties: crate::codec::MaybeProperties,
 }
 
 /// Who a connected client is, as every hook after authentication sees it.
@@ -221,6 +249,16 @@ pub enum Notification {
 pub enum Request {
     /// Ask the authenticate hook; answer with `Input::Authenticated`.
     Authenticate(ConnectInfo),
+    /// Ask the enhanced authentication hook for the next step of an MQTT 5.0 exchange (section 4.12); answer
+    /// with `Input::AuthStepped`.
+    AuthStep {
+        /// What the client sent in CONNECT.
+        connect: ConnectInfo,
+        /// The Authentication Method.
+        method: ByteString,
+        /// The Authentication Data of the client's CONNECT or AUTH.
+        data: Option<Bytes>,
+    },
     /// Register with the router (taking over a previous connection); answer with `Input::Registered` once the
     /// connection taken over has finished.
     Register {

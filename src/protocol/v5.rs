@@ -213,18 +213,27 @@ pub fn payload_format_valid(props: Option<&Properties>, payload: &[u8]) -> bool 
         || std::str::from_utf8(payload).is_ok()
 }
 
-/// The properties a message keeps once accepted: what travels to subscribers. The Topic Alias belongs to the
-/// publisher's connection, and Subscription Identifiers are the server's to add, so both are removed.
-pub fn message_properties(mut props: Box<Properties>) -> Option<Box<Properties>> {
-    props.topic_alias = None;
-    props.subscription_identifiers.clear();
-    (*props != Properties::default()).then_some(props)
+/// The properties a message keeps once accepted: what travels to subscribers (section 3.3.2.3). The Topic
+/// Alias belongs to the publisher's connection, Subscription Identifiers are the server's to add, and anything
+/// that is not a message property (a will's delay, a property an application set by mistake) has no place in
+/// a PUBLISH: all of these are left out.
+pub fn message_properties(props: Box<Properties>) -> Option<Box<Properties>> {
+    let p = *props;
+    let kept = Properties {
+        payload_format_indicator: p.payload_format_indicator,
+        message_expiry_interval: p.message_expiry_interval,
+        content_type: p.content_type,
+        response_topic: p.response_topic,
+        correlation_data: p.correlation_data,
+        user_properties: p.user_properties,
+        ..Properties::default()
+    };
+    (kept != Properties::default()).then(|| Box::new(kept))
 }
 
 /// The properties a will message is published with: its will properties without the Will Delay Interval,
 /// which belongs to the will and is not a PUBLISH property (section 3.1.3.2).
-pub fn will_message_properties(mut props: Box<Properties>) -> Option<Box<Properties>> {
-    props.will_delay_interval = None;
+pub fn will_message_properties(props: Box<Properties>) -> Option<Box<Properties>> {
     message_properties(props)
 }
 

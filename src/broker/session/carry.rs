@@ -64,6 +64,11 @@ impl Session {
     fn carry_out_request(&mut self, request: Request, ctx: &mut Context<Self>) {
         match request {
             Request::Authenticate(auth) => self.authenticate(auth, ctx),
+            Request::AuthStep {
+                connect,
+                method,
+                data,
+            } => self.authenticate_step(connect, method, data, ctx),
             Request::Register {
                 client_id,
                 clean_session,

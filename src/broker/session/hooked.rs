@@ -6,6 +6,7 @@ use super::*;
 use crate::broker::hooks::{AuthDecision, ConnectInfo, DisconnectReason};
 use crate::codec::QoS;
 use crate::message::Message;
+use crate::protocol::io::Screening;
 use crate::protocol::{CloseReason, Notification};
 use crate::topic::TopicFilter;
 
@@ -26,11 +27,34 @@ impl Session {
                     act.rare().client_info = Some(Arc::new(info.client()));
                     Ok(())
                 }
-                AuthDecision::Deny(code) => Err(code),
+                AuthDecision::Deny(code) => Err(code.into()),
+                AuthDecision::Refuse(code) => Err(code),
             };
             act.feed(Input::Authenticated(verdict), ctx);
             act.wake_io();
         }));
+    }
+
+    /// Asks the enhanced authentication hook for one step of an MQTT 5.0 exchange.
+    pub(super) fn authenticate_step(
+        &mut self,
+        connect: ConnectInfo,
+        method: bytestring::ByteString,
+        data: Option<bytes::Bytes>,
+        ctx: &mut Context<Self>,
+    ) {
+        let Some(hooks) = self.peers.hooks.clone() else {
+            follow_up(Input::AuthStepped(
+                crate::protocol::io::AuthStep::Unsupported,
+            ));
+            return;
+        };
+        let step = async move {
+            hooks
+                .authenticate_step(&connect, &method, data.as_deref())
+                .await
+        };
+        self.answer_with(ctx, step, Input::AuthStepped);
     }
 
     /// Runs authorize_publish and on_message_publish over a batch, keeping the messages allowed, in order.
@@ -40,11 +64,13 @@ impl Session {
         ctx: &mut Context<Self>,
     ) {
         let Some((hooks, client)) = self.hooks_and_client() else {
-            follow_up(Input::Screened(messages));
+            follow_up(Input::Screened(
+                messages.into_iter().map(Screening::Kept).collect(),
+            ));
             return;
         };
         let screen = async move {
-            let mut kept = Vec::with_capacity(messages.len());
+            let mut verdicts = Vec::with_capacity(messages.len());
             for message in messages {
                 if !hooks.authorize_publish(&client, &message).await {
                     log::warn!(
@@ -53,14 +79,16 @@ impl Session {
                         client.peer,
                         message.topic
                     );
+                    verdicts.push(Screening::Denied);
                     continue;
                 }
                 let owned = Arc::try_unwrap(message).unwrap_or_else(|shared| (*shared).clone());
-                if let Some(rewritten) = hooks.on_message_publish(&client, owned).await {
-                    kept.push(Arc::new(rewritten));
-                }
+                verdicts.push(match hooks.on_message_publish(&client, owned).await {
+                    Some(rewritten) => Screening::Kept(Arc::new(rewritten)),
+                    None => Screening::Dropped,
+                });
             }
-            kept
+            verdicts
         };
         self.answer_with(ctx, screen, Input::Screened);
     }

@@ -40,6 +40,13 @@ impl Connection {
             let connected = match &self.stage {
                 Stage::AwaitingConnect { .. } => false,
                 Stage::Connected(attached) if attached.awaiting.is_none() => true,
+                Stage::Exchanging(_) => {
+                    let Some(item) = self.backlog.pop_front() else {
+                        return;
+                    };
+                    self.on_exchange_item(item, now, out);
+                    continue;
+                }
                 _ => return,
             };
             let Some(item) = self.backlog.pop_front() else {
@@ -131,29 +138,35 @@ impl Connection {
                         connect.keep_alive_secs,
                         limits.max_keepalive_secs,
                     ),
+                    auth: None,
                 })
             }),
         });
-        if let Some(method) = &props(&connect.properties).authentication_method {
-            // No hook speaks an enhanced authentication method yet (section 4.12).
-            log::warn!(
-                "client {:?} from {}: authentication method {method:?} not supported; CONNACK 0x8C",
-                connect.client_id,
-                self.peer
-            );
-            self.refuse(ReasonCode::BAD_AUTHENTICATION_METHOD, now, out);
-            return;
+        let info = ConnectInfo {
+            client_id,
+            username: connect.username,
+            password: connect.password,
+            peer: self.peer.to_string(),
+            clean_session: connect.clean_session,
+            keep_alive_secs: connect.keep_alive_secs,
+            level: connect.level,
+            properties: connect.properties.map(|p| Box::new(p.detached())),
+        };
+        if let Some(method) = props(&info.properties).authentication_method.clone() {
+            return self.start_auth_exchange(joining, info, method, now, out);
         }
+        self.authenticate(joining, info, out);
+    }
+
+    /// Asks the authenticate hook, when there are hooks, else registers at once.
+    pub(super) fn authenticate(
+        &mut self,
+        joining: Box<Joining>,
+        info: ConnectInfo,
+        out: &mut Outputs,
+    ) {
         if self.settings.hooks {
-            out.requests.push(Request::Authenticate(ConnectInfo {
-                client_id,
-                username: connect.username,
-                password: connect.password,
-                peer: self.peer.to_string(),
-                clean_session: connect.clean_session,
-                keep_alive_secs: connect.keep_alive_secs,
-                level: connect.level,
-            }));
+            out.requests.push(Request::Authenticate(info));
             self.stage = Stage::Authenticating(joining);
         } else {
             self.register(joining, out);
@@ -162,7 +175,7 @@ impl Connection {
 
     pub(super) fn on_authenticated(
         &mut self,
-        verdict: Result<(), ConnectReturnCode>,
+        verdict: Result<(), ReasonCode>,
         now: Now,
         out: &mut Outputs,
     ) {
@@ -176,9 +189,9 @@ impl Connection {
         match verdict {
             Ok(()) => self.register(joining, out),
             Err(code) => {
-                // "Accepted" is no way to refuse: it reads as not authorised.
+                // Success is no way to refuse: it reads as not authorised.
                 let code = match code {
-                    ConnectReturnCode::Accepted => ConnectReturnCode::NotAuthorized,
+                    ReasonCode::SUCCESS => ReasonCode::NOT_AUTHORIZED,
                     code => code,
                 };
                 log::warn!(
@@ -365,12 +378,18 @@ impl Connection {
         let stored = persistent
             .then(|| StoredFeed::resume(registration.queue_head.max(joining.early_behind)));
         let properties = joining.v5.as_ref().map(|v5| {
-            Box::new(connack_properties(
+            let mut p = connack_properties(
                 &self.settings.v5,
                 v5.assigned_id.then_some(&joining.client_id),
                 v5.server_keep_alive,
                 v5.expiry_capped.then_some(v5.session_expiry),
-            ))
+            );
+            if let Some(auth) = &v5.auth {
+                // [MQTT-4.12.0-5]: CONNACK names the method; it carries the hook's last data.
+                p.authentication_method = Some(auth.method.clone());
+                p.authentication_data = auth.last_data.clone();
+            }
+            Box::new(p)
         });
         self.stage = Stage::Connected(Box::new(Attached {
             client_id: joining.client_id,
@@ -405,6 +424,7 @@ impl Connection {
                     session_expiry: v5.session_expiry,
                     unanswered: 0,
                     subscribed: registration.subscriptions.iter().cloned().collect(),
+                    auth: v5.auth.clone(),
                 })
             }),
         }));

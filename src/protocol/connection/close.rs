@@ -76,7 +76,11 @@ impl Connection {
         match std::mem::replace(&mut self.stage, Stage::Closed) {
             Stage::Registering(_) | Stage::Restoring(_) => out.requests.push(Request::Detach),
             Stage::Connected(attached) => self.detach(*attached, reason, now, out),
-            Stage::AwaitingConnect { .. } | Stage::Authenticating(_) | Stage::Closed => {}
+            Stage::AwaitingConnect { .. }
+            | Stage::AuthStepping(_)
+            | Stage::Exchanging(_)
+            | Stage::Authenticating(_)
+            | Stage::Closed => {}
         }
     }
 

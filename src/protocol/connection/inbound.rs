@@ -8,7 +8,7 @@ use crate::codec::{
     props, Publish, ReasonCode, ReasonOnly, SubAck, Subscribe, SubscribeReturnCode, Unsubscribe,
 };
 use crate::message::Grant;
-use crate::protocol::io::{CloseReason, Emit, Request};
+use crate::protocol::io::{CloseReason, Emit, Request, Screening};
 use crate::protocol::share::{self, is_shared};
 use crate::protocol::v5::{message_properties, payload_format_valid};
 use crate::store::StoreError;
@@ -52,6 +52,7 @@ impl Connection {
                     _ => {}
                 }
             }
+            Packet::Auth(auth) if self.level.is_v5() => self.on_auth(auth, now, out),
             Packet::Connect(_) => self.violation(
                 ReasonCode::PROTOCOL_ERROR,
                 "[MQTT-3.1.0-2] second CONNECT",
@@ -98,16 +99,24 @@ impl Connection {
             arrived_at_ms: now.wall_ms,
             properties: publish.properties.and_then(message_properties),
         });
-        match (publish.qos, publish.packet_id) {
-            (QoS::AtMostOnce, _) => attached.batch.get().messages.push(message),
+        let hooks = self.settings.hooks;
+        let (qos, packet_id) = (publish.qos, publish.packet_id);
+        let take = |batch: &mut InboundBatch, message| {
+            batch.messages.push(message);
+            if hooks {
+                batch.ids.push((packet_id, qos));
+            }
+        };
+        match (qos, packet_id) {
+            (QoS::AtMostOnce, _) => take(attached.batch.get(), message),
             (QoS::AtLeastOnce, Some(id)) => {
-                attached.batch.get().messages.push(message);
+                take(attached.batch.get(), message);
                 attached.answer_after_batch(Answer::PubAck(id.into()), &mut self.tickets);
             }
             (QoS::ExactlyOnce, Some(id)) => {
                 // [MQTT-4.3.3-2]: a PUBLISH whose id still awaits PUBREL is acknowledged but not delivered again.
                 if attached.incoming_qos2.insert(id) {
-                    attached.batch.get().messages.push(message);
+                    take(attached.batch.get(), message);
                     if attached.persistent {
                         attached.batch.get().ops.push(StoreOp::AddIncomingQos2 {
                             client_id: attached.client_id.clone(),
@@ -193,14 +202,28 @@ impl Connection {
         true
     }
 
-    /// The publish hooks kept `kept` of the batch they screened: it is routed, and the client's packets go on.
-    pub(super) fn on_screened(&mut self, kept: Vec<Arc<Message>>, now: Now, out: &mut Outputs) {
+    /// The publish hooks screened the batch: what they kept is routed, and the client's packets go on. An MQTT
+    /// 5.0 client is told 0x87 Not authorized for what they denied.
+    pub(super) fn on_screened(&mut self, verdicts: Vec<Screening>, now: Now, out: &mut Outputs) {
         let Stage::Connected(attached) = &mut self.stage else {
             return;
         };
         let Some(Awaiting::Screening(mut batch)) = attached.awaiting.take().map(|a| *a) else {
             return;
         };
+        let ids = std::mem::take(&mut batch.ids);
+        let mut kept = Vec::with_capacity(verdicts.len());
+        for (i, verdict) in verdicts.into_iter().enumerate() {
+            match verdict {
+                Screening::Kept(message) => kept.push(message),
+                Screening::Dropped => {}
+                Screening::Denied => {
+                    if let (Some((Some(id), qos)), true) = (ids.get(i), attached.v5.is_some()) {
+                        attached.refuse_publish(*id, *qos, &mut batch);
+                    }
+                }
+            }
+        }
         batch.messages = kept;
         route(attached, batch, out);
         self.drain(now, out);
@@ -414,6 +437,20 @@ impl Connection {
 }
 
 impl Attached {
+    /// Answers a denied QoS 1/2 PUBLISH with 0x87 (MQTT 5.0): a QoS 2 exchange ends with that PUBREC, so its
+    /// packet id is not kept awaiting PUBREL.
+    fn refuse_publish(&mut self, id: PacketId, qos: QoS, batch: &mut InboundBatch) {
+        self.acks.refuse(id, ReasonCode::NOT_AUTHORIZED);
+        if qos == QoS::ExactlyOnce && self.incoming_qos2.remove(&id) {
+            batch.ops.retain(
+                |op| !matches!(op, StoreOp::AddIncomingQos2 { packet_id, .. } if *packet_id == id),
+            );
+            if let Some(v5) = self.v5.as_deref_mut() {
+                v5.unanswered = v5.unanswered.saturating_sub(1);
+            }
+        }
+    }
+
     /// Queues an answer behind every earlier one, released once the open batch is stored.
     fn answer_after_batch(&mut self, answer: Answer, tickets: &mut Tickets) {
         let ticket = self.batch.ticket(tickets);

@@ -7,6 +7,7 @@
 //! (a hook, the router, the store) wait in order in the backlog; the owner stops reading meanwhile.
 
 mod attach;
+mod auth;
 mod close;
 mod deliver;
 mod inbound;
@@ -91,7 +92,13 @@ pub struct Connection {
 
 #[derive(Debug)]
 enum Stage {
-    AwaitingConnect { deadline: Instant },
+    AwaitingConnect {
+        deadline: Instant,
+    },
+    /// Waiting for the enhanced authentication hook's next step.
+    AuthStepping(Box<Joining>),
+    /// Waiting for the client's AUTH in an enhanced authentication exchange.
+    Exchanging(Box<Joining>),
     Authenticating(Box<Joining>),
     Registering(Box<Joining>),
     Restoring(Box<Restoring>),
@@ -127,6 +134,19 @@ struct JoiningV5 {
     assigned_id: bool,
     /// Server Keep Alive, when the server imposes its own.
     server_keep_alive: Option<u16>,
+    /// The enhanced authentication of this connection, if it uses one.
+    auth: Option<Box<AuthState>>,
+}
+
+/// An MQTT 5.0 enhanced authentication (section 4.12): its method, what the client sent in CONNECT (for each
+/// step of the hook), and the data of the hook's last step.
+#[derive(Debug, Clone)]
+struct AuthState {
+    method: bytestring::ByteString,
+    info: super::io::ConnectInfo,
+    last_data: Option<bytes::Bytes>,
+    /// A re-authentication is under way (connected sessions only).
+    again: bool,
 }
 
 impl Joining {
@@ -153,6 +173,8 @@ struct V5Session {
     unanswered: u32,
     /// The session's subscriptions, for Retain Handling 1 and UNSUBACK's 0x11.
     subscribed: std::collections::HashSet<TopicFilter>,
+    /// The enhanced authentication it connected with, for re-authentication.
+    auth: Option<Box<AuthState>>,
 }
 
 /// A registered session waiting for the store before CONNACK.
@@ -204,6 +226,8 @@ struct Attached {
 #[derive(Debug, Default)]
 struct InboundBatch {
     messages: Vec<Arc<Message>>,
+    /// The packet id and QoS of each message, kept only while hooks screen publishes (for 0x87 answers).
+    ids: Vec<(Option<PacketId>, QoS)>,
     ops: Vec<StoreOp>,
     ticket: Option<Ticket>,
 }
@@ -278,10 +302,11 @@ impl Connection {
             Input::InputClosed => self.close(super::io::CloseReason::Abnormal, now, out),
             Input::Written => {}
             Input::Authenticated(verdict) => self.on_authenticated(verdict, now, out),
+            Input::AuthStepped(step) => self.on_auth_stepped(step, now, out),
             Input::Registered(result) => self.on_registered(result, now, out),
             Input::Committed { ticket, result } => self.on_committed(ticket, result, now, out),
             Input::IncomingQos2(result) => self.on_incoming_qos2(result, now, out),
-            Input::Screened(kept) => self.on_screened(kept, now, out),
+            Input::Screened(verdicts) => self.on_screened(verdicts, now, out),
             Input::SubscribeScreened(denied) => self.on_subscribe_screened(denied, now, out),
             Input::Deliveries(deliveries) => self.on_deliveries(deliveries, out),
             Input::Retained(deliveries) => self.on_retained(deliveries, out),
@@ -302,7 +327,7 @@ impl Connection {
     /// Whether the owner should read more from the client now.
     pub fn wants_input(&self) -> bool {
         match &self.stage {
-            Stage::AwaitingConnect { .. } => self.backlog.is_empty(),
+            Stage::AwaitingConnect { .. } | Stage::Exchanging(_) => self.backlog.is_empty(),
             Stage::Connected(a) => {
                 a.awaiting.is_none()
                     && self.backlog.is_empty()
@@ -329,7 +354,10 @@ impl Connection {
     /// The client identifier, once CONNECT was accepted.
     pub fn client_id(&self) -> Option<&ClientId> {
         match &self.stage {
-            Stage::Authenticating(j) | Stage::Registering(j) => Some(&j.client_id),
+            Stage::Authenticating(j)
+            | Stage::Registering(j)
+            | Stage::AuthStepping(j)
+            | Stage::Exchanging(j) => Some(&j.client_id),
             Stage::Restoring(r) => Some(&r.joining.client_id),
             Stage::Connected(a) => Some(&a.client_id),
             Stage::AwaitingConnect { .. } | Stage::Closed => None,

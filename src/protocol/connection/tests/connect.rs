@@ -193,7 +193,9 @@ fn the_authenticate_hook_decides_before_registration() {
     let mut h = Harness::with(hooked());
     h.read(vec![connect("dev", true, 0)]);
     assert!(matches!(h.requests()[..], [Request::Authenticate(_)]));
-    h.feed(Input::Authenticated(Err(ConnectReturnCode::Accepted)));
+    h.feed(Input::Authenticated(
+        Err(ConnectReturnCode::Accepted.into()),
+    ));
     assert_eq!(
         h.packets(),
         vec![refused(ConnectReturnCode::NotAuthorized)],

@@ -244,7 +244,9 @@ fn with_hooks_an_unsubscribe_waits_for_the_publishes_before_it() {
         "{requests:?}"
     );
     assert!(!h.conn.wants_input(), "reading waits for the hooks");
-    h.feed(Input::Screened(vec![message("a", QoS::AtLeastOnce, b"1")]));
+    h.feed(Input::Screened(vec![crate::protocol::io::Screening::Kept(
+        message("a", QoS::AtLeastOnce, b"1"),
+    )]));
     let requests = h.requests();
     assert!(
         matches!(

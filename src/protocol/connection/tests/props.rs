@@ -243,12 +243,16 @@ fn input_of(step: Step, ledger: &mut Ledger) -> Input {
         Step::Pace(hold) => Input::Pace { hold },
         Step::Timer(_) => Input::Timer,
         Step::End => Input::End(EndCause::TakenOver),
-        Step::Screened => Input::Screened(vec![message("t/x", QoS::AtLeastOnce, b"k")]),
+        Step::Screened => Input::Screened(vec![crate::protocol::io::Screening::Kept(message(
+            "t/x",
+            QoS::AtLeastOnce,
+            b"k",
+        ))]),
         Step::SubscribeScreened => Input::SubscribeScreened(vec![false, true]),
         Step::Authenticated(ok) => Input::Authenticated(if ok {
             Ok(())
         } else {
-            Err(ConnectReturnCode::NotAuthorized)
+            Err(ConnectReturnCode::NotAuthorized.into())
         }),
     }
 }

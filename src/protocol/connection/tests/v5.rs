@@ -879,3 +879,167 @@ fn a_will_waits_for_its_delay_only_when_the_session_outlives_the_connection() {
     assert_eq!(props.content_type.as_deref(), Some("text/plain"));
     assert_eq!(will_delay(0).1, 0, "the session ends now, so does the wait");
 }
+
+#[test]
+fn a_publish_the_hooks_deny_gets_0x87_and_its_qos2_exchange_ends() {
+    // Section 3.4.2.1 / 3.5.2.1: 0x87 Not authorized; a PUBREC with an error ends the QoS 2 exchange.
+    use crate::protocol::io::Screening;
+    let mut h = Harness::with(hooked());
+    h.read(vec![connect5("h5", true, 0, Properties::default())]);
+    h.feed(Input::Authenticated(Ok(())));
+    h.feed(registered(false, false, 0));
+    h.take();
+    h.read(vec![
+        publish("t", QoS::AtLeastOnce, Some(1), b"1"),
+        publish("t", QoS::ExactlyOnce, Some(2), b"2"),
+    ]);
+    assert!(matches!(&h.requests()[..], [Request::ScreenPublishes(m)] if m.len() == 2));
+    h.feed(Input::Screened(vec![Screening::Denied, Screening::Denied]));
+    assert_eq!(
+        h.packets(),
+        vec![
+            Packet::PubAck(Ack::with_reason(pid(1), ReasonCode::NOT_AUTHORIZED)),
+            Packet::PubRec(Ack::with_reason(pid(2), ReasonCode::NOT_AUTHORIZED)),
+        ]
+    );
+    // The id is free again: the same id is a new message, screened again, not a duplicate.
+    h.take();
+    h.read(vec![publish("t", QoS::ExactlyOnce, Some(2), b"3")]);
+    assert!(matches!(&h.requests()[..], [Request::ScreenPublishes(m)] if m.len() == 1));
+}
+
+fn auth5(reason: ReasonCode, method: &str, data: &'static [u8]) -> Packet {
+    Packet::Auth(ReasonOnly {
+        reason,
+        properties: Some(Box::new(Properties {
+            authentication_method: Some(method.into()),
+            authentication_data: Some(Bytes::from_static(data)),
+            ..Default::default()
+        })),
+    })
+}
+
+/// The Authentication Data of the one `AuthStep` request among `requests`.
+fn step_data(requests: &[Request]) -> Option<Bytes> {
+    match requests {
+        [Request::AuthStep { method, data, .. }] => {
+            assert_eq!(&**method, "SCRAM");
+            data.clone()
+        }
+        other => panic!("expected one AuthStep, got {other:?}"),
+    }
+}
+
+#[test]
+fn an_enhanced_authentication_exchange_runs_through_the_hook_to_connack() {
+    // Section 4.12, [MQTT-4.12.0-5]: AUTH 0x18 both ways, then CONNACK with the method and the last data.
+    use crate::protocol::io::AuthStep;
+    let mut h = Harness::with(hooked());
+    h.read(vec![connect5(
+        "scram",
+        true,
+        0,
+        Properties {
+            authentication_method: Some("SCRAM".into()),
+            authentication_data: Some(Bytes::from_static(b"client-first")),
+            ..Default::default()
+        },
+    )]);
+    assert_eq!(
+        step_data(&h.requests()).as_deref(),
+        Some(&b"client-first"[..])
+    );
+    h.feed(Input::AuthStepped(AuthStep::Continue(Bytes::from_static(
+        b"server-first",
+    ))));
+    assert_eq!(
+        h.packets(),
+        vec![auth5(
+            ReasonCode::CONTINUE_AUTHENTICATION,
+            "SCRAM",
+            b"server-first"
+        )]
+    );
+    assert!(h.conn.wants_input(), "the client's AUTH is awaited");
+    h.read(vec![auth5(
+        ReasonCode::CONTINUE_AUTHENTICATION,
+        "SCRAM",
+        b"client-final",
+    )]);
+    assert_eq!(
+        step_data(&h.requests()).as_deref(),
+        Some(&b"client-final"[..])
+    );
+    h.feed(Input::AuthStepped(AuthStep::Success(Some(
+        Bytes::from_static(b"server-final"),
+    ))));
+    assert!(matches!(&h.requests()[..], [Request::Authenticate(_)]));
+    h.feed(Input::Authenticated(Ok(())));
+    h.feed(registered(false, false, 0));
+    match h.packets().as_slice() {
+        [Packet::ConnAck(ack)] => {
+            assert_eq!(ack.code, ReasonCode::SUCCESS);
+            let p = props_of(&ack.properties);
+            assert_eq!(p.authentication_method.as_deref(), Some("SCRAM"));
+            assert_eq!(p.authentication_data.as_deref(), Some(&b"server-final"[..]));
+        }
+        other => panic!("expected CONNACK, got {other:?}"),
+    }
+    // Re-authentication (section 4.12.1): AUTH 0x19, the hook's step, AUTH 0x00.
+    h.take();
+    h.read(vec![auth5(ReasonCode::REAUTHENTICATE, "SCRAM", b"again")]);
+    assert_eq!(step_data(&h.requests()).as_deref(), Some(&b"again"[..]));
+    h.feed(Input::AuthStepped(AuthStep::Success(None)));
+    match h.packets().as_slice() {
+        [Packet::Auth(a)] => assert_eq!(a.reason, ReasonCode::SUCCESS),
+        other => panic!("expected AUTH 0x00, got {other:?}"),
+    }
+    h.read(vec![auth5(ReasonCode::REAUTHENTICATE, "SCRAM", b"third")]);
+    h.feed(Input::AuthStepped(AuthStep::Fail(
+        ReasonCode::NOT_AUTHORIZED,
+    )));
+    assert_eq!(
+        disconnect_reasons(&h.packets()),
+        vec![ReasonCode::NOT_AUTHORIZED]
+    );
+    assert!(h.out.close.is_some());
+}
+
+#[test]
+fn an_enhanced_authentication_refused_or_interrupted_gets_a_failing_connack() {
+    // Section 4.12: 0x8C when no hook speaks the method, the hook's code when it fails, 0x82 for anything
+    // but AUTH before CONNACK.
+    use crate::protocol::io::AuthStep;
+    let start = || {
+        let mut h = Harness::with(hooked());
+        h.read(vec![connect5(
+            "scram",
+            true,
+            0,
+            Properties {
+                authentication_method: Some("SCRAM".into()),
+                ..Default::default()
+            },
+        )]);
+        h.take();
+        h
+    };
+    let code = |h: &mut Harness| match h.packets().as_slice() {
+        [Packet::ConnAck(ack)] => ack.code,
+        other => panic!("expected CONNACK, got {other:?}"),
+    };
+    let mut h = start();
+    h.feed(Input::AuthStepped(AuthStep::Unsupported));
+    assert_eq!(code(&mut h), ReasonCode::BAD_AUTHENTICATION_METHOD);
+    let mut h = start();
+    h.feed(Input::AuthStepped(AuthStep::Fail(
+        ReasonCode::BAD_USERNAME_OR_PASSWORD,
+    )));
+    assert_eq!(code(&mut h), ReasonCode::BAD_USERNAME_OR_PASSWORD);
+    let mut h = start();
+    h.feed(Input::AuthStepped(AuthStep::Continue(Bytes::new())));
+    h.take();
+    h.read(vec![Packet::PingReq]);
+    assert_eq!(code(&mut h), ReasonCode::PROTOCOL_ERROR);
+    assert!(h.out.close.is_some());
+}
