@@ -1,7 +1,11 @@
 //! The load generator against a real broker: a small fan-in run must deliver every message exactly as counted.
-//! Uses Mosquitto from PATH on a free port; the test is skipped, with the reason printed, when it is missing.
+//! Uses Mosquitto from PATH on a free port (that test is skipped, with the reason printed, when it is missing)
+//! and the harbormq binary, driven with MQTT 5.0 clients.
 
 mod needs;
+// Only the broker process of the shared helper is used here, not its clients.
+#[allow(dead_code)]
+mod process;
 
 use clap::Parser;
 use harbormq::loadgen::{run_report, BenchArgs, Report};
@@ -89,10 +93,10 @@ fn bench(args: &[&str]) -> Report {
     run_report(cli.bench).unwrap()
 }
 
-/// Runs a 2 × 1,000 QoS 1 fan-in against the broker on `port` and checks the accounting.
-fn small_fan_in(port: u16) -> Report {
+/// Runs a 2 × 1,000 QoS 1 fan-in against the broker on `port`, with `extra` options, and checks the accounting.
+fn small_fan_in(port: u16, extra: &[&str]) -> Report {
     let port = port.to_string();
-    let report = bench(&[
+    let mut args = vec![
         "fan-in",
         "--port",
         &port,
@@ -105,7 +109,9 @@ fn small_fan_in(port: u16) -> Report {
         "--timeout",
         "30",
         "--quiet",
-    ]);
+    ];
+    args.extend_from_slice(extra);
+    let report = bench(&args);
     let delivery = report.delivery.unwrap();
     assert!(report.ok, "errors: {:?}", report.errors);
     assert_eq!(report.ending, "completed");
@@ -123,11 +129,32 @@ fn fan_in_qos1_against_mosquitto_delivers_every_message() {
     let Some(broker) = start_mosquitto() else {
         return;
     };
-    let report = small_fan_in(broker.port);
+    let report = small_fan_in(broker.port, &[]);
     let json: serde_json::Value = serde_json::from_str(&report.to_json()).unwrap();
     assert_eq!(json["delivery"]["unique"], 2_000);
+    assert_eq!(json["protocol"], 4);
     assert!(json["results"]["delivered_rate"].as_f64().unwrap() > 0.0);
     assert!(json["latency_us"]["count"].as_u64().unwrap() >= 2_000);
+}
+
+#[test]
+fn v5_fan_in_with_user_properties_against_harbormq_delivers_every_message() {
+    let dir = tempfile::tempdir().unwrap();
+    let broker = process::BrokerProcess::start(dir.path(), "off");
+    let report = small_fan_in(
+        broker.port(),
+        &["--protocol", "5", "--user-properties", "2"],
+    );
+    assert_eq!(report.protocol, 5);
+    assert_eq!(report.params["user_properties"], 2);
+    assert!(
+        report.to_table().contains(" over MQTT 5.0: completed (ok)"),
+        "{}",
+        report.to_table()
+    );
+    let json: serde_json::Value = serde_json::from_str(&report.to_json()).unwrap();
+    assert_eq!(json["protocol"], 5);
+    assert_eq!(json["delivery"]["unique"], 2_000);
 }
 
 #[test]

@@ -1,9 +1,10 @@
 //! The command line of `harbormq bench`: one subcommand per scenario, each with its own defaults.
 //! Owns flag names, defaults and their validation; runs nothing.
 
+use crate::codec::ProtocolLevel;
 use clap::{Args, Subcommand};
 
-/// Drives any MQTT 3.1.1 broker over TCP and reports throughput, latency, loss and duplicates.
+/// Drives any MQTT 3.1, 3.1.1 or 5.0 broker over TCP and reports throughput, latency, loss and duplicates.
 #[derive(Debug, Clone, Args)]
 pub struct BenchArgs {
     /// The scenario to run.
@@ -50,6 +51,21 @@ pub struct CommonArgs {
     /// Topic prefix and client id prefix; a random run id is appended so runs never collide.
     #[arg(long, default_value = "hmqbench")]
     pub prefix: String,
+    /// MQTT protocol level every client speaks: 3 (MQTT 3.1), 4 (MQTT 3.1.1) or 5 (MQTT 5.0).
+    #[arg(long, default_value = "4", value_parser = parse_protocol)]
+    pub protocol: ProtocolLevel,
+}
+
+/// Parses `--protocol`: the protocol level byte of CONNECT.
+pub fn parse_protocol(value: &str) -> Result<ProtocolLevel, String> {
+    match value.trim() {
+        "3" => Ok(ProtocolLevel::V31),
+        "4" => Ok(ProtocolLevel::V311),
+        "5" => Ok(ProtocolLevel::V5),
+        other => Err(format!(
+            "{other:?} is not a protocol level: 3 (MQTT 3.1), 4 (MQTT 3.1.1) or 5 (MQTT 5.0)"
+        )),
+    }
 }
 
 /// Message shape and flow control shared by the publishing scenarios.
@@ -61,9 +77,13 @@ pub struct FlowArgs {
     /// Payload size in bytes (at least 16: publisher id, sequence number and send time).
     #[arg(long, default_value_t = 64, value_parser = clap::value_parser!(u32).range(16..=16_000_000))]
     pub payload: u32,
-    /// Unacknowledged QoS 1/2 publishes each publisher keeps in flight.
+    /// Unacknowledged QoS 1/2 publishes each publisher keeps in flight (fewer if the broker's MQTT 5.0
+    /// Receive Maximum is lower).
     #[arg(long, default_value_t = 64, value_parser = clap::value_parser!(u16).range(1..=65_535))]
     pub inflight: u16,
+    /// User properties ("k0", "v0"), ("k1", "v1")... added to every PUBLISH; needs --protocol 5.
+    #[arg(long, default_value_t = 0)]
+    pub user_properties: u16,
 }
 
 /// Options of the fan-in scenario.
@@ -155,9 +175,13 @@ pub struct PersistenceArgs {
     /// Payload size in bytes (at least 16).
     #[arg(long, default_value_t = 100, value_parser = clap::value_parser!(u32).range(16..=16_000_000))]
     pub payload: u32,
-    /// Unacknowledged publishes the publisher keeps in flight.
+    /// Unacknowledged publishes the publisher keeps in flight (fewer if the broker's MQTT 5.0 Receive
+    /// Maximum is lower).
     #[arg(long, default_value_t = 64, value_parser = clap::value_parser!(u16).range(1..=65_535))]
     pub inflight: u16,
+    /// User properties ("k0", "v0"), ("k1", "v1")... added to every PUBLISH; needs --protocol 5.
+    #[arg(long, default_value_t = 0)]
+    pub user_properties: u16,
     /// Keep the subscribers' sessions in the broker after the run instead of removing them.
     #[arg(long)]
     pub keep_sessions: bool,
@@ -176,5 +200,55 @@ impl Scenario {
             Scenario::Connections(a) => &a.common,
             Scenario::Persistence(a) => &a.common,
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use clap::Parser;
+
+    #[derive(Parser)]
+    struct Cli {
+        #[command(subcommand)]
+        scenario: Scenario,
+    }
+
+    fn fan_in(args: &[&str]) -> Result<FanInArgs, clap::Error> {
+        let argv = ["bench", "fan-in"].iter().chain(args).copied();
+        match Cli::try_parse_from(argv)?.scenario {
+            Scenario::FanIn(a) => Ok(a),
+            other => panic!("expected fan-in, got {other:?}"),
+        }
+    }
+
+    #[test]
+    fn protocol_defaults_to_311_without_user_properties() {
+        let a = fan_in(&[]).unwrap();
+        assert_eq!(a.common.protocol, ProtocolLevel::V311);
+        assert_eq!(a.flow.user_properties, 0);
+    }
+
+    #[test]
+    fn protocol_levels_3_4_and_5_are_accepted_and_others_refused() {
+        for (arg, level) in [
+            ("3", ProtocolLevel::V31),
+            ("4", ProtocolLevel::V311),
+            ("5", ProtocolLevel::V5),
+        ] {
+            assert_eq!(fan_in(&["--protocol", arg]).unwrap().common.protocol, level);
+        }
+        for bad in ["2", "6", "v5", ""] {
+            assert!(fan_in(&["--protocol", bad]).is_err(), "{bad:?}");
+        }
+    }
+
+    #[test]
+    fn user_properties_are_a_flow_and_persistence_option() {
+        let a = fan_in(&["--protocol", "5", "--user-properties", "2"]).unwrap();
+        assert_eq!(a.flow.user_properties, 2);
+        let p = Cli::try_parse_from(["bench", "persistence", "--user-properties", "3"]).unwrap();
+        assert!(matches!(p.scenario, Scenario::Persistence(p) if p.user_properties == 3));
+        assert!(Cli::try_parse_from(["bench", "connections", "--user-properties", "1"]).is_err());
     }
 }

@@ -8,6 +8,7 @@ use std::fmt::Write as _;
 
 use super::progress::Ending;
 use super::tracker::Delivery;
+use crate::codec::ProtocolLevel;
 
 /// One named figure of a run.
 #[derive(Debug, Clone, Serialize)]
@@ -64,6 +65,8 @@ pub struct Report {
     pub scenario: &'static str,
     /// `host:port` of the broker driven.
     pub broker: String,
+    /// The MQTT protocol level the clients spoke: 3 (3.1), 4 (3.1.1) or 5 (5.0).
+    pub protocol: u8,
     /// Whether the run completed with nothing missing.
     pub ok: bool,
     /// How the run ended: completed, timed out or stalled.
@@ -107,11 +110,12 @@ pub fn ending_name(ending: Ending) -> &'static str {
 }
 
 impl Report {
-    /// An empty report for `scenario` against `broker`.
-    pub fn new(scenario: &'static str, broker: &str) -> Report {
+    /// An empty report for `scenario` against `broker`, driven by clients speaking `protocol`.
+    pub fn new(scenario: &'static str, broker: &str, protocol: ProtocolLevel) -> Report {
         Report {
             scenario,
             broker: broker.to_string(),
+            protocol: protocol.as_u8(),
             ok: true,
             ending: "completed",
             params: Map::new(),
@@ -152,8 +156,12 @@ impl Report {
         let status = if self.ok { "ok" } else { "FAILED" };
         let _ = writeln!(
             out,
-            "harbormq bench {} against {}: {} ({})",
-            self.scenario, self.broker, self.ending, status
+            "harbormq bench {} against {} over {}: {} ({})",
+            self.scenario,
+            self.broker,
+            protocol_name(self.protocol),
+            self.ending,
+            status
         );
         let params: Vec<String> = self
             .params
@@ -206,6 +214,16 @@ impl Report {
             let _ = writeln!(out, "  error: {e}");
         }
         out
+    }
+}
+
+/// The name of protocol level `level` as the specifications spell it.
+pub fn protocol_name(level: u8) -> String {
+    match level {
+        3 => "MQTT 3.1".to_string(),
+        4 => "MQTT 3.1.1".to_string(),
+        5 => "MQTT 5.0".to_string(),
+        other => format!("MQTT protocol level {other}"),
     }
 }
 
@@ -272,7 +290,7 @@ mod tests {
 
     #[test]
     fn json_holds_results_as_an_object() {
-        let mut r = Report::new("fan-in", "127.0.0.1:1883");
+        let mut r = Report::new("fan-in", "127.0.0.1:1883", ProtocolLevel::V311);
         r.param("qos", 1)
             .metric("delivered_rate", 1234.5678, "msg/s");
         r.fail("2 messages missing");
@@ -280,7 +298,20 @@ mod tests {
         assert_eq!(v["results"]["delivered_rate"], 1234.568);
         assert_eq!(v["params"]["qos"], 1);
         assert_eq!(v["ok"], false);
+        assert_eq!(v["protocol"], 4);
         assert!(r.to_table().contains("delivered rate  1,235 msg/s"));
+    }
+
+    #[test]
+    fn the_protocol_is_named_in_json_and_table() {
+        let r = Report::new("fan-in", "127.0.0.1:1883", ProtocolLevel::V5);
+        let v: Value = serde_json::from_str(&r.to_json()).unwrap();
+        assert_eq!(v["protocol"], 5);
+        assert!(r.to_table().starts_with(
+            "harbormq bench fan-in against 127.0.0.1:1883 over MQTT 5.0: completed (ok)"
+        ));
+        let r = Report::new("latency", "h:1", ProtocolLevel::V31);
+        assert!(r.to_table().contains(" over MQTT 3.1: "));
     }
 
     #[test]

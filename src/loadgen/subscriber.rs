@@ -105,7 +105,7 @@ async fn receive(
                         _ => {}
                     }
                 }
-                Packet::PubRel(id) => conn.queue(&Packet::PubComp(id))?,
+                Packet::PubRel(rel) => conn.queue(&Packet::PubComp(rel.packet_id.into()))?,
                 Packet::PingResp => {}
                 other => return Err(ClientError::Unexpected(other.name())),
             }

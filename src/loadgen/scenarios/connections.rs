@@ -11,7 +11,7 @@ use tokio::time::Instant;
 use super::{secs_between, RunCtx, ScenarioError};
 use crate::codec::{Packet, QoS};
 use crate::loadgen::args::ConnectionsArgs;
-use crate::loadgen::client::{ClientError, Conn};
+use crate::loadgen::client::{ClientError, Conn, ConnectOptions};
 use crate::loadgen::progress::{stopped, Counters, StopRx};
 use crate::loadgen::report::{ending_name, Percentiles, Report};
 use crate::loadgen::subscriber::latency_histogram;
@@ -27,7 +27,7 @@ struct WorkerResult {
 /// Runs the connections scenario and reports connect rate, liveness and broker memory.
 pub async fn run(args: &ConnectionsArgs) -> Result<Report, ScenarioError> {
     let ctx = Arc::new(RunCtx::new(&args.common));
-    let mut report = Report::new("connections", &ctx.addr);
+    let mut report = ctx.report("connections");
     report
         .param("connections", args.connections)
         .param("concurrency", args.concurrency)
@@ -172,8 +172,11 @@ struct ConnectPlan {
 /// Connects, and subscribes to a filter of the connection's own when the plan says so.
 async fn open_idle(ctx: &RunCtx, plan: ConnectPlan, i: u32) -> Result<Conn, ClientError> {
     let client_id = ctx.client_id("idle", i);
-    let (mut conn, _) =
-        Conn::connect_with(&ctx.addr, &client_id, true, plan.keep_alive_secs).await?;
+    let options = ConnectOptions {
+        keep_alive_secs: plan.keep_alive_secs,
+        ..ctx.connect_options(true)
+    };
+    let (mut conn, _) = Conn::connect(&ctx.addr, &client_id, &options).await?;
     if plan.subscribe {
         conn.subscribe(&ctx.topic(&format!("idle/{i}")), QoS::AtMostOnce)
             .await?;

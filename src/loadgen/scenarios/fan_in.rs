@@ -12,13 +12,16 @@ use crate::loadgen::report::Report;
 pub async fn run(args: &FanInArgs) -> Result<Report, ScenarioError> {
     let ctx = RunCtx::new(&args.common);
     let qos = qos_of(args.flow.qos);
-    let mut report = Report::new("fan-in", &ctx.addr);
+    let mut report = ctx.report("fan-in");
     report
         .param("publishers", args.publishers)
         .param("messages", args.messages)
         .param("qos", args.flow.qos)
         .param("payload", args.flow.payload)
         .param("inflight", args.flow.inflight);
+    if args.flow.user_properties > 0 {
+        report.param("user_properties", args.flow.user_properties);
+    }
     let filter = ctx.topic("fanin/#");
     let sub = ctx
         .connect_subscribed(&ctx.client_id("sub", 0), true, &filter, qos)

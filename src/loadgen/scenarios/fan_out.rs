@@ -12,13 +12,16 @@ use crate::loadgen::report::Report;
 pub async fn run(args: &FanOutArgs) -> Result<Report, ScenarioError> {
     let ctx = RunCtx::new(&args.common);
     let qos = qos_of(args.flow.qos);
-    let mut report = Report::new("fan-out", &ctx.addr);
+    let mut report = ctx.report("fan-out");
     report
         .param("subscribers", args.subscribers)
         .param("messages", args.messages)
         .param("qos", args.flow.qos)
         .param("payload", args.flow.payload)
         .param("inflight", args.flow.inflight);
+    if args.flow.user_properties > 0 {
+        report.param("user_properties", args.flow.user_properties);
+    }
     let topic = ctx.topic("fanout");
     let mut subscribers = Vec::with_capacity(args.subscribers as usize);
     for i in 0..args.subscribers {

@@ -15,13 +15,16 @@ pub async fn run(args: &LatencyArgs) -> Result<Report, ScenarioError> {
     let messages = u32::try_from(u64::from(args.rate) * args.duration).map_err(|_| {
         ScenarioError::Invalid("rate × duration exceeds 4,294,967,295 messages".into())
     })?;
-    let mut report = Report::new("latency", &ctx.addr);
+    let mut report = ctx.report("latency");
     report
         .param("rate", args.rate)
         .param("duration", args.duration)
         .param("qos", args.flow.qos)
         .param("payload", args.flow.payload)
         .param("inflight", args.flow.inflight);
+    if args.flow.user_properties > 0 {
+        report.param("user_properties", args.flow.user_properties);
+    }
     let topic = ctx.topic("latency");
     let sub = ctx
         .connect_subscribed(&ctx.client_id("sub", 0), true, &topic, qos)

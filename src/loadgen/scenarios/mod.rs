@@ -7,7 +7,7 @@ pub mod fan_out;
 pub mod latency;
 pub mod persistence;
 
-use crate::codec::QoS;
+use crate::codec::{ProtocolLevel, QoS};
 use hdrhistogram::Histogram;
 use std::sync::Arc;
 use std::time::Duration;
@@ -16,13 +16,13 @@ use tokio::task::JoinHandle;
 use tokio::time::Instant;
 
 use super::args::{CommonArgs, FlowArgs};
-use super::client::{ClientError, Conn};
+use super::client::{ClientError, Conn, ConnectOptions};
 use super::progress::{Counters, Ending, Supervisor};
 use super::publisher::{run_publisher, PublisherPlan, PublisherReport};
 use super::report::{ending_name, Percentiles, Report};
 use super::subscriber::{latency_histogram, run_subscriber, SubscriberPlan, SubscriberReport};
 use super::tracker::{Delivery, SeqTracker};
-use super::wire::PublishTemplate;
+use super::wire::{user_properties, PublishTemplate};
 
 /// How long tasks get to hand back their results once told to stop.
 const WIND_DOWN: Duration = Duration::from_secs(5);
@@ -76,6 +76,27 @@ impl RunCtx {
         }
     }
 
+    /// The protocol level every client of the run speaks.
+    pub fn level(&self) -> ProtocolLevel {
+        self.common.protocol
+    }
+
+    /// An empty report for `scenario` against this run's broker, naming its protocol level.
+    pub fn report(&self, scenario: &'static str) -> Report {
+        Report::new(scenario, &self.addr, self.level())
+    }
+
+    /// CONNECT options at the run's level: keepalive off (the generator never idles long enough mid-run to need
+    /// pings) and no Receive Maximum (the generator's subscribers acknowledge whatever they read at once).
+    pub fn connect_options(&self, clean: bool) -> ConnectOptions {
+        ConnectOptions {
+            level: self.level(),
+            clean,
+            keep_alive_secs: 0,
+            receive_maximum: None,
+        }
+    }
+
     /// A client id for the `i`th client playing `role`.
     pub fn client_id(&self, role: &str, i: u32) -> String {
         format!("{}-{}-{role}{i}", self.common.prefix, self.run_id)
@@ -108,16 +129,26 @@ impl RunCtx {
             .map_err(|_| ScenarioError::TimedOut(what.to_string()))
     }
 
-    /// Connects one client, mapping failure to a setup error that names it.
+    /// Connects one client with the run's default options, mapping failure to a setup error that names it.
     pub async fn connect(
         &self,
         client_id: &str,
         clean: bool,
     ) -> Result<(Conn, bool), ScenarioError> {
+        self.connect_with(client_id, &self.connect_options(clean))
+            .await
+    }
+
+    /// Connects one client with `options`, mapping failure to a setup error that names it.
+    pub async fn connect_with(
+        &self,
+        client_id: &str,
+        options: &ConnectOptions,
+    ) -> Result<(Conn, bool), ScenarioError> {
         let r = self
             .bounded(
                 &format!("connecting {client_id}"),
-                Conn::connect(&self.addr, client_id, clean),
+                Conn::connect(&self.addr, client_id, options),
             )
             .await?;
         r.map_err(|source| ScenarioError::Setup {
@@ -249,7 +280,8 @@ pub fn subscriber_plan(ctx: &RunCtx, publishers: u32, messages: u32) -> Subscrib
     }
 }
 
-/// A publisher plan for publisher `index` sending `messages` to `topic` with the given shape.
+/// A publisher plan for publisher `index` sending `messages` to `topic` with the given shape, encoded at the
+/// run's protocol level; its PUBLISH properties are built and encoded here, once per publisher.
 pub fn publisher_plan(
     ctx: &RunCtx,
     index: u32,
@@ -259,8 +291,16 @@ pub fn publisher_plan(
     rate: Option<u32>,
 ) -> Result<PublisherPlan, ScenarioError> {
     let qos = qos_of(flow.qos);
-    let template = PublishTemplate::new(topic, qos, flow.payload as usize)
-        .map_err(|e| ScenarioError::Invalid(e.to_string()))?;
+    if flow.user_properties > 0 && !ctx.level().is_v5() {
+        return Err(ScenarioError::Invalid(format!(
+            "--user-properties needs --protocol 5: protocol level {} has no properties",
+            ctx.level().as_u8()
+        )));
+    }
+    let properties = user_properties(flow.user_properties);
+    let template =
+        PublishTemplate::new(topic, qos, flow.payload as usize, ctx.level(), &properties)
+            .map_err(|e| ScenarioError::Invalid(e.to_string()))?;
     Ok(PublisherPlan {
         index,
         template,
@@ -306,6 +346,18 @@ impl FlowOutcome {
         self.publishers.iter().filter_map(|p| p.done_at).max()
     }
 
+    /// Records the lowest Receive Maximum the publishers' MQTT 5.0 CONNACKs stated, which bounds their window.
+    pub fn note_broker_receive_maximum(&self, report: &mut Report) {
+        let lowest = self
+            .publishers
+            .iter()
+            .filter_map(|p| p.broker_receive_maximum)
+            .min();
+        if let Some(max) = lowest {
+            report.param("broker_receive_maximum", max);
+        }
+    }
+
     /// Fills the shared part of a report: ending, delivery, latency, throughput figures and failures.
     pub fn fill_report(&self, report: &mut Report, qos: QoS) {
         let delivery = self.delivery();
@@ -328,6 +380,7 @@ impl FlowOutcome {
             report.metric("elapsed", secs_between(self.started, last), "s");
         }
         report.metric("sent", sent as f64, "msgs");
+        self.note_broker_receive_maximum(report);
         report.delivery = Some(delivery);
         report.latency_us = Some(Percentiles::from_histogram(&self.latency()));
         self.judge(report, &delivery, qos);
@@ -356,6 +409,12 @@ impl FlowOutcome {
             if let Some(e) = &p.error {
                 report.fail(format!("publisher {i}: {e}"));
             }
+            if let Some(reason) = p.first_refusal {
+                report.fail(format!(
+                    "publisher {i}: the broker refused {} publishes, the first with {reason}",
+                    p.refused
+                ));
+            }
         }
         for (i, s) in self.subscribers.iter().enumerate() {
             if let Some(e) = &s.error {
@@ -369,14 +428,80 @@ impl FlowOutcome {
 }
 
 /// Connects one clean-session publisher per plan and pairs each connection with its plan.
+///
+/// In MQTT 5.0 each announces its window as Receive Maximum, and what its broker's CONNACK allows is checked:
+/// the Maximum QoS and the Maximum Packet Size (the publisher keeps within the broker's Receive Maximum).
 pub async fn connect_publishers(
     ctx: &RunCtx,
     plans: Vec<PublisherPlan>,
 ) -> Result<Vec<(Conn, PublisherPlan)>, ScenarioError> {
     let mut out = Vec::with_capacity(plans.len());
     for plan in plans {
-        let (conn, _) = ctx.connect(&ctx.client_id("pub", plan.index), true).await?;
+        let client_id = ctx.client_id("pub", plan.index);
+        let options = ConnectOptions {
+            receive_maximum: Some(plan.window),
+            ..ctx.connect_options(true)
+        };
+        let (conn, _) = ctx.connect_with(&client_id, &options).await?;
+        let limits = conn.limits();
+        if let Some(max) = limits.maximum_qos.filter(|&q| q < plan.qos.as_u8()) {
+            return Err(ScenarioError::Invalid(format!(
+                "the broker's Maximum QoS is {max}, below the QoS {} asked for",
+                plan.qos.as_u8()
+            )));
+        }
+        if let Some(max) = limits
+            .maximum_packet_size
+            .filter(|&m| usize::try_from(m).is_ok_and(|m| m < plan.template.len()))
+        {
+            return Err(ScenarioError::Invalid(format!(
+                "the broker's Maximum Packet Size is {max} bytes, a PUBLISH of this run takes {}",
+                plan.template.len()
+            )));
+        }
         out.push((conn, plan));
     }
     Ok(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::loadgen::args::{BenchArgs, Scenario};
+    use clap::Parser;
+
+    #[derive(Parser)]
+    struct Cli {
+        #[command(flatten)]
+        bench: BenchArgs,
+    }
+
+    fn fan_in(args: &[&str]) -> (RunCtx, FlowArgs) {
+        let argv = ["bench", "fan-in"].iter().chain(args).copied();
+        match Cli::try_parse_from(argv).unwrap().bench.scenario {
+            Scenario::FanIn(a) => (RunCtx::new(&a.common), a.flow),
+            _ => unreachable!(),
+        }
+    }
+
+    #[test]
+    fn user_properties_need_protocol_5() {
+        for level in ["3", "4"] {
+            let (ctx, flow) = fan_in(&["--protocol", level, "--user-properties", "2"]);
+            let err = publisher_plan(&ctx, 0, "t", &flow, 1, None).err().unwrap();
+            assert!(err.to_string().contains("--protocol 5"), "{err}");
+        }
+        let (ctx, flow) = fan_in(&["--protocol", "5", "--user-properties", "2"]);
+        let plan = publisher_plan(&ctx, 0, "t", &flow, 1, None).unwrap();
+        assert_eq!(plan.template.level(), ProtocolLevel::V5);
+    }
+
+    #[test]
+    fn the_report_names_the_runs_protocol() {
+        let (ctx, _) = fan_in(&["--protocol", "5"]);
+        assert_eq!(ctx.report("fan-in").protocol, 5);
+        assert_eq!(ctx.connect_options(false).level, ProtocolLevel::V5);
+        let (ctx, _) = fan_in(&[]);
+        assert_eq!(ctx.report("fan-in").protocol, 4);
+    }
 }

@@ -16,13 +16,16 @@ use crate::loadgen::report::{ending_name, Report};
 /// Runs the persistence scenario and reports publish rate, drained count and drain rate.
 pub async fn run(args: &PersistenceArgs) -> Result<Report, ScenarioError> {
     let ctx = RunCtx::new(&args.common);
-    let mut report = Report::new("persistence", &ctx.addr);
+    let mut report = ctx.report("persistence");
     report
         .param("subscribers", args.subscribers)
         .param("messages", args.messages)
         .param("qos", 1)
         .param("payload", args.payload)
         .param("inflight", args.inflight);
+    if args.user_properties > 0 {
+        report.param("user_properties", args.user_properties);
+    }
     let topic = ctx.topic("persist");
     let ids: Vec<String> = (0..args.subscribers)
         .map(|i| ctx.client_id("durable", i))
@@ -55,6 +58,7 @@ pub async fn run(args: &PersistenceArgs) -> Result<Report, ScenarioError> {
     )
     .await;
     drain_figures(
+        &ctx,
         &mut report,
         &drain,
         drain_started,
@@ -83,6 +87,7 @@ async fn publish_phase(
         qos: 1,
         payload: args.payload,
         inflight: args.inflight,
+        user_properties: args.user_properties,
     };
     let plan = publisher_plan(ctx, 0, topic, &shape, args.messages, None)?;
     let flow = Flow {
@@ -94,6 +99,7 @@ async fn publish_phase(
 }
 
 fn drain_figures(
+    ctx: &RunCtx,
     report: &mut Report,
     drain: &FlowOutcome,
     started: Instant,
@@ -117,7 +123,7 @@ fn drain_figures(
             "only {resumed} of {subscribers} sessions were present on reconnect"
         ));
     }
-    let mut drain_report = Report::new("drain", "");
+    let mut drain_report = ctx.report("drain");
     drain.fill_report(&mut drain_report, QoS::AtLeastOnce);
     report.ending = drain_report.ending;
     for e in drain_report.errors {
@@ -137,9 +143,16 @@ fn publish_figures(report: &mut Report, publish: &FlowOutcome) {
         report.metric("publish_time", secs_between(publish.started, done), "s");
     }
     report.metric("published", acked as f64, "msgs");
+    publish.note_broker_receive_maximum(report);
     for p in &publish.publishers {
         if let Some(e) = &p.error {
             report.fail(format!("publisher: {e}"));
+        }
+        if let Some(reason) = p.first_refusal {
+            report.fail(format!(
+                "publisher: the broker refused {} publishes, the first with {reason}",
+                p.refused
+            ));
         }
     }
 }
