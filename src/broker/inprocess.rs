@@ -97,6 +97,7 @@ pub(crate) async fn publish(
         done: Some(done),
         credit: None,
         from: None,
+        unmatched: None,
     };
     router.send(route).await.map_err(|_| Error::NotRunning)?;
     stored

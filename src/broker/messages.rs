@@ -122,6 +122,12 @@ pub struct RoutePublish {
     pub credit: Option<super::flow::RouteCredit>,
     /// The publisher's slot, for No Local subscriptions; `None` for messages of the broker itself.
     pub from: Option<SlotId>,
+    /// An MQTT 5.0 publisher's packet ids, one per message, and where to say which QoS 1/2 messages matched
+    /// no subscriber (for PUBACK/PUBREC 0x10); sent before anything is stored.
+    pub unmatched: Option<(
+        Vec<Option<crate::codec::PacketId>>,
+        oneshot::Sender<Vec<crate::codec::PacketId>>,
+    )>,
 }
 
 /// Adds or replaces subscriptions (QoS already granted by the session).

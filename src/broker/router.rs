@@ -235,6 +235,7 @@ impl Router {
                     done: None,
                     credit: None,
                     from: None,
+                    unmatched: None,
                 });
             }
             if let Some(entry) = self.forget(slot) {
@@ -537,6 +538,7 @@ impl Router {
                 done: None,
                 credit: None,
                 from: None,
+                unmatched: None,
             });
         }
     }
@@ -564,6 +566,7 @@ impl Router {
                 done: None,
                 credit: None,
                 from: None,
+                unmatched: None,
             });
         }
     }

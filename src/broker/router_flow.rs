@@ -22,8 +22,15 @@ impl Router {
     pub(super) fn route(&mut self, msg: RoutePublish) {
         let mut ops = msg.ops;
         let now = Instant::now();
-        for message in &msg.messages {
-            self.route_one(message, msg.from, &mut ops, now);
+        let mut unmatched = Vec::new();
+        for (i, message) in msg.messages.iter().enumerate() {
+            let matched = self.route_one(message, msg.from, &mut ops, now);
+            if let (false, Some((ids, _))) = (matched, &msg.unmatched) {
+                unmatched.extend(ids.get(i).copied().flatten());
+            }
+        }
+        if let Some((_, report)) = msg.unmatched {
+            let _ = report.send(unmatched);
         }
         self.submit(ops, msg.done);
         self.flush_outbox(msg.credit.as_ref());
@@ -35,7 +42,7 @@ impl Router {
         from: Option<SlotId>,
         ops: &mut Vec<StoreOp>,
         now: Instant,
-    ) {
+    ) -> bool {
         self.stats.count_in(message.qos);
         if message.retain {
             self.retain(message, ops);
@@ -95,6 +102,7 @@ impl Router {
                 fan_out.to(*slot, entry, matched);
             }
         }
+        !matches.is_empty()
     }
 
     /// Keeps a retained message (or forgets the topic's, for an empty payload) in memory and in the store.

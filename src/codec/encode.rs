@@ -274,7 +274,9 @@ fn encode_ack(
     Ok(())
 }
 
-/// DISCONNECT or AUTH in MQTT 5.0: empty when Success without properties.
+/// DISCONNECT or AUTH in MQTT 5.0: empty when Success without properties; otherwise the reason code and the
+/// property length, even when it is 0 (sections 3.14.2.2.1 and 3.15.2.2.1 let it be left out, but some
+/// clients then wait for it).
 fn encode_reason_only(
     kind: PacketType,
     body: &ReasonOnly,
@@ -284,8 +286,9 @@ fn encode_reason_only(
         return start(dst, kind.first_byte(), 0);
     }
     if body.properties.is_none() {
-        start(dst, kind.first_byte(), 1)?;
+        start(dst, kind.first_byte(), 2)?;
         dst.put_u8(body.reason.0);
+        dst.put_u8(0);
         return Ok(());
     }
     let (section, len) = optional_section(&body.properties)?;

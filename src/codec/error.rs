@@ -146,8 +146,8 @@ pub enum DecodeError {
         /// Where it was found.
         packet: &'static str,
     },
-    /// A property given twice where the specification allows it once.
-    #[error("[MQTT-2.2.2-2] property {id:#x} given more than once in {packet}")]
+    /// A property given twice where the specification allows it once (a Protocol Error, section 2.2.2.2).
+    #[error("property {id:#x} given more than once in {packet} (section 2.2.2.2)")]
     DuplicateProperty {
         /// The property identifier.
         id: u8,
@@ -178,14 +178,17 @@ pub enum DecodeError {
 
 impl DecodeError {
     /// The MQTT 5.0 reason code a server sends in DISCONNECT for this error: 0x95 for a packet over the limit,
-    /// 0x82 for a packet that parses but breaks a rule, 0x81 for bytes that are not a packet.
+    /// 0x82 for what the specification calls a Protocol Error (a packet from the wrong side, a property repeated
+    /// where it may appear once or with a forbidden value, Retain Handling 3), 0x81 for bytes that are not a
+    /// packet (section 4.13).
     pub fn reason_code(&self) -> crate::codec::ReasonCode {
         use crate::codec::ReasonCode;
         match self {
             DecodeError::PacketTooLarge { .. } => ReasonCode::PACKET_TOO_LARGE,
-            DecodeError::WrongDirection { .. } | DecodeError::InvalidPropertyValue { .. } => {
-                ReasonCode::PROTOCOL_ERROR
-            }
+            DecodeError::WrongDirection { .. }
+            | DecodeError::InvalidPropertyValue { .. }
+            | DecodeError::DuplicateProperty { .. }
+            | DecodeError::InvalidRetainHandling => ReasonCode::PROTOCOL_ERROR,
             _ => ReasonCode::MALFORMED_PACKET,
         }
     }

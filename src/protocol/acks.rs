@@ -95,6 +95,27 @@ impl AckQueue {
         false
     }
 
+    /// Gives the waiting PUBACK or PUBREC of `id` an informational reason code if it still says Success.
+    pub fn set_reason_if_success(
+        &mut self,
+        id: crate::codec::PacketId,
+        reason: crate::codec::ReasonCode,
+    ) {
+        let Some(inner) = &mut self.0 else {
+            return;
+        };
+        for (_, answer) in inner.waiting.iter_mut().rev() {
+            if let Answer::PubAck(ack) | Answer::PubRec(ack) = answer {
+                if ack.packet_id == id {
+                    if ack.reason == crate::codec::ReasonCode::SUCCESS {
+                        ack.reason = reason;
+                    }
+                    return;
+                }
+            }
+        }
+    }
+
     /// Marks a ticket as complete.
     pub fn complete(&mut self, ticket: Ticket) {
         if let Some(inner) = &mut self.0 {

@@ -135,6 +135,8 @@ pub enum Input {
     /// The authenticate hook answered: `Err` refuses with that CONNACK reason code (written as the closest
     /// 3.1.1 return code to earlier clients).
     Authenticated(Result<(), ReasonCode>),
+    /// These QoS 1/2 messages of a routed batch matched no subscriber: their PUBACK/PUBREC say 0x10 (MQTT 5.0).
+    Unmatched(Vec<PacketId>),
     /// The enhanced authentication hook took one step of an MQTT 5.0 AUTH exchange.
     AuthStepped(AuthStep),
     /// The router answered the registration; `Err` when it could not be reached.
@@ -290,6 +292,9 @@ pub enum Request {
         ops: Vec<StoreOp>,
         /// What waits for the messages to be stored.
         ticket: Option<Ticket>,
+        /// The packet id of each message (MQTT 5.0 sessions only, else empty): those that match no subscriber
+        /// come back in `Input::Unmatched` before the commit, for PUBACK/PUBREC 0x10.
+        report_unmatched: Vec<Option<PacketId>>,
     },
     /// Run the publish hooks over these messages; answer with `Input::Screened`.
     ScreenPublishes(Vec<Arc<Message>>),

@@ -84,7 +84,8 @@ impl Session {
                 messages,
                 ops,
                 ticket,
-            } => self.route(messages, ops, ticket, ctx),
+                report_unmatched,
+            } => self.route(messages, ops, ticket, report_unmatched, ctx),
             Request::ScreenPublishes(messages) => self.screen_publishes(messages, ctx),
             Request::ScreenSubscribe(filters) => self.screen_subscribe(filters, ctx),
             Request::Subscribe { filters, ticket } => {
@@ -122,6 +123,7 @@ impl Session {
                 done: None,
                 credit: None,
                 from: None,
+                unmatched: None,
             }),
             Request::PublishWill {
                 message,
@@ -234,11 +236,32 @@ impl Session {
         messages: Vec<Arc<crate::message::Message>>,
         ops: Vec<crate::store::StoreOp>,
         ticket: Option<Ticket>,
+        report_unmatched: Vec<Option<crate::codec::PacketId>>,
         ctx: &mut Context<Self>,
     ) {
+        let mut unmatched = None;
         let done = ticket.map(|ticket| {
             let (done, committed) = oneshot::channel();
-            self.answer_committed(ticket, committed, ctx);
+            if report_unmatched.is_empty() {
+                self.answer_committed(ticket, committed, ctx);
+            } else {
+                // The router says which messages matched nobody before the commit is fed, so their answers
+                // carry 0x10 when they leave.
+                let (report, reported) = oneshot::channel::<Vec<crate::codec::PacketId>>();
+                unmatched = Some((report_unmatched, report));
+                let both = async move { (reported.await.unwrap_or_default(), committed.await) };
+                ctx.spawn(both.into_actor(self).map(move |(ids, result), act, ctx| {
+                    if !ids.is_empty() {
+                        act.feed(Input::Unmatched(ids), ctx);
+                    }
+                    if let Sink::Wire(outgoing) = &mut act.sink {
+                        outgoing.open(ticket);
+                    }
+                    let result = flatten(result);
+                    act.feed(Input::Committed { ticket, result }, ctx);
+                    act.wake_io();
+                }));
+            }
             done
         });
         let credits = self
@@ -252,6 +275,7 @@ impl Session {
             done,
             credit,
             from: self.link.map(|link| link.slot),
+            unmatched,
         };
         let waiting = self.rare.as_ref().is_some_and(|r| r.held_since.is_some());
         if credits.available_permits() == 0 && !waiting {

@@ -99,11 +99,13 @@ impl Connection {
             arrived_at_ms: now.wall_ms,
             properties: publish.properties.and_then(message_properties),
         });
-        let hooks = self.settings.hooks;
+        // The packet ids travel with the batch when the hooks may deny (0x87) or the router report no match
+        // (0x10): both answers exist in MQTT 5.0 only, but the hooks need them in order either way.
+        let track_ids = self.settings.hooks || attached.v5.is_some();
         let (qos, packet_id) = (publish.qos, publish.packet_id);
         let take = |batch: &mut InboundBatch, message| {
             batch.messages.push(message);
-            if hooks {
+            if track_ids {
                 batch.ids.push((packet_id, qos));
             }
         };
@@ -171,6 +173,19 @@ impl Connection {
         attached.answer_after_batch(Answer::PubComp(id.into()), &mut self.tickets);
     }
 
+    /// The router found no subscriber for these QoS 1/2 messages: PUBACK/PUBREC 0x10 No matching
+    /// subscribers (sections 3.4.2.1, 3.5.2.1), unless they already carry a failure.
+    pub(super) fn on_unmatched(&mut self, ids: Vec<PacketId>) {
+        let Stage::Connected(attached) = &mut self.stage else {
+            return;
+        };
+        for id in ids {
+            attached
+                .acks
+                .set_reason_if_success(id, ReasonCode::NO_MATCHING_SUBSCRIBERS);
+        }
+    }
+
     /// Queues an answer behind every earlier one; `ticket` is the commit it waits for, if any.
     pub(super) fn answer(&mut self, ticket: Option<Ticket>, answer: Answer, out: &mut Outputs) {
         let Stage::Connected(attached) = &mut self.stage else {
@@ -215,7 +230,12 @@ impl Connection {
         let mut kept = Vec::with_capacity(verdicts.len());
         for (i, verdict) in verdicts.into_iter().enumerate() {
             match verdict {
-                Screening::Kept(message) => kept.push(message),
+                Screening::Kept(message) => {
+                    kept.push(message);
+                    if let Some(id) = ids.get(i) {
+                        batch.ids.push(*id);
+                    }
+                }
                 Screening::Dropped => {}
                 Screening::Denied => {
                     if let (Some((Some(id), qos)), true) = (ids.get(i), attached.v5.is_some()) {
@@ -467,7 +487,12 @@ fn route(attached: &mut Attached, batch: InboundBatch, out: &mut Outputs) {
         }
         return;
     }
+    let report_unmatched = match (&attached.v5, batch.ticket) {
+        (Some(_), Some(_)) => batch.ids.iter().map(|(id, _)| *id).collect(),
+        _ => Vec::new(),
+    };
     out.requests.push(Request::Route {
+        report_unmatched,
         messages: batch.messages,
         ops: batch.ops,
         ticket: batch.ticket,

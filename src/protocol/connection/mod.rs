@@ -303,6 +303,7 @@ impl Connection {
             Input::Written => {}
             Input::Authenticated(verdict) => self.on_authenticated(verdict, now, out),
             Input::AuthStepped(step) => self.on_auth_stepped(step, now, out),
+            Input::Unmatched(ids) => self.on_unmatched(ids),
             Input::Registered(result) => self.on_registered(result, now, out),
             Input::Committed { ticket, result } => self.on_committed(ticket, result, now, out),
             Input::IncomingQos2(result) => self.on_incoming_qos2(result, now, out),

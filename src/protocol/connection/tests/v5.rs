@@ -1043,3 +1043,40 @@ fn an_enhanced_authentication_refused_or_interrupted_gets_a_failing_connack() {
     assert_eq!(code(&mut h), ReasonCode::PROTOCOL_ERROR);
     assert!(h.out.close.is_some());
 }
+
+#[test]
+fn a_publish_nobody_subscribes_to_is_acknowledged_with_0x10() {
+    // Sections 3.4.2.1 and 3.5.2.1: 0x10 No matching subscribers, the message being accepted all the same.
+    let mut h = Harness::new();
+    connected5(&mut h, Properties::default());
+    h.read(vec![
+        publish("nobody", QoS::AtLeastOnce, Some(1), b"1"),
+        publish("somebody", QoS::ExactlyOnce, Some(2), b"2"),
+    ]);
+    let requests = h.requests();
+    match &requests[..] {
+        [Request::Route {
+            report_unmatched, ..
+        }] => assert_eq!(report_unmatched, &vec![Some(pid(1)), Some(pid(2))]),
+        other => panic!("expected a route, got {other:?}"),
+    }
+    h.feed(Input::Unmatched(vec![pid(1)]));
+    h.commit(Harness::ticket_of(&requests));
+    assert_eq!(
+        h.packets(),
+        vec![
+            Packet::PubAck(Ack::with_reason(
+                pid(1),
+                ReasonCode::NO_MATCHING_SUBSCRIBERS
+            )),
+            Packet::PubRec(pid(2).into()),
+        ]
+    );
+    // A 3.1.1 client asks for no report.
+    let mut h = Harness::new();
+    h.connect_clean("v3", 0);
+    h.read(vec![publish("nobody", QoS::AtLeastOnce, Some(1), b"1")]);
+    assert!(
+        matches!(&h.requests()[..], [Request::Route { report_unmatched, .. }] if report_unmatched.is_empty())
+    );
+}
