@@ -124,11 +124,14 @@ pub struct RoutePublish {
     pub from: Option<SlotId>,
     /// An MQTT 5.0 publisher's packet ids, one per message, and where to say which QoS 1/2 messages matched
     /// no subscriber (for PUBACK/PUBREC 0x10); sent before anything is stored.
-    pub unmatched: Option<(
-        Vec<Option<crate::codec::PacketId>>,
-        oneshot::Sender<Vec<crate::codec::PacketId>>,
-    )>,
+    pub unmatched: Option<UnmatchedReport>,
 }
+
+/// A publisher's packet ids (one per message) and where to send those of the messages that matched nobody.
+pub type UnmatchedReport = (
+    Vec<Option<crate::codec::PacketId>>,
+    oneshot::Sender<Vec<crate::codec::PacketId>>,
+);
 
 /// Adds or replaces subscriptions (QoS already granted by the session).
 #[derive(Message)]
