@@ -192,6 +192,71 @@ async fn publish_until_refused(port: u16) -> PublishOutcome {
     outcome
 }
 
+/// While the disk is full, an MQTT 5.0 publisher is told why its message is not accepted: PUBACK 0x97 Quota
+/// exceeded and DISCONNECT 0x97 (sections 3.4.2.1 and 3.14.2.1), where a 3.1.1 one only sees the connection
+/// close.
+async fn assert_v5_publisher_told_quota_exceeded(port: u16, n: u32) {
+    use harbormq::codec::{
+        decode_packet_at, encode_packet_at, ClientId, Connect, ProtocolLevel, ReasonCode, Role,
+    };
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let mut stream = tokio::net::TcpStream::connect(("127.0.0.1", port))
+        .await
+        .unwrap();
+    let connect = Connect {
+        level: ProtocolLevel::V5,
+        clean_session: true,
+        keep_alive_secs: 30,
+        client_id: ClientId::new("disk-full-v5"),
+        will: None,
+        username: None,
+        password: None,
+        properties: None,
+    };
+    let publish = RawPublish {
+        dup: false,
+        qos: RawQoS::AtLeastOnce,
+        retain: false,
+        topic: TopicName::new("full/v5").unwrap(),
+        packet_id: PacketId::new(1),
+        payload: numbered(n),
+        properties: None,
+    };
+    let mut out = bytes::BytesMut::new();
+    encode_packet_at(
+        &RawPacket::Connect(Box::new(connect)),
+        ProtocolLevel::V5,
+        &mut out,
+    )
+    .unwrap();
+    encode_packet_at(&RawPacket::Publish(publish), ProtocolLevel::V5, &mut out).unwrap();
+    stream.write_all(&out).await.unwrap();
+    let mut seen = Vec::new();
+    let mut buf = bytes::BytesMut::new();
+    let read_all = async {
+        loop {
+            while let Ok(Some(packet)) =
+                decode_packet_at(&mut buf, Role::Client, ProtocolLevel::V5, usize::MAX)
+            {
+                seen.push(packet);
+            }
+            match stream.read_buf(&mut buf).await {
+                Ok(0) | Err(_) => return,
+                Ok(_) => {}
+            }
+        }
+    };
+    within("the v5 publisher's connection to close", read_all).await;
+    match seen.as_slice() {
+        [RawPacket::ConnAck(ack), RawPacket::PubAck(puback), RawPacket::Disconnect(d)] => {
+            assert_eq!(ack.code, ReasonCode::SUCCESS);
+            assert_eq!(puback.reason, ReasonCode::QUOTA_EXCEEDED);
+            assert_eq!(d.reason, ReasonCode::QUOTA_EXCEEDED);
+        }
+        other => panic!("expected CONNACK, PUBACK 0x97, DISCONNECT 0x97; got {other:?}"),
+    }
+}
+
 /// Client options for the broker on `port`, taking the large payloads of this test.
 fn options(client_id: &str, port: u16, clean_session: bool) -> MqttOptions {
     let mut options = client::options(client_id, port, clean_session);
@@ -332,6 +397,7 @@ async fn full_disk_refuses_publishes_and_loses_no_acked_message() {
         broker.log_text()
     );
     assert_clean_client_served(port).await;
+    assert_v5_publisher_told_quota_exceeded(port, outcome.sent).await;
     let log = broker.log_text();
     let reported = disk_full_lines(&log);
     assert!(

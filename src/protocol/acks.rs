@@ -116,6 +116,30 @@ impl AckQueue {
         }
     }
 
+    /// The commit behind `ticket` failed: the PUBACKs and PUBRECs waiting for it, with `reason` (MQTT 5.0),
+    /// in order; everything that was waiting is dropped, since the connection closes.
+    pub fn fail(&mut self, ticket: Ticket, reason: crate::codec::ReasonCode) -> Vec<Packet> {
+        let Some(inner) = self.0.take() else {
+            return Vec::new();
+        };
+        inner
+            .waiting
+            .into_iter()
+            .filter(|(t, _)| *t == Some(ticket))
+            .filter_map(|(_, answer)| match answer {
+                Answer::PubAck(mut ack) => {
+                    ack.reason = reason;
+                    Some(Packet::PubAck(ack))
+                }
+                Answer::PubRec(mut ack) => {
+                    ack.reason = reason;
+                    Some(Packet::PubRec(ack))
+                }
+                _ => None,
+            })
+            .collect()
+    }
+
     /// Marks a ticket as complete.
     pub fn complete(&mut self, ticket: Ticket) {
         if let Some(inner) = &mut self.0 {

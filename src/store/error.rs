@@ -101,3 +101,25 @@ pub enum StoreError {
     #[error("the storage writer has stopped")]
     WriterGone,
 }
+
+impl StoreError {
+    /// Whether the write failed for lack of room on the disk (the broker can go on once there is room).
+    pub fn is_out_of_space(&self) -> bool {
+        fn full(e: &std::io::Error) -> bool {
+            // ENOSPC and EDQUOT on Linux.
+            e.kind() == std::io::ErrorKind::StorageFull
+                || matches!(e.raw_os_error(), Some(28 | 122))
+        }
+        fn storage(e: &redb::StorageError) -> bool {
+            matches!(e, redb::StorageError::Io(io) if full(io))
+        }
+        match self {
+            StoreError::BatchFailed(inner) => inner.is_out_of_space(),
+            StoreError::Storage(e) => storage(e),
+            StoreError::Commit(redb::CommitError::Storage(e)) => storage(e),
+            StoreError::Transaction(redb::TransactionError::Storage(e)) => storage(e),
+            StoreError::Table(redb::TableError::Storage(e)) => storage(e),
+            _ => false,
+        }
+    }
+}

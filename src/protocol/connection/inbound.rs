@@ -432,11 +432,23 @@ impl Connection {
             return;
         };
         if let Err(e) = result {
-            // Nothing unstored is acknowledged; the client sends it again after reconnecting.
+            // Nothing unstored is acknowledged as accepted; a 3.1.1 client sends it again after reconnecting.
             log::error!(
                 "client {}: store commit failed, closing without acknowledging: {e}",
                 attached.client_id
             );
+            if attached.v5.is_some() {
+                // An MQTT 5.0 client is told: with a full disk its messages are refused with 0x97 Quota
+                // exceeded (sections 3.4.2.1, 3.5.2.1) and so is the connection; otherwise 0x80.
+                let reason = match e.is_out_of_space() {
+                    true => ReasonCode::QUOTA_EXCEEDED,
+                    false => ReasonCode::UNSPECIFIED_ERROR,
+                };
+                for refused in attached.acks.fail(ticket, reason) {
+                    out.emits.push(Emit::Control(refused));
+                }
+                self.disconnect_with(reason, out);
+            }
             self.close(CloseReason::Abnormal, now, out);
             return;
         }

@@ -1080,3 +1080,45 @@ fn a_publish_nobody_subscribes_to_is_acknowledged_with_0x10() {
         matches!(&h.requests()[..], [Request::Route { report_unmatched, .. }] if report_unmatched.is_empty())
     );
 }
+
+#[test]
+fn a_full_disk_refuses_a_v5_clients_messages_with_0x97_and_says_so_before_closing() {
+    // Sections 3.4.2.1, 3.5.2.1 and 3.14.2.1: 0x97 Quota exceeded; nothing refused is stored or acknowledged
+    // as accepted.
+    let full = || {
+        crate::store::StoreError::Storage(redb::StorageError::Io(std::io::Error::from(
+            std::io::ErrorKind::StorageFull,
+        )))
+    };
+    let mut h = Harness::new();
+    connected5(&mut h, Properties::default());
+    h.read(vec![
+        publish("t", QoS::AtLeastOnce, Some(1), b"1"),
+        publish("t", QoS::ExactlyOnce, Some(2), b"2"),
+    ]);
+    let ticket = Harness::ticket_of(&h.requests());
+    h.feed(Input::Committed {
+        ticket,
+        result: Err(full()),
+    });
+    assert_eq!(
+        h.packets(),
+        vec![
+            Packet::PubAck(Ack::with_reason(pid(1), ReasonCode::QUOTA_EXCEEDED)),
+            Packet::PubRec(Ack::with_reason(pid(2), ReasonCode::QUOTA_EXCEEDED)),
+            Packet::Disconnect(ReasonOnly::new(ReasonCode::QUOTA_EXCEEDED)),
+        ]
+    );
+    assert_eq!(h.out.close, Some(CloseReason::Abnormal));
+    // A 3.1.1 client is closed without an answer, as before.
+    let mut h = Harness::new();
+    h.connect_clean("v3", 0);
+    h.read(vec![publish("t", QoS::AtLeastOnce, Some(1), b"1")]);
+    let ticket = Harness::ticket_of(&h.requests());
+    h.feed(Input::Committed {
+        ticket,
+        result: Err(full()),
+    });
+    assert!(h.packets().is_empty());
+    assert!(h.out.close.is_some());
+}
