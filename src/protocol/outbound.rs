@@ -265,8 +265,13 @@ impl Outbound {
         }
     }
 
+    /// A PUBREC with an error reason code (MQTT 5.0): the client refused the message, which ends the QoS 2
+    /// exchange without PUBREL (section 4.3.3).
+    pub fn on_pubrec_refused(&mut self, id: PacketId) -> Acked {
+        self.finish(id, InflightState::WantPubRec)
+    }
+
     /// Whether `id` is released (PUBREC seen).
-    #[cfg(test)]
     pub fn is_released(&self, id: PacketId) -> bool {
         self.window
             .as_ref()

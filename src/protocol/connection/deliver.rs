@@ -119,8 +119,35 @@ impl Connection {
             });
         }
         // [MQTT-4.3.3-1]: PUBREL answers PUBREC; behind earlier answers, and (for a stored message) behind the
-        // commit of its released state, which the gate sees to.
-        self.answer(None, Answer::PubRel(id.into()), out);
+        // commit of its released state, which the gate sees to. In MQTT 5.0 a PUBREC for an id not in flight
+        // gets PUBREL 0x92 Packet Identifier not found (section 3.6.2.1).
+        let unknown = attached.v5.is_some() && !attached.outbound.is_released(id);
+        let reason = match unknown {
+            true => crate::codec::ReasonCode::PACKET_IDENTIFIER_NOT_FOUND,
+            false => crate::codec::ReasonCode::SUCCESS,
+        };
+        self.answer(
+            None,
+            Answer::PubRel(crate::codec::Ack::with_reason(id, reason)),
+            out,
+        );
+    }
+
+    /// A PUBREC with an error reason code: the client refused the message (MQTT 5.0), so the exchange ends
+    /// here, without PUBREL, and the message leaves the store as if completed.
+    pub(super) fn on_outbound_pubrec_refused(&mut self, id: PacketId, out: &mut Outputs) {
+        let hooks = self.settings.hooks;
+        let Stage::Connected(attached) = &mut self.stage else {
+            return;
+        };
+        if let Acked::Done(seq) = attached.outbound.on_pubrec_refused(id) {
+            self.progressed = true;
+            acked(attached, id, seq, out, |client_id, seq| StoreOp::Remove {
+                client_id,
+                seq,
+            });
+        }
+        refill_window(attached, hooks, self.wall_ms, out);
     }
 
     pub(super) fn on_outbound_pubcomp(&mut self, id: PacketId, out: &mut Outputs) {

@@ -36,6 +36,9 @@ impl Connection {
             Packet::Publish(publish) => self.on_publish(publish, now, out),
             Packet::PubRel(ack) => self.on_pubrel(ack.packet_id),
             Packet::PubAck(ack) => self.on_outbound_puback(ack.packet_id, out),
+            Packet::PubRec(ack) if ack.reason.is_error() => {
+                self.on_outbound_pubrec_refused(ack.packet_id, out)
+            }
             Packet::PubRec(ack) => self.on_outbound_pubrec(ack.packet_id, out),
             Packet::PubComp(ack) => self.on_outbound_pubcomp(ack.packet_id, out),
             Packet::PingReq => self.answer(None, Answer::PingResp, out),
@@ -163,14 +166,21 @@ impl Connection {
         let Stage::Connected(attached) = &mut self.stage else {
             return;
         };
-        if attached.incoming_qos2.remove(&id) && attached.persistent {
+        let known = attached.incoming_qos2.remove(&id);
+        if known && attached.persistent {
             attached.batch.get().ops.push(StoreOp::RemoveIncomingQos2 {
                 client_id: attached.client_id.clone(),
                 packet_id: id,
             });
         }
-        // [MQTT-4.3.3-2]: PUBCOMP answers every PUBREL, known id or not, once its removal is stored.
-        attached.answer_after_batch(Answer::PubComp(id.into()), &mut self.tickets);
+        // [MQTT-4.3.3-2]: PUBCOMP answers every PUBREL, known id or not, once its removal is stored; in MQTT
+        // 5.0 an unknown one says 0x92 Packet Identifier not found (section 3.7.2.1).
+        let reason = match (known, attached.v5.is_some()) {
+            (false, true) => ReasonCode::PACKET_IDENTIFIER_NOT_FOUND,
+            _ => ReasonCode::SUCCESS,
+        };
+        let answer = Answer::PubComp(crate::codec::Ack::with_reason(id, reason));
+        attached.answer_after_batch(answer, &mut self.tickets);
     }
 
     /// The router found no subscriber for these QoS 1/2 messages: PUBACK/PUBREC 0x10 No matching

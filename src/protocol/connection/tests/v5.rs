@@ -1122,3 +1122,49 @@ fn a_full_disk_refuses_a_v5_clients_messages_with_0x97_and_says_so_before_closin
     assert!(h.packets().is_empty());
     assert!(h.out.close.is_some());
 }
+
+#[test]
+fn unknown_packet_ids_get_0x92_and_a_refusing_pubrec_ends_the_exchange() {
+    // Sections 3.6.2.1 and 3.7.2.1: 0x92 Packet Identifier not found; section 4.3.3: a PUBREC with a reason
+    // code of 0x80 or more ends the QoS 2 exchange, without PUBREL.
+    let mut h = Harness::new();
+    connected5(&mut h, Properties::default());
+    h.read(vec![Packet::PubRel(pid(9).into())]);
+    let ticket_free = h.requests();
+    assert!(ticket_free.is_empty() || matches!(&ticket_free[..], [Request::Route { .. }]));
+    h.feed(Input::Read(Vec::new()));
+    assert_eq!(
+        h.packets(),
+        vec![Packet::PubComp(Ack::with_reason(
+            pid(9),
+            ReasonCode::PACKET_IDENTIFIER_NOT_FOUND
+        ))]
+    );
+    h.read(vec![Packet::PubRec(pid(8).into())]);
+    assert_eq!(
+        h.packets(),
+        vec![Packet::PubRel(Ack::with_reason(
+            pid(8),
+            ReasonCode::PACKET_IDENTIFIER_NOT_FOUND
+        ))]
+    );
+    h.take();
+    h.feed(Input::Deliveries(vec![delivery(
+        "q2",
+        QoS::ExactlyOnce,
+        None,
+    )]));
+    assert_eq!(publishes(&h.take().emits).len(), 1);
+    h.read(vec![Packet::PubRec(Ack::with_reason(
+        pid(1),
+        ReasonCode::UNSPECIFIED_ERROR,
+    ))]);
+    assert!(h.packets().is_empty(), "no PUBREL after a refusing PUBREC");
+    // The window is free again: max_inflight (4) more QoS 2 messages go out at once.
+    h.feed(Input::Deliveries(
+        (0..4)
+            .map(|_| delivery("q2", QoS::ExactlyOnce, None))
+            .collect(),
+    ));
+    assert_eq!(publishes(&h.take().emits).len(), 4);
+}
