@@ -142,7 +142,7 @@ pub struct ServeArgs {
     /// Unacknowledged QoS 1/2 PUBLISHes an MQTT 5.0 client may send (key `receive_maximum`; default 1024).
     #[arg(long, value_name = "N")]
     receive_maximum: Option<u16>,
-    /// Accept $share/ subscriptions (key `shared_subscriptions`; not served yet: refused with 0x9E).
+    /// Serve $share/ subscriptions; false refuses them with 0x9E (key `shared_subscriptions`; default true).
     #[arg(long, value_name = "BOOL")]
     shared_subscriptions: Option<bool>,
     /// Highest MQTT 5.0 Session Expiry Interval granted (key `max_session_expiry_secs`; default 4294967295).

@@ -88,7 +88,7 @@ pub struct Config {
     /// QoS 1/2 PUBLISHes an MQTT 5.0 client may have unacknowledged towards the broker; one more is
     /// DISCONNECT 0x93.
     pub receive_maximum: u16,
-    /// Whether `$share/{group}/{filter}` subscriptions are accepted.
+    /// Whether `$share/{group}/{filter}` shared subscriptions are served (refused with 0x9E when off).
     pub shared_subscriptions: bool,
     /// Highest Session Expiry Interval granted to an MQTT 5.0 client, in seconds (4294967295: no limit).
     pub max_session_expiry_secs: u32,
