@@ -1168,3 +1168,54 @@ fn unknown_packet_ids_get_0x92_and_a_refusing_pubrec_ends_the_exchange() {
     ));
     assert_eq!(publishes(&h.take().emits).len(), 4);
 }
+
+#[test]
+fn every_connack_refusal_the_broker_makes_reaches_a_v5_client_as_its_reason_code() {
+    // Section 3.2.2.2: 0x88 Server unavailable when the router or the store fails, the authenticate hook's
+    // own code (Success reads as 0x87 Not authorized), 0x8C and 0x82 from enhanced authentication (tested
+    // above). Unsupported protocol levels are answered in the 3.1.1 form (0x01), the level being unknown, and a
+    // v5 client without an identifier is given one, so 0x84 and 0x85 never go to a v5 client.
+    let code_after = |hooks: bool, step: &dyn Fn(&mut Harness)| {
+        let mut h = Harness::with(if hooks { hooked() } else { settings() });
+        h.read(vec![connect5("r", false, 0, Properties::default())]);
+        step(&mut h);
+        match h.packets().as_slice() {
+            [Packet::ConnAck(ack)] => {
+                assert!(!ack.session_present, "[MQTT-3.2.2-6 in 5.0]");
+                assert!(h.out.close.is_some(), "closed after a refusal");
+                ack.code
+            }
+            other => panic!("expected one CONNACK, got {other:?}"),
+        }
+    };
+    assert_eq!(
+        code_after(false, &|h| h.feed(Input::Registered(Err(())))),
+        ReasonCode::SERVER_UNAVAILABLE
+    );
+    assert_eq!(
+        code_after(false, &|h| {
+            h.feed(registered(true, true, 0));
+            h.feed(Input::IncomingQos2(Err(
+                crate::store::StoreError::WriterGone,
+            )));
+        }),
+        ReasonCode::SERVER_UNAVAILABLE
+    );
+    for code in [
+        ReasonCode::BAD_USERNAME_OR_PASSWORD,
+        ReasonCode::NOT_AUTHORIZED,
+        ReasonCode(0x8A),
+        ReasonCode::SERVER_BUSY,
+        ReasonCode(0x9F),
+    ] {
+        assert_eq!(
+            code_after(true, &|h| h.feed(Input::Authenticated(Err(code)))),
+            code
+        );
+    }
+    assert_eq!(
+        code_after(true, &|h| h
+            .feed(Input::Authenticated(Err(ReasonCode::SUCCESS)))),
+        ReasonCode::NOT_AUTHORIZED
+    );
+}
