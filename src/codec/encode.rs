@@ -6,7 +6,15 @@ use super::header::{
     remaining_length_len, write_remaining_length, PacketType, MAX_REMAINING_LENGTH,
 };
 use super::packet::*;
-use super::properties::{properties_len, varint_len, write_properties};
+use super::properties::{
+    properties_len, varint_len, write_properties, write_properties_except, write_varint, Replaced,
+    MAX_VARINT,
+};
+
+/// Bytes that Subscription Identifier properties take.
+fn ids_len(ids: &[u32]) -> usize {
+    ids.iter().map(|id| 1 + varint_len(*id)).sum()
+}
 use bytes::{BufMut, BytesMut};
 
 /// Appends the MQTT 3.1.1 (or 3.1) wire form of `packet` to `dst`; `encode_packet_at` writes any level.
@@ -170,24 +178,30 @@ pub fn encode_publish_v5(
     dst: &mut BytesMut,
 ) -> Result<(), EncodeError> {
     let id_len = head.check()?;
-    let override_extras = extras.message_expiry_interval.is_some()
-        || extras.topic_alias.is_some()
-        || !extras.subscription_identifiers.is_empty();
-    let props_len = if override_extras {
-        let mut merged = message.clone();
-        if extras.message_expiry_interval.is_some() {
-            merged.message_expiry_interval = extras.message_expiry_interval;
-        }
-        if extras.topic_alias.is_some() {
-            merged.topic_alias = extras.topic_alias;
-        }
-        if !extras.subscription_identifiers.is_empty() {
-            merged.subscription_identifiers = extras.subscription_identifiers.to_vec();
-        }
-        return encode_publish_v5(head, &merged, &PublishExtras::default(), payload, dst);
-    } else {
-        properties_len(message)?
+    // What the server adds replaces the message's own, without copying the message's properties.
+    let skip = Replaced {
+        expiry: extras.message_expiry_interval.is_some(),
+        alias: extras.topic_alias.is_some(),
+        subscription_ids: !extras.subscription_identifiers.is_empty(),
     };
+    let mut props_len = properties_len(message)?;
+    if skip.expiry && message.message_expiry_interval.is_some() {
+        props_len -= 5;
+    }
+    if skip.alias && message.topic_alias.is_some() {
+        props_len -= 3;
+    }
+    if skip.subscription_ids {
+        props_len -= ids_len(&message.subscription_identifiers);
+    }
+    props_len += extras.message_expiry_interval.map_or(0, |_| 5);
+    props_len += extras.topic_alias.map_or(0, |_| 3);
+    for id in extras.subscription_identifiers {
+        if *id == 0 || *id > MAX_VARINT {
+            return Err(EncodeError::InvalidSubscriptionIdentifier(*id));
+        }
+    }
+    props_len += ids_len(extras.subscription_identifiers);
     let remaining = field_len("topic name", head.topic.len())?
         + id_len
         + varint_len(props_len as u32)
@@ -195,7 +209,20 @@ pub fn encode_publish_v5(
         + payload.len();
     start(dst, head.first_byte(), remaining)?;
     head.put(dst);
-    write_properties(message, props_len, dst);
+    write_varint(props_len as u32, dst);
+    write_properties_except(message, skip, dst);
+    if let Some(expiry) = extras.message_expiry_interval {
+        dst.put_u8(0x02);
+        dst.put_u32(expiry);
+    }
+    if let Some(alias) = extras.topic_alias {
+        dst.put_u8(0x23);
+        dst.put_u16(alias);
+    }
+    for id in extras.subscription_identifiers {
+        dst.put_u8(0x0B);
+        write_varint(*id, dst);
+    }
     dst.put_slice(payload);
     Ok(())
 }

@@ -538,6 +538,22 @@ fn put_str(dst: &mut BytesMut, id: u8, s: &[u8]) {
 /// Writes the property length and the properties, whose sizes `properties_len` has accepted.
 pub fn write_properties(p: &Properties, len: usize, dst: &mut BytesMut) {
     write_varint(len as u32, dst);
+    write_properties_except(p, Replaced::default(), dst);
+}
+
+/// Which properties of a message a server replaces with its own when it forwards it.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Replaced {
+    /// The Message Expiry Interval (by the time left).
+    pub expiry: bool,
+    /// The Topic Alias.
+    pub alias: bool,
+    /// The Subscription Identifiers.
+    pub subscription_ids: bool,
+}
+
+/// Writes the properties, without the length in front and without those `skip` names.
+pub fn write_properties_except(p: &Properties, skip: Replaced, dst: &mut BytesMut) {
     let put_u8 = |dst: &mut BytesMut, id: u8, v: Option<u8>| {
         if let Some(v) = v {
             dst.put_u8(id);
@@ -557,7 +573,9 @@ pub fn write_properties(p: &Properties, len: usize, dst: &mut BytesMut) {
         }
     };
     put_u8(dst, 0x01, p.payload_format_indicator);
-    put_u32(dst, 0x02, p.message_expiry_interval);
+    if !skip.expiry {
+        put_u32(dst, 0x02, p.message_expiry_interval);
+    }
     if let Some(s) = &p.content_type {
         put_str(dst, 0x03, s.as_bytes());
     }
@@ -567,9 +585,11 @@ pub fn write_properties(p: &Properties, len: usize, dst: &mut BytesMut) {
     if let Some(b) = &p.correlation_data {
         put_str(dst, 0x09, b);
     }
-    for id in &p.subscription_identifiers {
-        dst.put_u8(0x0B);
-        write_varint(*id, dst);
+    if !skip.subscription_ids {
+        for id in &p.subscription_identifiers {
+            dst.put_u8(0x0B);
+            write_varint(*id, dst);
+        }
     }
     put_u32(dst, 0x11, p.session_expiry_interval);
     if let Some(s) = &p.assigned_client_identifier {
@@ -596,7 +616,9 @@ pub fn write_properties(p: &Properties, len: usize, dst: &mut BytesMut) {
     }
     put_u16(dst, 0x21, p.receive_maximum);
     put_u16(dst, 0x22, p.topic_alias_maximum);
-    put_u16(dst, 0x23, p.topic_alias);
+    if !skip.alias {
+        put_u16(dst, 0x23, p.topic_alias);
+    }
     put_u8(dst, 0x24, p.maximum_qos);
     put_u8(dst, 0x25, p.retain_available);
     for (k, v) in &p.user_properties {

@@ -217,9 +217,10 @@ pub fn payload_format_valid(props: Option<&Properties>, payload: &[u8]) -> bool 
 /// Alias belongs to the publisher's connection, Subscription Identifiers are the server's to add, and anything
 /// that is not a message property (a will's delay, a property an application set by mistake) has no place in
 /// a PUBLISH: all of these are left out.
-pub fn message_properties(props: Box<Properties>) -> Option<Box<Properties>> {
-    let p = *props;
-    let kept = Properties {
+pub fn message_properties(mut props: Box<Properties>) -> Option<Box<Properties>> {
+    // The box is reused: one allocation per message with properties, the decoder's.
+    let p = std::mem::take(&mut *props);
+    *props = Properties {
         payload_format_indicator: p.payload_format_indicator,
         message_expiry_interval: p.message_expiry_interval,
         content_type: p.content_type,
@@ -228,7 +229,7 @@ pub fn message_properties(props: Box<Properties>) -> Option<Box<Properties>> {
         user_properties: p.user_properties,
         ..Properties::default()
     };
-    (kept != Properties::default()).then(|| Box::new(kept))
+    (*props != Properties::default()).then_some(props)
 }
 
 /// The properties a will message is published with: its will properties without the Will Delay Interval,
