@@ -52,8 +52,6 @@ pub struct RegisterReply {
     pub previous_closed: Option<oneshot::Receiver<()>>,
     /// Highest queue position assigned so far; every position up to it is stored or already removed.
     pub queue_head: u64,
-    /// The filters of a resumed MQTT 5.0 session (empty otherwise).
-    pub subscriptions: Vec<TopicFilter>,
 }
 
 /// A session ends with a will to publish later (MQTT 5.0 Will Delay Interval), unless it is resumed first.
@@ -143,6 +141,8 @@ pub struct AddSubscriptions {
     pub filters: Vec<(TopicFilter, crate::message::Grant)>,
     /// Signalled when the subscriptions of a persistent session are stored.
     pub done: Completion,
+    /// Where to say, at once, which filters the session had already (MQTT 5.0 Retain Handling 1).
+    pub existed: Option<oneshot::Sender<Vec<bool>>>,
 }
 
 /// Removes subscriptions.
@@ -155,6 +155,8 @@ pub struct RemoveSubscriptions {
     pub filters: Vec<TopicFilter>,
     /// Signalled when the removal is stored.
     pub done: Completion,
+    /// Where to say, at once, which filters the session had (MQTT 5.0 UNSUBACK 0x11).
+    pub existed: Option<oneshot::Sender<Vec<bool>>>,
 }
 
 /// A session gives the router credit back: it took that many deliveries and has room for as many again. A

@@ -112,6 +112,14 @@ impl Subscriptions {
         *self = Subscriptions::Many(Box::new(many));
     }
 
+    /// Whether there is a subscription to `filter`.
+    pub fn contains(&self, filter: &TopicFilter) -> bool {
+        match self {
+            Subscriptions::Many(many) => many.contains_key(filter),
+            Subscriptions::Few(few) => few.iter().any(|(f, _)| f == filter),
+        }
+    }
+
     /// Removes the subscription to `filter`; whether there was one.
     pub fn remove(&mut self, filter: &TopicFilter) -> bool {
         match self {

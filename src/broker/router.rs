@@ -128,7 +128,6 @@ impl Router {
                 had_persistent: false,
                 previous_closed: after_delete,
                 queue_head: 0,
-                subscriptions: Vec::new(),
             };
         };
         let Some(entry) = self.registry.get_mut(slot) else {
@@ -139,7 +138,6 @@ impl Router {
                 had_persistent: false,
                 previous_closed: None,
                 queue_head: 0,
-                subscriptions: Vec::new(),
             };
         };
         // [MQTT-3.1.4-2]: the connection already using this client id is closed.
@@ -171,7 +169,6 @@ impl Router {
                 had_persistent: false,
                 previous_closed,
                 queue_head: 0,
-                subscriptions: Vec::new(),
             };
         };
         let had_persistent = entry.persistent;
@@ -192,7 +189,6 @@ impl Router {
                 had_persistent,
                 previous_closed,
                 queue_head: 0,
-                subscriptions: Vec::new(),
             };
         };
         // A resumed session stays stored at least until this connection ends, whatever its new expiry.
@@ -200,17 +196,12 @@ impl Router {
         entry.session_expiry = msg.session_expiry;
         entry.online = Some(online);
         let queue_head = entry.next_seq - 1;
-        let subscriptions = match msg.session_expiry {
-            Some(_) if resume => entry.subscriptions.filters().cloned().collect(),
-            _ => Vec::new(),
-        };
         RegisterReply {
             link: RouterLink { slot, conn },
             session_present: resume,
             had_persistent,
             previous_closed,
             queue_head,
-            subscriptions,
         }
     }
 
@@ -274,7 +265,9 @@ impl Router {
             return;
         }
         let mut ops = Vec::new();
+        let mut existed = Vec::with_capacity(msg.filters.len());
         for (filter, grant) in msg.filters {
+            existed.push(entry.subscriptions.contains(&filter));
             index(&mut self.trie, &mut self.shared, slot, &filter, grant);
             if entry.persistent {
                 ops.push(StoreOp::Subscribe {
@@ -284,6 +277,9 @@ impl Router {
                 });
             }
             entry.subscriptions.insert(filter, grant);
+        }
+        if let Some(report) = msg.existed {
+            let _ = report.send(existed);
         }
         self.submit(ops, Some(msg.done));
     }
@@ -299,8 +295,11 @@ impl Router {
             return;
         }
         let mut ops = Vec::new();
+        let mut existed = Vec::with_capacity(msg.filters.len());
         for filter in msg.filters {
-            if entry.subscriptions.remove(&filter) {
+            let had = entry.subscriptions.remove(&filter);
+            existed.push(had);
+            if had {
                 unindex(&mut self.trie, &mut self.shared, slot, &filter);
                 if entry.persistent {
                     ops.push(StoreOp::Unsubscribe {
@@ -309,6 +308,9 @@ impl Router {
                     });
                 }
             }
+        }
+        if let Some(report) = msg.existed {
+            let _ = report.send(existed);
         }
         self.submit(ops, Some(msg.done));
     }

@@ -140,6 +140,21 @@ impl AckQueue {
             .collect()
     }
 
+    /// Sets the reason codes of the UNSUBACK waiting for `ticket` (MQTT 5.0).
+    pub fn set_unsuback_codes(&mut self, ticket: Ticket, codes: Vec<crate::codec::ReasonCode>) {
+        let Some(inner) = &mut self.0 else {
+            return;
+        };
+        for (t, answer) in inner.waiting.iter_mut() {
+            if let (Some(t), Answer::UnsubAck(ack)) = (t, answer) {
+                if *t == ticket {
+                    ack.reason_codes = codes;
+                    return;
+                }
+            }
+        }
+    }
+
     /// Marks a ticket as complete.
     pub fn complete(&mut self, ticket: Ticket) {
         if let Some(inner) = &mut self.0 {

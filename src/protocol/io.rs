@@ -109,7 +109,7 @@ pub enum Screening {
 }
 
 /// What the router said when the session registered.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Registration {
     /// A stored session is resumed (CONNACK session present) [MQTT-3.2.2-2].
     pub session_present: bool,
@@ -117,9 +117,6 @@ pub struct Registration {
     pub had_persistent: bool,
     /// Highest stored queue position assigned so far.
     pub queue_head: u64,
-    /// The filters of a resumed MQTT 5.0 session, which its core needs for Retain Handling and UNSUBACK
-    /// (empty before 5.0).
-    pub subscriptions: Vec<TopicFilter>,
 }
 
 /// Everything the core is told.
@@ -135,6 +132,14 @@ pub enum Input {
     /// The authenticate hook answered: `Err` refuses with that CONNACK reason code (written as the closest
     /// 3.1.1 return code to earlier clients).
     Authenticated(Result<(), ReasonCode>),
+    /// Which filters of the SUBSCRIBE or UNSUBSCRIBE behind `ticket` the session was subscribed to before, one
+    /// flag per filter in order; comes before that ticket's commit.
+    Existing {
+        /// The request's ticket.
+        ticket: Ticket,
+        /// One flag per filter.
+        existed: Vec<bool>,
+    },
     /// These QoS 1/2 messages of a routed batch matched no subscriber: their PUBACK/PUBREC say 0x10 (MQTT 5.0).
     Unmatched(Vec<PacketId>),
     /// The enhanced authentication hook took one step of an MQTT 5.0 AUTH exchange.
@@ -306,6 +311,9 @@ pub enum Request {
         filters: Vec<(TopicFilter, crate::message::Grant)>,
         /// What waits for them to be stored.
         ticket: Ticket,
+        /// Say which filters the session was already subscribed to (`Input::Existing`, before the commit):
+        /// MQTT 5.0 Retain Handling 1 needs it.
+        report_existing: bool,
     },
     /// Remove subscriptions; answer with `Input::Committed` once stored.
     Unsubscribe {
@@ -313,6 +321,9 @@ pub enum Request {
         filters: Vec<TopicFilter>,
         /// What waits for the removal to be stored.
         ticket: Ticket,
+        /// Say which filters the session was subscribed to (`Input::Existing`, before the commit): MQTT 5.0
+        /// UNSUBACK says 0x11 for the others.
+        report_existing: bool,
     },
     /// Send the retained messages matching these new subscriptions; they arrive as `Input::Retained`.
     SendRetained(Vec<(TopicFilter, QoS)>),

@@ -106,10 +106,13 @@ pub fn reason_string(limits: Option<&ClientLimits>, text: &str) -> Option<ByteSt
         .then(|| ByteString::from(text))
 }
 
-/// The topic aliases a client set up for its PUBLISHes (section 3.3.2.3.4).
+/// The topic aliases a client set up for its PUBLISHes (section 3.3.2.3.4); allocated by the first one, so a
+/// connection that uses none pays a pointer.
 #[derive(Debug, Default)]
 pub struct InboundAliases {
-    topics: HashMap<u16, TopicName>,
+    // Boxed so that an unused map costs 8 bytes rather than 48 in every MQTT 5.0 session.
+    #[allow(clippy::box_collection)]
+    topics: Option<Box<HashMap<u16, TopicName>>>,
 }
 
 impl InboundAliases {
@@ -131,11 +134,14 @@ impl InboundAliases {
         if topic.is_aliased() {
             return self
                 .topics
-                .get(&alias)
+                .as_ref()
+                .and_then(|topics| topics.get(&alias))
                 .cloned()
                 .ok_or(ReasonCode::PROTOCOL_ERROR);
         }
-        self.topics.insert(alias, topic.detached());
+        self.topics
+            .get_or_insert_with(Box::default)
+            .insert(alias, topic.detached());
         Ok(topic)
     }
 }
@@ -145,7 +151,9 @@ impl InboundAliases {
 #[derive(Debug, Default)]
 pub struct OutboundAliases {
     maximum: u16,
-    assigned: HashMap<TopicName, u16>,
+    /// Allocated by the first alias; boxed so that an unused map costs 8 bytes rather than 48.
+    #[allow(clippy::box_collection)]
+    assigned: Option<Box<HashMap<TopicName, u16>>>,
 }
 
 /// How a PUBLISH names its topic towards the client.
@@ -164,19 +172,23 @@ impl OutboundAliases {
     pub fn new(maximum: u16) -> Self {
         OutboundAliases {
             maximum,
-            assigned: HashMap::new(),
+            assigned: None,
         }
     }
 
     /// How to name `topic` in the next PUBLISH [MQTT-3.3.2-9] [MQTT-3.3.2-10].
     pub fn use_for(&mut self, topic: &TopicName) -> AliasUse {
-        if let Some(alias) = self.assigned.get(topic) {
+        if self.maximum == 0 {
+            return AliasUse::Topic;
+        }
+        let assigned = self.assigned.get_or_insert_with(Box::default);
+        if let Some(alias) = assigned.get(topic) {
             return AliasUse::Reuse(*alias);
         }
-        let next = self.assigned.len() + 1;
+        let next = assigned.len() + 1;
         match u16::try_from(next) {
             Ok(alias) if alias <= self.maximum => {
-                self.assigned.insert(topic.detached(), alias);
+                assigned.insert(topic.detached(), alias);
                 AliasUse::Define(alias)
             }
             _ => AliasUse::Topic,

@@ -88,20 +88,30 @@ impl Session {
             } => self.route(messages, ops, ticket, report_unmatched, ctx),
             Request::ScreenPublishes(messages) => self.screen_publishes(messages, ctx),
             Request::ScreenSubscribe(filters) => self.screen_subscribe(filters, ctx),
-            Request::Subscribe { filters, ticket } => {
-                self.ask_router(ticket, ctx, |link, done| AddSubscriptions {
+            Request::Subscribe {
+                filters,
+                ticket,
+                report_existing,
+            } => self.ask_router(ticket, report_existing, ctx, |link, done, existed| {
+                AddSubscriptions {
                     link,
                     filters,
                     done,
-                })
-            }
-            Request::Unsubscribe { filters, ticket } => {
-                self.ask_router(ticket, ctx, |link, done| RemoveSubscriptions {
+                    existed,
+                }
+            }),
+            Request::Unsubscribe {
+                filters,
+                ticket,
+                report_existing,
+            } => self.ask_router(ticket, report_existing, ctx, |link, done, existed| {
+                RemoveSubscriptions {
                     link,
                     filters,
                     done,
-                })
-            }
+                    existed,
+                }
+            }),
             Request::SendRetained(filters) => self.peers.retained.do_send(SendRetained {
                 filters,
                 to: ctx.address(),
@@ -166,16 +176,36 @@ impl Session {
     fn ask_router<M>(
         &mut self,
         ticket: Ticket,
+        report_existing: bool,
         ctx: &mut Context<Self>,
-        message: impl FnOnce(RouterLink, Completion) -> M,
+        message: impl FnOnce(RouterLink, Completion, Option<oneshot::Sender<Vec<bool>>>) -> M,
     ) where
         M: actix::Message<Result = ()> + Send + 'static,
         Router: Handler<M>,
     {
         let Some(link) = self.link else { return };
         let (done, committed) = oneshot::channel();
-        self.peers.router.do_send(message(link, done));
-        self.answer_committed(ticket, committed, ctx);
+        if !report_existing {
+            self.peers.router.do_send(message(link, done, None));
+            self.answer_committed(ticket, committed, ctx);
+            return;
+        }
+        // Which filters existed comes first, so the answers are right when the commit releases them.
+        let (report, reported) = oneshot::channel();
+        self.peers.router.do_send(message(link, done, Some(report)));
+        let both = async move { (reported.await.unwrap_or_default(), committed.await) };
+        ctx.spawn(
+            both.into_actor(self)
+                .map(move |(existed, result), act, ctx| {
+                    act.feed(Input::Existing { ticket, existed }, ctx);
+                    if let Sink::Wire(outgoing) = &mut act.sink {
+                        outgoing.open(ticket);
+                    }
+                    let result = flatten(result);
+                    act.feed(Input::Committed { ticket, result }, ctx);
+                    act.wake_io();
+                }),
+        );
     }
 
     /// Leaves the router; a connection that took this one over may go on once this point is reached.
@@ -216,7 +246,6 @@ impl Session {
                     session_present: reply.session_present,
                     had_persistent: reply.had_persistent,
                     queue_head: reply.queue_head,
-                    subscriptions: reply.subscriptions,
                 },
             ))
         };

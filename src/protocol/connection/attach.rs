@@ -423,7 +423,6 @@ impl Connection {
                     inbound_aliases: InboundAliases::default(),
                     session_expiry: v5.session_expiry,
                     unanswered: 0,
-                    subscribed: registration.subscriptions.iter().cloned().collect(),
                     auth: v5.auth.clone(),
                 })
             }),

@@ -330,20 +330,21 @@ impl Connection {
             let qos = options.qos.min(max_qos);
             return_codes.push(SubscribeReturnCode::Success(qos));
             let filter = filter.detached();
-            let existed = attached
-                .v5
-                .as_deref_mut()
-                .is_some_and(|v5| !v5.subscribed.insert(filter.clone()));
-            // Section 3.8.3.1, Retain Handling: 0 always, 1 only for a new subscription, 2 never.
-            // Retained messages are not sent for a shared subscription (section 4.8.2).
-            let send_retained = !shared
-                && match options.retain_handling {
-                    RetainHandling::OnSubscribe => true,
-                    RetainHandling::OnNewSubscription => !existed,
-                    RetainHandling::Never => false,
-                };
-            if send_retained {
-                retained.push((filter.clone(), qos));
+            // Section 3.8.3.1, Retain Handling: 0 always, 1 only for a new subscription (the router says
+            // which existed, before the commit), 2 never. Retained messages are not sent for a shared
+            // subscription (section 4.8.2).
+            let only_if_new = match options.retain_handling {
+                RetainHandling::OnSubscribe => Some(false),
+                RetainHandling::OnNewSubscription => Some(true),
+                RetainHandling::Never => None,
+            };
+            if let (Some(only_if_new), false) = (only_if_new, shared) {
+                retained.push(RetainedAfter {
+                    index: granted.len(),
+                    filter: filter.clone(),
+                    qos,
+                    only_if_new,
+                });
             }
             let grant = Grant {
                 qos,
@@ -368,7 +369,31 @@ impl Connection {
         out.requests.push(Request::Subscribe {
             filters: granted,
             ticket,
+            report_existing: attached.v5.is_some(),
         });
+    }
+
+    /// The router said which filters of a SUBSCRIBE or UNSUBSCRIBE the session had before (MQTT 5.0): Retain
+    /// Handling 1 sends nothing for those, and UNSUBACK says 0x11 for the others [MQTT-3.11.3-1 in 5.0].
+    pub(super) fn on_existing(&mut self, ticket: Ticket, existed: Vec<bool>) {
+        let Stage::Connected(attached) = &mut self.stage else {
+            return;
+        };
+        if let Some((_, retained)) = attached
+            .retained_after
+            .iter_mut()
+            .find(|(t, _)| *t == ticket)
+        {
+            retained.retain(|r| !(r.only_if_new && existed.get(r.index).copied().unwrap_or(false)));
+        }
+        let codes = existed
+            .iter()
+            .map(|had| match had {
+                true => ReasonCode::SUCCESS,
+                false => ReasonCode::NO_SUBSCRIPTION_EXISTED,
+            })
+            .collect();
+        attached.acks.set_unsuback_codes(ticket, codes);
     }
 
     fn on_unsubscribe(&mut self, unsubscribe: Unsubscribe, out: &mut Outputs) {
@@ -377,17 +402,11 @@ impl Connection {
             return;
         };
         // [MQTT-3.10.4-4], [MQTT-3.10.4-5]: UNSUBACK even when nothing matched; in 5.0 one reason code per
-        // filter, 0x11 where there was no subscription [MQTT-3.11.3-1 in 5.0].
+        // filter, set once the router says which subscriptions existed (`on_existing`).
         let mut unsuback = crate::codec::UnsubAck::from(unsubscribe.packet_id);
-        if let Some(v5) = attached.v5.as_deref_mut() {
-            unsuback.reason_codes = unsubscribe
-                .filters
-                .iter()
-                .map(|filter| match v5.subscribed.remove(filter) {
-                    true => ReasonCode::SUCCESS,
-                    false => ReasonCode::NO_SUBSCRIPTION_EXISTED,
-                })
-                .collect();
+        let v5 = attached.v5.is_some();
+        if v5 {
+            unsuback.reason_codes = vec![ReasonCode::SUCCESS; unsubscribe.filters.len()];
         }
         attached
             .acks
@@ -395,6 +414,7 @@ impl Connection {
         out.requests.push(Request::Unsubscribe {
             filters: unsubscribe.filters,
             ticket,
+            report_existing: v5,
         });
     }
 
@@ -470,7 +490,10 @@ impl Connection {
             .position(|(t, _)| *t == ticket)
         {
             let (_, filters) = attached.retained_after.remove(i);
-            out.requests.push(Request::SendRetained(filters));
+            let filters: Vec<_> = filters.into_iter().map(|r| (r.filter, r.qos)).collect();
+            if !filters.is_empty() {
+                out.requests.push(Request::SendRetained(filters));
+            }
             if attached.retained_after.is_empty() {
                 attached.retained_after = Vec::new();
             }

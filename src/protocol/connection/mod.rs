@@ -171,8 +171,6 @@ struct V5Session {
     /// QoS 1/2 PUBLISHes from the client whose PUBACK or PUBCOMP has not left yet (checked against the
     /// server's Receive Maximum).
     unanswered: u32,
-    /// The session's subscriptions, for Retain Handling 1 and UNSUBACK's 0x11.
-    subscribed: std::collections::HashSet<TopicFilter>,
     /// The enhanced authentication it connected with, for re-authentication.
     auth: Option<Box<AuthState>>,
 }
@@ -212,7 +210,7 @@ struct Attached {
     /// The router's mailbox is full.
     router_busy: bool,
     /// Subscriptions whose retained messages are sent once they are stored.
-    retained_after: Vec<(Ticket, Vec<(TopicFilter, QoS)>)>,
+    retained_after: Vec<(Ticket, Vec<RetainedAfter>)>,
     /// PUBLISHes sent and not yet acknowledged, kept only for the hooks' `on_message_acked` (and only
     /// while there are some).
     hooked_unacked: BTreeMap<PacketId, OutboundPublish>,
@@ -220,6 +218,17 @@ struct Attached {
     dropped: u64,
     /// MQTT 5.0 state; `None` for earlier levels.
     v5: Option<Box<V5Session>>,
+}
+
+/// A new subscription whose retained messages are sent once it is stored.
+#[derive(Debug)]
+struct RetainedAfter {
+    /// Its place among the filters of the SUBSCRIBE request.
+    index: usize,
+    filter: TopicFilter,
+    qos: QoS,
+    /// Retain Handling 1: only if the subscription did not exist before.
+    only_if_new: bool,
 }
 
 /// The publishes of one read, with the publisher's own store changes and the ticket their answers wait for.
@@ -304,6 +313,7 @@ impl Connection {
             Input::Authenticated(verdict) => self.on_authenticated(verdict, now, out),
             Input::AuthStepped(step) => self.on_auth_stepped(step, now, out),
             Input::Unmatched(ids) => self.on_unmatched(ids),
+            Input::Existing { ticket, existed } => self.on_existing(ticket, existed),
             Input::Registered(result) => self.on_registered(result, now, out),
             Input::Committed { ticket, result } => self.on_committed(ticket, result, now, out),
             Input::IncomingQos2(result) => self.on_incoming_qos2(result, now, out),

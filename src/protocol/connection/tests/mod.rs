@@ -181,7 +181,6 @@ pub(super) fn registered(present: bool, had: bool, head: u64) -> Input {
         session_present: present,
         had_persistent: had,
         queue_head: head,
-        subscriptions: Vec::new(),
     }))
 }
 

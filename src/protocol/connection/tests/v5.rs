@@ -576,9 +576,22 @@ fn options(qos: QoS, handling: crate::codec::RetainHandling) -> crate::codec::Su
     }
 }
 
-/// The filters whose retained messages are asked for once the SUBSCRIBE is committed.
-fn retained_asked(h: &mut Harness) -> Vec<String> {
-    let ticket = Harness::ticket_of(&h.requests());
+/// The filters whose retained messages are asked for once the SUBSCRIBE is committed, the router having said
+/// which of its filters `existed`.
+fn retained_asked(h: &mut Harness, existed: Vec<bool>) -> Vec<String> {
+    let requests = h.requests();
+    assert!(
+        matches!(
+            &requests[..],
+            [Request::Subscribe {
+                report_existing: true,
+                ..
+            }]
+        ),
+        "a v5 SUBSCRIBE asks which filters existed: {requests:?}"
+    );
+    let ticket = Harness::ticket_of(&requests);
+    h.feed(Input::Existing { ticket, existed });
     h.commit(ticket);
     h.requests()
         .iter()
@@ -658,13 +671,17 @@ fn retain_handling_decides_when_retained_messages_are_sent() {
         vec![("r/0", options(QoS::AtMostOnce, RetainHandling::OnSubscribe))],
         None,
     )]);
-    assert_eq!(retained_asked(&mut h), vec!["r/0"]);
+    assert_eq!(retained_asked(&mut h, vec![false]), vec!["r/0"]);
     h.read(vec![subscribe5(
         2,
         vec![("r/0", options(QoS::AtMostOnce, RetainHandling::OnSubscribe))],
         None,
     )]);
-    assert_eq!(retained_asked(&mut h), vec!["r/0"], "again for 0");
+    assert_eq!(
+        retained_asked(&mut h, vec![true]),
+        vec!["r/0"],
+        "again for 0"
+    );
     h.read(vec![subscribe5(
         3,
         vec![(
@@ -673,7 +690,7 @@ fn retain_handling_decides_when_retained_messages_are_sent() {
         )],
         None,
     )]);
-    assert_eq!(retained_asked(&mut h), vec!["r/1"], "new");
+    assert_eq!(retained_asked(&mut h, vec![false]), vec!["r/1"], "new");
     h.read(vec![subscribe5(
         4,
         vec![(
@@ -682,29 +699,20 @@ fn retain_handling_decides_when_retained_messages_are_sent() {
         )],
         None,
     )]);
-    assert!(retained_asked(&mut h).is_empty(), "existing");
+    assert!(retained_asked(&mut h, vec![true]).is_empty(), "existing");
     h.read(vec![subscribe5(
         5,
         vec![("r/2", options(QoS::AtMostOnce, RetainHandling::Never))],
         None,
     )]);
-    assert!(retained_asked(&mut h).is_empty(), "never");
+    assert!(retained_asked(&mut h, vec![false]).is_empty(), "never");
 }
 
 #[test]
 fn unsuback_says_which_subscriptions_existed() {
-    // [MQTT-3.11.3-1 in 5.0]: one reason code per filter, 0x11 No subscription existed.
-    use crate::codec::RetainHandling;
+    // [MQTT-3.11.3-1 in 5.0]: one reason code per filter, 0x11 No subscription existed, as the router says.
     let mut h = Harness::new();
     connected5(&mut h, Properties::default());
-    h.read(vec![subscribe5(
-        1,
-        vec![("u/a", options(QoS::AtMostOnce, RetainHandling::Never))],
-        None,
-    )]);
-    let ticket = Harness::ticket_of(&h.requests());
-    h.commit(ticket);
-    h.take();
     h.read(vec![Packet::Unsubscribe(Unsubscribe {
         packet_id: pid(2),
         filters: vec![
@@ -713,7 +721,19 @@ fn unsuback_says_which_subscriptions_existed() {
         ],
         properties: None,
     })]);
-    let ticket = Harness::ticket_of(&h.requests());
+    let requests = h.requests();
+    assert!(matches!(
+        &requests[..],
+        [Request::Unsubscribe {
+            report_existing: true,
+            ..
+        }]
+    ));
+    let ticket = Harness::ticket_of(&requests);
+    h.feed(Input::Existing {
+        ticket,
+        existed: vec![true, false],
+    });
     h.commit(ticket);
     assert_eq!(
         h.packets(),
