@@ -1,5 +1,6 @@
 //! Schema version 2 (MQTT 5.0): message bodies and retained messages gain their properties, subscriptions
-//! their options and identifier, and a new table keeps wills waiting for their delay. Copies every version 1 row into the version 2 tables, then drops the old ones.
+//! their options and identifier, queue entries the RETAIN flag and identifiers they are sent with, and a new
+//! table keeps wills waiting for their delay. Copies every version 1 row into the version 2 tables, then drops the old ones.
 //! Sessions keep their table: MQTT 5.0 sessions fill the expiry field version 1 already had, and level 5.
 //! Frozen once released: later versions add a step of their own instead of editing this one.
 
@@ -11,12 +12,64 @@ const SUBSCRIPTIONS_V1: TableDefinition<(&str, &str), u8> =
     TableDefinition::new("subscriptions_v1");
 const MESSAGES_V1: TableDefinition<u64, &[u8]> = TableDefinition::new("messages_v1");
 const RETAINED_V1: TableDefinition<&str, &[u8]> = TableDefinition::new("retained_v1");
+const QUEUE_V1: TableDefinition<(&str, u64), &[u8]> = TableDefinition::new("queue_v1");
 
 const SUBSCRIPTIONS_V2: TableDefinition<(&str, &str), u64> =
     TableDefinition::new("subscriptions_v2");
 const MESSAGES_V2: TableDefinition<u64, &[u8]> = TableDefinition::new("messages_v2");
 const RETAINED_V2: TableDefinition<&str, &[u8]> = TableDefinition::new("retained_v2");
 const WILLS_V2: TableDefinition<&str, &[u8]> = TableDefinition::new("wills_v2");
+const QUEUE_V2: TableDefinition<(&str, u64), &[u8]> = TableDefinition::new("queue_v2");
+
+/// Where a queue entry stands, in both versions.
+#[derive(Serialize, Deserialize)]
+enum EntryState {
+    Queued,
+    PublishSent(u16),
+    PubRelSent(u16),
+}
+
+/// A queue entry of version 1.
+#[derive(Deserialize)]
+struct QueueV1 {
+    message: u64,
+    qos: u8,
+    bytes: u32,
+    state: EntryState,
+}
+
+/// A queue entry of version 2: version 1 with the RETAIN flag and Subscription Identifiers to send.
+#[derive(Serialize)]
+struct QueueV2 {
+    message: u64,
+    qos: u8,
+    bytes: u32,
+    state: EntryState,
+    retain: bool,
+    subscription_ids: Vec<u32>,
+}
+
+/// A version 1 queue entry re-encoded as version 2 (RETAIN 0 and no identifiers, as version 1 sent them).
+fn upgrade_entry(key: String, bytes: &[u8]) -> Result<Vec<u8>, StoreError> {
+    let config = bincode::config::standard();
+    let (old, used): (QueueV1, usize) = bincode::serde::decode_from_slice(bytes, config)
+        .map_err(|e| corrupt("queue", key.clone(), e.to_string()))?;
+    if used != bytes.len() {
+        return Err(corrupt("queue", key, "trailing bytes".to_owned()));
+    }
+    let new = QueueV2 {
+        message: old.message,
+        qos: old.qos,
+        bytes: old.bytes,
+        state: old.state,
+        retain: false,
+        subscription_ids: Vec::new(),
+    };
+    bincode::serde::encode_to_vec(&new, config).map_err(|e| StoreError::Encode {
+        table: "queue",
+        reason: e.to_string(),
+    })
+}
 
 fn payload_as_bytes<S: Serializer>(payload: &&[u8], serializer: S) -> Result<S::Ok, S::Error> {
     serializer.serialize_bytes(payload)
@@ -116,10 +169,21 @@ pub(super) fn apply(txn: &WriteTransaction) -> Result<(), StoreError> {
             new.insert((client, filter), u64::from(qos.value()))?;
         }
     }
+    {
+        let old = txn.open_table(QUEUE_V1)?;
+        let mut new = txn.open_table(QUEUE_V2)?;
+        for item in old.iter()? {
+            let (key, bytes) = item?;
+            let (client, seq) = key.value();
+            let upgraded = upgrade_entry(format!("({client:?}, {seq})"), bytes.value())?;
+            new.insert((client, seq), upgraded.as_slice())?;
+        }
+    }
     // Wills waiting for their delay: new in version 2, empty.
     txn.open_table(WILLS_V2)?;
     txn.delete_table(MESSAGES_V1)?;
     txn.delete_table(RETAINED_V1)?;
     txn.delete_table(SUBSCRIPTIONS_V1)?;
+    txn.delete_table(QUEUE_V1)?;
     Ok(())
 }

@@ -269,8 +269,8 @@ pub struct RetainMessage(pub Arc<Message>);
 #[derive(Message)]
 #[rtype(result = "()")]
 pub struct SendRetained {
-    /// The filters just subscribed, with granted QoS.
-    pub filters: Vec<(TopicFilter, QoS)>,
+    /// The filters just subscribed, with granted QoS and Subscription Identifier (MQTT 5.0).
+    pub filters: Vec<(TopicFilter, QoS, Option<u32>)>,
     /// Where to send them.
     pub to: Addr<Session>,
 }

@@ -37,25 +37,27 @@ impl RetainedStore {
     }
 
     /// The retained messages matching the filters, each at min(its QoS, granted QoS), with RETAIN set
-    /// [MQTT-3.3.1-6], [MQTT-3.3.1-8]; one delivery per message even when several filters match.
+    /// [MQTT-3.3.1-6], [MQTT-3.3.1-8]; one delivery per message even when several filters match, carrying the
+    /// Subscription Identifiers of those filters [MQTT-3.3.4-3 in 5.0].
     pub fn matching(
         &self,
-        filters: &[(crate::topic::TopicFilter, crate::codec::QoS)],
+        filters: &[(crate::topic::TopicFilter, crate::codec::QoS, Option<u32>)],
     ) -> Vec<Delivery> {
         let mut out = Vec::new();
         for message in self.messages.values() {
-            let granted = filters
-                .iter()
-                .filter(|(filter, _)| filter.matches(&message.topic))
-                .map(|(_, qos)| *qos)
-                .max();
+            let mut granted = None;
+            let mut subscription_ids = Vec::new();
+            for (_, qos, id) in filters.iter().filter(|(f, _, _)| f.matches(&message.topic)) {
+                granted = granted.max(Some(*qos));
+                subscription_ids.extend(*id);
+            }
             if let Some(granted) = granted {
                 out.push(Delivery {
                     message: message.clone(),
                     qos: message.qos.min(granted),
                     seq: None,
                     retain: true,
-                    subscription_ids: Vec::new(),
+                    subscription_ids,
                     group: None,
                 });
             }
@@ -143,11 +145,15 @@ mod tests {
         store.retain(msg("a/b", b"1", QoS::ExactlyOnce));
         store.retain(msg("a/c", b"2", QoS::AtMostOnce));
         store.retain(msg("a/c", b"", QoS::AtMostOnce));
-        let filters = vec![(TopicFilter::new("a/+").unwrap(), QoS::AtLeastOnce)];
+        let filters = vec![
+            (TopicFilter::new("a/+").unwrap(), QoS::AtLeastOnce, Some(3)),
+            (TopicFilter::new("a/b").unwrap(), QoS::AtMostOnce, Some(5)),
+        ];
         let found = store.matching(&filters);
         assert_eq!(found.len(), 1);
         assert_eq!(found[0].message.topic.as_str(), "a/b");
         assert_eq!(found[0].qos, QoS::AtLeastOnce);
         assert!(found[0].retain);
+        assert_eq!(found[0].subscription_ids, vec![3, 5]);
     }
 }

@@ -212,7 +212,7 @@ impl FanOut<'_> {
         let qos = self.message.qos.min(matched.qos);
         let store_it = entry.persistent
             && (qos != QoS::AtMostOnce || (self.queue_qos0 && entry.online.is_none()));
-        let seq = store_it.then(|| self.enqueue(entry, qos));
+        let seq = store_it.then(|| self.enqueue(entry, qos, matched));
         let Some(online) = entry.online.as_mut() else {
             if seq.is_some() {
                 self.stats.count_out(qos);
@@ -249,7 +249,7 @@ impl FanOut<'_> {
 
     /// Appends the message to the session's stored queue (storing its body once for all sessions); its
     /// queue position.
-    fn enqueue(&mut self, entry: &mut Entry, qos: QoS) -> u64 {
+    fn enqueue(&mut self, entry: &mut Entry, qos: QoS, matched: &Matched) -> u64 {
         let id = match self.body {
             Some(id) => id,
             None => {
@@ -266,6 +266,8 @@ impl FanOut<'_> {
         let seq = entry.next_seq;
         entry.next_seq += 1;
         self.ops.push(StoreOp::Enqueue {
+            retain: matched.retain,
+            subscription_ids: matched.ids.clone(),
             client_id: entry.client_id.clone(),
             seq,
             message: id,

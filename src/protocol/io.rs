@@ -326,7 +326,7 @@ pub enum Request {
         report_existing: bool,
     },
     /// Send the retained messages matching these new subscriptions; they arrive as `Input::Retained`.
-    SendRetained(Vec<(TopicFilter, QoS)>),
+    SendRetained(Vec<(TopicFilter, QoS, Option<u32>)>),
     /// Read up to `limit` stored queue entries after `after_seq`; answer with `Input::StorePage`.
     ReadQueue {
         /// Entries after this position.

@@ -173,7 +173,15 @@ impl Applier<'_, '_> {
                 seq,
                 message,
                 qos,
-            } => self.enqueue(client_id, *seq, message.0, *qos)?,
+                retain,
+                subscription_ids,
+            } => self.enqueue(
+                client_id,
+                *seq,
+                message.0,
+                *qos,
+                (*retain, subscription_ids.clone()),
+            )?,
             StoreOp::MarkSent {
                 client_id,
                 seq,
@@ -328,6 +336,7 @@ impl Applier<'_, '_> {
         seq: u64,
         id: u64,
         qos: QoS,
+        (retain, subscription_ids): (bool, Vec<u32>),
     ) -> Result<(), StoreError> {
         let size = self.body_size(id)?;
         let bytes = u64::from(size);
@@ -344,6 +353,8 @@ impl Applier<'_, '_> {
             qos: qos.as_u8(),
             bytes: size,
             state: StateRecord::Queued,
+            retain,
+            subscription_ids,
         };
         let encoded = records::encode_queue(&record)?;
         let old = match self

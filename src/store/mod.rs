@@ -164,6 +164,10 @@ pub enum StoreOp {
         message: MessageId,
         /// Delivery QoS.
         qos: QoS,
+        /// RETAIN to send (Retain As Published).
+        retain: bool,
+        /// The Subscription Identifiers the delivery carries (MQTT 5.0).
+        subscription_ids: Vec<u32>,
     },
     /// PUBLISH sent for the entry with this packet id.
     MarkSent {
@@ -249,6 +253,10 @@ pub struct QueuedMessage {
     pub state: EntryState,
     /// The message; `None` once released (PUBREL state).
     pub message: Option<Arc<Message>>,
+    /// RETAIN to send (Retain As Published).
+    pub retain: bool,
+    /// The Subscription Identifiers the delivery carries (MQTT 5.0).
+    pub subscription_ids: Vec<u32>,
 }
 
 /// A persistent session found at open.

@@ -159,6 +159,8 @@ where
             qos,
             state,
             message,
+            retain: record.retain,
+            subscription_ids: record.subscription_ids,
         });
     }
     Ok(out)

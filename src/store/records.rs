@@ -286,7 +286,7 @@ impl StateRecord {
 }
 
 /// One entry of a session's outbound queue.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub(crate) struct QueueRecord {
     /// The body in `messages`.
     pub message: u64,
@@ -296,6 +296,10 @@ pub(crate) struct QueueRecord {
     pub bytes: u32,
     /// Handshake state.
     pub state: StateRecord,
+    /// RETAIN to send (a Retain As Published subscription of a retained message; schema version 2).
+    pub retain: bool,
+    /// The Subscription Identifiers the delivery carries (MQTT 5.0; schema version 2).
+    pub subscription_ids: Vec<u32>,
 }
 
 impl QueueRecord {

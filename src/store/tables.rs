@@ -21,7 +21,7 @@ pub(crate) const SUBSCRIPTIONS: TableDefinition<(&str, &str), u64> =
 pub(crate) const MESSAGES: TableDefinition<u64, &[u8]> = TableDefinition::new("messages_v2");
 
 /// (client id, sequence number) -> encoded `QueueRecord`: waiting and inflight outbound messages, in order.
-pub(crate) const QUEUE: TableDefinition<(&str, u64), &[u8]> = TableDefinition::new("queue_v1");
+pub(crate) const QUEUE: TableDefinition<(&str, u64), &[u8]> = TableDefinition::new("queue_v2");
 
 /// (client id, packet id) of inbound QoS 2 messages awaiting PUBREL.
 pub(crate) const INCOMING_QOS2: TableDefinition<(&str, u16), ()> =

@@ -466,8 +466,8 @@ fn stored_delivery(entry: QueuedMessage, client_id: &ClientId) -> Option<Deliver
         message,
         qos: entry.qos,
         seq: Some(entry.seq),
-        retain: false,
-        subscription_ids: Vec::new(),
+        retain: entry.retain,
+        subscription_ids: entry.subscription_ids,
         group: None,
     })
 }

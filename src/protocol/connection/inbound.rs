@@ -343,6 +343,7 @@ impl Connection {
                     index: granted.len(),
                     filter: filter.clone(),
                     qos,
+                    id,
                     only_if_new,
                 });
             }
@@ -490,7 +491,10 @@ impl Connection {
             .position(|(t, _)| *t == ticket)
         {
             let (_, filters) = attached.retained_after.remove(i);
-            let filters: Vec<_> = filters.into_iter().map(|r| (r.filter, r.qos)).collect();
+            let filters: Vec<_> = filters
+                .into_iter()
+                .map(|r| (r.filter, r.qos, r.id))
+                .collect();
             if !filters.is_empty() {
                 out.requests.push(Request::SendRetained(filters));
             }

@@ -227,6 +227,8 @@ struct RetainedAfter {
     index: usize,
     filter: TopicFilter,
     qos: QoS,
+    /// Its Subscription Identifier, which the retained messages carry.
+    id: Option<u32>,
     /// Retain Handling 1: only if the subscription did not exist before.
     only_if_new: bool,
 }

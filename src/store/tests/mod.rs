@@ -69,6 +69,8 @@ pub(super) fn store_message(id: u64, message: &Arc<Message>) -> StoreOp {
 
 pub(super) fn enqueue(client: &str, seq: u64, id: u64, qos: QoS) -> StoreOp {
     StoreOp::Enqueue {
+        retain: false,
+        subscription_ids: Vec::new(),
         client_id: cid(client),
         seq,
         message: MessageId(id),

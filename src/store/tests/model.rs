@@ -203,6 +203,8 @@ impl Model {
         );
         self.bodies.get_mut(&body).unwrap().1 += 1;
         ops.push(StoreOp::Enqueue {
+            retain: false,
+            subscription_ids: Vec::new(),
             client_id: cid(client),
             seq,
             message: MessageId(body),
@@ -430,6 +432,8 @@ impl Model {
                 qos: e.qos,
                 state: e.state,
                 message: holds_body(e.state).then(|| Arc::clone(&self.bodies[&e.body].0)),
+                retain: false,
+                subscription_ids: Vec::new(),
             })
             .collect()
     }

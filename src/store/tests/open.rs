@@ -332,7 +332,14 @@ fn mqtt5_properties_grants_expiry_and_delayed_wills_survive_a_reopen() {
                 grant,
             },
             store_message(1, &message),
-            enqueue("c5", 1, 1, QoS::AtLeastOnce),
+            StoreOp::Enqueue {
+                client_id: cid("c5"),
+                seq: 1,
+                message: MessageId(1),
+                qos: QoS::AtLeastOnce,
+                retain: true,
+                subscription_ids: vec![42, 7],
+            },
             StoreOp::SetRetained {
                 message: Arc::new(retained),
             },
@@ -364,6 +371,10 @@ fn mqtt5_properties_grants_expiry_and_delayed_wills_survive_a_reopen() {
     assert_eq!(
         queued[0].message.as_ref().unwrap().properties.as_deref(),
         Some(&properties)
+    );
+    assert_eq!(
+        (queued[0].retain, queued[0].subscription_ids.clone()),
+        (true, vec![42, 7])
     );
     w.shutdown().unwrap();
 }

@@ -109,18 +109,24 @@ fn a_resumed_session_sends_again_what_was_unacknowledged_with_its_id_and_dup() {
             qos: QoS::ExactlyOnce,
             state: EntryState::PubRelSent(pid(40)),
             message: None,
+            retain: false,
+            subscription_ids: Vec::new(),
         },
         QueuedMessage {
             seq: 2,
             qos: QoS::AtLeastOnce,
             state: EntryState::PublishSent(pid(41)),
             message: Some(message("a", QoS::AtLeastOnce, b"2")),
+            retain: false,
+            subscription_ids: Vec::new(),
         },
         QueuedMessage {
             seq: 3,
             qos: QoS::AtLeastOnce,
             state: EntryState::Queued,
             message: Some(message("b", QoS::AtLeastOnce, b"3")),
+            retain: false,
+            subscription_ids: Vec::new(),
         },
     ];
     h.feed(Input::StorePage(Ok(page)));
@@ -157,6 +163,8 @@ fn stored_messages_arriving_live_while_catching_up_are_read_from_the_store_inste
         qos: QoS::AtLeastOnce,
         state: EntryState::Queued,
         message: Some(message("t", QoS::AtLeastOnce, b"x")),
+        retain: false,
+        subscription_ids: Vec::new(),
     };
     h.feed(Input::StorePage(Ok(vec![stored(1), stored(2)])));
     let out = h.take();

@@ -236,6 +236,8 @@ fn input_of(step: Step, ledger: &mut Ledger) -> Input {
                     _ => EntryState::PubRelSent(pid((seq % 5 + 1) as u16)),
                 },
                 message: (state != 3).then(|| message("t/x", QoS::AtLeastOnce, b"s")),
+                retain: false,
+                subscription_ids: Vec::new(),
             })
             .collect())),
         Step::Written(_) => Input::Written,

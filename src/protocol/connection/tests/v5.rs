@@ -600,7 +600,7 @@ fn retained_asked(h: &mut Harness, existed: Vec<bool>) -> Vec<String> {
             _ => None,
         })
         .flatten()
-        .map(|(f, _)| f.as_str().to_owned())
+        .map(|(f, _, _)| f.as_str().to_owned())
         .collect()
 }
 
