@@ -109,6 +109,37 @@ pub struct Properties {
 }
 
 impl Properties {
+    /// Whether no property is set (cheaper than comparing with an empty set).
+    pub fn is_empty(&self) -> bool {
+        self.payload_format_indicator.is_none()
+            && self.message_expiry_interval.is_none()
+            && self.content_type.is_none()
+            && self.response_topic.is_none()
+            && self.correlation_data.is_none()
+            && self.subscription_identifiers.is_empty()
+            && self.session_expiry_interval.is_none()
+            && self.assigned_client_identifier.is_none()
+            && self.server_keep_alive.is_none()
+            && self.authentication_method.is_none()
+            && self.authentication_data.is_none()
+            && self.request_problem_information.is_none()
+            && self.will_delay_interval.is_none()
+            && self.request_response_information.is_none()
+            && self.response_information.is_none()
+            && self.server_reference.is_none()
+            && self.reason_string.is_none()
+            && self.receive_maximum.is_none()
+            && self.topic_alias_maximum.is_none()
+            && self.topic_alias.is_none()
+            && self.maximum_qos.is_none()
+            && self.retain_available.is_none()
+            && self.user_properties.is_empty()
+            && self.maximum_packet_size.is_none()
+            && self.wildcard_subscription_available.is_none()
+            && self.subscription_identifier_available.is_none()
+            && self.shared_subscription_available.is_none()
+    }
+
     /// The same properties with every string and binary value in an allocation of its own, so that a value
     /// kept for long (a will, a stored message) does not keep alive the read buffer it was decoded from.
     pub fn detached(&self) -> Properties {
@@ -176,7 +207,7 @@ pub fn props(maybe: &MaybeProperties) -> &Properties {
 
 /// `None` when `properties` is empty, so that an empty set costs nothing.
 pub fn boxed(properties: Properties) -> MaybeProperties {
-    if properties == NO_PROPERTIES {
+    if properties.is_empty() {
         None
     } else {
         Some(Box::new(properties))

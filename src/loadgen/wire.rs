@@ -72,7 +72,7 @@ impl PublishTemplate {
                 "payload of {payload_len} bytes cannot hold the {STAMP_LEN}-byte stamp"
             )));
         }
-        if !level.is_v5() && *properties != Properties::default() {
+        if !level.is_v5() && !properties.is_empty() {
             return Err(WireError::Encode(format!(
                 "PUBLISH properties need MQTT 5.0, not protocol level {}",
                 level.as_u8()

@@ -231,17 +231,29 @@ pub fn payload_format_valid(props: Option<&Properties>, payload: &[u8]) -> bool 
 /// a PUBLISH: all of these are left out.
 pub fn message_properties(mut props: Box<Properties>) -> Option<Box<Properties>> {
     // The box is reused: one allocation per message with properties, the decoder's.
-    let p = std::mem::take(&mut *props);
-    *props = Properties {
-        payload_format_indicator: p.payload_format_indicator,
-        message_expiry_interval: p.message_expiry_interval,
-        content_type: p.content_type,
-        response_topic: p.response_topic,
-        correlation_data: p.correlation_data,
-        user_properties: p.user_properties,
-        ..Properties::default()
-    };
-    (*props != Properties::default()).then_some(props)
+    let p = &mut *props;
+    p.topic_alias = None;
+    p.subscription_identifiers = Vec::new();
+    p.session_expiry_interval = None;
+    p.assigned_client_identifier = None;
+    p.server_keep_alive = None;
+    p.authentication_method = None;
+    p.authentication_data = None;
+    p.request_problem_information = None;
+    p.will_delay_interval = None;
+    p.request_response_information = None;
+    p.response_information = None;
+    p.server_reference = None;
+    p.reason_string = None;
+    p.receive_maximum = None;
+    p.topic_alias_maximum = None;
+    p.maximum_qos = None;
+    p.retain_available = None;
+    p.maximum_packet_size = None;
+    p.wildcard_subscription_available = None;
+    p.subscription_identifier_available = None;
+    p.shared_subscription_available = None;
+    (!p.is_empty()).then_some(props)
 }
 
 /// The properties a will message is published with: its will properties without the Will Delay Interval,
