@@ -242,7 +242,7 @@ pub fn session_detail(
             .into_iter()
             .map(|(filter, grant)| SubscriptionRow {
                 filter: filter.as_str().to_owned(),
-                qos: grant.qos.as_u8(),
+                qos: grant.qos().as_u8(),
             })
             .collect(),
         queued,

@@ -57,8 +57,8 @@ impl RetainedStore {
                     qos: message.qos.min(granted),
                     seq: None,
                     retain: true,
-                    subscription_ids,
-                    group: None,
+                    extras: crate::protocol::outbound::DeliveryExtras::of(subscription_ids, None),
+                    expiring: crate::protocol::outbound::expiring(message),
                 });
             }
         }
@@ -154,6 +154,6 @@ mod tests {
         assert_eq!(found[0].message.topic.as_str(), "a/b");
         assert_eq!(found[0].qos, QoS::AtLeastOnce);
         assert!(found[0].retain);
-        assert_eq!(found[0].subscription_ids, vec![3, 5]);
+        assert_eq!(found[0].subscription_ids(), &[3, 5]);
     }
 }

@@ -102,8 +102,8 @@ impl Router {
                         qos: QoS::AtMostOnce,
                         seq: None,
                         retain: false,
-                        subscription_ids: Vec::new(),
-                        group: None,
+                        extras: None,
+                        expiring: false,
                     });
                 }
             });

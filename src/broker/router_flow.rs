@@ -10,6 +10,7 @@ use super::router::Router;
 use super::shared::Availability;
 use crate::codec::QoS;
 use crate::message::{Message, MessageId, ShareGroup};
+use crate::protocol::outbound::DeliveryExtras;
 use crate::protocol::Delivery;
 use crate::store::StoreOp;
 use actix::prelude::*;
@@ -52,7 +53,7 @@ impl Router {
         // Overlapping subscriptions of one client give one delivery at the highest granted QoS, with the
         // identifiers of all of them [MQTT-3.3.4-3 in 5.0].
         self.trie.for_each_match(&message.topic, |slot, grant| {
-            if grant.no_local && from == Some(*slot) {
+            if grant.no_local() && from == Some(*slot) {
                 // [MQTT-3.8.3-3 in 5.0]: not back to the client that published it.
                 return;
             }
@@ -71,8 +72,9 @@ impl Router {
                 continue;
             };
             let matched = self.matches.entry(slot).or_default();
-            let only_shared =
-                matched.qos == QoS::AtMostOnce && matched.ids.is_empty() && !matched.direct;
+            let only_shared = matched.qos == QoS::AtMostOnce
+                && matched.subscription_ids().is_empty()
+                && !matched.direct;
             matched.add_shared(&grant, only_shared.then_some(group));
         }
         self.matched_groups = groups;
@@ -92,6 +94,7 @@ impl Router {
             now,
             queue_qos0,
             body: None,
+            expiring: crate::protocol::outbound::expiring(message),
             next_message_id,
             outbox,
             stats,
@@ -199,6 +202,8 @@ struct FanOut<'a> {
     queue_qos0: bool,
     /// The message's stored body, once one session stores it.
     body: Option<MessageId>,
+    /// The message has a Message Expiry Interval (see `Delivery::expiring`).
+    expiring: bool,
     next_message_id: &'a mut u64,
     outbox: &'a mut HashMap<SlotId, Vec<Delivery>>,
     stats: &'a mut RouterStats,
@@ -232,9 +237,14 @@ impl FanOut<'_> {
                     qos,
                     seq,
                     retain: matched.retain,
-                    subscription_ids: std::mem::take(&mut matched.ids),
                     // A stored copy stays with its session; only what lives in memory is handed back.
-                    group: matched.group.filter(|_| seq.is_none()),
+                    expiring: self.expiring,
+                    extras: matched.extras.take().map(|mut extras| {
+                        if seq.is_some() {
+                            extras.group = None;
+                        }
+                        extras
+                    }),
                 });
                 self.stats.count_out(qos);
             }
@@ -267,7 +277,7 @@ impl FanOut<'_> {
         entry.next_seq += 1;
         self.ops.push(StoreOp::Enqueue {
             retain: matched.retain,
-            subscription_ids: matched.ids.clone(),
+            subscription_ids: matched.subscription_ids().to_vec(),
             client_id: entry.client_id.clone(),
             seq,
             message: id,
@@ -282,35 +292,45 @@ impl FanOut<'_> {
 pub(super) struct Matched {
     /// The highest QoS granted among them.
     qos: QoS,
-    /// Their Subscription Identifiers.
-    ids: Vec<u32>,
     /// RETAIN to send: the message's flag when one of them is Retain As Published [MQTT-3.3.1-12 in 5.0],
     /// else 0 [MQTT-3.3.1-9].
     retain: bool,
     /// One of them is the session's own (not shared) subscription.
     direct: bool,
-    /// The shared group the message came through, when that is the only way it came.
-    group: Option<ShareGroup>,
+    /// Their Subscription Identifiers, and the shared group the message came through when that is the only
+    /// way it came; allocated only when there is one of either, so the plain fan-out stays small.
+    extras: Option<Box<DeliveryExtras>>,
 }
 
 impl Matched {
     fn add(&mut self, grant: &crate::message::Grant, retained: bool) {
         self.direct = true;
-        self.group = None;
-        self.qos = self.qos.max(grant.qos);
-        if let Some(id) = grant.id {
-            self.ids.push(id);
+        self.qos = self.qos.max(grant.qos());
+        if let Some(extras) = &mut self.extras {
+            extras.group = None;
         }
-        self.retain |= grant.retain_as_published && retained;
+        if let Some(id) = grant.id() {
+            self.extras
+                .get_or_insert_with(Box::default)
+                .subscription_ids
+                .push(id);
+        }
+        self.retain |= grant.retain_as_published() && retained;
     }
 
     /// A shared subscription's turn: retained flags are never forwarded on one [MQTT-4.8.2].
     fn add_shared(&mut self, grant: &crate::message::Grant, group: Option<ShareGroup>) {
-        self.qos = self.qos.max(grant.qos);
-        if let Some(id) = grant.id {
-            self.ids.push(id);
+        self.qos = self.qos.max(grant.qos());
+        if grant.id().is_none() && group.is_none() {
+            return;
         }
-        self.group = group;
+        let extras = self.extras.get_or_insert_with(Box::default);
+        extras.subscription_ids.extend(grant.id());
+        extras.group = group;
+    }
+
+    fn subscription_ids(&self) -> &[u32] {
+        self.extras.as_ref().map_or(&[], |e| &e.subscription_ids)
     }
 
     /// What a member picked to take a message back gets.
@@ -365,6 +385,7 @@ impl Router {
                 now,
                 queue_qos0,
                 body: None,
+                expiring: crate::protocol::outbound::expiring(message),
                 next_message_id,
                 outbox,
                 stats,

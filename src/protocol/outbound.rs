@@ -20,11 +20,45 @@ pub struct Delivery {
     /// RETAIN flag to send: set for retained messages sent because of a new subscription [MQTT-3.3.1-8], and
     /// kept as published for a Retain As Published subscription.
     pub retain: bool,
+    /// Subscription Identifiers and shared group, boxed: most deliveries have neither, and the fan-out moves
+    /// every delivery several times.
+    pub extras: Option<Box<DeliveryExtras>>,
+    /// The message has a Message Expiry Interval: whether it expired is checked before it is sent. Known
+    /// without reading the message, which the fan-out would otherwise fetch once more per delivery.
+    pub expiring: bool,
+}
+
+/// Whether `message` has a Message Expiry Interval (for [`Delivery::expiring`]).
+pub fn expiring(message: &Message) -> bool {
+    message
+        .properties
+        .as_ref()
+        .is_some_and(|p| p.message_expiry_interval.is_some())
+}
+
+/// What only some deliveries carry.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct DeliveryExtras {
     /// The identifiers of the subscriptions of this client that matched (MQTT 5.0), in one PUBLISH.
     pub subscription_ids: Vec<u32>,
     /// The shared subscription group it came through, if only through one: handed back to the group when the
     /// session ends before the client acknowledged it.
     pub group: Option<crate::message::ShareGroup>,
+}
+
+impl DeliveryExtras {
+    /// The extras of a delivery, `None` when there are none.
+    pub fn of(
+        subscription_ids: Vec<u32>,
+        group: Option<crate::message::ShareGroup>,
+    ) -> Option<Box<DeliveryExtras>> {
+        (!subscription_ids.is_empty() || group.is_some()).then(|| {
+            Box::new(DeliveryExtras {
+                subscription_ids,
+                group,
+            })
+        })
+    }
 }
 
 /// A PUBLISH to write, built from the shared message without copying its topic or payload.
@@ -80,6 +114,16 @@ pub struct Sendable {
 }
 
 impl Delivery {
+    /// The shared group it came through, if any.
+    pub fn group(&self) -> Option<crate::message::ShareGroup> {
+        self.extras.as_ref().and_then(|e| e.group)
+    }
+
+    /// The Subscription Identifiers it carries.
+    pub fn subscription_ids(&self) -> &[u32] {
+        self.extras.as_ref().map_or(&[], |e| &e.subscription_ids)
+    }
+
     fn into_publish(self, packet_id: Option<PacketId>, dup: bool) -> Sendable {
         Sendable {
             seq: self.seq,
@@ -90,12 +134,15 @@ impl Delivery {
                 dup,
                 packet_id,
                 // Only MQTT 5.0 subscriptions carry identifiers.
-                v5: (!self.subscription_ids.is_empty()).then(|| {
-                    Box::new(PublishV5 {
-                        subscription_ids: self.subscription_ids,
-                        ..PublishV5::default()
-                    })
-                }),
+                v5: self
+                    .extras
+                    .filter(|e| !e.subscription_ids.is_empty())
+                    .map(|e| {
+                        Box::new(PublishV5 {
+                            subscription_ids: e.subscription_ids,
+                            ..PublishV5::default()
+                        })
+                    }),
             },
         }
     }
@@ -319,7 +366,7 @@ impl Outbound {
 
     fn start(&mut self, delivery: Delivery, id: PacketId) -> Sendable {
         self.track(id, delivery.qos, delivery.seq);
-        if let Some(group) = delivery.group {
+        if let Some(group) = delivery.group() {
             if let Some(entry) = self.window().inflight.get_mut(&id) {
                 entry.shared = Some(Box::new((group, delivery.message.clone())));
             }
@@ -340,11 +387,11 @@ impl Outbound {
             .filter_map(|entry| entry.shared.take().map(|shared| *shared))
             .collect();
         for delivery in &window.queued {
-            if let Some(group) = delivery.group {
+            if let Some(group) = delivery.group() {
                 taken.push((group, delivery.message.clone()));
             }
         }
-        window.queued.retain(|d| d.group.is_none());
+        window.queued.retain(|d| d.group().is_none());
         taken
     }
 
@@ -401,8 +448,8 @@ mod tests {
             qos,
             seq,
             retain: false,
-            subscription_ids: Vec::new(),
-            group: None,
+            extras: None,
+            expiring: false,
         }
     }
 

@@ -154,10 +154,10 @@ impl PropertiesRecord {
 /// Packs a subscription grant for the `subscriptions` table: the options byte (QoS, No Local, Retain As
 /// Published, as in SUBSCRIBE) in the low 8 bits, the Subscription Identifier (0 for none) above.
 pub(crate) fn grant_to_u64(grant: &Grant) -> u64 {
-    let options = grant.qos.as_u8()
-        | u8::from(grant.no_local) << 2
-        | u8::from(grant.retain_as_published) << 3;
-    u64::from(options) | u64::from(grant.id.unwrap_or(0)) << 8
+    let options = grant.qos().as_u8()
+        | u8::from(grant.no_local()) << 2
+        | u8::from(grant.retain_as_published()) << 3;
+    u64::from(options) | u64::from(grant.id().unwrap_or(0)) << 8
 }
 
 /// The grant packed by `grant_to_u64`, or why the value cannot be one.
@@ -166,12 +166,12 @@ pub(crate) fn grant_from_u64(value: u64) -> Result<Grant, String> {
     let qos = QoS::from_u8(options & 0b11).ok_or_else(|| format!("QoS {}", options & 0b11))?;
     let id =
         u32::try_from(value >> 8).map_err(|_| format!("subscription identifier {}", value >> 8))?;
-    Ok(Grant {
+    Ok(Grant::new(
         qos,
-        no_local: options & 0b100 != 0,
-        retain_as_published: options & 0b1000 != 0,
-        id: (id != 0).then_some(id),
-    })
+        options & 0b100 != 0,
+        options & 0b1000 != 0,
+        (id != 0).then_some(id),
+    ))
 }
 
 /// Encodes a message body with its reference count, borrowing the payload.

@@ -6,7 +6,7 @@ use super::*;
 use crate::codec::props;
 use crate::protocol::feed::LiveVerdict;
 use crate::protocol::io::{CloseReason, Emit, Notification, Request};
-use crate::protocol::outbound::{Acked, PublishV5, Sendable};
+use crate::protocol::outbound::{Acked, DeliveryExtras, PublishV5, Sendable};
 use crate::protocol::v5::{remaining_expiry, AliasUse};
 use crate::store::{EntryState, QueuedMessage, StoreError};
 
@@ -300,7 +300,9 @@ fn deliverable(
     now_ms: u64,
 ) -> Result<(), Undeliverable> {
     let message = &delivery.message;
-    if remaining_expiry(message.properties.as_deref(), message.arrived_at_ms, now_ms).is_err() {
+    if delivery.expiring
+        && remaining_expiry(message.properties.as_deref(), message.arrived_at_ms, now_ms).is_err()
+    {
         return Err(Undeliverable::Expired);
     }
     if max_packet_size.is_some_and(|max| publish_size(delivery) > max as usize) {
@@ -463,11 +465,11 @@ fn stored_delivery(entry: QueuedMessage, client_id: &ClientId) -> Option<Deliver
         return None;
     };
     Some(Delivery {
+        expiring: crate::protocol::outbound::expiring(&message),
         message,
         qos: entry.qos,
         seq: Some(entry.seq),
         retain: entry.retain,
-        subscription_ids: entry.subscription_ids,
-        group: None,
+        extras: DeliveryExtras::of(entry.subscription_ids, None),
     })
 }

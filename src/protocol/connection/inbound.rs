@@ -347,12 +347,7 @@ impl Connection {
                     only_if_new,
                 });
             }
-            let grant = Grant {
-                qos,
-                no_local: options.no_local,
-                retain_as_published: options.retain_as_published,
-                id,
-            };
+            let grant = Grant::new(qos, options.no_local, options.retain_as_published, id);
             granted.push((filter, grant));
         }
         attached.acks.push(

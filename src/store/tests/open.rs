@@ -312,12 +312,7 @@ fn mqtt5_properties_grants_expiry_and_delayed_wills_survive_a_reopen() {
     let message = Arc::new(message);
     let mut retained = (*message).clone();
     retained.retain = true;
-    let grant = Grant {
-        qos: QoS::ExactlyOnce,
-        no_local: true,
-        retain_as_published: true,
-        id: Some(268_435_455),
-    };
+    let grant = Grant::new(QoS::ExactlyOnce, true, true, Some(268_435_455));
     write(
         &h,
         vec![

@@ -176,7 +176,7 @@ fn subscribe_grants_at_most_the_broker_qos_and_retained_messages_follow_suback()
     )]);
     let requests = h.requests();
     assert!(matches!(&requests[..], [Request::Subscribe { filters, .. }]
-        if filters.iter().map(|(_, g)| g.qos).collect::<Vec<_>>() == vec![QoS::AtLeastOnce, QoS::AtMostOnce]));
+        if filters.iter().map(|(_, g)| g.qos()).collect::<Vec<_>>() == vec![QoS::AtLeastOnce, QoS::AtMostOnce]));
     h.commit(Harness::ticket_of(&requests));
     assert_eq!(
         h.packets(),

@@ -287,8 +287,8 @@ pub(super) fn delivery(topic: &str, qos: QoS, seq: Option<u64>) -> Delivery {
         qos,
         seq,
         retain: false,
-        subscription_ids: Vec::new(),
-        group: None,
+        extras: None,
+        expiring: false,
     }
 }
 

@@ -416,8 +416,8 @@ fn a_message_larger_than_the_clients_maximum_is_not_sent_and_is_counted() {
             qos: QoS::AtMostOnce,
             seq: None,
             retain: false,
-            subscription_ids: Vec::new(),
-            group: None,
+            extras: None,
+            expiring: false,
         },
         delivery("t", QoS::AtMostOnce, None),
     ]));
@@ -447,8 +447,8 @@ fn expired_messages_are_dropped_and_forwarded_ones_carry_the_time_left() {
         qos: QoS::AtMostOnce,
         seq: None,
         retain: false,
-        subscription_ids: Vec::new(),
-        group: None,
+        extras: None,
+        expiring: crate::protocol::outbound::expiring(m),
     };
     h.advance(Duration::from_millis(2_000));
     h.feed(Input::Deliveries(vec![d(&expiring)]));
@@ -640,10 +640,10 @@ fn subscription_options_and_identifier_are_granted_and_shared_filters_refused_wh
     assert_eq!(filter.as_str(), "a/+");
     assert_eq!(
         (
-            grant.qos,
-            grant.no_local,
-            grant.retain_as_published,
-            grant.id
+            grant.qos(),
+            grant.no_local(),
+            grant.retain_as_published(),
+            grant.id()
         ),
         (QoS::AtLeastOnce, true, true, Some(42))
     );
@@ -751,7 +751,7 @@ fn a_delivery_carries_the_identifiers_of_every_matching_subscription() {
     let mut h = Harness::new();
     connected5(&mut h, Properties::default());
     let mut d = delivery("t", QoS::AtMostOnce, None);
-    d.subscription_ids = vec![3, 7];
+    d.extras = crate::protocol::outbound::DeliveryExtras::of(vec![3, 7], None);
     h.feed(Input::Deliveries(vec![d]));
     match h.take().emits.as_slice() {
         [Emit::Publish(p)] => assert_eq!(
@@ -813,7 +813,7 @@ fn a_session_ending_hands_back_what_a_shared_subscription_gave_it_unacknowledged
     h.connect_clean("member", 0);
     let group = crate::message::ShareGroup(7);
     let shared = |topic: &str, qos| Delivery {
-        group: Some(group),
+        extras: crate::protocol::outbound::DeliveryExtras::of(Vec::new(), Some(group)),
         ..delivery(topic, qos, None)
     };
     // max_inflight is 4: two in flight (one acknowledged), one QoS 0 sent, five more waiting in the queue.
