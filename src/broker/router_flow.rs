@@ -303,6 +303,7 @@ pub(super) struct Matched {
 }
 
 impl Matched {
+    #[inline]
     fn add(&mut self, grant: &crate::message::Grant, retained: bool) {
         self.direct = true;
         self.qos = self.qos.max(grant.qos());

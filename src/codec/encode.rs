@@ -131,6 +131,7 @@ impl<'a> PublishHead<'a> {
     }
 
     /// Checks flags against the packet identifier; the identifier's size on the wire.
+    #[inline]
     fn check(&self) -> Result<usize, EncodeError> {
         match (self.qos, self.packet_id) {
             (QoS::AtMostOnce, Some(_)) => Err(EncodeError::UnexpectedPacketId),
@@ -142,6 +143,7 @@ impl<'a> PublishHead<'a> {
         }
     }
 
+    #[inline]
     fn first_byte(&self) -> u8 {
         (PacketType::Publish as u8) << 4
             | u8::from(self.dup) << 3
@@ -149,6 +151,7 @@ impl<'a> PublishHead<'a> {
             | u8::from(self.retain)
     }
 
+    #[inline]
     fn put(&self, dst: &mut BytesMut) {
         put_field(dst, self.topic.as_bytes());
         if let Some(id) = self.packet_id {
@@ -228,6 +231,7 @@ pub fn encode_publish_v5(
 }
 
 /// Checks the remaining length, reserves room for the whole packet and writes the fixed header.
+#[inline]
 fn start(dst: &mut BytesMut, first_byte: u8, remaining_len: usize) -> Result<(), EncodeError> {
     if remaining_len > MAX_REMAINING_LENGTH {
         return Err(EncodeError::PacketTooLarge(remaining_len));

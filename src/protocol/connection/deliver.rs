@@ -278,6 +278,7 @@ fn refill_window(attached: &mut Attached, hooks: bool, now_ms: u64, out: &mut Ou
 }
 
 /// The largest packet an MQTT 5.0 client accepts, if it said.
+#[inline]
 fn max_packet_size(attached: &Attached) -> Option<u32> {
     attached
         .v5
@@ -294,6 +295,7 @@ enum Undeliverable {
 
 /// Whether a message may still go to this client: not once it has expired (section 3.3.2.3.3, for clients of
 /// every level), nor when it is larger than an MQTT 5.0 client accepts [MQTT-3.1.2-25].
+#[inline]
 fn deliverable(
     delivery: &Delivery,
     max_packet_size: Option<u32>,
