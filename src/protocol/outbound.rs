@@ -159,8 +159,6 @@ enum InflightState {
 struct Inflight {
     seq: Option<u64>,
     state: InflightState,
-    /// A message that came through a shared subscription, to be handed back if the session ends first.
-    shared: Option<Box<(ShareGroup, Arc<Message>)>>,
 }
 
 /// What an acknowledgement from the client did to the window.
@@ -186,6 +184,9 @@ pub struct Outbound {
 struct Window {
     inflight: BTreeMap<PacketId, Inflight>,
     queued: VecDeque<Delivery>,
+    /// In-flight messages that came through a shared subscription, to be handed back if the session ends
+    /// before the client has them (kept apart so that the usual window entry stays small).
+    shared: BTreeMap<PacketId, (ShareGroup, Arc<Message>)>,
 }
 
 impl Outbound {
@@ -306,6 +307,9 @@ impl Outbound {
         match window.inflight.get_mut(&id) {
             Some(entry) if entry.state == InflightState::WantPubRec => {
                 entry.state = InflightState::Released;
+                if !window.shared.is_empty() {
+                    window.shared.remove(&id);
+                }
                 Acked::Done(entry.seq)
             }
             _ => Acked::Unknown,
@@ -341,6 +345,9 @@ impl Outbound {
             }
             _ => Acked::Unknown,
         };
+        if acked != Acked::Unknown && !window.shared.is_empty() {
+            window.shared.remove(&id);
+        }
         self.release_if_idle();
         acked
     }
@@ -359,7 +366,6 @@ impl Outbound {
             Inflight {
                 seq,
                 state: InflightState::Released,
-                shared: None,
             },
         );
     }
@@ -367,9 +373,8 @@ impl Outbound {
     fn start(&mut self, delivery: Delivery, id: PacketId) -> Sendable {
         self.track(id, delivery.qos, delivery.seq);
         if let Some(group) = delivery.group() {
-            if let Some(entry) = self.window().inflight.get_mut(&id) {
-                entry.shared = Some(Box::new((group, delivery.message.clone())));
-            }
+            let message = delivery.message.clone();
+            self.window().shared.insert(id, (group, message));
         }
         delivery.into_publish(Some(id), false)
     }
@@ -380,12 +385,9 @@ impl Outbound {
         let Some(window) = self.window.as_mut() else {
             return Vec::new();
         };
-        let mut taken: Vec<(ShareGroup, Arc<Message>)> = window
-            .inflight
-            .values_mut()
-            .filter(|entry| entry.state != InflightState::Released)
-            .filter_map(|entry| entry.shared.take().map(|shared| *shared))
-            .collect();
+        // A message is in `shared` until the client has it (PUBACK, or PUBREC at QoS 2).
+        let mut taken: Vec<(ShareGroup, Arc<Message>)> =
+            std::mem::take(&mut window.shared).into_values().collect();
         for delivery in &window.queued {
             if let Some(group) = delivery.group() {
                 taken.push((group, delivery.message.clone()));
@@ -403,11 +405,7 @@ impl Outbound {
         };
         self.window().inflight.insert(
             id,
-            Inflight {
-                seq,
-                state,
-                shared: None,
-            },
+            Inflight { seq, state },
         );
     }
 
