@@ -403,10 +403,7 @@ impl Outbound {
             QoS::ExactlyOnce => InflightState::WantPubRec,
             _ => InflightState::WantPubAck,
         };
-        self.window().inflight.insert(
-            id,
-            Inflight { seq, state },
-        );
+        self.window().inflight.insert(id, Inflight { seq, state });
     }
 
     /// The next identifier not in use, cycling through 1..=65535 [MQTT-2.3.1-2].
