@@ -38,7 +38,9 @@ impl PacketReader {
     }
 
     fn decode_buffered(&mut self) -> Vec<Result<Packet, DecodeError>> {
-        let mut batch = Vec::new();
+        // Sized once for what the buffer can hold (the smallest packets acknowledgements are, four bytes), so
+        // a busy connection's batch is not grown and copied packet by packet.
+        let mut batch = Vec::with_capacity((self.buf.len() / 4).clamp(1, MAX_BATCH));
         while batch.len() < MAX_BATCH && !self.finished {
             match self.codec.decode(&mut self.buf) {
                 Ok(Some(packet)) => batch.push(Ok(packet)),
