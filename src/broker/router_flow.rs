@@ -71,10 +71,9 @@ impl Router {
             else {
                 continue;
             };
+            // Handed back to the group only if it came through the group alone.
             let matched = self.matches.entry(slot).or_default();
-            let only_shared = matched.qos == QoS::AtMostOnce
-                && matched.subscription_ids().is_empty()
-                && !matched.direct;
+            let only_shared = !matched.direct;
             matched.add_shared(&grant, only_shared.then_some(group));
         }
         self.matched_groups = groups;
@@ -307,9 +306,6 @@ impl Matched {
     fn add(&mut self, grant: &crate::message::Grant, retained: bool) {
         self.direct = true;
         self.qos = self.qos.max(grant.qos());
-        if let Some(extras) = &mut self.extras {
-            extras.group = None;
-        }
         if let Some(id) = grant.id() {
             self.extras
                 .get_or_insert_with(Box::default)

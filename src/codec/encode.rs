@@ -180,40 +180,11 @@ pub fn encode_publish_v5(
     payload: &[u8],
     dst: &mut BytesMut,
 ) -> Result<(), EncodeError> {
-    let id_len = head.check()?;
-    // What the server adds replaces the message's own, without copying the message's properties.
-    let skip = Replaced {
-        expiry: extras.message_expiry_interval.is_some(),
-        alias: extras.topic_alias.is_some(),
-        subscription_ids: !extras.subscription_identifiers.is_empty(),
-    };
-    let mut props_len = properties_len(message)?;
-    if skip.expiry && message.message_expiry_interval.is_some() {
-        props_len -= 5;
-    }
-    if skip.alias && message.topic_alias.is_some() {
-        props_len -= 3;
-    }
-    if skip.subscription_ids {
-        props_len -= ids_len(&message.subscription_identifiers);
-    }
-    props_len += extras.message_expiry_interval.map_or(0, |_| 5);
-    props_len += extras.topic_alias.map_or(0, |_| 3);
-    for id in extras.subscription_identifiers {
-        if *id == 0 || *id > MAX_VARINT {
-            return Err(EncodeError::InvalidSubscriptionIdentifier(*id));
-        }
-    }
-    props_len += ids_len(extras.subscription_identifiers);
-    let remaining = field_len("topic name", head.topic.len())?
-        + id_len
-        + varint_len(props_len as u32)
-        + props_len
-        + payload.len();
-    start(dst, head.first_byte(), remaining)?;
+    let layout = PublishV5Layout::of(&head, message, extras, payload.len())?;
+    start(dst, head.first_byte(), layout.remaining)?;
     head.put(dst);
-    write_varint(props_len as u32, dst);
-    write_properties_except(message, skip, dst);
+    write_varint(layout.props_len as u32, dst);
+    write_properties_except(message, layout.skip, dst);
     if let Some(expiry) = extras.message_expiry_interval {
         dst.put_u8(0x02);
         dst.put_u32(expiry);
@@ -228,6 +199,72 @@ pub fn encode_publish_v5(
     }
     dst.put_slice(payload);
     Ok(())
+}
+
+/// The size on the wire of the MQTT 5.0 PUBLISH `encode_publish_v5` would write, fixed header included (to
+/// check it against a client's Maximum Packet Size before sending).
+pub fn publish_v5_size(
+    head: &PublishHead<'_>,
+    message: &Properties,
+    extras: &PublishExtras<'_>,
+    payload_len: usize,
+) -> Result<usize, EncodeError> {
+    let layout = PublishV5Layout::of(head, message, extras, payload_len)?;
+    Ok(1 + remaining_length_len(layout.remaining) + layout.remaining)
+}
+
+/// The lengths of an MQTT 5.0 PUBLISH, where what the server adds replaces the message's own properties
+/// without copying them.
+struct PublishV5Layout {
+    skip: Replaced,
+    props_len: usize,
+    remaining: usize,
+}
+
+impl PublishV5Layout {
+    fn of(
+        head: &PublishHead<'_>,
+        message: &Properties,
+        extras: &PublishExtras<'_>,
+        payload_len: usize,
+    ) -> Result<PublishV5Layout, EncodeError> {
+        let id_len = head.check()?;
+        let skip = Replaced {
+            expiry: extras.message_expiry_interval.is_some(),
+            alias: extras.topic_alias.is_some(),
+            subscription_ids: !extras.subscription_identifiers.is_empty(),
+        };
+        let mut props_len = properties_len(message)?;
+        if skip.expiry && message.message_expiry_interval.is_some() {
+            props_len -= 5;
+        }
+        if skip.alias && message.topic_alias.is_some() {
+            props_len -= 3;
+        }
+        if skip.subscription_ids {
+            props_len -= ids_len(&message.subscription_identifiers);
+        }
+        props_len += extras.message_expiry_interval.map_or(0, |_| 5);
+        props_len += extras.topic_alias.map_or(0, |_| 3);
+        if let Some(id) = extras
+            .subscription_identifiers
+            .iter()
+            .find(|id| **id == 0 || **id > MAX_VARINT)
+        {
+            return Err(EncodeError::InvalidSubscriptionIdentifier(*id));
+        }
+        props_len += ids_len(extras.subscription_identifiers);
+        let remaining = field_len("topic name", head.topic.len())?
+            + id_len
+            + varint_len(props_len as u32)
+            + props_len
+            + payload_len;
+        Ok(PublishV5Layout {
+            skip,
+            props_len,
+            remaining,
+        })
+    }
 }
 
 /// Checks the remaining length, reserves room for the whole packet and writes the fixed header.

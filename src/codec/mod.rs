@@ -12,7 +12,7 @@ pub mod reason;
 pub use decode::{decode_packet, decode_packet_at, Role};
 pub use encode::{
     encode_packet, encode_packet_at, encode_publish, encode_publish_parts, encode_publish_v5,
-    PublishExtras, PublishHead,
+    publish_v5_size, PublishExtras, PublishHead,
 };
 pub use error::{DecodeError, EncodeError};
 pub use header::{FixedHeader, PacketType, MAX_REMAINING_LENGTH};

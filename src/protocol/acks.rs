@@ -65,6 +65,13 @@ pub struct AckQueue(Option<Box<Waiting>>);
 struct Waiting {
     waiting: VecDeque<(Option<Ticket>, Answer)>,
     done: BTreeSet<Ticket>,
+    /// How many of `waiting` are PUBACKs and PUBCOMPs: answers that end a client's QoS 1/2 exchange.
+    ending: usize,
+}
+
+/// Whether an answer ends a client's QoS 1/2 exchange (PUBACK, PUBCOMP).
+fn ends_exchange(answer: &Answer) -> bool {
+    matches!(answer, Answer::PubAck(_) | Answer::PubComp(_))
 }
 
 impl AckQueue {
@@ -76,44 +83,26 @@ impl AckQueue {
     /// Queues `packet`, to be released once `ticket` (if any) is complete and all earlier packets are released.
     pub fn push(&mut self, ticket: Option<Ticket>, answer: Answer) {
         let inner = self.0.get_or_insert_with(Box::default);
+        inner.ending += usize::from(ends_exchange(&answer));
         inner.waiting.push_back((ticket, answer));
     }
 
-    /// Gives the waiting PUBACK or PUBREC of `id` a failure reason code (MQTT 5.0); whether there was one.
-    pub fn refuse(&mut self, id: crate::codec::PacketId, reason: crate::codec::ReasonCode) -> bool {
-        let Some(inner) = &mut self.0 else {
-            return false;
-        };
-        for (_, answer) in inner.waiting.iter_mut().rev() {
-            if let Answer::PubAck(ack) | Answer::PubRec(ack) = answer {
-                if ack.packet_id == id {
-                    ack.reason = reason;
-                    return true;
-                }
-            }
-        }
-        false
+    /// PUBACKs and PUBCOMPs waiting to leave: QoS 1/2 exchanges of the client not answered yet.
+    pub fn unanswered_exchanges(&self) -> usize {
+        self.0.as_ref().map_or(0, |inner| inner.ending)
     }
 
-    /// Gives the waiting PUBACK or PUBREC of `id` an informational reason code if it still says Success.
-    pub fn set_reason_if_success(
-        &mut self,
-        id: crate::codec::PacketId,
-        reason: crate::codec::ReasonCode,
-    ) {
-        let Some(inner) = &mut self.0 else {
-            return;
-        };
-        for (_, answer) in inner.waiting.iter_mut().rev() {
-            if let Answer::PubAck(ack) | Answer::PubRec(ack) = answer {
-                if ack.packet_id == id {
-                    if ack.reason == crate::codec::ReasonCode::SUCCESS {
-                        ack.reason = reason;
-                    }
-                    return;
-                }
-            }
-        }
+    /// The waiting PUBACK or PUBREC of `id`, to give it an MQTT 5.0 reason code.
+    pub fn publish_answer(&mut self, id: crate::codec::PacketId) -> Option<&mut Ack> {
+        let inner = self.0.as_mut()?;
+        inner
+            .waiting
+            .iter_mut()
+            .rev()
+            .find_map(|(_, answer)| match answer {
+                Answer::PubAck(ack) | Answer::PubRec(ack) if ack.packet_id == id => Some(ack),
+                _ => None,
+            })
     }
 
     /// The commit behind `ticket` failed: the PUBACKs and PUBRECs waiting for it, with `reason` (MQTT 5.0),
@@ -182,6 +171,7 @@ impl AckQueue {
                 break;
             }
             if let Some((_, answer)) = inner.waiting.pop_front() {
+                inner.ending -= usize::from(ends_exchange(&answer));
                 send(answer.into());
             }
         }

@@ -49,8 +49,6 @@ pub struct ClientLimits {
     pub maximum_packet_size: Option<u32>,
     /// Highest topic alias the server may use towards the client (0: none).
     pub topic_alias_maximum: u16,
-    /// Whether the client allows a Reason String and User Properties on refusals [MQTT-3.1.2-29].
-    pub problem_information: bool,
 }
 
 impl ClientLimits {
@@ -60,7 +58,6 @@ impl ClientLimits {
             receive_maximum: props.receive_maximum.unwrap_or(u16::MAX),
             maximum_packet_size: props.maximum_packet_size,
             topic_alias_maximum: props.topic_alias_maximum.unwrap_or(0),
-            problem_information: props.request_problem_information != Some(0),
         }
     }
 }
@@ -99,13 +96,6 @@ pub fn connack_properties(
     }
 }
 
-/// A reason string for a refusal, only when the client allows problem information [MQTT-3.1.2-29].
-pub fn reason_string(limits: Option<&ClientLimits>, text: &str) -> Option<ByteString> {
-    limits
-        .is_some_and(|l| l.problem_information)
-        .then(|| ByteString::from(text))
-}
-
 /// The topic aliases a client set up for its PUBLISHes (section 3.3.2.3.4); allocated by the first one, so a
 /// connection that uses none pays a pointer.
 #[derive(Debug, Default)]
@@ -117,8 +107,8 @@ pub struct InboundAliases {
 
 impl InboundAliases {
     /// Resolves the topic of an incoming PUBLISH: a non-empty topic with an alias (re)defines it, an empty
-    /// topic takes the alias's topic. An alias of 0 or above `maximum`, or an empty topic with an unknown
-    /// alias, is a Topic Alias invalid error [MQTT-3.3.2-7] [MQTT-3.3.2-8].
+    /// topic takes the alias's topic. An alias of 0 or above `maximum` is Topic Alias invalid [MQTT-3.3.2-8];
+    /// an empty topic with an alias never defined is a Protocol Error [MQTT-3.3.2-7].
     pub fn resolve(
         &mut self,
         topic: TopicName,
@@ -230,36 +220,19 @@ pub fn payload_format_valid(props: Option<&Properties>, payload: &[u8]) -> bool 
 /// that is not a message property (a will's delay, a property an application set by mistake) has no place in
 /// a PUBLISH: all of these are left out.
 pub fn message_properties(mut props: Box<Properties>) -> Option<Box<Properties>> {
-    // The box is reused: one allocation per message with properties, the decoder's.
-    let p = &mut *props;
-    p.topic_alias = None;
-    p.subscription_identifiers = Vec::new();
-    p.session_expiry_interval = None;
-    p.assigned_client_identifier = None;
-    p.server_keep_alive = None;
-    p.authentication_method = None;
-    p.authentication_data = None;
-    p.request_problem_information = None;
-    p.will_delay_interval = None;
-    p.request_response_information = None;
-    p.response_information = None;
-    p.server_reference = None;
-    p.reason_string = None;
-    p.receive_maximum = None;
-    p.topic_alias_maximum = None;
-    p.maximum_qos = None;
-    p.retain_available = None;
-    p.maximum_packet_size = None;
-    p.wildcard_subscription_available = None;
-    p.subscription_identifier_available = None;
-    p.shared_subscription_available = None;
-    (!p.is_empty()).then_some(props)
-}
-
-/// The properties a will message is published with: its will properties without the Will Delay Interval,
-/// which belongs to the will and is not a PUBLISH property (section 3.1.3.2).
-pub fn will_message_properties(props: Box<Properties>) -> Option<Box<Properties>> {
-    message_properties(props)
+    // Only what is named here is kept, so a property added to `Properties` later stays out too. The box is
+    // reused: one allocation per message with properties, the decoder's.
+    let p = std::mem::take(&mut *props);
+    *props = Properties {
+        payload_format_indicator: p.payload_format_indicator,
+        message_expiry_interval: p.message_expiry_interval,
+        content_type: p.content_type,
+        response_topic: p.response_topic,
+        correlation_data: p.correlation_data,
+        user_properties: p.user_properties,
+        ..Properties::default()
+    };
+    (!props.is_empty()).then_some(props)
 }
 
 #[cfg(test)]
@@ -353,7 +326,7 @@ mod tests {
             user_properties: vec![("k".into(), "v".into())],
             ..Properties::default()
         });
-        let published = will_message_properties(will).unwrap();
+        let published = message_properties(will).unwrap();
         assert_eq!(published.will_delay_interval, None);
         assert_eq!(published.user_properties.len(), 1);
     }

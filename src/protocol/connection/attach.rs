@@ -422,7 +422,6 @@ impl Connection {
                     limits: v5.limits.clone(),
                     inbound_aliases: InboundAliases::default(),
                     session_expiry: v5.session_expiry,
-                    unanswered: 0,
                     auth: v5.auth.clone(),
                 })
             }),

@@ -109,9 +109,10 @@ impl Connection {
                     qos: will.qos,
                     retain: will.retain,
                     arrived_at_ms: now.wall_ms,
+                    // The Will Delay Interval belongs to the will, not to the PUBLISH (section 3.1.3.2).
                     properties: will
                         .properties
-                        .and_then(crate::protocol::v5::will_message_properties),
+                        .and_then(crate::protocol::v5::message_properties),
                 });
                 out.requests.push(Request::PublishWill {
                     message,

@@ -3,7 +3,7 @@
 //! and the client's acknowledgements that free the inflight window.
 
 use super::*;
-use crate::codec::props;
+use crate::codec::{props, publish_v5_size, PublishExtras, PublishHead};
 use crate::protocol::feed::LiveVerdict;
 use crate::protocol::io::{CloseReason, Emit, Notification, Request};
 use crate::protocol::outbound::{Acked, DeliveryExtras, PublishV5, Sendable};
@@ -277,13 +277,21 @@ fn refill_window(attached: &mut Attached, hooks: bool, now_ms: u64, out: &mut Ou
     }
 }
 
-/// The largest packet an MQTT 5.0 client accepts, if it said.
+/// The largest packet an MQTT 5.0 client accepts, and whether it takes topic aliases.
+#[derive(Debug, Clone, Copy)]
+struct SizeLimit {
+    max: u32,
+    aliases: bool,
+}
+
+/// The Maximum Packet Size of an MQTT 5.0 client, if it set one.
 #[inline]
-fn max_packet_size(attached: &Attached) -> Option<u32> {
-    attached
-        .v5
-        .as_ref()
-        .and_then(|v5| v5.limits.maximum_packet_size)
+fn max_packet_size(attached: &Attached) -> Option<SizeLimit> {
+    let v5 = attached.v5.as_ref()?;
+    Some(SizeLimit {
+        max: v5.limits.maximum_packet_size?,
+        aliases: v5.limits.topic_alias_maximum > 0,
+    })
 }
 
 /// Why a message is not sent to a client.
@@ -298,7 +306,7 @@ enum Undeliverable {
 #[inline]
 fn deliverable(
     delivery: &Delivery,
-    max_packet_size: Option<u32>,
+    max_packet_size: Option<SizeLimit>,
     now_ms: u64,
 ) -> Result<(), Undeliverable> {
     let message = &delivery.message;
@@ -307,7 +315,7 @@ fn deliverable(
     {
         return Err(Undeliverable::Expired);
     }
-    if max_packet_size.is_some_and(|max| publish_size(delivery) > max as usize) {
+    if max_packet_size.is_some_and(|limit| publish_size(delivery, limit) > limit.max as usize) {
         return Err(Undeliverable::TooLarge);
     }
     Ok(())
@@ -333,19 +341,31 @@ fn drop_undeliverable(
     }
 }
 
-/// The largest size an MQTT 5.0 PUBLISH of this delivery can have on the wire (a topic alias only shortens it).
-fn publish_size(delivery: &Delivery) -> usize {
+/// The size of the MQTT 5.0 PUBLISH of this delivery, as the codec would write it; a topic alias the client
+/// allows is counted as a new one (topic in full and the alias), the largest form it can take.
+fn publish_size(delivery: &Delivery, limit: SizeLimit) -> usize {
     let message = &delivery.message;
-    let props = crate::codec::properties::properties_len(props(&message.properties)).unwrap_or(0)
-        // Message expiry rewritten, a topic alias, and room for several subscription identifiers.
-        + 5 + 3 + 5 * 4;
-    let id = if delivery.qos == QoS::AtMostOnce {
-        0
-    } else {
-        2
+    let head = PublishHead {
+        dup: false,
+        qos: delivery.qos,
+        retain: delivery.retain,
+        topic: message.topic.as_str(),
+        // Any identifier takes two bytes.
+        packet_id: PacketId::new(1).filter(|_| delivery.qos != QoS::AtMostOnce),
     };
-    let remaining = 2 + message.topic.as_str().len() + id + 4 + props + message.payload.len();
-    1 + 4 + remaining
+    let extras = PublishExtras {
+        message_expiry_interval: None,
+        topic_alias: limit.aliases.then_some(1),
+        subscription_identifiers: delivery.subscription_ids(),
+    };
+    // Unencodable (a field too long) counts as too large.
+    publish_v5_size(
+        &head,
+        props(&message.properties),
+        &extras,
+        message.payload.len(),
+    )
+    .unwrap_or(usize::MAX)
 }
 
 /// Writes PUBLISHes for one session: what the store and the hooks learn about each.

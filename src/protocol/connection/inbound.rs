@@ -77,22 +77,17 @@ impl Connection {
             return;
         };
         if let Some(v5) = attached.v5.as_deref_mut() {
+            // Exchanges still open: QoS 2 ones awaiting PUBREL, and those whose PUBACK or PUBCOMP waits to leave.
+            let open = attached.incoming_qos2.len() + attached.acks.unanswered_exchanges();
             if let Err((reason, rule)) =
-                v5.accept_publish(&mut publish, limits, &attached.incoming_qos2)
+                v5.accept_publish(&mut publish, limits, &attached.incoming_qos2, open)
             {
                 return self.violation(reason, rule, now, out);
             }
             if !payload_format_valid(publish.properties.as_deref(), &publish.payload) {
                 // Section 3.3.2.3.2: the message is refused with 0x99, and not routed.
-                return self.refuse_publish(&publish, ReasonCode::PAYLOAD_FORMAT_INVALID, out);
+                return self.refuse_publish(&publish, ReasonCode::PAYLOAD_FORMAT_INVALID);
             }
-        } else if publish.topic.is_aliased() {
-            return self.violation(
-                ReasonCode::PROTOCOL_ERROR,
-                "[MQTT-4.7.3-1] empty topic name",
-                now,
-                out,
-            );
         }
         let message = Arc::new(Message {
             topic: publish.topic,
@@ -141,7 +136,7 @@ impl Connection {
     }
 
     /// Answers a QoS 1/2 PUBLISH with a failure reason code without routing it (MQTT 5.0).
-    fn refuse_publish(&mut self, publish: &Publish, reason: ReasonCode, out: &mut Outputs) {
+    fn refuse_publish(&mut self, publish: &Publish, reason: ReasonCode) {
         let Stage::Connected(attached) = &mut self.stage else {
             return;
         };
@@ -152,14 +147,7 @@ impl Connection {
             QoS::ExactlyOnce => Answer::PubRec(crate::codec::Ack::with_reason(id, reason)),
             _ => Answer::PubAck(crate::codec::Ack::with_reason(id, reason)),
         };
-        // A PUBREC with an error ends the exchange, so it does not count against Receive Maximum.
-        if let Some(v5) = attached.v5.as_deref_mut() {
-            v5.unanswered = v5
-                .unanswered
-                .saturating_sub(u32::from(publish.qos == QoS::ExactlyOnce));
-        }
         attached.answer_after_batch(answer, &mut self.tickets);
-        let _ = out;
     }
 
     fn on_pubrel(&mut self, id: PacketId) {
@@ -190,9 +178,14 @@ impl Connection {
             return;
         };
         for id in ids {
-            attached
+            // An answer that already says why the message was refused keeps saying so.
+            if let Some(ack) = attached
                 .acks
-                .set_reason_if_success(id, ReasonCode::NO_MATCHING_SUBSCRIBERS);
+                .publish_answer(id)
+                .filter(|ack| ack.reason == ReasonCode::SUCCESS)
+            {
+                ack.reason = ReasonCode::NO_MATCHING_SUBSCRIBERS;
+            }
         }
     }
 
@@ -504,14 +497,13 @@ impl Attached {
     /// Answers a denied QoS 1/2 PUBLISH with 0x87 (MQTT 5.0): a QoS 2 exchange ends with that PUBREC, so its
     /// packet id is not kept awaiting PUBREL.
     fn refuse_publish(&mut self, id: PacketId, qos: QoS, batch: &mut InboundBatch) {
-        self.acks.refuse(id, ReasonCode::NOT_AUTHORIZED);
+        if let Some(ack) = self.acks.publish_answer(id) {
+            ack.reason = ReasonCode::NOT_AUTHORIZED;
+        }
         if qos == QoS::ExactlyOnce && self.incoming_qos2.remove(&id) {
             batch.ops.retain(
                 |op| !matches!(op, StoreOp::AddIncomingQos2 { packet_id, .. } if *packet_id == id),
             );
-            if let Some(v5) = self.v5.as_deref_mut() {
-                v5.unanswered = v5.unanswered.saturating_sub(1);
-            }
         }
     }
 
@@ -543,16 +535,11 @@ fn route(attached: &mut Attached, batch: InboundBatch, out: &mut Outputs) {
     });
 }
 
-/// Moves every answer that may leave now into the outputs; an MQTT 5.0 session counts the PUBACKs and
-/// PUBCOMPs that end the client's QoS 1/2 exchanges against the server's Receive Maximum.
+/// Moves every answer that may leave now into the outputs.
 fn release_answers(attached: &mut Attached, out: &mut Outputs) {
-    let v5 = &mut attached.v5;
-    attached.acks.release(|packet| {
-        if let (Some(v5), Packet::PubAck(_) | Packet::PubComp(_)) = (v5.as_deref_mut(), &packet) {
-            v5.unanswered = v5.unanswered.saturating_sub(1);
-        }
-        out.emits.push(Emit::Control(packet));
-    });
+    attached
+        .acks
+        .release(|packet| out.emits.push(Emit::Control(packet)));
 }
 
 impl V5Session {
@@ -564,6 +551,7 @@ impl V5Session {
         publish: &mut Publish,
         limits: &ServerLimits,
         incoming_qos2: &BTreeSet<PacketId>,
+        open_exchanges: usize,
     ) -> Result<(), (ReasonCode, &'static str)> {
         let p = props(&publish.properties);
         if !p.subscription_identifiers.is_empty() {
@@ -587,14 +575,14 @@ impl V5Session {
             && publish
                 .packet_id
                 .is_some_and(|id| incoming_qos2.contains(&id));
-        if publish.qos != QoS::AtMostOnce && !repeated_qos2 {
-            if self.unanswered >= u32::from(limits.receive_maximum) {
-                return Err((
-                    ReasonCode::RECEIVE_MAXIMUM_EXCEEDED,
-                    "[MQTT-3.3.4-8] more unacknowledged QoS 1/2 PUBLISHes than Receive Maximum",
-                ));
-            }
-            self.unanswered += 1;
+        if publish.qos != QoS::AtMostOnce
+            && !repeated_qos2
+            && open_exchanges >= usize::from(limits.receive_maximum)
+        {
+            return Err((
+                ReasonCode::RECEIVE_MAXIMUM_EXCEEDED,
+                "[MQTT-3.3.4-8] more unacknowledged QoS 1/2 PUBLISHes than Receive Maximum",
+            ));
         }
         Ok(())
     }

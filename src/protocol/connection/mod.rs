@@ -168,9 +168,6 @@ struct V5Session {
     outbound_aliases: OutboundAliases,
     /// Session Expiry Interval in force, in seconds.
     session_expiry: u32,
-    /// QoS 1/2 PUBLISHes from the client whose PUBACK or PUBCOMP has not left yet (checked against the
-    /// server's Receive Maximum).
-    unanswered: u32,
     /// The enhanced authentication it connected with, for re-authentication.
     auth: Option<Box<AuthState>>,
 }

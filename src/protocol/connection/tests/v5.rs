@@ -427,6 +427,26 @@ fn a_message_larger_than_the_clients_maximum_is_not_sent_and_is_counted() {
         .requests
         .iter()
         .any(|r| matches!(r, Request::CountDropped(1))));
+    // The limit is the packet's exact size: topic "t" at QoS 0 is 6 bytes besides the payload, so 58 bytes of
+    // payload make 64 and go out, 59 do not.
+    let sized = |n: usize| Delivery {
+        message: Arc::new(Message {
+            payload: Bytes::from(vec![0u8; n]),
+            ..(*message("t", QoS::AtMostOnce, b"")).clone()
+        }),
+        ..delivery("t", QoS::AtMostOnce, None)
+    };
+    h.feed(Input::Deliveries(vec![sized(58), sized(59)]));
+    let sent: Vec<usize> = h
+        .take()
+        .emits
+        .iter()
+        .filter_map(|e| match e {
+            Emit::Publish(p) => Some(p.message.payload.len()),
+            Emit::Control(_) => None,
+        })
+        .collect();
+    assert_eq!(sent, vec![58]);
 }
 
 #[test]
