@@ -91,14 +91,7 @@ pub(crate) async fn publish(
         properties,
     });
     let (done, stored) = oneshot::channel();
-    let route = RoutePublish {
-        messages: vec![message],
-        ops: Vec::new(),
-        done: Some(done),
-        credit: None,
-        from: None,
-        unmatched: None,
-    };
+    let route = RoutePublish::from_broker(vec![message], Vec::new(), Some(done));
     router.send(route).await.map_err(|_| Error::NotRunning)?;
     stored
         .await

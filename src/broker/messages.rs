@@ -125,6 +125,25 @@ pub struct RoutePublish {
     pub unmatched: Option<UnmatchedReport>,
 }
 
+impl RoutePublish {
+    /// Messages of the broker itself (wills, the embedding application): no publisher slot, credit or packet
+    /// ids; `done` is signalled once they and `ops` are stored.
+    pub fn from_broker(
+        messages: Vec<Arc<Message>>,
+        ops: Vec<crate::store::StoreOp>,
+        done: Option<Completion>,
+    ) -> Self {
+        Self {
+            messages,
+            ops,
+            done,
+            credit: None,
+            from: None,
+            unmatched: None,
+        }
+    }
+}
+
 /// A publisher's packet ids (one per message) and where to send those of the messages that matched nobody.
 pub type UnmatchedReport = (
     Vec<Option<crate::codec::PacketId>>,

@@ -150,52 +150,28 @@ impl Router {
             closed
         });
         // Section 3.1.3.2.2: a will still waiting for its delay is not published once the client is back.
-        if entry.will.take().is_some() && entry.persistent {
-            let op = StoreOp::SetWill {
+        let cancel_will =
+            (entry.will.take().is_some() && entry.persistent).then(|| StoreOp::SetWill {
                 client_id: entry.client_id.clone(),
                 will: None,
-            };
-            if let Err(e) = self.store.submit(StoreRequest::Write {
-                ops: vec![op],
-                done: None,
-            }) {
-                log::error!("store unavailable: {e}");
-            }
-        }
-        let Some(entry) = self.registry.get_mut(slot) else {
-            return RegisterReply {
-                link: RouterLink { slot, conn },
-                session_present: false,
-                had_persistent: false,
-                previous_closed,
-                queue_head: 0,
-            };
-        };
+            });
         let had_persistent = entry.persistent;
         // [MQTT-3.2.2-2]: a stored session is resumed unless the client asked for a clean start.
         let resume = !msg.clean_session && had_persistent;
         if !resume {
             // [MQTT-3.1.2-6]: a clean session (new or old) starts from nothing.
-            let filters: Vec<TopicFilter> = entry.subscriptions.filters().cloned().collect();
-            entry.subscriptions.clear();
-            for filter in &filters {
-                self.unindex(slot, filter);
+            for filter in std::mem::take(&mut entry.subscriptions).filters() {
+                unindex(&mut self.trie, &mut self.shared, slot, filter);
             }
         }
-        let Some(entry) = self.registry.get_mut(slot) else {
-            return RegisterReply {
-                link: RouterLink { slot, conn },
-                session_present: false,
-                had_persistent,
-                previous_closed,
-                queue_head: 0,
-            };
-        };
         // A resumed session stays stored at least until this connection ends, whatever its new expiry.
         entry.persistent = persistent || resume;
         entry.session_expiry = msg.session_expiry;
         entry.online = Some(online);
         let queue_head = entry.next_seq - 1;
+        if let Some(op) = cancel_will {
+            self.submit(vec![op], None);
+        }
         RegisterReply {
             link: RouterLink { slot, conn },
             session_present: resume,
@@ -220,14 +196,7 @@ impl Router {
             // An MQTT 5.0 session with expiry 0 ends with its connection, stored state included; a will
             // waiting for its delay goes now, as the session's end comes first.
             if let Some(will) = entry.will.take() {
-                self.route(RoutePublish {
-                    messages: vec![will.1],
-                    ops: Vec::new(),
-                    done: None,
-                    credit: None,
-                    from: None,
-                    unmatched: None,
-                });
+                self.route(RoutePublish::from_broker(vec![will.1], Vec::new(), None));
             }
             if let Some(entry) = self.forget(slot) {
                 self.submit(
@@ -534,14 +503,7 @@ impl Router {
             }
         }
         if !due.is_empty() || !ops.is_empty() {
-            self.route(RoutePublish {
-                messages: due,
-                ops,
-                done: None,
-                credit: None,
-                from: None,
-                unmatched: None,
-            });
+            self.route(RoutePublish::from_broker(due, ops, None));
         }
     }
 
@@ -562,14 +524,11 @@ impl Router {
             self.submit(vec![op], None);
         } else {
             // A session that ends with its connection publishes its will now.
-            self.route(RoutePublish {
-                messages: vec![msg.message],
-                ops: Vec::new(),
-                done: None,
-                credit: None,
-                from: None,
-                unmatched: None,
-            });
+            self.route(RoutePublish::from_broker(
+                vec![msg.message],
+                Vec::new(),
+                None,
+            ));
         }
     }
 

@@ -127,14 +127,11 @@ impl Session {
             Request::PublishWill {
                 message,
                 delay_secs: 0,
-            } => self.peers.router.do_send(RoutePublish {
-                messages: vec![message],
-                ops: Vec::new(),
-                done: None,
-                credit: None,
-                from: None,
-                unmatched: None,
-            }),
+            } => self.peers.router.do_send(RoutePublish::from_broker(
+                vec![message],
+                Vec::new(),
+                None,
+            )),
             Request::PublishWill {
                 message,
                 delay_secs,
@@ -193,19 +190,41 @@ impl Session {
         // Which filters existed comes first, so the answers are right when the commit releases them.
         let (report, reported) = oneshot::channel();
         self.peers.router.do_send(message(link, done, Some(report)));
+        self.answer_committed_after(ticket, reported, committed, ctx, move |existed| {
+            Some(Input::Existing { ticket, existed })
+        });
+    }
+
+    /// Feeds what the router reported about a request (`report`, as `to_input` makes it) and then the request's
+    /// commit, in that order, so that the answers the commit releases already say what the report tells.
+    fn answer_committed_after<T: Default + 'static>(
+        &mut self,
+        ticket: Ticket,
+        reported: oneshot::Receiver<T>,
+        committed: oneshot::Receiver<Result<(), StoreError>>,
+        ctx: &mut Context<Self>,
+        to_input: impl FnOnce(T) -> Option<Input> + 'static,
+    ) {
         let both = async move { (reported.await.unwrap_or_default(), committed.await) };
         ctx.spawn(
             both.into_actor(self)
-                .map(move |(existed, result), act, ctx| {
-                    act.feed(Input::Existing { ticket, existed }, ctx);
-                    if let Sink::Wire(outgoing) = &mut act.sink {
-                        outgoing.open(ticket);
+                .map(move |(report, result), act, ctx| {
+                    if let Some(input) = to_input(report) {
+                        act.feed(input, ctx);
                     }
                     let result = flatten(result);
-                    act.feed(Input::Committed { ticket, result }, ctx);
-                    act.wake_io();
+                    act.feed_answer(Input::Committed { ticket, result }, ctx);
                 }),
         );
+    }
+
+    /// Feeds an answer that came back; a commit opens its gate first, so what it releases may leave at once.
+    fn feed_answer(&mut self, input: Input, ctx: &mut Context<Self>) {
+        if let (Input::Committed { ticket, .. }, Sink::Wire(outgoing)) = (&input, &mut self.sink) {
+            outgoing.open(*ticket);
+        }
+        self.feed(input, ctx);
+        self.wake_io();
     }
 
     /// Leaves the router; a connection that took this one over may go on once this point is reached.
@@ -276,20 +295,11 @@ impl Session {
             } else {
                 // The router says which messages matched nobody before the commit is fed, so their answers
                 // carry 0x10 when they leave.
-                let (report, reported) = oneshot::channel::<Vec<crate::codec::PacketId>>();
+                let (report, reported) = oneshot::channel();
                 unmatched = Some((report_unmatched, report));
-                let both = async move { (reported.await.unwrap_or_default(), committed.await) };
-                ctx.spawn(both.into_actor(self).map(move |(ids, result), act, ctx| {
-                    if !ids.is_empty() {
-                        act.feed(Input::Unmatched(ids), ctx);
-                    }
-                    if let Sink::Wire(outgoing) = &mut act.sink {
-                        outgoing.open(ticket);
-                    }
-                    let result = flatten(result);
-                    act.feed(Input::Committed { ticket, result }, ctx);
-                    act.wake_io();
-                }));
+                self.answer_committed_after(ticket, reported, committed, ctx, |ids: Vec<_>| {
+                    (!ids.is_empty()).then_some(Input::Unmatched(ids))
+                });
             }
             done
         });
@@ -382,15 +392,11 @@ impl Session {
         answer: impl Future<Output = T> + 'static,
         to_input: impl FnOnce(T) -> Input + 'static,
     ) {
-        ctx.spawn(answer.into_actor(self).map(move |value, act, ctx| {
-            let input = to_input(value);
-            if let (Input::Committed { ticket, .. }, Sink::Wire(outgoing)) = (&input, &mut act.sink)
-            {
-                outgoing.open(*ticket);
-            }
-            act.feed(input, ctx);
-            act.wake_io();
-        }));
+        ctx.spawn(
+            answer
+                .into_actor(self)
+                .map(move |value, act, ctx| act.feed_answer(to_input(value), ctx)),
+        );
     }
 }
 

@@ -408,7 +408,7 @@ impl<'a> PublishWriter<'a> {
     /// Writes a PUBLISH and tells the hooks.
     fn emit(&mut self, mut publish: OutboundPublish, out: &mut Outputs) {
         if let Some(v5) = self.v5.as_deref_mut() {
-            publish.v5 = publish_v5(v5, &publish, self.now_ms);
+            publish.v5 = publish_v5(v5, &mut publish, self.now_ms);
         }
         if self.hooks {
             if let Some(id) = publish.packet_id {
@@ -421,10 +421,11 @@ impl<'a> PublishWriter<'a> {
     }
 }
 
-/// What an MQTT 5.0 PUBLISH of `publish` adds: the expiry left, a topic alias, the subscription identifiers.
+/// What an MQTT 5.0 PUBLISH of `publish` adds to the subscription identifiers it already carries: the expiry
+/// left and a topic alias. The box it came with is reused.
 fn publish_v5(
     v5: &mut V5Session,
-    publish: &OutboundPublish,
+    publish: &mut OutboundPublish,
     now_ms: u64,
 ) -> Option<Box<PublishV5>> {
     let message = &publish.message;
@@ -436,17 +437,13 @@ fn publish_v5(
         AliasUse::Topic => None,
         other => Some(other),
     };
-    let subscription_ids = publish
-        .v5
-        .as_ref()
-        .map(|v| v.subscription_ids.clone())
-        .unwrap_or_default();
-    let extras = PublishV5 {
-        alias,
-        subscription_ids,
-        message_expiry_interval,
-    };
-    (extras != PublishV5::default()).then(|| Box::new(extras))
+    if message_expiry_interval.is_none() && alias.is_none() {
+        return publish.v5.take();
+    }
+    let mut extras = publish.v5.take().unwrap_or_default();
+    extras.message_expiry_interval = message_expiry_interval;
+    extras.alias = alias;
+    Some(extras)
 }
 
 /// Takes a stored queue entry back: unacknowledged ones are sent again as they were [MQTT-4.4.0-1], waiting
