@@ -234,7 +234,8 @@ struct RetainedAfter {
 #[derive(Debug, Default)]
 struct InboundBatch {
     messages: Vec<Arc<Message>>,
-    /// The packet id and QoS of each message, kept only while hooks screen publishes (for 0x87 answers).
+    /// The packet id and QoS of each message, kept only while hooks screen publishes (for 0x87 answers) or
+    /// the publisher speaks MQTT 5.0 (for 0x10 No matching subscribers).
     ids: Vec<(Option<PacketId>, QoS)>,
     ops: Vec<StoreOp>,
     ticket: Option<Ticket>,
