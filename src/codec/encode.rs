@@ -280,7 +280,7 @@ fn start(dst: &mut BytesMut, first_byte: u8, remaining_len: usize) -> Result<(),
 }
 
 /// The wire size of a length-prefixed field, refusing fields longer than a two-byte length can say.
-fn field_len(field: &'static str, len: usize) -> Result<usize, EncodeError> {
+pub(super) fn field_len(field: &'static str, len: usize) -> Result<usize, EncodeError> {
     if len > usize::from(u16::MAX) {
         return Err(EncodeError::FieldTooLong { field, len });
     }

@@ -2,6 +2,7 @@
 //! carry which, and their wire form. A property a packet may not carry, or one given twice where only one is
 //! allowed, is a malformed packet; performs no I/O and copies no binary data.
 
+use super::encode::field_len;
 use super::error::{DecodeError, EncodeError};
 use bytes::{Buf, BufMut, Bytes, BytesMut};
 use bytestring::ByteString;
@@ -256,27 +257,13 @@ pub fn read_varint(buf: &mut Bytes, packet: &'static str) -> Result<u32, DecodeE
 
 /// Bytes a Variable Byte Integer of `value` takes.
 pub fn varint_len(value: u32) -> usize {
-    match value {
-        0..=127 => 1,
-        128..=16_383 => 2,
-        16_384..=2_097_151 => 3,
-        _ => 4,
-    }
+    // A Variable Byte Integer is written as the fixed header's Remaining Length is.
+    super::header::remaining_length_len(value as usize)
 }
 
 /// Writes a Variable Byte Integer; values above 268,435,455 cannot be written and are refused by callers.
-pub fn write_varint(mut value: u32, dst: &mut impl BufMut) {
-    loop {
-        let mut byte = (value & 0x7F) as u8;
-        value >>= 7;
-        if value > 0 {
-            byte |= 0x80;
-        }
-        dst.put_u8(byte);
-        if value == 0 {
-            return;
-        }
-    }
+pub fn write_varint(value: u32, dst: &mut impl BufMut) {
+    super::header::write_remaining_length(value as usize, dst);
 }
 
 /// The largest value a Variable Byte Integer carries.
@@ -498,14 +485,6 @@ fn read_one(
     }
 }
 
-/// Length of a length-prefixed field, refusing what a two-byte length cannot say.
-fn field(field: &'static str, len: usize) -> Result<usize, EncodeError> {
-    if len > usize::from(u16::MAX) {
-        return Err(EncodeError::FieldTooLong { field, len });
-    }
-    Ok(2 + len)
-}
-
 /// The size of the properties themselves, without the property length in front.
 pub fn properties_len(p: &Properties) -> Result<usize, EncodeError> {
     let mut n = 0;
@@ -531,7 +510,7 @@ pub fn properties_len(p: &Properties) -> Result<usize, EncodeError> {
         ("reason string", &p.reason_string),
     ] {
         if let Some(s) = v {
-            n += 1 + field(name, s.len())?;
+            n += 1 + field_len(name, s.len())?;
         }
     }
     for (name, v) in [
@@ -539,7 +518,7 @@ pub fn properties_len(p: &Properties) -> Result<usize, EncodeError> {
         ("authentication data", &p.authentication_data),
     ] {
         if let Some(b) = v {
-            n += 1 + field(name, b.len())?;
+            n += 1 + field_len(name, b.len())?;
         }
     }
     for id in &p.subscription_identifiers {
@@ -549,7 +528,9 @@ pub fn properties_len(p: &Properties) -> Result<usize, EncodeError> {
         n += 1 + varint_len(*id);
     }
     for (k, v) in &p.user_properties {
-        n += 1 + field("user property name", k.len())? + field("user property value", v.len())?;
+        n += 1
+            + field_len("user property name", k.len())?
+            + field_len("user property value", v.len())?;
     }
     Ok(n)
 }
