@@ -10,7 +10,7 @@ use harbormq::codec::{
     decode_packet_at, encode_packet_at, encode_publish_v5, Ack, ClientId, ConnAck, Connect,
     LastWill, MaybeProperties, MqttCodec, Packet, PacketId, Properties, ProtocolLevel, Publish,
     PublishExtras, PublishHead, QoS, ReasonCode, ReasonOnly, RetainHandling, Role, SubAck,
-    Subscribe, SubscribeReturnCode, SubscriptionOptions, UnsubAck, Unsubscribe,
+    Subscribe, SubscribeReturnCode, SubscriptionOptions, UnsubAck, Unsubscribe, UserProperties,
 };
 use harbormq::topic::{TopicFilter, TopicName};
 use proptest::prelude::*;
@@ -222,7 +222,10 @@ fn any_properties() -> BoxedStrategy<Properties> {
                 topic_alias,
                 maximum_qos: max_qos,
                 retain_available: retain,
-                user_properties,
+                user_properties: UserProperties::from_pairs(
+                    user_properties.iter().map(|(k, v)| (&**k, &**v)),
+                )
+                .expect("generated strings are shorter than 65,536 bytes"),
                 maximum_packet_size: max_packet,
                 wildcard_subscription_available: wildcard,
                 subscription_identifier_available: sub_ids,

@@ -1160,7 +1160,8 @@ fn raw_qos2_publish(topic: &str, id: u16, n: u32, dup: bool) -> RawPacket {
         packet_id: Some(pid(id)),
         payload: Bytes::from(numbered(n)),
         properties: Some(Box::new(Properties {
-            user_properties: vec![("n".into(), n.to_string().into())],
+            user_properties: harbormq::codec::UserProperties::from_pairs([("n", n.to_string())])
+                .unwrap(),
             ..Properties::default()
         })),
     })
@@ -1237,7 +1238,7 @@ async fn assert_inbound_delivered_once(
     );
     let properties = got[0].properties.clone().unwrap_or_default();
     assert_eq!(
-        properties.user_properties,
+        properties.user_properties.to_vec(),
         user_properties(&[("n", "1")]),
         "{label}: the user property of the QoS 2 message [MQTT-3.3.2-17]"
     );

@@ -579,7 +579,8 @@ async fn an_in_process_publish_with_properties_reaches_a_v5_subscriber_unchanged
         .unwrap();
     v5_next(&mut events, |p| matches!(p, P5::SubAck(_)).then_some(())).await;
     let properties = harbormq::codec::Properties {
-        user_properties: vec![("b".into(), "2".into()), ("a".into(), "1".into())],
+        user_properties: harbormq::codec::UserProperties::from_pairs([("b", "2"), ("a", "1")])
+            .unwrap(),
         content_type: Some("application/json".into()),
         response_topic: Some("props/reply".into()),
         correlation_data: Some(Bytes::from_static(b"id-7")),
@@ -669,7 +670,7 @@ async fn hooks_see_v5_properties_and_a_denied_v5_publish_gets_0x87() {
     let received = next_message(&mut inproc).await;
     assert_eq!(received.topic().as_str(), "plain/x");
     assert_eq!(
-        received.properties().user_properties,
-        vec![("k".into(), "v".into())]
+        received.properties().user_properties.to_vec(),
+        [("k".to_owned(), "v".to_owned())]
     );
 }

@@ -7,8 +7,8 @@ use super::header::{
 };
 use super::packet::*;
 use super::properties::{
-    properties_len, varint_len, write_properties, write_properties_except, write_varint, Replaced,
-    MAX_VARINT,
+    properties_len, publish_properties_len, varint_len, write_properties, write_publish_properties,
+    write_varint, Replaced, MAX_VARINT,
 };
 
 /// Bytes that Subscription Identifier properties take.
@@ -172,7 +172,8 @@ pub struct PublishExtras<'a> {
 }
 
 /// Appends an MQTT 5.0 PUBLISH: the message's properties (its expiry, alias and subscription identifiers
-/// replaced by `extras` when `extras` sets them) before the payload.
+/// replaced by `extras` when `extras` sets them) before the payload. Only the properties a PUBLISH may carry
+/// are written (section 3.3.2.3); any other `message` holds is not part of a PUBLISH and is left out.
 pub fn encode_publish_v5(
     head: PublishHead<'_>,
     message: &Properties,
@@ -184,7 +185,7 @@ pub fn encode_publish_v5(
     start(dst, head.first_byte(), layout.remaining)?;
     head.put(dst);
     write_varint(layout.props_len as u32, dst);
-    write_properties_except(message, layout.skip, dst);
+    write_publish_properties(message, layout.skip, dst);
     if let Some(expiry) = extras.message_expiry_interval {
         dst.put_u8(0x02);
         dst.put_u32(expiry);
@@ -234,16 +235,7 @@ impl PublishV5Layout {
             alias: extras.topic_alias.is_some(),
             subscription_ids: !extras.subscription_identifiers.is_empty(),
         };
-        let mut props_len = properties_len(message)?;
-        if skip.expiry && message.message_expiry_interval.is_some() {
-            props_len -= 5;
-        }
-        if skip.alias && message.topic_alias.is_some() {
-            props_len -= 3;
-        }
-        if skip.subscription_ids {
-            props_len -= ids_len(&message.subscription_identifiers);
-        }
+        let mut props_len = publish_properties_len(message, skip)?;
         props_len += extras.message_expiry_interval.map_or(0, |_| 5);
         props_len += extras.topic_alias.map_or(0, |_| 3);
         if let Some(id) = extras

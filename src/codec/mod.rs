@@ -8,6 +8,7 @@ pub mod header;
 pub mod packet;
 pub mod properties;
 pub mod reason;
+pub mod user_properties;
 
 pub use decode::{decode_packet, decode_packet_at, Role};
 pub use encode::{
@@ -17,6 +18,7 @@ pub use encode::{
 pub use error::{DecodeError, EncodeError};
 pub use header::{FixedHeader, PacketType, MAX_REMAINING_LENGTH};
 pub use packet::*;
+pub use user_properties::UserProperties;
 
 use bytes::BytesMut;
 use tokio_util::codec::{Decoder, Encoder};

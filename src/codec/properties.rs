@@ -4,6 +4,7 @@
 
 use super::encode::field_len;
 use super::error::{DecodeError, EncodeError};
+use super::user_properties::{UserProperties, UserPropertySpans};
 use bytes::{Buf, BufMut, Bytes, BytesMut};
 use bytestring::ByteString;
 use serde::{Deserialize, Serialize};
@@ -98,7 +99,7 @@ pub struct Properties {
     /// 0x25 Retain Available (0 or 1).
     pub retain_available: Option<u8>,
     /// 0x26 User Properties, in the order sent (names may repeat).
-    pub user_properties: Vec<(ByteString, ByteString)>,
+    pub user_properties: UserProperties,
     /// 0x27 Maximum Packet Size (never 0).
     pub maximum_packet_size: Option<u32>,
     /// 0x28 Wildcard Subscription Available (0 or 1).
@@ -156,11 +157,7 @@ impl Properties {
             response_information: s(&self.response_information),
             server_reference: s(&self.server_reference),
             reason_string: s(&self.reason_string),
-            user_properties: self
-                .user_properties
-                .iter()
-                .map(|(k, v)| (ByteString::from(&**k), ByteString::from(&**v)))
-                .collect(),
+            user_properties: self.user_properties.detached(),
             subscription_identifiers: self.subscription_identifiers.clone(),
             ..*self
         }
@@ -191,7 +188,7 @@ pub static NO_PROPERTIES: Properties = Properties {
     topic_alias: None,
     maximum_qos: None,
     retain_available: None,
-    user_properties: Vec::new(),
+    user_properties: UserProperties::new(),
     maximum_packet_size: None,
     wildcard_subscription_available: None,
     subscription_identifier_available: None,
@@ -237,19 +234,25 @@ fn allowed(id: u8, scope: PropertyScope) -> bool {
 
 /// Reads a Variable Byte Integer (section 1.5.5): at most four bytes, each carrying seven bits.
 pub fn read_varint(buf: &mut Bytes, packet: &'static str) -> Result<u32, DecodeError> {
+    let (value, used) = varint_at(buf, packet)?;
+    buf.advance(used);
+    Ok(value)
+}
+
+/// The Variable Byte Integer at the start of `bytes`, and how many bytes it takes.
+fn varint_at(bytes: &[u8], packet: &'static str) -> Result<(u32, usize), DecodeError> {
     let mut value = 0u32;
     for i in 0..4 {
-        if buf.is_empty() {
+        let Some(&byte) = bytes.get(i) else {
             return Err(DecodeError::Truncated { packet });
-        }
-        let byte = buf.get_u8();
+        };
         value |= u32::from(byte & 0x7F) << (7 * i);
         if byte & 0x80 == 0 {
             // [MQTT-1.5.5-1]: the minimum number of bytes; a last byte of 0 after others is one too many.
             if i > 0 && byte == 0 {
                 return Err(DecodeError::MalformedVarint { packet });
             }
-            return Ok(value);
+            return Ok((value, i + 1));
         }
     }
     Err(DecodeError::MalformedVarint { packet })
@@ -269,9 +272,10 @@ pub fn write_varint(value: u32, dst: &mut impl BufMut) {
 /// The largest value a Variable Byte Integer carries.
 pub const MAX_VARINT: u32 = 268_435_455;
 
-/// A cursor over one property section.
+/// A cursor over one property section; values are slices of the section, so reading takes no copies.
 struct PropReader {
-    buf: Bytes,
+    section: Bytes,
+    pos: usize,
     packet: &'static str,
 }
 
@@ -282,33 +286,47 @@ impl PropReader {
         }
     }
 
-    fn u8(&mut self) -> Result<u8, DecodeError> {
-        if self.buf.is_empty() {
-            return Err(self.truncated());
+    fn at_end(&self) -> bool {
+        self.pos >= self.section.len()
+    }
+
+    /// The next `n` bytes, consumed.
+    fn take(&mut self, n: usize) -> Result<&[u8], DecodeError> {
+        let start = self.pos;
+        match self.section.get(start..start + n) {
+            Some(bytes) => {
+                self.pos += n;
+                Ok(bytes)
+            }
+            None => Err(self.truncated()),
         }
-        Ok(self.buf.get_u8())
+    }
+
+    fn u8(&mut self) -> Result<u8, DecodeError> {
+        Ok(self.take(1)?[0])
     }
 
     fn u16(&mut self) -> Result<u16, DecodeError> {
-        if self.buf.len() < 2 {
-            return Err(self.truncated());
-        }
-        Ok(self.buf.get_u16())
+        let b = self.take(2)?;
+        Ok(u16::from_be_bytes([b[0], b[1]]))
     }
 
     fn u32(&mut self) -> Result<u32, DecodeError> {
-        if self.buf.len() < 4 {
-            return Err(self.truncated());
-        }
-        Ok(self.buf.get_u32())
+        let b = self.take(4)?;
+        Ok(u32::from_be_bytes([b[0], b[1], b[2], b[3]]))
+    }
+
+    fn varint(&mut self) -> Result<u32, DecodeError> {
+        let (value, used) = varint_at(&self.section[self.pos..], self.packet)?;
+        self.pos += used;
+        Ok(value)
     }
 
     fn binary(&mut self) -> Result<Bytes, DecodeError> {
         let len = usize::from(self.u16()?);
-        if self.buf.len() < len {
-            return Err(self.truncated());
-        }
-        Ok(self.buf.split_to(len))
+        let start = self.pos;
+        self.take(len)?;
+        Ok(self.section.slice(start..start + len))
     }
 
     fn string(&mut self) -> Result<ByteString, DecodeError> {
@@ -363,12 +381,15 @@ pub fn decode_properties(
         return Ok(None);
     }
     let mut r = PropReader {
-        buf: buf.split_to(len),
+        section: buf.split_to(len),
+        pos: 0,
         packet,
     };
-    let mut p = Properties::default();
-    while !r.buf.is_empty() {
-        let id = read_varint(&mut r.buf, packet)?;
+    let mut p = Box::<Properties>::default();
+    let mut user = UserPropertySpans::default();
+    while !r.at_end() {
+        let start = r.pos;
+        let id = r.varint()?;
         let id = u8::try_from(id).map_err(|_| DecodeError::UnknownProperty { id })?;
         if !allowed(id, scope) {
             return Err(if known(id) {
@@ -380,9 +401,14 @@ pub fn decode_properties(
                 DecodeError::UnknownProperty { id: u32::from(id) }
             });
         }
-        read_one(&mut r, &mut p, id, scope)?;
+        if id == 0x26 {
+            r.pos = user.read(&r.section, start, packet)?;
+        } else {
+            read_one(&mut r, &mut p, id, scope)?;
+        }
     }
-    Ok(Some(Box::new(p)))
+    p.user_properties = user.finish(r.section);
+    Ok(Some(p))
 }
 
 fn known(id: u8) -> bool {
@@ -409,7 +435,7 @@ fn read_one(
         0x08 => once(&mut p.response_topic, r.string()?, id, scope),
         0x09 => once(&mut p.correlation_data, r.binary()?, id, scope),
         0x0B => {
-            let v = read_varint(&mut r.buf, r.packet)?;
+            let v = r.varint()?;
             if v == 0 {
                 return Err(DecodeError::InvalidPropertyValue { id });
             }
@@ -455,12 +481,6 @@ fn read_one(
         0x25 => {
             let v = boolean(r.u8()?, id)?;
             once(&mut p.retain_available, v, id, scope)
-        }
-        0x26 => {
-            let name = r.string()?;
-            let value = r.string()?;
-            p.user_properties.push((name, value));
-            Ok(())
         }
         0x27 => {
             let v = r.u32()?;
@@ -527,11 +547,7 @@ pub fn properties_len(p: &Properties) -> Result<usize, EncodeError> {
         }
         n += 1 + varint_len(*id);
     }
-    for (k, v) in &p.user_properties {
-        n += 1
-            + field_len("user property name", k.len())?
-            + field_len("user property value", v.len())?;
-    }
+    n += p.user_properties.wire().len();
     Ok(n)
 }
 
@@ -550,22 +566,11 @@ fn put_str(dst: &mut BytesMut, id: u8, s: &[u8]) {
 /// Writes the property length and the properties, whose sizes `properties_len` has accepted.
 pub fn write_properties(p: &Properties, len: usize, dst: &mut BytesMut) {
     write_varint(len as u32, dst);
-    write_properties_except(p, Replaced::default(), dst);
+    write_all_properties(p, dst);
 }
 
-/// Which properties of a message a server replaces with its own when it forwards it.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
-pub struct Replaced {
-    /// The Message Expiry Interval (by the time left).
-    pub expiry: bool,
-    /// The Topic Alias.
-    pub alias: bool,
-    /// The Subscription Identifiers.
-    pub subscription_ids: bool,
-}
-
-/// Writes the properties, without the length in front and without those `skip` names.
-pub fn write_properties_except(p: &Properties, skip: Replaced, dst: &mut BytesMut) {
+/// Writes the properties, without the length in front.
+fn write_all_properties(p: &Properties, dst: &mut BytesMut) {
     let put_u8 = |dst: &mut BytesMut, id: u8, v: Option<u8>| {
         if let Some(v) = v {
             dst.put_u8(id);
@@ -585,9 +590,7 @@ pub fn write_properties_except(p: &Properties, skip: Replaced, dst: &mut BytesMu
         }
     };
     put_u8(dst, 0x01, p.payload_format_indicator);
-    if !skip.expiry {
-        put_u32(dst, 0x02, p.message_expiry_interval);
-    }
+    put_u32(dst, 0x02, p.message_expiry_interval);
     if let Some(s) = &p.content_type {
         put_str(dst, 0x03, s.as_bytes());
     }
@@ -597,11 +600,9 @@ pub fn write_properties_except(p: &Properties, skip: Replaced, dst: &mut BytesMu
     if let Some(b) = &p.correlation_data {
         put_str(dst, 0x09, b);
     }
-    if !skip.subscription_ids {
-        for id in &p.subscription_identifiers {
-            dst.put_u8(0x0B);
-            write_varint(*id, dst);
-        }
+    for id in &p.subscription_identifiers {
+        dst.put_u8(0x0B);
+        write_varint(*id, dst);
     }
     put_u32(dst, 0x11, p.session_expiry_interval);
     if let Some(s) = &p.assigned_client_identifier {
@@ -628,20 +629,88 @@ pub fn write_properties_except(p: &Properties, skip: Replaced, dst: &mut BytesMu
     }
     put_u16(dst, 0x21, p.receive_maximum);
     put_u16(dst, 0x22, p.topic_alias_maximum);
-    if !skip.alias {
-        put_u16(dst, 0x23, p.topic_alias);
-    }
+    put_u16(dst, 0x23, p.topic_alias);
     put_u8(dst, 0x24, p.maximum_qos);
     put_u8(dst, 0x25, p.retain_available);
-    for (k, v) in &p.user_properties {
-        dst.put_u8(0x26);
-        dst.put_u16(k.len() as u16);
-        dst.put_slice(k.as_bytes());
-        dst.put_u16(v.len() as u16);
-        dst.put_slice(v.as_bytes());
-    }
+    dst.put_slice(p.user_properties.wire());
     put_u32(dst, 0x27, p.maximum_packet_size);
     put_u8(dst, 0x28, p.wildcard_subscription_available);
     put_u8(dst, 0x29, p.subscription_identifier_available);
     put_u8(dst, 0x2A, p.shared_subscription_available);
+}
+
+/// Which properties of a message a server replaces with its own when it forwards it.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Replaced {
+    /// The Message Expiry Interval (by the time left).
+    pub expiry: bool,
+    /// The Topic Alias.
+    pub alias: bool,
+    /// The Subscription Identifiers.
+    pub subscription_ids: bool,
+}
+
+/// The size of the properties a PUBLISH may carry (section 3.3.2.3), without those `skip` names and without
+/// the property length in front. Only these are looked at: they are all a PUBLISH is written with.
+pub fn publish_properties_len(p: &Properties, skip: Replaced) -> Result<usize, EncodeError> {
+    let mut n = 0;
+    if p.payload_format_indicator.is_some() {
+        n += 2;
+    }
+    if p.message_expiry_interval.is_some() && !skip.expiry {
+        n += 5;
+    }
+    if let Some(s) = &p.content_type {
+        n += 1 + field_len("content type", s.len())?;
+    }
+    if let Some(s) = &p.response_topic {
+        n += 1 + field_len("response topic", s.len())?;
+    }
+    if let Some(b) = &p.correlation_data {
+        n += 1 + field_len("correlation data", b.len())?;
+    }
+    if !skip.subscription_ids {
+        for id in &p.subscription_identifiers {
+            if *id == 0 || *id > MAX_VARINT {
+                return Err(EncodeError::InvalidSubscriptionIdentifier(*id));
+            }
+            n += 1 + varint_len(*id);
+        }
+    }
+    if p.topic_alias.is_some() && !skip.alias {
+        n += 3;
+    }
+    Ok(n + p.user_properties.wire().len())
+}
+
+/// Writes the properties `publish_properties_len` counted, in the order of their identifiers.
+pub fn write_publish_properties(p: &Properties, skip: Replaced, dst: &mut BytesMut) {
+    if let Some(v) = p.payload_format_indicator {
+        dst.put_u8(0x01);
+        dst.put_u8(v);
+    }
+    if let (Some(v), false) = (p.message_expiry_interval, skip.expiry) {
+        dst.put_u8(0x02);
+        dst.put_u32(v);
+    }
+    if let Some(s) = &p.content_type {
+        put_str(dst, 0x03, s.as_bytes());
+    }
+    if let Some(s) = &p.response_topic {
+        put_str(dst, 0x08, s.as_bytes());
+    }
+    if let Some(b) = &p.correlation_data {
+        put_str(dst, 0x09, b);
+    }
+    if !skip.subscription_ids {
+        for id in &p.subscription_identifiers {
+            dst.put_u8(0x0B);
+            write_varint(*id, dst);
+        }
+    }
+    if let (Some(v), false) = (p.topic_alias, skip.alias) {
+        dst.put_u8(0x23);
+        dst.put_u16(v);
+    }
+    dst.put_slice(p.user_properties.wire());
 }

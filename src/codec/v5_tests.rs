@@ -259,12 +259,33 @@ fn user_properties_may_repeat_and_keep_their_order() {
     let Some(packet) = server(&publish_v5(b"t", &properties)).unwrap() else {
         panic!("complete");
     };
-    let pairs: Vec<(&str, &str)> = decoded_properties(&packet)
-        .user_properties
-        .iter()
-        .map(|(k, v)| (&**k, &**v))
-        .collect();
+    let pairs: Vec<(&str, &str)> = decoded_properties(&packet).user_properties.iter().collect();
     assert_eq!(pairs, [("a", "1"), ("b", "2"), ("a", "3")]);
+}
+
+#[test]
+fn user_properties_between_other_properties_keep_their_order() {
+    // user property, Content Type, user property, Payload Format Indicator, user property: the pairs come
+    // back in the order sent, and are written again together after the other properties.
+    let mut properties = user_property(b"a", b"1");
+    properties.extend([0x03, 0x00, 0x01, b't']);
+    properties.extend(user_property(b"b", b"2"));
+    properties.extend([0x01, 0x01]);
+    properties.extend(user_property(b"a", b"3"));
+    let Some(packet) = server(&publish_v5(b"t", &properties)).unwrap() else {
+        panic!("complete");
+    };
+    let decoded = decoded_properties(&packet);
+    let pairs: Vec<(&str, &str)> = decoded.user_properties.iter().collect();
+    assert_eq!(pairs, [("a", "1"), ("b", "2"), ("a", "3")]);
+    assert_eq!(decoded.content_type.as_deref(), Some("t"));
+    assert_eq!(decoded.payload_format_indicator, Some(1));
+    let mut encoded = BytesMut::new();
+    encode_packet_at(&packet, ProtocolLevel::V5, &mut encoded).unwrap();
+    let Some(again) = server(&encoded).unwrap() else {
+        panic!("complete");
+    };
+    assert_eq!(again, packet);
 }
 
 // Section 3.8.3.1: "It is a Protocol Error to send a Retain Handling value of 3."
@@ -601,7 +622,7 @@ fn v5_connack_wire_bytes_match_the_hand_computed_ones() {
             assigned_client_identifier: Some("ab".into()),
             receive_maximum: Some(10),
             topic_alias_maximum: Some(5),
-            user_properties: vec![("k".into(), "v".into())],
+            user_properties: UserProperties::from_pairs([("k", "v")]).unwrap(),
             ..Properties::default()
         }),
     };

@@ -4,6 +4,7 @@
 use crate::codec::header::read_remaining_length;
 use crate::codec::{
     self, Packet, PacketId, Properties, ProtocolLevel, PublishExtras, PublishHead, QoS, Role,
+    UserProperties,
 };
 use bytes::BytesMut;
 
@@ -39,9 +40,11 @@ pub fn decode(src: &mut BytesMut, level: ProtocolLevel) -> Result<Option<Packet>
 /// PUBLISH properties holding `n` User Properties ("k0", "v0"), ("k1", "v1")...; empty when `n` is 0.
 pub fn user_properties(n: u16) -> Properties {
     Properties {
-        user_properties: (0..n)
-            .map(|i| (format!("k{i}").into(), format!("v{i}").into()))
-            .collect(),
+        // Names and values of at most six bytes are always within the 65,535-byte limit.
+        user_properties: UserProperties::from_pairs(
+            (0..n).map(|i| (format!("k{i}"), format!("v{i}"))),
+        )
+        .unwrap_or_default(),
         ..Properties::default()
     }
 }
@@ -255,11 +258,7 @@ mod tests {
             assert_eq!(p.payload.len(), 64);
             let s = Stamp::read(&p.payload).unwrap();
             assert_eq!((s.publisher, s.seq, s.sent_ns), (3, 42, 99));
-            let users: Vec<(&str, &str)> = props(&p.properties)
-                .user_properties
-                .iter()
-                .map(|(k, v)| (&**k, &**v))
-                .collect();
+            let users: Vec<(&str, &str)> = props(&p.properties).user_properties.iter().collect();
             assert_eq!(users, [("k0", "v0"), ("k1", "v1")]);
             assert_eq!(
                 *props(&p.properties),

@@ -220,24 +220,89 @@ pub fn payload_format_valid(props: Option<&Properties>, payload: &[u8]) -> bool 
 /// that is not a message property (a will's delay, a property an application set by mistake) has no place in
 /// a PUBLISH: all of these are left out.
 pub fn message_properties(mut props: Box<Properties>) -> Option<Box<Properties>> {
-    // Only what is named here is kept, so a property added to `Properties` later stays out too. The box is
-    // reused: one allocation per message with properties, the decoder's.
-    let p = std::mem::take(&mut *props);
-    *props = Properties {
-        payload_format_indicator: p.payload_format_indicator,
-        message_expiry_interval: p.message_expiry_interval,
-        content_type: p.content_type,
-        response_topic: p.response_topic,
-        correlation_data: p.correlation_data,
-        user_properties: p.user_properties,
-        ..Properties::default()
-    };
-    (!props.is_empty()).then_some(props)
+    if !only_message_properties(&props) {
+        // Only what is named here is kept. The box is reused: one allocation per message with properties,
+        // the decoder's.
+        let p = std::mem::take(&mut *props);
+        *props = Properties {
+            payload_format_indicator: p.payload_format_indicator,
+            message_expiry_interval: p.message_expiry_interval,
+            content_type: p.content_type,
+            response_topic: p.response_topic,
+            correlation_data: p.correlation_data,
+            user_properties: p.user_properties,
+            ..Properties::default()
+        };
+    }
+    let p = &*props;
+    let any = p.payload_format_indicator.is_some()
+        || p.message_expiry_interval.is_some()
+        || p.content_type.is_some()
+        || p.response_topic.is_some()
+        || p.correlation_data.is_some()
+        || !p.user_properties.is_empty();
+    any.then_some(props)
+}
+
+/// Whether `p` holds message properties only (the usual PUBLISH), so that it can be kept as it is. Every field
+/// is named, so that a property added to `Properties` later has to be placed on one side or the other.
+fn only_message_properties(p: &Properties) -> bool {
+    let Properties {
+        payload_format_indicator: _,
+        message_expiry_interval: _,
+        content_type: _,
+        response_topic: _,
+        correlation_data: _,
+        user_properties: _,
+        subscription_identifiers,
+        session_expiry_interval,
+        assigned_client_identifier,
+        server_keep_alive,
+        authentication_method,
+        authentication_data,
+        request_problem_information,
+        will_delay_interval,
+        request_response_information,
+        response_information,
+        server_reference,
+        reason_string,
+        receive_maximum,
+        topic_alias_maximum,
+        topic_alias,
+        maximum_qos,
+        retain_available,
+        maximum_packet_size,
+        wildcard_subscription_available,
+        subscription_identifier_available,
+        shared_subscription_available,
+    } = p;
+    subscription_identifiers.is_empty()
+        && session_expiry_interval.is_none()
+        && assigned_client_identifier.is_none()
+        && server_keep_alive.is_none()
+        && authentication_method.is_none()
+        && authentication_data.is_none()
+        && request_problem_information.is_none()
+        && will_delay_interval.is_none()
+        && request_response_information.is_none()
+        && response_information.is_none()
+        && server_reference.is_none()
+        && reason_string.is_none()
+        && receive_maximum.is_none()
+        && topic_alias_maximum.is_none()
+        && topic_alias.is_none()
+        && maximum_qos.is_none()
+        && retain_available.is_none()
+        && maximum_packet_size.is_none()
+        && wildcard_subscription_available.is_none()
+        && subscription_identifier_available.is_none()
+        && shared_subscription_available.is_none()
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::codec::UserProperties;
 
     fn topic(s: &str) -> TopicName {
         TopicName::new(s.to_owned()).unwrap()
@@ -323,7 +388,7 @@ mod tests {
     fn a_will_is_published_without_its_delay() {
         let will = Box::new(Properties {
             will_delay_interval: Some(30),
-            user_properties: vec![("k".into(), "v".into())],
+            user_properties: UserProperties::from_pairs([("k", "v")]).unwrap(),
             ..Properties::default()
         });
         let published = message_properties(will).unwrap();
@@ -346,5 +411,20 @@ mod tests {
         let kept = message_properties(kept).unwrap();
         assert_eq!(kept.topic_alias, None);
         assert_eq!(kept.content_type.as_deref(), Some("text/plain"));
+    }
+
+    #[test]
+    fn message_properties_alone_are_kept_as_they_are() {
+        let message = Properties {
+            payload_format_indicator: Some(1),
+            message_expiry_interval: Some(9),
+            content_type: Some("text/plain".into()),
+            response_topic: Some("r".into()),
+            correlation_data: Some(bytes::Bytes::from_static(b"c")),
+            user_properties: UserProperties::from_pairs([("a", "1"), ("a", "2")]).unwrap(),
+            ..Properties::default()
+        };
+        let kept = message_properties(Box::new(message.clone())).unwrap();
+        assert_eq!(*kept, message);
     }
 }

@@ -2,7 +2,7 @@
 //! Owns the byte layout of every value; knows nothing of transactions, batching or policies.
 
 use super::StoreError;
-use crate::codec::{PacketId, Properties, ProtocolLevel, QoS};
+use crate::codec::{PacketId, Properties, ProtocolLevel, QoS, UserProperties};
 use crate::message::{Grant, Message};
 use crate::topic::TopicName;
 use bytes::Bytes;
@@ -115,7 +115,8 @@ struct PropertiesRecord {
     content_type: Option<String>,
     response_topic: Option<String>,
     correlation_data: Option<Vec<u8>>,
-    user_properties: Vec<(String, String)>,
+    /// Serialized as the list of (name, value) pairs schema version 2 has always stored.
+    user_properties: UserProperties,
 }
 
 impl PropertiesRecord {
@@ -126,11 +127,7 @@ impl PropertiesRecord {
             content_type: p.content_type.as_deref().map(str::to_owned),
             response_topic: p.response_topic.as_deref().map(str::to_owned),
             correlation_data: p.correlation_data.as_deref().map(<[u8]>::to_vec),
-            user_properties: p
-                .user_properties
-                .iter()
-                .map(|(k, v)| (k.to_string(), v.to_string()))
-                .collect(),
+            user_properties: p.user_properties.clone(),
         }
     }
 
@@ -141,11 +138,7 @@ impl PropertiesRecord {
             content_type: self.content_type.map(Into::into),
             response_topic: self.response_topic.map(Into::into),
             correlation_data: self.correlation_data.map(Bytes::from),
-            user_properties: self
-                .user_properties
-                .into_iter()
-                .map(|(k, v)| (k.into(), v.into()))
-                .collect(),
+            user_properties: self.user_properties,
             ..Properties::default()
         }
     }

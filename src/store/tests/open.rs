@@ -304,7 +304,8 @@ fn mqtt5_properties_grants_expiry_and_delayed_wills_survive_a_reopen() {
         content_type: Some("text/plain".into()),
         response_topic: Some("reply/here".into()),
         correlation_data: Some(bytes::Bytes::from_static(b"\x00\x01")),
-        user_properties: vec![("k".into(), "2".into()), ("k".into(), "1".into())],
+        user_properties: crate::codec::UserProperties::from_pairs([("k", "2"), ("k", "1")])
+            .unwrap(),
         ..Properties::default()
     };
     let mut message = (*msg("v5/t", b"p", QoS::AtLeastOnce)).clone();
