@@ -18,6 +18,10 @@ pub type Completion = oneshot::Sender<Result<(), StoreError>>;
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub struct SlotId(pub u64);
 
+/// A map keyed by slot, walked for every delivery of the fan-out. Slots are numbered by the broker, never
+/// chosen by a client, so the fast unkeyed Fx hash is safe here (SipHash guards maps whose keys clients pick).
+pub type SlotMap<V> = rustc_hash::FxHashMap<SlotId, V>;
+
 /// One network connection's claim on a slot; a stale connection's messages are ignored.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub struct ConnId(pub u64);

@@ -3,7 +3,7 @@
 //! or the store.
 
 use super::flow::SubscriberFlow;
-use super::messages::{ConnId, SlotId};
+use super::messages::{ConnId, SlotId, SlotMap};
 use super::session::Session;
 use crate::codec::ClientId;
 use crate::message::{Grant, Message};
@@ -174,7 +174,7 @@ impl Subscriptions {
 #[derive(Default)]
 pub struct Registry {
     by_client: HashMap<ClientId, SlotId>,
-    slots: HashMap<SlotId, Box<Entry>>,
+    slots: SlotMap<Box<Entry>>,
     next_slot: u64,
     next_conn: u64,
 }

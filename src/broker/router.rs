@@ -36,10 +36,10 @@ pub struct Router {
     settings: RouterSettings,
     pub(super) next_message_id: u64,
     /// Scratch space of the fan-out, kept between batches for its allocations.
-    pub(super) matches: HashMap<SlotId, super::router_flow::Matched>,
+    pub(super) matches: SlotMap<super::router_flow::Matched>,
     /// The shared groups matching the message being routed (kept for its allocation).
     pub(super) matched_groups: Vec<crate::message::ShareGroup>,
-    pub(super) outbox: HashMap<SlotId, Vec<Delivery>>,
+    pub(super) outbox: SlotMap<Vec<Delivery>>,
     /// Sessions out of credit with messages waiting, looked at every `STUCK_CHECK_EVERY`.
     pub(super) starving: Vec<RouterLink>,
     pub(super) stats: RouterStats,
@@ -64,9 +64,9 @@ impl Router {
             retained,
             settings,
             next_message_id,
-            matches: HashMap::new(),
+            matches: SlotMap::default(),
             matched_groups: Vec::new(),
-            outbox: HashMap::new(),
+            outbox: SlotMap::default(),
             starving: Vec::new(),
             stats: RouterStats::default(),
             deleting: HashMap::new(),

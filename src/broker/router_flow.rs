@@ -14,7 +14,6 @@ use crate::protocol::outbound::DeliveryExtras;
 use crate::protocol::Delivery;
 use crate::store::StoreOp;
 use actix::prelude::*;
-use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::Instant;
 
@@ -113,6 +112,10 @@ impl Router {
         let kept = Arc::new(Message {
             topic: message.topic.detached(),
             payload: bytes::Bytes::copy_from_slice(&message.payload),
+            properties: message
+                .properties
+                .as_deref()
+                .map(|p| Box::new(p.detached())),
             ..(**message).clone()
         });
         self.retained().do_send(RetainMessage(kept.clone()));
@@ -204,7 +207,7 @@ struct FanOut<'a> {
     /// The message has a Message Expiry Interval (see `Delivery::expiring`).
     expiring: bool,
     next_message_id: &'a mut u64,
-    outbox: &'a mut HashMap<SlotId, Vec<Delivery>>,
+    outbox: &'a mut SlotMap<Vec<Delivery>>,
     stats: &'a mut RouterStats,
     starving: &'a mut Vec<RouterLink>,
 }
