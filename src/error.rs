@@ -32,4 +32,8 @@ pub enum Error {
     /// The broker is not running (an in-process call on a broker that shut down).
     #[error("the broker is not running")]
     NotRunning,
+    /// Properties given to the in-process API that no PUBLISH may carry (a string too long, a Payload
+    /// Format Indicator above 1).
+    #[error(transparent)]
+    Properties(#[from] crate::codec::EncodeError),
 }

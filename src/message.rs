@@ -1,7 +1,7 @@
 //! The application message as the broker keeps it: one immutable value shared by every session it reaches.
 //! Owns no behaviour beyond construction; routing and storage pass `Arc<Message>` around so payloads are never copied.
 
-use crate::codec::{MaybeProperties, QoS};
+use crate::codec::{MaybePublishProperties, QoS};
 use crate::topic::TopicName;
 use bytes::Bytes;
 use serde::{Deserialize, Serialize};
@@ -22,7 +22,7 @@ pub struct Message {
     pub arrived_at_ms: u64,
     /// The MQTT 5.0 message properties (Payload Format Indicator, Message Expiry Interval, Content Type,
     /// Response Topic, Correlation Data, User Properties) as published; `None` when there are none.
-    pub properties: MaybeProperties,
+    pub properties: MaybePublishProperties,
 }
 
 /// A subscription as the router keeps it: the QoS granted and the MQTT 5.0 options that act on each delivery,

@@ -8,9 +8,10 @@ use bytestring::ByteString;
 use harbormq::codec::properties::{boxed, MAX_VARINT};
 use harbormq::codec::{
     decode_packet_at, encode_packet_at, encode_publish_v5, Ack, ClientId, ConnAck, Connect,
-    LastWill, MaybeProperties, MqttCodec, Packet, PacketId, Properties, ProtocolLevel, Publish,
-    PublishExtras, PublishHead, QoS, ReasonCode, ReasonOnly, RetainHandling, Role, SubAck,
-    Subscribe, SubscribeReturnCode, SubscriptionOptions, UnsubAck, Unsubscribe, UserProperties,
+    LastWill, MaybeProperties, MaybePublishProperties, MqttCodec, Packet, PacketId, Properties,
+    ProtocolLevel, Publish, PublishExtras, PublishHead, PublishProperties, QoS, ReasonCode,
+    ReasonOnly, RetainHandling, Role, SubAck, Subscribe, SubscribeReturnCode, SubscriptionOptions,
+    UnsubAck, Unsubscribe, UserProperties,
 };
 use harbormq::topic::{TopicFilter, TopicName};
 use proptest::prelude::*;
@@ -384,6 +385,14 @@ fn connack() -> impl Strategy<Value = ConnAck> {
         })
 }
 
+/// The PUBLISH form of generated properties (which hold only what a PUBLISH may carry).
+fn publish_properties(properties: MaybeProperties) -> MaybePublishProperties {
+    let p = properties.map(|p| *p).unwrap_or_default();
+    PublishProperties::from_properties(&p)
+        .expect("generated values are valid")
+        .boxed()
+}
+
 /// A PUBLISH with properties allowed in `scope`; sometimes its topic is left out for a Topic Alias.
 fn publish(scope: Scope) -> impl Strategy<Value = Publish> {
     (
@@ -415,7 +424,7 @@ fn publish(scope: Scope) -> impl Strategy<Value = Publish> {
                     topic,
                     packet_id: acknowledged.then_some(id),
                     payload,
-                    properties,
+                    properties: publish_properties(properties),
                 }
             },
         )
@@ -832,11 +841,15 @@ proptest! {
             topic_alias: alias,
             subscription_identifiers: &ids,
         };
-        let message = publish.properties.as_deref().cloned().unwrap_or_default();
+        let message = publish
+            .properties
+            .as_deref()
+            .map(PublishProperties::to_properties)
+            .unwrap_or_default();
         let mut dst = BytesMut::new();
         encode_publish_v5(
             PublishHead::of(&publish),
-            &message,
+            publish.properties.as_deref(),
             &extras,
             &publish.payload,
             &mut dst,
@@ -856,7 +869,7 @@ proptest! {
         let Some(Packet::Publish(decoded)) = decoded else {
             return Err(TestCaseError::fail(format!("not a PUBLISH: {decoded:?}")));
         };
-        prop_assert_eq!(decoded.properties, boxed(expected));
+        prop_assert_eq!(decoded.properties, publish_properties(boxed(expected)));
         prop_assert_eq!(decoded.topic, publish.topic);
         prop_assert_eq!(decoded.payload, publish.payload);
         prop_assert!(dst.is_empty());

@@ -1159,11 +1159,13 @@ fn raw_qos2_publish(topic: &str, id: u16, n: u32, dup: bool) -> RawPacket {
         topic: TopicName::new(topic.to_owned()).unwrap(),
         packet_id: Some(pid(id)),
         payload: Bytes::from(numbered(n)),
-        properties: Some(Box::new(Properties {
+        properties: harbormq::codec::PublishProperties::from_properties(&Properties {
             user_properties: harbormq::codec::UserProperties::from_pairs([("n", n.to_string())])
                 .unwrap(),
             ..Properties::default()
-        })),
+        })
+        .unwrap()
+        .boxed(),
     })
 }
 
@@ -1238,7 +1240,7 @@ async fn assert_inbound_delivered_once(
     );
     let properties = got[0].properties.clone().unwrap_or_default();
     assert_eq!(
-        properties.user_properties.to_vec(),
+        properties.user_properties,
         user_properties(&[("n", "1")]),
         "{label}: the user property of the QoS 2 message [MQTT-3.3.2-17]"
     );

@@ -216,7 +216,9 @@ fn v5_publish(
         topic: topic_name,
         packet_id: packet_id.map(pid),
         payload: Bytes::copy_from_slice(payload),
-        properties: (properties != Properties::default()).then(|| Box::new(properties)),
+        properties: harbormq::codec::PublishProperties::from_properties(&properties)
+            .unwrap()
+            .boxed(),
     })
 }
 
@@ -1537,13 +1539,14 @@ async fn server_topic_aliases_on_the_wire_respect_the_clients_maximum() {
     for t in sent {
         let p = plain.recv_publish().await;
         assert_eq!(p.topic.as_str(), t);
-        assert_eq!(props(&p.properties).topic_alias, None, "{p:?}");
+        let alias = p.properties.as_deref().and_then(|p| p.topic_alias());
+        assert_eq!(alias, None, "{p:?}");
     }
     let mut alias_one: Option<String> = None;
     let mut reused = 0;
     for t in sent {
         let p = aliased.recv_publish().await;
-        match props(&p.properties).topic_alias {
+        match p.properties.as_deref().and_then(|p| p.topic_alias()) {
             None => assert_eq!(p.topic.as_str(), t),
             Some(1) if p.topic.is_aliased() => {
                 reused += 1;

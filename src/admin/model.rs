@@ -274,7 +274,7 @@ fn queue_row(entry: &QueuedMessage, now: u64, payload: bool) -> QueueRow {
         payload: message.filter(|_| payload).map(|m| preview(&m.payload)),
         properties: message
             .filter(|_| payload)
-            .and_then(|m| m.properties.as_deref().cloned()),
+            .and_then(|m| m.properties.as_deref().map(|p| p.to_properties())),
     }
 }
 

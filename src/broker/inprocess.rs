@@ -61,8 +61,12 @@ impl ReceivedMessage {
     }
 
     /// The MQTT 5.0 properties the message was published with (empty when it has none).
-    pub fn properties(&self) -> &crate::codec::Properties {
-        crate::codec::props(&self.message.properties)
+    pub fn properties(&self) -> crate::codec::Properties {
+        self.message
+            .properties
+            .as_deref()
+            .map(crate::codec::PublishProperties::to_properties)
+            .unwrap_or_default()
     }
 
     /// The message as the broker holds it.
@@ -79,7 +83,7 @@ pub(crate) async fn publish(
     payload: Bytes,
     qos: QoS,
     retain: bool,
-    properties: crate::codec::MaybeProperties,
+    properties: crate::codec::MaybePublishProperties,
 ) -> Result<(), Error> {
     let topic = TopicName::new(topic.to_owned())?;
     let message = Arc::new(Message {

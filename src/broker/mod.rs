@@ -312,7 +312,7 @@ impl BrokerHandle {
         retain: bool,
         properties: crate::codec::Properties,
     ) -> Result<(), Error> {
-        let properties = crate::protocol::v5::message_properties(Box::new(properties.detached()));
+        let properties = crate::codec::PublishProperties::message_of(&properties)?;
         inprocess::publish(
             &self.inner.peers.router,
             topic,

@@ -4,7 +4,7 @@
 use super::error::DecodeError;
 use super::header::{read_fixed_header, FixedHeader, PacketType};
 use super::packet::*;
-use super::properties::{decode_properties, decode_string, PropertyScope};
+use super::properties::{decode_properties, decode_string, read_varint, PropertyScope};
 use super::reason;
 use crate::topic::{TopicFilter, TopicName};
 use bytes::{Buf, Bytes, BytesMut};
@@ -139,6 +139,21 @@ impl Reader {
             return Ok(None);
         }
         decode_properties(&mut self.buf, scope, self.packet)
+    }
+
+    /// A PUBLISH's property section in MQTT 5.0, nothing on earlier levels.
+    fn publish_properties(&mut self) -> Result<MaybePublishProperties, DecodeError> {
+        if !self.v5 {
+            return Ok(None);
+        }
+        let len = read_varint(&mut self.buf, self.packet)? as usize;
+        if self.buf.len() < len {
+            return Err(self.truncated());
+        }
+        if len == 0 {
+            return Ok(None);
+        }
+        Ok(PublishProperties::decode(self.buf.split_to(len))?.boxed())
     }
 
     /// A reason code that `packet` may carry.
@@ -301,9 +316,10 @@ fn decode_publish(flags: u8, r: &mut Reader) -> Result<Publish, DecodeError> {
         QoS::AtMostOnce => None,
         QoS::AtLeastOnce | QoS::ExactlyOnce => Some(r.packet_id()?),
     };
-    let properties = r.properties(PropertyScope::Publish)?;
+    let properties = r.publish_properties()?;
     // In MQTT 5.0 a Topic Alias may stand for the topic, which is then empty (section 3.3.2.3.4).
-    let topic = if raw_topic.is_empty() && props(&properties).topic_alias.is_some() {
+    let alias = properties.as_ref().and_then(|p| p.topic_alias());
+    let topic = if raw_topic.is_empty() && alias.is_some() {
         TopicName::aliased()
     } else {
         TopicName::new(raw_topic)?

@@ -7,9 +7,9 @@ use super::header::{
 };
 use super::packet::*;
 use super::properties::{
-    properties_len, publish_properties_len, varint_len, write_properties, write_publish_properties,
-    write_varint, Replaced, MAX_VARINT,
+    properties_len, varint_len, write_properties, write_varint, Replaced, MAX_VARINT,
 };
+use super::publish_properties::PublishProperties;
 
 /// Bytes that Subscription Identifier properties take.
 fn ids_len(ids: &[u32]) -> usize {
@@ -39,7 +39,7 @@ pub fn encode_packet_at(
         Packet::ConnAck(ack) => encode_connack(ack, v5, dst),
         Packet::Publish(publish) if v5 => encode_publish_v5(
             PublishHead::of(publish),
-            props(&publish.properties),
+            publish.properties.as_deref(),
             &PublishExtras::default(),
             &publish.payload,
             dst,
@@ -172,11 +172,10 @@ pub struct PublishExtras<'a> {
 }
 
 /// Appends an MQTT 5.0 PUBLISH: the message's properties (its expiry, alias and subscription identifiers
-/// replaced by `extras` when `extras` sets them) before the payload. Only the properties a PUBLISH may carry
-/// are written (section 3.3.2.3); any other `message` holds is not part of a PUBLISH and is left out.
+/// replaced by `extras` when `extras` sets them) before the payload.
 pub fn encode_publish_v5(
     head: PublishHead<'_>,
-    message: &Properties,
+    message: Option<&PublishProperties>,
     extras: &PublishExtras<'_>,
     payload: &[u8],
     dst: &mut BytesMut,
@@ -185,7 +184,9 @@ pub fn encode_publish_v5(
     start(dst, head.first_byte(), layout.remaining)?;
     head.put(dst);
     write_varint(layout.props_len as u32, dst);
-    write_publish_properties(message, layout.skip, dst);
+    if let Some(message) = message {
+        message.write(layout.skip, dst);
+    }
     if let Some(expiry) = extras.message_expiry_interval {
         dst.put_u8(0x02);
         dst.put_u32(expiry);
@@ -206,7 +207,7 @@ pub fn encode_publish_v5(
 /// check it against a client's Maximum Packet Size before sending).
 pub fn publish_v5_size(
     head: &PublishHead<'_>,
-    message: &Properties,
+    message: Option<&PublishProperties>,
     extras: &PublishExtras<'_>,
     payload_len: usize,
 ) -> Result<usize, EncodeError> {
@@ -225,7 +226,7 @@ struct PublishV5Layout {
 impl PublishV5Layout {
     fn of(
         head: &PublishHead<'_>,
-        message: &Properties,
+        message: Option<&PublishProperties>,
         extras: &PublishExtras<'_>,
         payload_len: usize,
     ) -> Result<PublishV5Layout, EncodeError> {
@@ -235,7 +236,7 @@ impl PublishV5Layout {
             alias: extras.topic_alias.is_some(),
             subscription_ids: !extras.subscription_identifiers.is_empty(),
         };
-        let mut props_len = publish_properties_len(message, skip)?;
+        let mut props_len = message.map_or(0, |m| m.encoded_len(skip));
         props_len += extras.message_expiry_interval.map_or(0, |_| 5);
         props_len += extras.topic_alias.map_or(0, |_| 3);
         if let Some(id) = extras

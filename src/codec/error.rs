@@ -226,6 +226,9 @@ pub enum EncodeError {
     /// The packet does not exist at the protocol level it is written for.
     #[error("{0} does not exist before MQTT 5.0")]
     NotInLevel(&'static str),
+    /// A property value a receiver would refuse (a Payload Format Indicator above 1, a string with U+0000).
+    #[error("PUBLISH properties would be refused: {0}")]
+    InvalidProperty(DecodeError),
     /// CONNECT has a password but no user name.
     #[error("[MQTT-3.1.2-22] password without a user name")]
     PasswordWithoutUsername,

@@ -7,6 +7,7 @@ pub mod error;
 pub mod header;
 pub mod packet;
 pub mod properties;
+pub mod publish_properties;
 pub mod reason;
 pub mod user_properties;
 
@@ -18,6 +19,7 @@ pub use encode::{
 pub use error::{DecodeError, EncodeError};
 pub use header::{FixedHeader, PacketType, MAX_REMAINING_LENGTH};
 pub use packet::*;
+pub use publish_properties::{MaybePublishProperties, PublishProperties};
 pub use user_properties::UserProperties;
 
 use bytes::BytesMut;

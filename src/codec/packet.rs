@@ -3,6 +3,7 @@
 //! Owns the shape of every packet; validation happens in `decode`, serialisation in `encode`.
 
 pub use super::properties::{props, MaybeProperties, Properties};
+pub use super::publish_properties::{MaybePublishProperties, PublishProperties};
 pub use super::reason::ReasonCode;
 use crate::topic::{TopicFilter, TopicName};
 use bytes::Bytes;
@@ -255,7 +256,7 @@ pub struct Publish {
     /// Application payload, a slice of the read buffer (not a copy).
     pub payload: Bytes,
     /// PUBLISH properties (MQTT 5.0).
-    pub properties: MaybeProperties,
+    pub properties: MaybePublishProperties,
 }
 
 /// PUBACK, PUBREC, PUBREL or PUBCOMP: a packet identifier with an MQTT 5.0 reason code and properties.

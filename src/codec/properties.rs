@@ -213,7 +213,7 @@ pub fn boxed(properties: Properties) -> MaybeProperties {
 }
 
 /// Which scopes each property identifier may appear in (the table of section 2.2.2.2).
-fn allowed(id: u8, scope: PropertyScope) -> bool {
+pub(super) fn allowed(id: u8, scope: PropertyScope) -> bool {
     use PropertyScope::*;
     match id {
         0x01 | 0x02 | 0x03 | 0x08 | 0x09 => matches!(scope, Publish | Will),
@@ -240,7 +240,7 @@ pub fn read_varint(buf: &mut Bytes, packet: &'static str) -> Result<u32, DecodeE
 }
 
 /// The Variable Byte Integer at the start of `bytes`, and how many bytes it takes.
-fn varint_at(bytes: &[u8], packet: &'static str) -> Result<(u32, usize), DecodeError> {
+pub(super) fn varint_at(bytes: &[u8], packet: &'static str) -> Result<(u32, usize), DecodeError> {
     let mut value = 0u32;
     for i in 0..4 {
         let Some(&byte) = bytes.get(i) else {
@@ -360,7 +360,7 @@ fn once<T>(
 }
 
 /// A property whose value must be 0 or 1.
-fn boolean(value: u8, id: u8) -> Result<u8, DecodeError> {
+pub(super) fn boolean(value: u8, id: u8) -> Result<u8, DecodeError> {
     if value > 1 {
         return Err(DecodeError::InvalidPropertyValue { id });
     }
@@ -380,12 +380,21 @@ pub fn decode_properties(
     if len == 0 {
         return Ok(None);
     }
+    decode_section(buf.split_to(len), scope, packet).map(|p| Some(Box::new(p)))
+}
+
+/// The properties of one section (without the property length in front), each checked against `scope`.
+pub(super) fn decode_section(
+    section: Bytes,
+    scope: PropertyScope,
+    packet: &'static str,
+) -> Result<Properties, DecodeError> {
     let mut r = PropReader {
-        section: buf.split_to(len),
+        section,
         pos: 0,
         packet,
     };
-    let mut p = Box::<Properties>::default();
+    let mut p = Properties::default();
     let mut user = UserPropertySpans::default();
     while !r.at_end() {
         let start = r.pos;
@@ -408,10 +417,10 @@ pub fn decode_properties(
         }
     }
     p.user_properties = user.finish(r.section);
-    Ok(Some(p))
+    Ok(p)
 }
 
-fn known(id: u8) -> bool {
+pub(super) fn known(id: u8) -> bool {
     matches!(
         id,
         0x01 | 0x02 | 0x03 | 0x08 | 0x09 | 0x0B | 0x11 | 0x12 | 0x13 | 0x15..=0x19 | 0x1A | 0x1C

@@ -212,7 +212,11 @@ impl UserPropertySpans {
 
 /// Checks the UTF-8 string field at `bytes[at..]` for well-formedness and U+0000
 /// [MQTT-1.5.4-1] [MQTT-1.5.4-2]; returns where it ends.
-fn checked_string(bytes: &[u8], at: usize, packet: &'static str) -> Result<usize, DecodeError> {
+pub(super) fn checked_string(
+    bytes: &[u8],
+    at: usize,
+    packet: &'static str,
+) -> Result<usize, DecodeError> {
     let truncated = DecodeError::Truncated { packet };
     let len = match bytes.get(at..at + 2) {
         Some(&[hi, lo]) => usize::from(u16::from_be_bytes([hi, lo])),

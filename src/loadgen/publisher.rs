@@ -372,7 +372,8 @@ mod tests {
         for packet in peer.drain_for(Duration::from_millis(200)).await {
             match packet {
                 Packet::Publish(p) => {
-                    assert_eq!(props(&p.properties).user_properties.len(), 2);
+                    let properties = p.properties.as_deref().unwrap().to_properties();
+                    assert_eq!(properties.user_properties.len(), 2);
                     ids.extend(p.packet_id);
                 }
                 other => panic!("expected PUBLISH, got {other:?}"),

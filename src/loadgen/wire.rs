@@ -95,9 +95,11 @@ impl PublishTemplate {
         let payload = filler(payload_len);
         let mut dst = BytesMut::new();
         let encoded = if level.is_v5() {
+            let properties = codec::PublishProperties::from_properties(properties)
+                .map_err(|e| WireError::Encode(e.to_string()))?;
             codec::encode_publish_v5(
                 head,
-                properties,
+                Some(&properties),
                 &PublishExtras::default(),
                 &payload,
                 &mut dst,
@@ -179,7 +181,7 @@ impl Patch {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::codec::{props, Publish};
+    use crate::codec::Publish;
     use crate::loadgen::payload::Stamp;
 
     /// Appends the template behind three bytes of other data, patches it and decodes it back at `level`.
@@ -258,10 +260,11 @@ mod tests {
             assert_eq!(p.payload.len(), 64);
             let s = Stamp::read(&p.payload).unwrap();
             assert_eq!((s.publisher, s.seq, s.sent_ns), (3, 42, 99));
-            let users: Vec<(&str, &str)> = props(&p.properties).user_properties.iter().collect();
+            let properties = p.properties.as_deref().unwrap().to_properties();
+            let users: Vec<(&str, &str)> = properties.user_properties.iter().collect();
             assert_eq!(users, [("k0", "v0"), ("k1", "v1")]);
             assert_eq!(
-                *props(&p.properties),
+                properties,
                 user_properties(2),
                 "nothing but the user properties"
             );
@@ -285,7 +288,7 @@ mod tests {
                 topic: "a/b",
                 packet_id: PacketId::new(7),
             },
-            &properties,
+            Some(&codec::PublishProperties::from_properties(&properties).unwrap()),
             &PublishExtras::default(),
             &filler(16),
             &mut expected,
@@ -308,7 +311,8 @@ mod tests {
         assert!(t.len() > 128 + 100);
         let p = patched_at(&t, ProtocolLevel::V5);
         assert_eq!(p.packet_id, PacketId::new(0x1234));
-        assert_eq!(props(&p.properties).user_properties.len(), 200);
+        let properties = p.properties.as_deref().unwrap().to_properties();
+        assert_eq!(properties.user_properties.len(), 200);
         assert_eq!(Stamp::read(&p.payload).unwrap().publisher, 3);
     }
 

@@ -33,7 +33,7 @@ pub fn expiring(message: &Message) -> bool {
     message
         .properties
         .as_ref()
-        .is_some_and(|p| p.message_expiry_interval.is_some())
+        .is_some_and(|p| p.message_expiry_interval().is_some())
 }
 
 /// What only some deliveries carry.

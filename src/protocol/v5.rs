@@ -2,7 +2,7 @@
 //! send, what CONNACK tells the client, topic aliases in both directions, message expiry and the payload
 //! format check. Pure values and functions; the connection core decides when to apply them.
 
-use crate::codec::{ClientId, Properties, ReasonCode};
+use crate::codec::{ClientId, Properties, PublishProperties, ReasonCode};
 use crate::topic::TopicName;
 use bytestring::ByteString;
 use std::collections::HashMap;
@@ -140,7 +140,6 @@ impl InboundAliases {
 /// alias each, up to the client's maximum; the mapping is never changed within a connection.
 #[derive(Debug, Default)]
 pub struct OutboundAliases {
-    maximum: u16,
     /// Allocated by the first alias; boxed so that an unused map costs 8 bytes rather than 48.
     #[allow(clippy::box_collection)]
     assigned: Option<Box<HashMap<TopicName, u16>>>,
@@ -158,17 +157,10 @@ pub enum AliasUse {
 }
 
 impl OutboundAliases {
-    /// Aliases up to `maximum` (the client's Topic Alias Maximum).
-    pub fn new(maximum: u16) -> Self {
-        OutboundAliases {
-            maximum,
-            assigned: None,
-        }
-    }
-
-    /// How to name `topic` in the next PUBLISH [MQTT-3.3.2-9] [MQTT-3.3.2-10].
-    pub fn use_for(&mut self, topic: &TopicName) -> AliasUse {
-        if self.maximum == 0 {
+    /// How to name `topic` in the next PUBLISH, with aliases up to `maximum` (the client's Topic Alias
+    /// Maximum, the same for the whole connection) [MQTT-3.3.2-9] [MQTT-3.3.2-10].
+    pub fn use_for(&mut self, topic: &TopicName, maximum: u16) -> AliasUse {
+        if maximum == 0 {
             return AliasUse::Topic;
         }
         let assigned = self.assigned.get_or_insert_with(Box::default);
@@ -177,7 +169,7 @@ impl OutboundAliases {
         }
         let next = assigned.len() + 1;
         match u16::try_from(next) {
-            Ok(alias) if alias <= self.maximum => {
+            Ok(alias) if alias <= maximum => {
                 assigned.insert(topic.detached(), alias);
                 AliasUse::Define(alias)
             }
@@ -191,11 +183,11 @@ impl OutboundAliases {
 /// message carries [MQTT-3.3.2-6].
 #[allow(clippy::result_unit_err)]
 pub fn remaining_expiry(
-    props: Option<&Properties>,
+    props: Option<&PublishProperties>,
     arrived_at_ms: u64,
     now_ms: u64,
 ) -> Result<Option<u32>, ()> {
-    let Some(interval) = props.and_then(|p| p.message_expiry_interval) else {
+    let Some(interval) = props.and_then(|p| p.message_expiry_interval()) else {
         return Ok(None);
     };
     let expires_at_ms = arrived_at_ms.saturating_add(u64::from(interval) * 1000);
@@ -210,99 +202,14 @@ pub fn remaining_expiry(
 }
 
 /// Whether a payload marked as UTF-8 (Payload Format Indicator 1) is valid UTF-8 (section 3.3.2.3.2).
-pub fn payload_format_valid(props: Option<&Properties>, payload: &[u8]) -> bool {
-    props.and_then(|p| p.payload_format_indicator) != Some(1)
+pub fn payload_format_valid(props: Option<&PublishProperties>, payload: &[u8]) -> bool {
+    props.and_then(|p| p.payload_format_indicator()) != Some(1)
         || std::str::from_utf8(payload).is_ok()
-}
-
-/// The properties a message keeps once accepted: what travels to subscribers (section 3.3.2.3). The Topic
-/// Alias belongs to the publisher's connection, Subscription Identifiers are the server's to add, and anything
-/// that is not a message property (a will's delay, a property an application set by mistake) has no place in
-/// a PUBLISH: all of these are left out.
-pub fn message_properties(mut props: Box<Properties>) -> Option<Box<Properties>> {
-    if !only_message_properties(&props) {
-        // Only what is named here is kept. The box is reused: one allocation per message with properties,
-        // the decoder's.
-        let p = std::mem::take(&mut *props);
-        *props = Properties {
-            payload_format_indicator: p.payload_format_indicator,
-            message_expiry_interval: p.message_expiry_interval,
-            content_type: p.content_type,
-            response_topic: p.response_topic,
-            correlation_data: p.correlation_data,
-            user_properties: p.user_properties,
-            ..Properties::default()
-        };
-    }
-    let p = &*props;
-    let any = p.payload_format_indicator.is_some()
-        || p.message_expiry_interval.is_some()
-        || p.content_type.is_some()
-        || p.response_topic.is_some()
-        || p.correlation_data.is_some()
-        || !p.user_properties.is_empty();
-    any.then_some(props)
-}
-
-/// Whether `p` holds message properties only (the usual PUBLISH), so that it can be kept as it is. Every field
-/// is named, so that a property added to `Properties` later has to be placed on one side or the other.
-fn only_message_properties(p: &Properties) -> bool {
-    let Properties {
-        payload_format_indicator: _,
-        message_expiry_interval: _,
-        content_type: _,
-        response_topic: _,
-        correlation_data: _,
-        user_properties: _,
-        subscription_identifiers,
-        session_expiry_interval,
-        assigned_client_identifier,
-        server_keep_alive,
-        authentication_method,
-        authentication_data,
-        request_problem_information,
-        will_delay_interval,
-        request_response_information,
-        response_information,
-        server_reference,
-        reason_string,
-        receive_maximum,
-        topic_alias_maximum,
-        topic_alias,
-        maximum_qos,
-        retain_available,
-        maximum_packet_size,
-        wildcard_subscription_available,
-        subscription_identifier_available,
-        shared_subscription_available,
-    } = p;
-    subscription_identifiers.is_empty()
-        && session_expiry_interval.is_none()
-        && assigned_client_identifier.is_none()
-        && server_keep_alive.is_none()
-        && authentication_method.is_none()
-        && authentication_data.is_none()
-        && request_problem_information.is_none()
-        && will_delay_interval.is_none()
-        && request_response_information.is_none()
-        && response_information.is_none()
-        && server_reference.is_none()
-        && reason_string.is_none()
-        && receive_maximum.is_none()
-        && topic_alias_maximum.is_none()
-        && topic_alias.is_none()
-        && maximum_qos.is_none()
-        && retain_available.is_none()
-        && maximum_packet_size.is_none()
-        && wildcard_subscription_available.is_none()
-        && subscription_identifier_available.is_none()
-        && shared_subscription_available.is_none()
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::codec::UserProperties;
 
     fn topic(s: &str) -> TopicName {
         TopicName::new(s.to_owned()).unwrap()
@@ -341,23 +248,24 @@ mod tests {
 
     #[test]
     fn outbound_aliases_are_assigned_up_to_the_clients_maximum() {
-        let mut aliases = OutboundAliases::new(2);
-        assert_eq!(aliases.use_for(&topic("x")), AliasUse::Define(1));
-        assert_eq!(aliases.use_for(&topic("x")), AliasUse::Reuse(1));
-        assert_eq!(aliases.use_for(&topic("y")), AliasUse::Define(2));
-        assert_eq!(aliases.use_for(&topic("z")), AliasUse::Topic);
+        let mut aliases = OutboundAliases::default();
+        assert_eq!(aliases.use_for(&topic("x"), 2), AliasUse::Define(1));
+        assert_eq!(aliases.use_for(&topic("x"), 2), AliasUse::Reuse(1));
+        assert_eq!(aliases.use_for(&topic("y"), 2), AliasUse::Define(2));
+        assert_eq!(aliases.use_for(&topic("z"), 2), AliasUse::Topic);
         assert_eq!(
-            OutboundAliases::new(0).use_for(&topic("x")),
+            OutboundAliases::default().use_for(&topic("x"), 0),
             AliasUse::Topic
         );
     }
 
     #[test]
     fn expiry_counts_down_from_arrival_and_expires() {
-        let props = Properties {
+        let props = PublishProperties::from_properties(&Properties {
             message_expiry_interval: Some(10),
             ..Properties::default()
-        };
+        })
+        .unwrap();
         assert_eq!(remaining_expiry(Some(&props), 1_000, 1_000), Ok(Some(10)));
         assert_eq!(remaining_expiry(Some(&props), 1_000, 4_500), Ok(Some(7)));
         assert_eq!(remaining_expiry(Some(&props), 1_000, 11_000), Err(()));
@@ -375,56 +283,13 @@ mod tests {
 
     #[test]
     fn a_payload_marked_utf8_must_be_utf8() {
-        let marked = Properties {
+        let marked = PublishProperties::from_properties(&Properties {
             payload_format_indicator: Some(1),
             ..Properties::default()
-        };
+        })
+        .unwrap();
         assert!(payload_format_valid(Some(&marked), "héllo".as_bytes()));
         assert!(!payload_format_valid(Some(&marked), &[0xff, 0xfe]));
         assert!(payload_format_valid(None, &[0xff]));
-    }
-
-    #[test]
-    fn a_will_is_published_without_its_delay() {
-        let will = Box::new(Properties {
-            will_delay_interval: Some(30),
-            user_properties: UserProperties::from_pairs([("k", "v")]).unwrap(),
-            ..Properties::default()
-        });
-        let published = message_properties(will).unwrap();
-        assert_eq!(published.will_delay_interval, None);
-        assert_eq!(published.user_properties.len(), 1);
-    }
-
-    #[test]
-    fn accepted_messages_lose_alias_and_subscription_identifiers() {
-        let props = Box::new(Properties {
-            topic_alias: Some(4),
-            ..Properties::default()
-        });
-        assert_eq!(message_properties(props), None);
-        let kept = Box::new(Properties {
-            topic_alias: Some(4),
-            content_type: Some("text/plain".into()),
-            ..Properties::default()
-        });
-        let kept = message_properties(kept).unwrap();
-        assert_eq!(kept.topic_alias, None);
-        assert_eq!(kept.content_type.as_deref(), Some("text/plain"));
-    }
-
-    #[test]
-    fn message_properties_alone_are_kept_as_they_are() {
-        let message = Properties {
-            payload_format_indicator: Some(1),
-            message_expiry_interval: Some(9),
-            content_type: Some("text/plain".into()),
-            response_topic: Some("r".into()),
-            correlation_data: Some(bytes::Bytes::from_static(b"c")),
-            user_properties: UserProperties::from_pairs([("a", "1"), ("a", "2")]).unwrap(),
-            ..Properties::default()
-        };
-        let kept = message_properties(Box::new(message.clone())).unwrap();
-        assert_eq!(*kept, message);
     }
 }

@@ -2,7 +2,7 @@
 //! Owns the byte layout of every value; knows nothing of transactions, batching or policies.
 
 use super::StoreError;
-use crate::codec::{PacketId, Properties, ProtocolLevel, QoS, UserProperties};
+use crate::codec::{PacketId, Properties, ProtocolLevel, PublishProperties, QoS, UserProperties};
 use crate::message::{Grant, Message};
 use crate::topic::TopicName;
 use bytes::Bytes;
@@ -182,7 +182,10 @@ pub(crate) fn encode_message(
             payload: &message.payload,
             arrived_at_ms: message.arrived_at_ms,
             refs,
-            properties: message.properties.as_deref().map(PropertiesRecord::of),
+            properties: message
+                .properties
+                .as_deref()
+                .map(|p| PropertiesRecord::of(&p.to_properties())),
         },
     )
 }
@@ -194,14 +197,16 @@ pub(crate) fn decode_message(
     bytes: &[u8],
 ) -> Result<(Message, u32), StoreError> {
     let mut record: MessageRecord<'_> = decode(table, key.clone(), bytes)?;
-    let properties = record
-        .properties
-        .take()
-        .map(|p| Box::new(p.into_properties()));
     let corrupt = |reason: String| StoreError::Decode {
         table,
         key: key.clone()(),
         reason,
+    };
+    let properties = match record.properties.take() {
+        Some(p) => PublishProperties::from_properties(&p.into_properties())
+            .map_err(|e| corrupt(e.to_string()))?
+            .boxed(),
+        None => None,
     };
     let topic = TopicName::new(record.topic).map_err(|e| corrupt(e.to_string()))?;
     let qos = QoS::from_u8(record.qos).ok_or_else(|| corrupt(format!("QoS {}", record.qos)))?;

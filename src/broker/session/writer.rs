@@ -1,10 +1,11 @@
 //! The outgoing bytes of a network connection: packets are encoded into a buffer, and bytes that announce
 //! stored state (a PUBLISH under a recorded packet id, a PUBREL) are sealed behind a gate that opens once that
 //! state is committed; every later byte waits behind it, so a client never sees what a crash could take back.
-//! Owns the bytes and their gates, not the socket; an idle connection keeps no buffer at all.
+//! Owns the bytes and their gates, not the socket. Once everything is written, a buffer that is full (the one
+//! CONNACK was encoded into, for an idle connection) or large is released.
 
 use crate::codec::encode::{encode_packet_at, encode_publish_parts, encode_publish_v5};
-use crate::codec::{props, ProtocolLevel, PublishExtras, PublishHead};
+use crate::codec::{ProtocolLevel, PublishExtras, PublishHead};
 use crate::protocol::v5::AliasUse;
 use crate::protocol::{Emit, OutboundPublish, Ticket};
 use bytes::{Buf, Bytes, BytesMut};
@@ -57,7 +58,7 @@ fn encode_v5(p: &OutboundPublish, buf: &mut BytesMut) -> Result<(), crate::codec
     };
     encode_publish_v5(
         head,
-        props(&p.message.properties),
+        p.message.properties.as_deref(),
         &added,
         &p.message.payload,
         buf,
@@ -122,8 +123,11 @@ impl Outgoing {
         }
         self.settle();
         let idle = self.gated.is_none() && self.buf.is_empty();
-        if idle && self.buf.capacity() > KEEP_WHEN_IDLE_BYTES {
-            // A burst is over: an idle connection does not keep its high-water mark.
+        let room = self.buf.capacity();
+        if idle && (room == 0 || room > KEEP_WHEN_IDLE_BYTES) {
+            // A burst is over: an idle connection does not keep its high-water mark. A buffer written to its
+            // last byte is released too: the next packet needs room anyway, and a connection that stays
+            // quiet after CONNACK then holds no buffer.
             self.buf = BytesMut::new();
         }
     }
@@ -257,6 +261,28 @@ mod tests {
         out.write(&big, ProtocolLevel::V311);
         let n = out.ready().len();
         out.advance(n);
-        assert_eq!(out.buf.capacity(), 0);
+        // A kept buffer would take the next packet in its 20,000 bytes of room.
+        out.write(&puback(1), ProtocolLevel::V311);
+        assert!(out.buf.capacity() < 64, "{}", out.buf.capacity());
+    }
+
+    #[test]
+    fn a_connection_quiet_after_connack_holds_no_buffer() {
+        let mut out = Outgoing::default();
+        let connack = Emit::Control(Packet::ConnAck(crate::codec::ConnAck {
+            session_present: false,
+            code: crate::codec::ReasonCode::SUCCESS,
+            properties: crate::codec::properties::boxed(crate::codec::Properties {
+                reason_string: Some("x".repeat(40).into()),
+                ..Default::default()
+            }),
+        }));
+        out.write(&connack, ProtocolLevel::V5);
+        let n = out.ready().len();
+        assert!(n > 40);
+        out.advance(n);
+        // Released: the next packet gets a buffer of its own size, not the CONNACK's.
+        out.write(&puback(1), ProtocolLevel::V5);
+        assert!(out.buf.capacity() < 16, "{}", out.buf.capacity());
     }
 }

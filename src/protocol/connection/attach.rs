@@ -413,17 +413,15 @@ impl Connection {
             awaiting: None,
             held: false,
             router_busy: false,
-            retained_after: Vec::new(),
-            hooked_unacked: BTreeMap::new(),
+            retained_after: None,
+            hooked_unacked: None,
             dropped: 0,
-            v5: joining.v5.as_ref().map(|v5| {
-                Box::new(V5Session {
-                    outbound_aliases: OutboundAliases::new(v5.limits.topic_alias_maximum),
-                    limits: v5.limits.clone(),
-                    inbound_aliases: InboundAliases::default(),
-                    session_expiry: v5.session_expiry,
-                    auth: v5.auth.clone(),
-                })
+            v5: joining.v5.as_ref().map(|v5| V5Session {
+                outbound_aliases: OutboundAliases::default(),
+                limits: v5.limits.clone(),
+                inbound_aliases: InboundAliases::default(),
+                session_expiry: v5.session_expiry,
+                auth: v5.auth.clone(),
             }),
         }));
         out.emits.push(Emit::Control(Packet::ConnAck(ConnAck {

@@ -110,9 +110,13 @@ impl Connection {
                     retain: will.retain,
                     arrived_at_ms: now.wall_ms,
                     // The Will Delay Interval belongs to the will, not to the PUBLISH (section 3.1.3.2).
-                    properties: will
-                        .properties
-                        .and_then(crate::protocol::v5::message_properties),
+                    // Will properties were checked when CONNECT was decoded, so they always make PUBLISH
+                    // properties.
+                    properties: will.properties.as_deref().and_then(|p| {
+                        crate::codec::PublishProperties::message_of(p)
+                            .ok()
+                            .flatten()
+                    }),
                 });
                 out.requests.push(Request::PublishWill {
                     message,

@@ -3,7 +3,7 @@
 //! and the client's acknowledgements that free the inflight window.
 
 use super::*;
-use crate::codec::{props, publish_v5_size, PublishExtras, PublishHead};
+use crate::codec::{publish_v5_size, PublishExtras, PublishHead};
 use crate::protocol::feed::LiveVerdict;
 use crate::protocol::io::{CloseReason, Emit, Notification, Request};
 use crate::protocol::outbound::{Acked, DeliveryExtras, PublishV5, Sendable};
@@ -179,9 +179,15 @@ fn acked(
     if let Some(seq) = seq {
         out.store.push(op(attached.client_id.clone(), seq));
     }
-    if let Some(publish) = attached.hooked_unacked.remove(&id) {
+    let Some(unacked) = attached.hooked_unacked.as_mut() else {
+        return;
+    };
+    if let Some(publish) = unacked.remove(&id) {
         out.requests
             .push(Request::Notify(Notification::Acked(publish)));
+    }
+    if unacked.is_empty() {
+        attached.hooked_unacked = None;
     }
 }
 
@@ -361,7 +367,7 @@ fn publish_size(delivery: &Delivery, limit: SizeLimit) -> usize {
     // Unencodable (a field too long) counts as too large.
     publish_v5_size(
         &head,
-        props(&message.properties),
+        message.properties.as_deref(),
         &extras,
         message.payload.len(),
     )
@@ -371,9 +377,9 @@ fn publish_size(delivery: &Delivery, limit: SizeLimit) -> usize {
 /// Writes PUBLISHes for one session: what the store and the hooks learn about each.
 struct PublishWriter<'a> {
     client_id: &'a ClientId,
-    hooked_unacked: &'a mut BTreeMap<PacketId, OutboundPublish>,
+    hooked_unacked: &'a mut super::HookedUnacked,
     hooks: bool,
-    v5: &'a mut Option<Box<V5Session>>,
+    v5: &'a mut Option<V5Session>,
     now_ms: u64,
 }
 
@@ -407,12 +413,14 @@ impl<'a> PublishWriter<'a> {
 
     /// Writes a PUBLISH and tells the hooks.
     fn emit(&mut self, mut publish: OutboundPublish, out: &mut Outputs) {
-        if let Some(v5) = self.v5.as_deref_mut() {
+        if let Some(v5) = self.v5.as_mut() {
             publish.v5 = publish_v5(v5, &mut publish, self.now_ms);
         }
         if self.hooks {
             if let Some(id) = publish.packet_id {
-                self.hooked_unacked.insert(id, publish.clone());
+                self.hooked_unacked
+                    .get_or_insert_with(Box::default)
+                    .insert(id, publish.clone());
             }
             out.requests
                 .push(Request::Notify(Notification::Delivered(publish.clone())));
@@ -433,7 +441,8 @@ fn publish_v5(
         remaining_expiry(message.properties.as_deref(), message.arrived_at_ms, now_ms)
             .ok()
             .flatten();
-    let alias = match v5.outbound_aliases.use_for(&message.topic) {
+    let maximum = v5.limits.topic_alias_maximum;
+    let alias = match v5.outbound_aliases.use_for(&message.topic, maximum) {
         AliasUse::Topic => None,
         other => Some(other),
     };

@@ -10,7 +10,7 @@ use crate::codec::{
 use crate::message::Grant;
 use crate::protocol::io::{CloseReason, Emit, Request, Screening};
 use crate::protocol::share::{self, is_shared};
-use crate::protocol::v5::{message_properties, payload_format_valid};
+use crate::protocol::v5::payload_format_valid;
 use crate::store::StoreError;
 
 impl Connection {
@@ -76,7 +76,7 @@ impl Connection {
         let Stage::Connected(attached) = &mut self.stage else {
             return;
         };
-        if let Some(v5) = attached.v5.as_deref_mut() {
+        if let Some(v5) = attached.v5.as_mut() {
             // Exchanges still open: QoS 2 ones awaiting PUBREL, and those whose PUBACK or PUBCOMP waits to leave.
             let open = attached.incoming_qos2.len() + attached.acks.unanswered_exchanges();
             if let Err((reason, rule)) =
@@ -95,7 +95,9 @@ impl Connection {
             qos: publish.qos,
             retain: publish.retain,
             arrived_at_ms: now.wall_ms,
-            properties: publish.properties.and_then(message_properties),
+            properties: publish
+                .properties
+                .and_then(crate::codec::PublishProperties::into_message),
         });
         // The packet ids travel with the batch when the hooks may deny (0x87) or the router report no match
         // (0x10): both answers exist in MQTT 5.0 only, but the hooks need them in order either way.
@@ -353,7 +355,10 @@ impl Connection {
         );
         if !retained.is_empty() {
             // [MQTT-3.3.1-6], [MQTT-3.8.4-3]: retained messages follow the SUBACK, also for a replaced subscription.
-            attached.retained_after.push((ticket, retained));
+            attached
+                .retained_after
+                .get_or_insert_with(Box::default)
+                .push((ticket, retained));
         }
         out.requests.push(Request::Subscribe {
             filters: granted,
@@ -371,6 +376,7 @@ impl Connection {
         if let Some((_, retained)) = attached
             .retained_after
             .iter_mut()
+            .flat_map(|all| all.iter_mut())
             .find(|(t, _)| *t == ticket)
         {
             retained.retain(|r| !(r.only_if_new && existed.get(r.index).copied().unwrap_or(false)));
@@ -409,7 +415,7 @@ impl Connection {
 
     fn on_disconnect(&mut self, disconnect: ReasonOnly, now: Now, out: &mut Outputs) {
         if let Stage::Connected(attached) = &mut self.stage {
-            if let Some(v5) = attached.v5.as_deref_mut() {
+            if let Some(v5) = attached.v5.as_mut() {
                 let asked = props(&disconnect.properties).session_expiry_interval;
                 match asked {
                     // [MQTT-3.14.2-2]: a session that ends with its connection cannot be given an expiry now.
@@ -473,21 +479,20 @@ impl Connection {
         }
         attached.acks.complete(ticket);
         release_answers(attached, out);
-        if let Some(i) = attached
-            .retained_after
-            .iter()
-            .position(|(t, _)| *t == ticket)
-        {
-            let (_, filters) = attached.retained_after.remove(i);
+        let Some(waiting) = attached.retained_after.as_mut() else {
+            return;
+        };
+        if let Some(i) = waiting.iter().position(|(t, _)| *t == ticket) {
+            let (_, filters) = waiting.remove(i);
+            if waiting.is_empty() {
+                attached.retained_after = None;
+            }
             let filters: Vec<_> = filters
                 .into_iter()
                 .map(|r| (r.filter, r.qos, r.id))
                 .collect();
             if !filters.is_empty() {
                 out.requests.push(Request::SendRetained(filters));
-            }
-            if attached.retained_after.is_empty() {
-                attached.retained_after = Vec::new();
             }
         }
     }
@@ -553,8 +558,10 @@ impl V5Session {
         incoming_qos2: &BTreeSet<PacketId>,
         open_exchanges: usize,
     ) -> Result<(), (ReasonCode, &'static str)> {
-        let p = props(&publish.properties);
-        if !p.subscription_identifiers.is_empty() {
+        let (alias, ids) = publish.properties.as_deref().map_or((None, false), |p| {
+            (p.topic_alias(), p.has_subscription_identifiers())
+        });
+        if ids {
             return Err((
                 ReasonCode::PROTOCOL_ERROR,
                 "[MQTT-3.3.4-6] PUBLISH from a client carries a Subscription Identifier",
@@ -563,7 +570,7 @@ impl V5Session {
         let topic = std::mem::replace(&mut publish.topic, crate::topic::TopicName::aliased());
         publish.topic = self
             .inbound_aliases
-            .resolve(topic, p.topic_alias, limits.topic_alias_maximum)
+            .resolve(topic, alias, limits.topic_alias_maximum)
             .map_err(|reason| (reason, "[MQTT-3.3.2-7] topic alias invalid or unknown"))?;
         if publish.topic.is_aliased() {
             return Err((

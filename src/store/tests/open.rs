@@ -309,7 +309,9 @@ fn mqtt5_properties_grants_expiry_and_delayed_wills_survive_a_reopen() {
         ..Properties::default()
     };
     let mut message = (*msg("v5/t", b"p", QoS::AtLeastOnce)).clone();
-    message.properties = Some(Box::new(properties.clone()));
+    message.properties = crate::codec::PublishProperties::from_properties(&properties)
+        .unwrap()
+        .boxed();
     let message = Arc::new(message);
     let mut retained = (*message).clone();
     retained.retain = true;
@@ -352,21 +354,30 @@ fn mqtt5_properties_grants_expiry_and_delayed_wills_survive_a_reopen() {
     assert_eq!(session.session_expiry, Some(90));
     let (due, will) = session.will.clone().expect("the delayed will");
     assert_eq!(
-        (due, will.properties.as_deref()),
-        (123_456, Some(&properties))
+        (due, will.properties.as_deref().map(|p| p.to_properties())),
+        (123_456, Some(properties.clone()))
     );
     assert_eq!(
         session.subscriptions,
         vec![(TopicFilter::new("v5/#").unwrap(), grant)]
     );
     assert_eq!(
-        recovered.retained[0].properties.as_deref(),
-        Some(&properties)
+        recovered.retained[0]
+            .properties
+            .as_deref()
+            .map(|p| p.to_properties()),
+        Some(properties.clone())
     );
     let queued = queue(&h, "c5");
     assert_eq!(
-        queued[0].message.as_ref().unwrap().properties.as_deref(),
-        Some(&properties)
+        queued[0]
+            .message
+            .as_ref()
+            .unwrap()
+            .properties
+            .as_deref()
+            .map(|p| p.to_properties()),
+        Some(properties.clone())
     );
     assert_eq!(
         (queued[0].retain, queued[0].subscription_ids.clone()),
