@@ -1,10 +1,11 @@
 //! The `harbormq` binary: parses the command line and reports failure with a non-zero exit code.
 
-/// The broker allocates and frees a message body, its properties and its outgoing batches per message, from
-/// one thread per core; mimalloc serves those from per-thread free lists whatever their size, where the
-/// system allocator falls back to its locked bins above its small-size caches.
+/// Chosen by measurement (`harbormq bench`, `benches/compare.sh`): MQTT 5.0 fan-in allocates a small box of
+/// properties per message, in batches, which the system allocator's small per-thread caches serve slowly;
+/// mimalloc served them fast but made the store's commits 15% slower; jemalloc does both well.
+#[cfg(feature = "jemalloc")]
 #[global_allocator]
-static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+static ALLOCATOR: tikv_jemallocator::Jemalloc = tikv_jemallocator::Jemalloc;
 
 fn main() -> std::process::ExitCode {
     harbormq::cli::main()
