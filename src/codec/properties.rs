@@ -598,21 +598,7 @@ fn write_all_properties(p: &Properties, dst: &mut BytesMut) {
             dst.put_u32(v);
         }
     };
-    put_u8(dst, 0x01, p.payload_format_indicator);
-    put_u32(dst, 0x02, p.message_expiry_interval);
-    if let Some(s) = &p.content_type {
-        put_str(dst, 0x03, s.as_bytes());
-    }
-    if let Some(s) = &p.response_topic {
-        put_str(dst, 0x08, s.as_bytes());
-    }
-    if let Some(b) = &p.correlation_data {
-        put_str(dst, 0x09, b);
-    }
-    for id in &p.subscription_identifiers {
-        dst.put_u8(0x0B);
-        write_varint(*id, dst);
-    }
+    write_message_part(p, Replaced::default(), dst);
     put_u32(dst, 0x11, p.session_expiry_interval);
     if let Some(s) = &p.assigned_client_identifier {
         put_str(dst, 0x12, s.as_bytes());
@@ -692,8 +678,9 @@ pub fn publish_properties_len(p: &Properties, skip: Replaced) -> Result<usize, E
     Ok(n + p.user_properties.wire().len())
 }
 
-/// Writes the properties `publish_properties_len` counted, in the order of their identifiers.
-pub fn write_publish_properties(p: &Properties, skip: Replaced, dst: &mut BytesMut) {
+/// Writes the properties from 0x01 to 0x0B (a message's own and the Subscription Identifiers), without those
+/// `skip` names: the head of both writers above and below.
+fn write_message_part(p: &Properties, skip: Replaced, dst: &mut BytesMut) {
     if let Some(v) = p.payload_format_indicator {
         dst.put_u8(0x01);
         dst.put_u8(v);
@@ -717,6 +704,11 @@ pub fn write_publish_properties(p: &Properties, skip: Replaced, dst: &mut BytesM
             write_varint(*id, dst);
         }
     }
+}
+
+/// Writes the properties `publish_properties_len` counted, in the order of their identifiers.
+pub fn write_publish_properties(p: &Properties, skip: Replaced, dst: &mut BytesMut) {
+    write_message_part(p, skip, dst);
     if let (Some(v), false) = (p.topic_alias, skip.alias) {
         dst.put_u8(0x23);
         dst.put_u16(v);
