@@ -1,5 +1,5 @@
-//! The `harbormq` command line: `serve` (the default), `config default`, `bench` and the admin commands
-//! `sessions`, `retained` and `stats`.
+//! The `harbormq` command line: `serve` (the default), `config default`, `bench`, `passwd` and the admin
+//! commands `sessions`, `retained` and `stats`.
 //! Parses flags, overlays them on the config file, sets up logging and runs the chosen command.
 
 use crate::config::Config;
@@ -51,6 +51,8 @@ enum Command {
         #[command(subcommand)]
         command: crate::admin::cli::RetainedCommand,
     },
+    /// Add, update or delete a user of a password file (Mosquitto 2.x format, `$7$` PBKDF2-SHA512 lines).
+    Passwd(crate::auth::passwd::PasswdArgs),
     /// Broker-wide figures: clients, sessions, subscriptions, messages, queues, database size.
     Stats {
         #[command(flatten)]
@@ -148,6 +150,13 @@ pub struct ServeArgs {
     /// Highest MQTT 5.0 Session Expiry Interval granted (key `max_session_expiry_secs`; default 4294967295).
     #[arg(long, value_name = "SECS")]
     max_session_expiry_secs: Option<u32>,
+    /// Password file in Mosquitto's format (key `password_file`; default none).
+    #[arg(long, value_name = "FILE")]
+    password_file: Option<PathBuf>,
+    /// Let clients without a user name connect (key `allow_anonymous`; default true only without a password
+    /// file).
+    #[arg(long, value_name = "BOOL")]
+    allow_anonymous: Option<bool>,
 }
 
 impl ServeArgs {
@@ -187,8 +196,12 @@ impl ServeArgs {
             topic_alias_maximum,
             receive_maximum,
             shared_subscriptions,
-            max_session_expiry_secs
+            max_session_expiry_secs,
+            password_file
         );
+        if self.allow_anonymous.is_some() {
+            config.allow_anonymous = self.allow_anonymous;
+        }
         config.validate()?;
         Ok(config)
     }
@@ -211,6 +224,7 @@ pub fn main() -> ExitCode {
         Some(Command::Sessions { admin, command }) => crate::admin::cli::sessions(&admin, command),
         Some(Command::Retained { admin, command }) => crate::admin::cli::retained(&admin, command),
         Some(Command::Stats { admin, json }) => crate::admin::cli::stats(&admin, json),
+        Some(Command::Passwd(args)) => crate::auth::passwd::run(&args),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

@@ -92,6 +92,12 @@ pub struct Config {
     pub shared_subscriptions: bool,
     /// Highest Session Expiry Interval granted to an MQTT 5.0 client, in seconds (4294967295: no limit).
     pub max_session_expiry_secs: u32,
+    /// Password file in Mosquitto's format (`harbormq passwd` or `mosquitto_passwd` writes it); clients that
+    /// give a user name must give its password. Empty: no password file.
+    pub password_file: PathBuf,
+    /// Whether clients without a user name may connect; unset means yes while no password file is configured.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub allow_anonymous: Option<bool>,
 }
 
 impl Default for Config {
@@ -122,6 +128,8 @@ impl Default for Config {
             receive_maximum: 1024,
             shared_subscriptions: true,
             max_session_expiry_secs: u32::MAX,
+            password_file: PathBuf::new(),
+            allow_anonymous: None,
         }
     }
 }
@@ -186,6 +194,18 @@ impl Config {
             return Err(invalid("receive_maximum", "must be at least 1"));
         }
         Ok(())
+    }
+
+    /// The password file, or `None` when there is none.
+    pub fn password_file(&self) -> Option<&Path> {
+        (!self.password_file.as_os_str().is_empty()).then_some(self.password_file.as_path())
+    }
+
+    /// Whether clients without a user name are let in: as configured, else only while there is no password
+    /// file.
+    pub fn anonymous_allowed(&self) -> bool {
+        self.allow_anonymous
+            .unwrap_or(self.password_file().is_none())
     }
 
     /// The TCP listener address, or `None` when the listener is off.

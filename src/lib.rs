@@ -16,6 +16,7 @@
 //! - [`cli`]: the `harbormq` command line.
 
 pub mod admin;
+pub mod auth;
 pub mod broker;
 pub mod cli;
 pub mod codec;

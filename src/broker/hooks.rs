@@ -165,3 +165,224 @@ pub trait Hooks: Send + Sync + 'static {
         ready(())
     }
 }
+
+/// Two sets of hooks run as one: `first` and then `then`. A CONNECT, a publish or a subscription goes ahead
+/// only when both allow it (`then` is not asked once `first` refuses); `on_message_publish` passes the message
+/// through `first`, then `then`; an enhanced authentication method is `first`'s if it speaks it, else
+/// `then`'s; notifications reach both. The broker uses it to run its password file before the
+/// application's hooks; an application can use it to combine its own.
+pub struct Chain {
+    first: std::sync::Arc<dyn Hooks>,
+    then: std::sync::Arc<dyn Hooks>,
+}
+
+impl Chain {
+    /// `first`, then `then`.
+    pub fn new(first: std::sync::Arc<dyn Hooks>, then: std::sync::Arc<dyn Hooks>) -> Chain {
+        Chain { first, then }
+    }
+}
+
+impl Hooks for Chain {
+    fn authenticate<'a>(&'a self, connect: &'a ConnectInfo) -> HookFuture<'a, AuthDecision> {
+        Box::pin(async move {
+            match self.first.authenticate(connect).await {
+                AuthDecision::Allow => self.then.authenticate(connect).await,
+                refused => refused,
+            }
+        })
+    }
+
+    fn authenticate_step<'a>(
+        &'a self,
+        connect: &'a ConnectInfo,
+        method: &'a str,
+        data: Option<&'a [u8]>,
+    ) -> HookFuture<'a, AuthStep> {
+        Box::pin(async move {
+            match self.first.authenticate_step(connect, method, data).await {
+                AuthStep::Unsupported => self.then.authenticate_step(connect, method, data).await,
+                step => step,
+            }
+        })
+    }
+
+    fn authorize_publish<'a>(
+        &'a self,
+        client: &'a ClientInfo,
+        message: &'a Message,
+    ) -> HookFuture<'a, bool> {
+        Box::pin(async move {
+            self.first.authorize_publish(client, message).await
+                && self.then.authorize_publish(client, message).await
+        })
+    }
+
+    fn authorize_subscribe<'a>(
+        &'a self,
+        client: &'a ClientInfo,
+        filter: &'a TopicFilter,
+        qos: QoS,
+    ) -> HookFuture<'a, bool> {
+        Box::pin(async move {
+            self.first.authorize_subscribe(client, filter, qos).await
+                && self.then.authorize_subscribe(client, filter, qos).await
+        })
+    }
+
+    fn on_message_publish<'a>(
+        &'a self,
+        client: &'a ClientInfo,
+        message: Message,
+    ) -> HookFuture<'a, Option<Message>> {
+        Box::pin(async move {
+            match self.first.on_message_publish(client, message).await {
+                Some(message) => self.then.on_message_publish(client, message).await,
+                None => None,
+            }
+        })
+    }
+
+    fn on_connected<'a>(
+        &'a self,
+        client: &'a ClientInfo,
+        session_present: bool,
+    ) -> HookFuture<'a, ()> {
+        Box::pin(async move {
+            self.first.on_connected(client, session_present).await;
+            self.then.on_connected(client, session_present).await;
+        })
+    }
+
+    fn on_disconnected<'a>(
+        &'a self,
+        client: &'a ClientInfo,
+        reason: DisconnectReason,
+    ) -> HookFuture<'a, ()> {
+        Box::pin(async move {
+            self.first.on_disconnected(client, reason).await;
+            self.then.on_disconnected(client, reason).await;
+        })
+    }
+
+    fn on_message_delivered<'a>(
+        &'a self,
+        client: &'a ClientInfo,
+        publish: &'a Publish,
+    ) -> HookFuture<'a, ()> {
+        Box::pin(async move {
+            self.first.on_message_delivered(client, publish).await;
+            self.then.on_message_delivered(client, publish).await;
+        })
+    }
+
+    fn on_message_acked<'a>(
+        &'a self,
+        client: &'a ClientInfo,
+        publish: &'a Publish,
+    ) -> HookFuture<'a, ()> {
+        Box::pin(async move {
+            self.first.on_message_acked(client, publish).await;
+            self.then.on_message_acked(client, publish).await;
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::codec::{ClientId, ProtocolLevel};
+    use std::sync::atomic::{AtomicUsize, Ordering};
+    use std::sync::Arc;
+
+    /// Hooks with fixed answers that count how often they are asked.
+    struct Fixed {
+        auth: AuthDecision,
+        subscribe: bool,
+        asked: AtomicUsize,
+    }
+
+    impl Fixed {
+        fn new(auth: AuthDecision, subscribe: bool) -> Arc<Fixed> {
+            Arc::new(Fixed {
+                auth,
+                subscribe,
+                asked: AtomicUsize::new(0),
+            })
+        }
+    }
+
+    impl Hooks for Fixed {
+        fn authenticate<'a>(&'a self, _: &'a ConnectInfo) -> HookFuture<'a, AuthDecision> {
+            self.asked.fetch_add(1, Ordering::SeqCst);
+            ready(self.auth)
+        }
+
+        fn authorize_subscribe<'a>(
+            &'a self,
+            _: &'a ClientInfo,
+            _: &'a TopicFilter,
+            _: QoS,
+        ) -> HookFuture<'a, bool> {
+            self.asked.fetch_add(1, Ordering::SeqCst);
+            ready(self.subscribe)
+        }
+    }
+
+    fn connect() -> ConnectInfo {
+        ConnectInfo {
+            client_id: ClientId::new("c".to_owned()),
+            username: Some("alice".into()),
+            password: None,
+            peer: "127.0.0.1:1".to_owned(),
+            clean_session: true,
+            keep_alive_secs: 30,
+            level: ProtocolLevel::V311,
+            properties: None,
+        }
+    }
+
+    #[tokio::test]
+    async fn a_chain_goes_ahead_only_when_both_allow_and_stops_at_the_first_no() {
+        let refuse = AuthDecision::Refuse(ReasonCode::BAD_USERNAME_OR_PASSWORD);
+        let filter = TopicFilter::new("a/#".to_owned()).unwrap();
+        let client = connect().client();
+
+        let (first, then) = (
+            Fixed::new(refuse, false),
+            Fixed::new(AuthDecision::Allow, true),
+        );
+        let chain = Chain::new(first.clone(), then.clone());
+        assert_eq!(chain.authenticate(&connect()).await, refuse);
+        assert!(
+            !chain
+                .authorize_subscribe(&client, &filter, QoS::AtMostOnce)
+                .await
+        );
+        assert_eq!(then.asked.load(Ordering::SeqCst), 0, "not asked after a no");
+
+        let denied = AuthDecision::Deny(ConnectReturnCode::NotAuthorized);
+        let (first, then) = (
+            Fixed::new(AuthDecision::Allow, true),
+            Fixed::new(denied, false),
+        );
+        let chain = Chain::new(first.clone(), then.clone());
+        assert_eq!(chain.authenticate(&connect()).await, denied);
+        assert!(
+            !chain
+                .authorize_subscribe(&client, &filter, QoS::AtMostOnce)
+                .await
+        );
+        assert_eq!(then.asked.load(Ordering::SeqCst), 2);
+
+        let both = Chain::new(
+            Fixed::new(AuthDecision::Allow, true),
+            Fixed::new(AuthDecision::Allow, true),
+        );
+        assert_eq!(both.authenticate(&connect()).await, AuthDecision::Allow);
+        assert!(
+            both.authorize_subscribe(&client, &filter, QoS::AtMostOnce)
+                .await
+        );
+    }
+}

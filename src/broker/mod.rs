@@ -100,8 +100,16 @@ impl Broker {
     /// Opens the store, starts every actor and listener, and returns a handle; must run inside an actix System.
     pub async fn start(self) -> Result<BrokerHandle, Error> {
         let config = self.config;
-        let hooks = self.hooks;
         config.validate()?;
+        // The password file is read before anything starts: a damaged one stops start-up, naming its line.
+        let password_auth = crate::auth::PasswordAuth::from_config(&config)?;
+        let app_hooks = self.hooks.is_some();
+        let authenticate = app_hooks || password_auth.is_some();
+        let hooks: Option<Arc<dyn hooks::Hooks>> = match (password_auth, self.hooks) {
+            (Some(auth), Some(app)) => Some(Arc::new(hooks::Chain::new(Arc::new(auth), app))),
+            (Some(auth), None) => Some(Arc::new(auth)),
+            (None, app) => app,
+        };
         let store_config = StoreConfig {
             data_dir: config.data_dir.clone(),
             durability: config.durability()?,
@@ -147,7 +155,7 @@ impl Broker {
             router: router.clone(),
             retained: retained.clone(),
             store: store.clone(),
-            settings: Arc::new(session_settings(&config, hooks.is_some())?),
+            settings: Arc::new(session_settings(&config, app_hooks, authenticate)?),
             hooks,
         });
         let (stop_tx, stop_rx) = watch::channel(false);
@@ -173,6 +181,8 @@ impl Broker {
             }
             None => None,
         };
+        let listening = tcp_addr.iter().chain(ws.iter().map(|(local, _)| local));
+        warn_if_open_to_anyone(&config, listening);
         let admin = start_admin_and_sys(&config, &core, &router, &retained, &store);
         Ok(BrokerHandle {
             inner: Arc::new(Inner {
@@ -186,6 +196,19 @@ impl Broker {
                 admin,
             }),
         })
+    }
+}
+
+/// Says loudly when clients without a user name may connect on a listener other hosts can reach.
+fn warn_if_open_to_anyone<'a>(config: &Config, listening: impl Iterator<Item = &'a SocketAddr>) {
+    if !config.anonymous_allowed() {
+        return;
+    }
+    for addr in listening.filter(|a| !a.ip().is_loopback()) {
+        log::warn!(
+            "ANONYMOUS ACCESS: any client may connect without a user name on {addr}, which other hosts can \
+             reach; set `password_file` (anonymous clients are then refused) or `allow_anonymous = false`"
+        );
     }
 }
 
@@ -215,7 +238,11 @@ fn start_admin_and_sys(
     })
 }
 
-fn session_settings(config: &Config, hooks: bool) -> Result<SessionSettings, Error> {
+fn session_settings(
+    config: &Config,
+    hooks: bool,
+    authenticate: bool,
+) -> Result<SessionSettings, Error> {
     let protocol = crate::protocol::Settings {
         max_qos: QoS::from_u8(config.max_qos).unwrap_or(QoS::ExactlyOnce),
         max_inflight: config.max_inflight,
@@ -223,6 +250,7 @@ fn session_settings(config: &Config, hooks: bool) -> Result<SessionSettings, Err
         overflow: config.overflow_policy()?,
         connect_timeout: Duration::from_secs(config.connect_timeout_secs),
         hooks,
+        authenticate,
         credit: crate::protocol::SESSION_CREDIT,
         v5: crate::protocol::v5::ServerLimits {
             receive_maximum: config.receive_maximum,
@@ -237,6 +265,7 @@ fn session_settings(config: &Config, hooks: bool) -> Result<SessionSettings, Err
         max_packet_size_bytes: config.max_packet_size_bytes,
         in_process: Arc::new(crate::protocol::Settings {
             hooks: false,
+            authenticate: false,
             ..protocol.clone()
         }),
         protocol: Arc::new(protocol),

@@ -158,14 +158,14 @@ impl Connection {
         self.authenticate(joining, info, out);
     }
 
-    /// Asks the authenticate hook, when there are hooks, else registers at once.
+    /// Asks the authenticate hook, when one runs, else registers at once.
     pub(super) fn authenticate(
         &mut self,
         joining: Box<Joining>,
         info: ConnectInfo,
         out: &mut Outputs,
     ) {
-        if self.settings.hooks {
+        if self.settings.authenticate {
             out.requests.push(Request::Authenticate(info));
             self.stage = Stage::Authenticating(joining);
         } else {

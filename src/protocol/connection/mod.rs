@@ -61,6 +61,9 @@ pub struct Settings {
     /// Whether the application registered hooks: publishes and subscriptions are then screened first, and
     /// the hooks are told what happens.
     pub hooks: bool,
+    /// Whether every CONNECT is put to the authenticate hook: when there are hooks, and when a password file
+    /// is configured (which alone screens nothing else).
+    pub authenticate: bool,
     /// Deliveries the router may hand the session before it grants more.
     pub credit: u32,
     /// What MQTT 5.0 clients are offered in CONNACK.

@@ -32,6 +32,7 @@ pub(super) fn settings() -> Settings {
         overflow: crate::store::OverflowPolicy::DropNew,
         connect_timeout: Duration::from_secs(10),
         hooks: false,
+        authenticate: false,
         credit: 16,
         v5: crate::protocol::v5::ServerLimits {
             receive_maximum: 3,
@@ -201,6 +202,7 @@ pub(super) fn connect(client_id: &str, clean_session: bool, keep_alive_secs: u16
 pub(super) fn hooked() -> Settings {
     Settings {
         hooks: true,
+        authenticate: true,
         ..settings()
     }
 }
