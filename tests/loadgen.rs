@@ -2,6 +2,7 @@
 //! Uses Mosquitto from PATH on a free port (that test is skipped, with the reason printed, when it is missing)
 //! and the harbormq binary, driven with MQTT 5.0 clients.
 
+mod mosquitto;
 mod needs;
 // Only the broker process of the shared helper is used here, not its clients.
 #[allow(dead_code)]
@@ -9,30 +10,12 @@ mod process;
 
 use clap::Parser;
 use harbormq::loadgen::{run_report, BenchArgs, Report};
-use std::io::{BufRead, BufReader};
 use std::net::TcpListener;
-use std::process::{Child, Command, Stdio};
-use std::sync::mpsc;
-use std::time::Duration;
 
 #[derive(Parser)]
 struct Cli {
     #[command(flatten)]
     bench: BenchArgs,
-}
-
-/// A Mosquitto process on 127.0.0.1, killed when dropped.
-struct Mosquitto {
-    child: Child,
-    port: u16,
-    _dir: tempfile::TempDir,
-}
-
-impl Drop for Mosquitto {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
 }
 
 fn free_port() -> u16 {
@@ -43,47 +26,9 @@ fn free_port() -> u16 {
         .port()
 }
 
-/// Starts Mosquitto and returns once it logs that it is running, or `None` when it is not installed.
-fn start_mosquitto() -> Option<Mosquitto> {
-    let port = free_port();
-    let dir = tempfile::tempdir().unwrap();
-    let conf = dir.path().join("mosquitto.conf");
-    std::fs::write(
-        &conf,
-        format!("listener {port} 127.0.0.1\nallow_anonymous true\nmax_queued_messages 1000000\nlog_dest stderr\n"),
-    )
-    .unwrap();
-    let mut child = match Command::new("mosquitto")
-        .arg("-c")
-        .arg(&conf)
-        .stderr(Stdio::piped())
-        .spawn()
-    {
-        Ok(child) => child,
-        Err(e) => {
-            needs::missing(&format!(
-                "cannot run mosquitto ({e}); install it with `apt-get install mosquitto`"
-            ));
-            return None;
-        }
-    };
-    let stderr = child.stderr.take().unwrap();
-    let (tx, rx) = mpsc::channel();
-    std::thread::spawn(move || {
-        for line in BufReader::new(stderr).lines().map_while(Result::ok) {
-            if line.contains(" running") {
-                let _ = tx.send(());
-            }
-        }
-    });
-    let broker = Mosquitto {
-        child,
-        port,
-        _dir: dir,
-    };
-    rx.recv_timeout(Duration::from_secs(10))
-        .expect("mosquitto did not report running within 10 s");
-    Some(broker)
+/// Mosquitto with room for the whole run in its queues, or `None` when it is not installed.
+fn start_mosquitto() -> Option<mosquitto::Mosquitto> {
+    mosquitto::start("allow_anonymous true\nmax_queued_messages 1000000\n")
 }
 
 fn bench(args: &[&str]) -> Report {
