@@ -278,3 +278,37 @@ async fn the_password_file_and_the_applications_hooks_must_both_let_a_client_in(
         ReasonCode::BAD_USERNAME_OR_PASSWORD
     );
 }
+
+#[tokio::test]
+async fn refused_connects_are_counted_in_metrics() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = password_file(dir.path());
+    let broker = TestBroker::start_with(|c| {
+        c.password_file = path;
+        c.admin_bind = "127.0.0.1:0".to_owned();
+        c.admin_token = "metrics-token".to_owned();
+    });
+    assert_eq!(
+        v311(&broker, Some("alice"), Some("nope")).await,
+        ReasonCode::BAD_USERNAME_OR_PASSWORD
+    );
+    assert_eq!(v311(&broker, None, None).await, ReasonCode::NOT_AUTHORIZED);
+    assert_eq!(
+        v311(&broker, Some("bob"), Some("builder")).await,
+        ReasonCode::SUCCESS
+    );
+    let url = format!("http://{}", broker.handle().admin_addr().unwrap());
+    let text = tokio::task::spawn_blocking(move || {
+        let client =
+            harbormq::admin::client::AdminClient::new(&url, Some("metrics-token".to_owned()))
+                .unwrap();
+        client.request("GET", "/metrics").unwrap().text().to_owned()
+    })
+    .await
+    .unwrap();
+    assert!(
+        text.lines()
+            .any(|l| l == "harbormq_connects_refused_total 2"),
+        "{text}"
+    );
+}

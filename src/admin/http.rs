@@ -40,6 +40,8 @@ pub struct AdminContext {
     pub db_path: Option<PathBuf>,
     /// When the broker started.
     pub started: Instant,
+    /// CONNECTs refused by the password file or the application's authenticate hook.
+    pub refused_connects: Arc<std::sync::atomic::AtomicU64>,
 }
 
 /// The running admin server.
@@ -218,6 +220,9 @@ async fn metrics_route(_: Authorized, ctx: Ctx) -> Result<HttpResponse, ApiError
         store: ctx.store.stats(),
         queues,
         uptime_secs: ctx.started.elapsed().as_secs(),
+        refused_connects: ctx
+            .refused_connects
+            .load(std::sync::atomic::Ordering::Relaxed),
     });
     Ok(HttpResponse::Ok()
         .content_type("text/plain; version=0.0.4; charset=utf-8")

@@ -18,6 +18,8 @@ pub struct MetricFigures {
     pub queues: QueueTotals,
     /// Seconds since the broker started.
     pub uptime_secs: u64,
+    /// CONNECTs refused by the password file or an authenticate hook.
+    pub refused_connects: u64,
 }
 
 struct Exposition(String);
@@ -63,6 +65,12 @@ pub fn render(f: &MetricFigures) -> String {
         "gauge",
         "Connected clients.",
         r.connected,
+    );
+    out.single(
+        "harbormq_connects_refused_total",
+        "counter",
+        "CONNECTs refused by the password file (bad user name or password, anonymous) or an authenticate hook.",
+        f.refused_connects,
     );
     out.single(
         "harbormq_sessions",

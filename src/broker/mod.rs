@@ -157,6 +157,7 @@ impl Broker {
             store: store.clone(),
             settings: Arc::new(session_settings(&config, app_hooks, authenticate)?),
             hooks,
+            refused_connects: Arc::default(),
         });
         let (stop_tx, stop_rx) = watch::channel(false);
         let tcp_addr = match config.bind_addr()? {
@@ -183,7 +184,7 @@ impl Broker {
         };
         let listening = tcp_addr.iter().chain(ws.iter().map(|(local, _)| local));
         warn_if_open_to_anyone(&config, listening);
-        let admin = start_admin_and_sys(&config, &core, &router, &retained, &store);
+        let admin = start_admin_and_sys(&config, &core, &peers);
         Ok(BrokerHandle {
             inner: Arc::new(Inner {
                 peers,
@@ -216,10 +217,9 @@ fn warn_if_open_to_anyone<'a>(config: &Config, listening: impl Iterator<Item = &
 fn start_admin_and_sys(
     config: &Config,
     core: &ArbiterHandle,
-    router: &Addr<Router>,
-    retained: &Addr<RetainedStore>,
-    store: &StoreHandle,
+    peers: &SessionPeers,
 ) -> Option<crate::admin::http::AdminServer> {
+    let (router, retained, store) = (&peers.router, &peers.retained, &peers.store);
     if config.sys_interval_secs > 0 {
         let interval = Duration::from_secs(config.sys_interval_secs);
         let (router, retained) = (router.clone(), retained.clone());
@@ -235,6 +235,7 @@ fn start_admin_and_sys(
         token: token.into(),
         db_path: durable.then(|| Store::db_path(&config.data_dir)),
         started: std::time::Instant::now(),
+        refused_connects: peers.refused_connects.clone(),
     })
 }
 

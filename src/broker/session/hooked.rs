@@ -30,6 +30,11 @@ impl Session {
                 AuthDecision::Deny(code) => Err(code.into()),
                 AuthDecision::Refuse(code) => Err(code),
             };
+            if verdict.is_err() {
+                act.peers
+                    .refused_connects
+                    .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+            }
             act.feed(Input::Authenticated(verdict), ctx);
             act.wake_io();
         }));

@@ -50,8 +50,10 @@ pub struct SessionPeers {
     pub store: StoreHandle,
     /// Shared settings.
     pub settings: Arc<SessionSettings>,
-    /// The application's hooks, if it registered any.
+    /// The hooks CONNECTs and messages go through (the password file's and the application's), if any.
     pub hooks: Option<Arc<dyn Hooks>>,
+    /// CONNECTs the hooks refused since the broker started (for `/metrics`).
+    pub refused_connects: Arc<std::sync::atomic::AtomicU64>,
 }
 
 /// A network connection's byte stream and the peer's address, as a transport hands them to a new session.
