@@ -249,7 +249,7 @@ fn serve(args: ServeArgs) -> anyhow::Result<()> {
             .start()
             .await
             .context("cannot start the broker")?;
-        wait_for_signal().await;
+        wait_for_signal(&handle).await;
         log::info!("signal received, shutting down");
         handle.shutdown().await;
         Ok::<_, anyhow::Error>(())
@@ -258,19 +258,35 @@ fn serve(args: ServeArgs) -> anyhow::Result<()> {
     Ok(())
 }
 
-async fn wait_for_signal() {
+/// Waits for SIGINT or SIGTERM; SIGHUP meanwhile reads the password file again.
+async fn wait_for_signal(handle: &crate::BrokerHandle) {
     #[cfg(unix)]
     {
         use tokio::signal::unix::{signal, SignalKind};
-        if let Ok(mut term) = signal(SignalKind::terminate()) {
-            tokio::select! {
-                _ = tokio::signal::ctrl_c() => {}
-                _ = term.recv() => {}
+        if let (Ok(mut term), Ok(mut hangup)) = (
+            signal(SignalKind::terminate()),
+            signal(SignalKind::hangup()),
+        ) {
+            loop {
+                tokio::select! {
+                    _ = tokio::signal::ctrl_c() => return,
+                    _ = term.recv() => return,
+                    _ = hangup.recv() => reload(handle),
+                }
             }
-            return;
         }
     }
+    let _ = handle;
     let _ = tokio::signal::ctrl_c().await;
+}
+
+/// SIGHUP: the password file read again, or why not (the previous users then stay).
+fn reload(handle: &crate::BrokerHandle) {
+    match handle.reload_password_file() {
+        Ok(Some(users)) => log::info!("SIGHUP: password file reloaded, {users} user(s)"),
+        Ok(None) => log::info!("SIGHUP: no password file to reload"),
+        Err(e) => log::error!("SIGHUP: password file not reloaded, the previous users stay: {e}"),
+    }
 }
 
 #[cfg(test)]

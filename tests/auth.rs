@@ -302,7 +302,7 @@ async fn refused_connects_are_counted_in_metrics() {
         let client =
             harbormq::admin::client::AdminClient::new(&url, Some("metrics-token".to_owned()))
                 .unwrap();
-        client.request("GET", "/metrics").unwrap().text().to_owned()
+        client.request("GET", "/metrics").unwrap().text()
     })
     .await
     .unwrap();
@@ -310,5 +310,55 @@ async fn refused_connects_are_counted_in_metrics() {
         text.lines()
             .any(|l| l == "harbormq_connects_refused_total 2"),
         "{text}"
+    );
+}
+
+#[tokio::test]
+async fn the_admin_api_reads_the_password_file_again() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = password_file(dir.path());
+    let config_path = path.clone();
+    let broker = TestBroker::start_with(|c| {
+        c.password_file = config_path;
+        c.admin_bind = "127.0.0.1:0".to_owned();
+        c.admin_token = "reload-token".to_owned();
+    });
+    let url = format!("http://{}", broker.handle().admin_addr().unwrap());
+    let reload = move || {
+        let url = url.clone();
+        tokio::task::spawn_blocking(move || {
+            let client =
+                harbormq::admin::client::AdminClient::new(&url, Some("reload-token".to_owned()))
+                    .unwrap();
+            let response = client.request("POST", "/api/reload").unwrap();
+            (response.status, response.text())
+        })
+    };
+
+    let mut file = PasswordFile::default();
+    file.set("carol", "c4rol", 100);
+    std::fs::write(&path, file.to_string()).unwrap();
+    let (status, body) = reload().await.unwrap();
+    assert_eq!(
+        (status, body.as_str()),
+        (200, r#"{"password_file_users":1}"#)
+    );
+    assert_eq!(
+        v311(&broker, Some("carol"), Some("c4rol")).await,
+        ReasonCode::SUCCESS
+    );
+    assert_eq!(
+        v311(&broker, Some("alice"), Some("wonderland")).await,
+        ReasonCode::BAD_USERNAME_OR_PASSWORD
+    );
+
+    std::fs::write(&path, "carol\n").unwrap();
+    let (status, body) = reload().await.unwrap();
+    assert_eq!(status, 400);
+    assert!(body.contains("line 1"), "{body}");
+    assert_eq!(
+        v311(&broker, Some("carol"), Some("c4rol")).await,
+        ReasonCode::SUCCESS,
+        "the previous users stay"
     );
 }

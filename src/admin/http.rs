@@ -16,7 +16,7 @@ use crate::topic::{TopicFilter, TopicName};
 use actix::Addr;
 use actix_web::dev::{Payload, ServerHandle};
 use actix_web::http::{header, StatusCode};
-use actix_web::{delete, get, web, App, FromRequest, HttpRequest, HttpResponse, HttpServer};
+use actix_web::{delete, get, post, web, App, FromRequest, HttpRequest, HttpResponse, HttpServer};
 use serde::Deserialize;
 use std::collections::{HashMap, HashSet};
 use std::future::{ready, Ready};
@@ -42,6 +42,8 @@ pub struct AdminContext {
     pub started: Instant,
     /// CONNECTs refused by the password file or the application's authenticate hook.
     pub refused_connects: Arc<std::sync::atomic::AtomicU64>,
+    /// The password file's check, which `POST /api/reload` reads again.
+    pub password_auth: Option<crate::auth::PasswordAuth>,
 }
 
 /// The running admin server.
@@ -94,6 +96,7 @@ pub fn routes(cfg: &mut web::ServiceConfig) {
         .service(delete_session)
         .service(list_retained)
         .service(delete_retained)
+        .service(reload)
         .service(stats);
 }
 
@@ -369,6 +372,19 @@ async fn list_retained(
     let messages = ctx.retained.send(ListRetained { filter }).await?;
     let rows: Vec<RetainedRow> = messages.iter().map(|m| retained_row(m)).collect();
     Ok(HttpResponse::Ok().json(rows))
+}
+
+/// Reads the password file again, as SIGHUP does: `{"password_file_users": N}` (null without a password
+/// file), or 400 with the file and line when it does not parse (the previous users then stay).
+#[post("/api/reload")]
+async fn reload(_: Authorized, ctx: Ctx) -> Result<HttpResponse, ApiError> {
+    let users = match &ctx.password_auth {
+        Some(auth) => auth
+            .reload()
+            .map_err(|e| ApiError::BadRequest(e.to_string()))?,
+        None => None,
+    };
+    Ok(HttpResponse::Ok().json(serde_json::json!({ "password_file_users": users })))
 }
 
 #[delete("/api/retained/{topic:.*}")]

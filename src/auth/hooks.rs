@@ -7,15 +7,33 @@ use super::password_file::PasswordFile;
 use crate::broker::hooks::{ready, AuthDecision, ConnectInfo, HookFuture, Hooks};
 use crate::codec::ReasonCode;
 use crate::config::{Config, ConfigError};
-use std::path::Path;
-use std::sync::Arc;
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, RwLock};
 
-/// Who may connect, by user name and password.
+/// Who may connect, by user name and password. Clones share the file, so a reload through any of them
+/// applies to every CONNECT after it.
 #[derive(Debug, Clone)]
 pub struct PasswordAuth {
     /// `None`: no password file, so a user name proves nothing.
-    file: Option<Arc<PasswordFile>>,
+    file: Option<Arc<FileSlot>>,
     allow_anonymous: bool,
+}
+
+/// A password file as last read, and where it comes from.
+#[derive(Debug)]
+struct FileSlot {
+    /// `None` for a file given in memory, which cannot be read again.
+    path: Option<PathBuf>,
+    current: RwLock<Arc<PasswordFile>>,
+}
+
+impl FileSlot {
+    fn current(&self) -> Arc<PasswordFile> {
+        match self.current.read() {
+            Ok(file) => Arc::clone(&file),
+            Err(poisoned) => Arc::clone(&poisoned.into_inner()),
+        }
+    }
 }
 
 impl PasswordAuth {
@@ -24,7 +42,10 @@ impl PasswordAuth {
     pub fn from_config(config: &Config) -> Result<Option<PasswordAuth>, ConfigError> {
         let allow_anonymous = config.anonymous_allowed();
         let file = match config.password_file() {
-            Some(path) => Some(Arc::new(load(path)?)),
+            Some(path) => Some(Arc::new(FileSlot {
+                path: Some(path.to_owned()),
+                current: RwLock::new(Arc::new(load(path)?)),
+            })),
             None if allow_anonymous => return Ok(None),
             None => None,
         };
@@ -37,9 +58,31 @@ impl PasswordAuth {
     /// Checks against `file`, letting anonymous clients in or not.
     pub fn new(file: PasswordFile, allow_anonymous: bool) -> PasswordAuth {
         PasswordAuth {
-            file: Some(Arc::new(file)),
+            file: Some(Arc::new(FileSlot {
+                path: None,
+                current: RwLock::new(Arc::new(file)),
+            })),
             allow_anonymous,
         }
+    }
+
+    /// Reads the password file again; from the next CONNECT on, its users are the ones that count. Clients
+    /// already connected stay. A file that cannot be read or parsed changes nothing, and the error names it
+    /// (and the line). Returns how many users the file lists, `None` when there is no file to read.
+    pub fn reload(&self) -> Result<Option<usize>, ConfigError> {
+        let Some(slot) = &self.file else {
+            return Ok(None);
+        };
+        let Some(path) = &slot.path else {
+            return Ok(None);
+        };
+        let fresh = load(path)?;
+        let users = fresh.len();
+        match slot.current.write() {
+            Ok(mut current) => *current = Arc::new(fresh),
+            Err(poisoned) => *poisoned.into_inner() = Arc::new(fresh),
+        }
+        Ok(Some(users))
     }
 }
 
@@ -67,7 +110,7 @@ impl Hooks for PasswordAuth {
                 _ => AuthDecision::Refuse(ReasonCode::NOT_AUTHORIZED),
             });
         };
-        let file = Arc::clone(file);
+        let file = file.current();
         let user = user.to_string();
         let password = connect.password.clone().unwrap_or_default();
         Box::pin(async move {
@@ -80,5 +123,46 @@ impl Hooks for PasswordAuth {
                 AuthDecision::Refuse(ReasonCode::BAD_USERNAME_OR_PASSWORD)
             }
         })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_reload_takes_the_new_file_and_a_damaged_one_changes_nothing() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("passwords");
+        let mut file = PasswordFile::default();
+        file.set("alice", "one", 10);
+        std::fs::write(&path, file.to_string()).unwrap();
+        let config = Config {
+            password_file: path.clone(),
+            ..Config::default()
+        };
+        let auth = PasswordAuth::from_config(&config).unwrap().unwrap();
+        let seen_by_connects = auth.clone();
+        let check = |user: &str, password: &[u8]| {
+            seen_by_connects
+                .file
+                .as_ref()
+                .unwrap()
+                .current()
+                .check(user, password)
+        };
+        assert!(check("alice", b"one"));
+
+        file.set("alice", "two", 10);
+        file.set("bob", "three", 10);
+        std::fs::write(&path, file.to_string()).unwrap();
+        assert_eq!(auth.reload().unwrap(), Some(2));
+        assert!(check("alice", b"two") && check("bob", b"three"));
+        assert!(!check("alice", b"one"));
+
+        std::fs::write(&path, "bob:plain\n").unwrap();
+        let error = auth.reload().unwrap_err().to_string();
+        assert!(error.contains("line 1"), "{error}");
+        assert!(check("bob", b"three"), "the previous users stay");
     }
 }

@@ -105,7 +105,7 @@ impl Broker {
         let password_auth = crate::auth::PasswordAuth::from_config(&config)?;
         let app_hooks = self.hooks.is_some();
         let authenticate = app_hooks || password_auth.is_some();
-        let hooks: Option<Arc<dyn hooks::Hooks>> = match (password_auth, self.hooks) {
+        let hooks: Option<Arc<dyn hooks::Hooks>> = match (password_auth.clone(), self.hooks) {
             (Some(auth), Some(app)) => Some(Arc::new(hooks::Chain::new(Arc::new(auth), app))),
             (Some(auth), None) => Some(Arc::new(auth)),
             (None, app) => app,
@@ -184,7 +184,7 @@ impl Broker {
         };
         let listening = tcp_addr.iter().chain(ws.iter().map(|(local, _)| local));
         warn_if_open_to_anyone(&config, listening);
-        let admin = start_admin_and_sys(&config, &core, &peers);
+        let admin = start_admin_and_sys(&config, &core, &peers, password_auth.clone());
         Ok(BrokerHandle {
             inner: Arc::new(Inner {
                 peers,
@@ -195,6 +195,7 @@ impl Broker {
                 ws,
                 inprocess,
                 admin,
+                password_auth,
             }),
         })
     }
@@ -218,6 +219,7 @@ fn start_admin_and_sys(
     config: &Config,
     core: &ArbiterHandle,
     peers: &SessionPeers,
+    password_auth: Option<crate::auth::PasswordAuth>,
 ) -> Option<crate::admin::http::AdminServer> {
     let (router, retained, store) = (&peers.router, &peers.retained, &peers.store);
     if config.sys_interval_secs > 0 {
@@ -236,6 +238,7 @@ fn start_admin_and_sys(
         db_path: durable.then(|| Store::db_path(&config.data_dir)),
         started: std::time::Instant::now(),
         refused_connects: peers.refused_connects.clone(),
+        password_auth: password_auth.clone(),
     })
 }
 
@@ -284,6 +287,8 @@ struct Inner {
     /// Where in-process subscribers run.
     inprocess: actix_rt::ArbiterHandle,
     admin: Option<crate::admin::http::AdminServer>,
+    /// The password file's check, to reload.
+    password_auth: Option<crate::auth::PasswordAuth>,
 }
 
 /// A cloneable handle on a running broker.
@@ -293,6 +298,16 @@ pub struct BrokerHandle {
 }
 
 impl BrokerHandle {
+    /// Reads the password file again (SIGHUP and `POST /api/reload` do this): later CONNECTs are checked
+    /// against it, connected clients stay. A file that does not parse changes nothing; the error names its
+    /// line. Returns how many users it lists, `None` when no password file is configured.
+    pub fn reload_password_file(&self) -> Result<Option<usize>, Error> {
+        match &self.inner.password_auth {
+            Some(auth) => Ok(auth.reload()?),
+            None => Ok(None),
+        }
+    }
+
     /// The address the TCP listener is bound to, if it runs (the real port when configured with port 0).
     pub fn tcp_addr(&self) -> Option<SocketAddr> {
         self.inner.tcp_addr

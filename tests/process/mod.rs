@@ -184,6 +184,37 @@ impl BrokerProcess {
         }
     }
 
+    /// Sends `signal` (as `kill` names it: HUP, TERM...) to the running broker.
+    pub fn signal(&self, signal: &str) {
+        let child = self.child.as_ref().expect("signal a running broker");
+        let status = Command::new("kill")
+            .arg(format!("-{signal}"))
+            .arg(child.id().to_string())
+            .status()
+            .expect("run kill");
+        assert!(status.success(), "kill -{signal} {} failed", child.id());
+    }
+
+    /// Waits (at most `READY_TIMEOUT`) for a log line containing `needle` after the first `skip` lines, and
+    /// returns how many lines the log then has (the `skip` of a later wait).
+    pub fn wait_for_log(&self, needle: &str, skip: usize) -> usize {
+        let deadline = Instant::now() + READY_TIMEOUT;
+        let (log, changed) = &*self.log;
+        let mut log = log.lock().unwrap();
+        loop {
+            if let Some(at) = log.lines.iter().skip(skip).position(|l| l.contains(needle)) {
+                return skip + at + 1;
+            }
+            let now = Instant::now();
+            assert!(
+                !log.closed && now < deadline,
+                "the broker did not log {needle:?} within {READY_TIMEOUT:?}; log:\n{}",
+                log.lines.join("\n")
+            );
+            log = changed.wait_timeout(log, deadline - now).unwrap().0;
+        }
+    }
+
     /// Everything the broker has logged so far, one line per entry.
     pub fn log_text(&self) -> String {
         self.log
