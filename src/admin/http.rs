@@ -173,10 +173,10 @@ impl FromRequest for Authorized {
     }
 }
 
-/// Compares in time independent of where the first difference lies.
+/// Compares in time independent of where the first difference lies (`subtle`).
 fn same_token(expected: &str, given: &str) -> bool {
-    let (a, b) = (expected.as_bytes(), given.as_bytes());
-    a.len() == b.len() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
+    use subtle::ConstantTimeEq as _;
+    bool::from(expected.as_bytes().ct_eq(given.as_bytes()))
 }
 
 type Ctx = web::Data<AdminContext>;
@@ -435,4 +435,17 @@ async fn stats(_: Authorized, ctx: Ctx) -> Result<HttpResponse, ApiError> {
         database_bytes,
         uptime_secs: Some(ctx.started.elapsed().as_secs()),
     }))
+}
+
+#[cfg(test)]
+mod token_tests {
+    use super::same_token;
+
+    #[test]
+    fn only_the_same_token_passes() {
+        assert!(same_token("s3cret-token", "s3cret-token"));
+        for wrong in ["s3cret-tokem", "s3cret-toke", "s3cret-token!", ""] {
+            assert!(!same_token("s3cret-token", wrong), "{wrong:?}");
+        }
+    }
 }
