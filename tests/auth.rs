@@ -362,3 +362,56 @@ async fn the_admin_api_reads_the_password_file_again() {
         "the previous users stay"
     );
 }
+
+#[derive(clap::Parser)]
+struct BenchCli {
+    #[command(flatten)]
+    bench: harbormq::loadgen::BenchArgs,
+}
+
+/// A 2 × 200 QoS 1 fan-in with these credentials against the broker.
+fn bench_with(
+    broker: &TestBroker,
+    credentials: &[&str],
+) -> anyhow::Result<harbormq::loadgen::Report> {
+    use clap::Parser as _;
+    let port = broker.addr().port().to_string();
+    let mut argv = vec![
+        "bench",
+        "fan-in",
+        "--port",
+        &port,
+        "--publishers",
+        "2",
+        "--messages",
+        "200",
+        "--qos",
+        "1",
+        "--timeout",
+        "30",
+        "--quiet",
+    ];
+    argv.extend_from_slice(credentials);
+    let cli = BenchCli::try_parse_from(argv).unwrap();
+    harbormq::loadgen::run_report(cli.bench)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_load_generator_logs_in_with_username_and_password() {
+    let dir = tempfile::tempdir().unwrap();
+    let broker = broker_with(dir.path(), None);
+    let accepted = tokio::task::block_in_place(|| {
+        bench_with(
+            &broker,
+            &["--username", "alice", "--password", "wonderland"],
+        )
+    })
+    .unwrap();
+    assert!(accepted.ok, "errors: {:?}", accepted.errors);
+    assert_eq!(accepted.delivery.unwrap().unique, 400);
+    let refused = tokio::task::block_in_place(|| {
+        bench_with(&broker, &["--username", "alice", "--password", "nope"])
+    });
+    let error = format!("{:#}", refused.expect_err("a wrong password must not pass"));
+    assert!(error.contains("Bad User Name or Password"), "{error}");
+}

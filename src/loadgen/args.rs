@@ -54,6 +54,12 @@ pub struct CommonArgs {
     /// MQTT protocol level every client speaks: 3 (MQTT 3.1), 4 (MQTT 3.1.1) or 5 (MQTT 5.0).
     #[arg(long, default_value = "4", value_parser = parse_protocol)]
     pub protocol: ProtocolLevel,
+    /// User name every client sends in CONNECT.
+    #[arg(long)]
+    pub username: Option<String>,
+    /// Password every client sends with `--username`.
+    #[arg(long, requires = "username")]
+    pub password: Option<String>,
 }
 
 /// Parses `--protocol`: the protocol level byte of CONNECT.

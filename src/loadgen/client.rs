@@ -72,7 +72,7 @@ impl std::fmt::Display for ReasonText {
 }
 
 /// What a client asks for in CONNECT.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ConnectOptions {
     /// The protocol level spoken on the connection.
     pub level: ProtocolLevel,
@@ -85,6 +85,17 @@ pub struct ConnectOptions {
     /// MQTT 5.0 Receive Maximum: QoS 1/2 publishes the broker may leave unacknowledged towards this client;
     /// `None` leaves it out (unlimited, that is 65,535). Ignored below 5.0.
     pub receive_maximum: Option<u16>,
+    /// User name and password sent in CONNECT, if any.
+    pub credentials: Option<Credentials>,
+}
+
+/// A user name and its password.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Credentials {
+    /// The user name.
+    pub username: String,
+    /// The password.
+    pub password: String,
 }
 
 impl ConnectOptions {
@@ -105,8 +116,14 @@ impl ConnectOptions {
             keep_alive_secs: self.keep_alive_secs,
             client_id: ClientId::new(client_id),
             will: None,
-            username: None,
-            password: None,
+            username: self
+                .credentials
+                .as_ref()
+                .map(|c| c.username.as_str().into()),
+            password: self
+                .credentials
+                .as_ref()
+                .map(|c| bytes::Bytes::copy_from_slice(c.password.as_bytes())),
             properties,
         }
     }
@@ -310,6 +327,7 @@ mod tests {
             clean,
             keep_alive_secs: 0,
             receive_maximum,
+            credentials: None,
         }
     }
 

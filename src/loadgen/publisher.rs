@@ -333,6 +333,7 @@ mod tests {
                 clean: true,
                 keep_alive_secs: 0,
                 receive_maximum: Some(window),
+                credentials: None,
             };
             Conn::connect(&addr, "pub0", &options).await.unwrap().0
         });

@@ -16,7 +16,7 @@ use tokio::task::JoinHandle;
 use tokio::time::Instant;
 
 use super::args::{CommonArgs, FlowArgs};
-use super::client::{ClientError, Conn, ConnectOptions};
+use super::client::{ClientError, Conn, ConnectOptions, Credentials};
 use super::progress::{Counters, Ending, Supervisor};
 use super::publisher::{run_publisher, PublisherPlan, PublisherReport};
 use super::report::{ending_name, Percentiles, Report};
@@ -94,6 +94,10 @@ impl RunCtx {
             clean,
             keep_alive_secs: 0,
             receive_maximum: None,
+            credentials: self.common.username.clone().map(|username| Credentials {
+                username,
+                password: self.common.password.clone().unwrap_or_default(),
+            }),
         }
     }
 
