@@ -150,6 +150,9 @@ pub struct ServeArgs {
     /// Highest MQTT 5.0 Session Expiry Interval granted (key `max_session_expiry_secs`; default 4294967295).
     #[arg(long, value_name = "SECS")]
     max_session_expiry_secs: Option<u32>,
+    /// Most network connections open at once, 0 for no limit (key `max_connections`; default 0).
+    #[arg(long, value_name = "N")]
+    max_connections: Option<usize>,
     /// Password file in Mosquitto's format (key `password_file`; default none).
     #[arg(long, value_name = "FILE")]
     password_file: Option<PathBuf>,
@@ -197,6 +200,7 @@ impl ServeArgs {
             receive_maximum,
             shared_subscriptions,
             max_session_expiry_secs,
+            max_connections,
             password_file
         );
         if self.allow_anonymous.is_some() {

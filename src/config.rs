@@ -92,6 +92,8 @@ pub struct Config {
     pub shared_subscriptions: bool,
     /// Highest Session Expiry Interval granted to an MQTT 5.0 client, in seconds (4294967295: no limit).
     pub max_session_expiry_secs: u32,
+    /// Most network connections open at once; one more is closed at once (and counted). 0: no limit.
+    pub max_connections: usize,
     /// Password file in Mosquitto's format (`harbormq passwd` or `mosquitto_passwd` writes it); clients that
     /// give a user name must give its password. Empty: no password file.
     pub password_file: PathBuf,
@@ -128,6 +130,7 @@ impl Default for Config {
             receive_maximum: 1024,
             shared_subscriptions: true,
             max_session_expiry_secs: u32::MAX,
+            max_connections: 0,
             password_file: PathBuf::new(),
             allow_anonymous: None,
         }

@@ -40,8 +40,8 @@ pub struct AdminContext {
     pub db_path: Option<PathBuf>,
     /// When the broker started.
     pub started: Instant,
-    /// CONNECTs refused by the password file or the application's authenticate hook.
-    pub refused_connects: Arc<std::sync::atomic::AtomicU64>,
+    /// Open connections, CONNECTs refused by the hooks, connections over `max_connections`.
+    pub connections: Arc<crate::broker::session::ConnectionCounters>,
     /// The password file's check, which `POST /api/reload` reads again.
     pub password_auth: Option<crate::auth::PasswordAuth>,
 }
@@ -224,7 +224,12 @@ async fn metrics_route(_: Authorized, ctx: Ctx) -> Result<HttpResponse, ApiError
         queues,
         uptime_secs: ctx.started.elapsed().as_secs(),
         refused_connects: ctx
+            .connections
             .refused_connects
+            .load(std::sync::atomic::Ordering::Relaxed),
+        over_limit: ctx
+            .connections
+            .over_limit
             .load(std::sync::atomic::Ordering::Relaxed),
     });
     Ok(HttpResponse::Ok()

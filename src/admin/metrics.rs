@@ -20,6 +20,8 @@ pub struct MetricFigures {
     pub uptime_secs: u64,
     /// CONNECTs refused by the password file or an authenticate hook.
     pub refused_connects: u64,
+    /// Connections closed at once because `max_connections` were open.
+    pub over_limit: u64,
 }
 
 struct Exposition(String);
@@ -71,6 +73,12 @@ pub fn render(f: &MetricFigures) -> String {
         "counter",
         "CONNECTs refused by the password file (bad user name or password, anonymous) or an authenticate hook.",
         f.refused_connects,
+    );
+    out.single(
+        "harbormq_connections_over_limit_total",
+        "counter",
+        "Connections closed at once because max_connections were open.",
+        f.over_limit,
     );
     out.single(
         "harbormq_sessions",

@@ -157,7 +157,7 @@ impl Broker {
             store: store.clone(),
             settings: Arc::new(session_settings(&config, app_hooks, authenticate)?),
             hooks,
-            refused_connects: Arc::default(),
+            counters: Arc::default(),
         });
         let (stop_tx, stop_rx) = watch::channel(false);
         let tcp_addr = match config.bind_addr()? {
@@ -237,7 +237,7 @@ fn start_admin_and_sys(
         token: token.into(),
         db_path: durable.then(|| Store::db_path(&config.data_dir)),
         started: std::time::Instant::now(),
-        refused_connects: peers.refused_connects.clone(),
+        connections: peers.counters.clone(),
         password_auth: password_auth.clone(),
     })
 }
@@ -267,6 +267,7 @@ fn session_settings(
     };
     Ok(SessionSettings {
         max_packet_size_bytes: config.max_packet_size_bytes,
+        max_connections: config.max_connections,
         in_process: Arc::new(crate::protocol::Settings {
             hooks: false,
             authenticate: false,

@@ -32,6 +32,7 @@ impl Session {
             };
             if verdict.is_err() {
                 act.peers
+                    .counters
                     .refused_connects
                     .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
             }

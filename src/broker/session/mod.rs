@@ -33,6 +33,8 @@ use writer::Outgoing;
 pub struct SessionSettings {
     /// Largest accepted packet.
     pub max_packet_size_bytes: usize,
+    /// Most network connections open at once (0: no limit).
+    pub max_connections: usize,
     /// The protocol settings of network clients.
     pub protocol: Arc<protocol::Settings>,
     /// The protocol settings of in-process clients (no hooks: the application is their author).
@@ -52,8 +54,36 @@ pub struct SessionPeers {
     pub settings: Arc<SessionSettings>,
     /// The hooks CONNECTs and messages go through (the password file's and the application's), if any.
     pub hooks: Option<Arc<dyn Hooks>>,
-    /// CONNECTs the hooks refused since the broker started (for `/metrics`).
-    pub refused_connects: Arc<std::sync::atomic::AtomicU64>,
+    /// Open network connections and refusals, for `max_connections` and `/metrics`.
+    pub counters: Arc<ConnectionCounters>,
+}
+
+/// Network connections counted across every session of a broker.
+#[derive(Debug, Default)]
+pub struct ConnectionCounters {
+    /// Network connections whose session runs.
+    pub open: std::sync::atomic::AtomicUsize,
+    /// CONNECTs the hooks (the password file's or the application's) refused.
+    pub refused_connects: std::sync::atomic::AtomicU64,
+    /// Connections closed at once because `max_connections` were open.
+    pub over_limit: std::sync::atomic::AtomicU64,
+}
+
+impl ConnectionCounters {
+    /// Counts a new connection in, unless `limit` (0: none) are open already.
+    fn admit(&self, limit: usize) -> bool {
+        use std::sync::atomic::Ordering::Relaxed;
+        let admitted = self
+            .open
+            .fetch_update(Relaxed, Relaxed, |open| {
+                (limit == 0 || open < limit).then_some(open + 1)
+            })
+            .is_ok();
+        if !admitted {
+            self.over_limit.fetch_add(1, Relaxed);
+        }
+        admitted
+    }
 }
 
 /// A network connection's byte stream and the peer's address, as a transport hands them to a new session.
@@ -113,8 +143,17 @@ struct Rare {
 
 impl Session {
     /// Starts a session for a new network connection on the current arbiter.
-    pub fn start(stream: ClientStream, peers: Arc<SessionPeers>) -> Addr<Session> {
-        Session::create(move |ctx| {
+    /// `None`, with the stream closed, when `max_connections` are open already.
+    pub fn start(stream: ClientStream, peers: Arc<SessionPeers>) -> Option<Addr<Session>> {
+        if !peers.counters.admit(peers.settings.max_connections) {
+            log::debug!(
+                "{:?}: closed at once, {} connections are open (max_connections)",
+                stream.peer,
+                peers.settings.max_connections
+            );
+            return None;
+        }
+        Some(Session::create(move |ctx| {
             let codec = MqttCodec::server(peers.settings.max_packet_size_bytes);
             ctx.spawn(net::NetIo::new(stream.io, codec));
             let settings = peers.settings.protocol.clone();
@@ -124,7 +163,7 @@ impl Session {
                 Sink::Wire(Outgoing::default()),
                 peers,
             )
-        })
+        }))
     }
 
     /// An in-process client whose packets go to `sink`, to be started on an arbiter.
@@ -211,6 +250,13 @@ impl Actor for Session {
         }
         if let Some(done) = self.rare.as_mut().and_then(|r| r.takeover_done.take()) {
             let _ = done.send(());
+        }
+        if matches!(self.sink, Sink::Wire(_)) {
+            // Counted in by `start`.
+            self.peers
+                .counters
+                .open
+                .fetch_sub(1, std::sync::atomic::Ordering::Relaxed);
         }
     }
 }
