@@ -81,22 +81,6 @@ fn user_properties(pairs: &[(&str, &str)]) -> Vec<(String, String)> {
         .collect()
 }
 
-/// Waits (bounded by `STEP`) until the broker has logged a line that `wanted` accepts.
-async fn wait_for_log(broker: &BrokerProcess, what: &str, wanted: impl Fn(&str) -> bool) {
-    let deadline = Instant::now() + STEP;
-    loop {
-        if broker.log_text().lines().any(&wanted) {
-            return;
-        }
-        assert!(
-            Instant::now() < deadline,
-            "the broker did not log {what} within {STEP:?}; log:\n{}",
-            broker.log_text()
-        );
-        sleep(Duration::from_millis(20)).await;
-    }
-}
-
 // ---------------------------------------------------------------------------------------------------------
 // rumqttc's MQTT 5.0 client.
 // ---------------------------------------------------------------------------------------------------------
@@ -1036,12 +1020,9 @@ async fn drop_with_delayed_will(
     let dropped_at = Instant::now();
     client.drop_connection().await;
     let seen = format!("client {client_id} from ");
-    wait_for_log(
-        broker,
-        &format!("the end of {client_id}'s connection"),
-        |line| line.contains(&seen) && line.contains(" disconnected"),
-    )
-    .await;
+    broker.wait_for_line(&format!("the end of {client_id}'s connection"), 0, |line| {
+        line.contains(&seen) && line.contains(" disconnected")
+    });
     store_barrier(broker.port(), &format!("{client_id}-barrier")).await;
     broker.kill9();
     assert!(

@@ -198,17 +198,23 @@ impl BrokerProcess {
     /// Waits (at most `READY_TIMEOUT`) for a log line containing `needle` after the first `skip` lines, and
     /// returns how many lines the log then has (the `skip` of a later wait).
     pub fn wait_for_log(&self, needle: &str, skip: usize) -> usize {
+        self.wait_for_line(&format!("{needle:?}"), skip, |line| line.contains(needle))
+    }
+
+    /// Waits (at most `READY_TIMEOUT`) for a log line that `wanted` accepts after the first `skip` lines
+    /// (`what` names it in the failure), woken by each new line; returns the log's length then.
+    pub fn wait_for_line(&self, what: &str, skip: usize, wanted: impl Fn(&str) -> bool) -> usize {
         let deadline = Instant::now() + READY_TIMEOUT;
         let (log, changed) = &*self.log;
         let mut log = log.lock().unwrap();
         loop {
-            if let Some(at) = log.lines.iter().skip(skip).position(|l| l.contains(needle)) {
+            if let Some(at) = log.lines.iter().skip(skip).position(|l| wanted(l)) {
                 return skip + at + 1;
             }
             let now = Instant::now();
             assert!(
                 !log.closed && now < deadline,
-                "the broker did not log {needle:?} within {READY_TIMEOUT:?}; log:\n{}",
+                "the broker did not log {what} within {READY_TIMEOUT:?}; log:\n{}",
                 log.lines.join("\n")
             );
             log = changed.wait_timeout(log, deadline - now).unwrap().0;
