@@ -246,11 +246,31 @@ impl Applier<'_, '_> {
                 expiry_interval_ms: None,
             },
         };
-        let encoded = records::encode_session(&record)?;
+        self.write_session(client, &record)
+    }
+
+    fn write_session(
+        &mut self,
+        client: &ClientId,
+        record: &SessionRecord,
+    ) -> Result<(), StoreError> {
+        let encoded = records::encode_session(record)?;
         self.t
             .sessions
             .insert(client.as_str(), encoded.as_slice())?;
         Ok(())
+    }
+
+    /// Rewrites a stored session's record with `change` applied; nothing when the session is not stored.
+    fn update_session(
+        &mut self,
+        client: &ClientId,
+        change: impl FnOnce(SessionRecord) -> SessionRecord,
+    ) -> Result<(), StoreError> {
+        match self.read_session(client.as_str())? {
+            Some(old) => self.write_session(client, &change(old)),
+            None => Ok(()),
+        }
     }
 
     fn set_session_expiry(
@@ -258,29 +278,17 @@ impl Applier<'_, '_> {
         client: &ClientId,
         session_expiry: Option<u32>,
     ) -> Result<(), StoreError> {
-        if let Some(old) = self.read_session(client.as_str())? {
-            let encoded = records::encode_session(&SessionRecord {
-                expiry_interval_ms: session_expiry.map(|secs| u64::from(secs) * 1000),
-                ..old
-            })?;
-            self.t
-                .sessions
-                .insert(client.as_str(), encoded.as_slice())?;
-        }
-        Ok(())
+        self.update_session(client, |old| SessionRecord {
+            expiry_interval_ms: session_expiry.map(|secs| u64::from(secs) * 1000),
+            ..old
+        })
     }
 
     fn touch_session(&mut self, client: &ClientId, now_ms: u64) -> Result<(), StoreError> {
-        if let Some(old) = self.read_session(client.as_str())? {
-            let encoded = records::encode_session(&SessionRecord {
-                last_seen_ms: now_ms,
-                ..old
-            })?;
-            self.t
-                .sessions
-                .insert(client.as_str(), encoded.as_slice())?;
-        }
-        Ok(())
+        self.update_session(client, |old| SessionRecord {
+            last_seen_ms: now_ms,
+            ..old
+        })
     }
 
     fn delete_session(&mut self, client: &ClientId) -> Result<(), StoreError> {
