@@ -7,6 +7,9 @@
 
 mod common;
 mod needs;
+// Not every test file drives a plan that waits for the test (`release`).
+#[allow(dead_code)]
+mod scripted;
 
 use bytes::{Bytes, BytesMut};
 use common::{pid, topic, topic_filter, TestBroker, QUIET, WAIT};
@@ -24,6 +27,7 @@ use rumqttc::v5::mqttbytes::v5::{
 use rumqttc::v5::mqttbytes::QoS as V5QoS;
 use rumqttc::v5::{AsyncClient, ConnectionError, Event, MqttOptions};
 use rumqttc::Outgoing;
+use scripted::{of_kind, Scripted};
 use serde_json::{json, Value};
 use std::collections::VecDeque;
 use std::net::SocketAddr;
@@ -514,108 +518,18 @@ async fn have_paho() -> bool {
     }
 }
 
-/// One running paho client and its JSON events as they come.
-struct Paho {
-    child: Child,
-    lines: Lines<BufReader<ChildStdout>>,
-    /// Every event read so far, with whether a `wait_for` has returned it.
-    events: Vec<(Value, bool)>,
-}
-
-impl Paho {
-    /// Starts a paho client on `broker` running `plan` (see the script's documentation).
-    fn start(broker: &TestBroker, mut plan: Value) -> Paho {
-        plan["host"] = json!("127.0.0.1");
-        plan["port"] = json!(broker.addr().port());
-        let mut child = Command::new("python3")
-            .arg(PAHO_SCRIPT)
-            .arg(plan.to_string())
-            .stdin(Stdio::null())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::inherit())
-            .kill_on_drop(true)
-            .spawn()
-            .expect("cannot start python3");
-        let lines = BufReader::new(child.stdout.take().unwrap()).lines();
-        Paho {
-            child,
-            lines,
-            events: Vec::new(),
-        }
-    }
-
-    /// Reads the next event; panics on an "error" event, the end of output, or after `PAHO_WAIT`.
-    async fn read_event(&mut self, waiting_for: &str) -> Value {
-        let line = match timeout(PAHO_WAIT, self.lines.next_line()).await {
-            Err(_) => panic!(
-                "paho: nothing within {PAHO_WAIT:?} while waiting for {waiting_for}; events {:?}",
-                self.all()
-            ),
-            Ok(Err(e)) => panic!("paho: cannot read its output: {e}"),
-            Ok(Ok(None)) => panic!(
-                "paho: exited while waiting for {waiting_for}; events {:?}",
-                self.all()
-            ),
-            Ok(Ok(Some(line))) => line,
-        };
-        let event: Value =
-            serde_json::from_str(&line).unwrap_or_else(|e| panic!("paho: not JSON ({e}): {line}"));
-        if event["event"] == "error" {
-            panic!(
-                "paho: {} (waiting for {waiting_for}); events {:?}",
-                event["message"],
-                self.all()
-            );
-        }
-        self.events.push((event.clone(), false));
-        event
-    }
-
-    /// The next event of this kind not returned before.
-    async fn wait_for(&mut self, kind: &str) -> Value {
-        if let Some((event, taken)) = self
-            .events
-            .iter_mut()
-            .find(|(e, taken)| !*taken && e["event"] == kind)
-        {
-            *taken = true;
-            return event.clone();
-        }
-        loop {
-            let event = self.read_event(kind).await;
-            if event["event"] == kind {
-                self.events.last_mut().unwrap().1 = true;
-                return event;
-            }
-        }
-    }
-
-    /// Waits until the plan ran to its end and the process exited with success; returns every event.
-    async fn finish(mut self) -> Vec<Value> {
-        while !self.events.iter().any(|(e, _)| e["event"] == "done") {
-            self.read_event("the end of the plan").await;
-        }
-        let status = timeout(PAHO_WAIT, self.child.wait())
-            .await
-            .expect("paho did not exit")
-            .unwrap();
-        assert!(status.success(), "paho exited with {status}");
-        self.all()
-    }
-
-    fn all(&self) -> Vec<Value> {
-        self.events.iter().map(|(e, _)| e.clone()).collect()
-    }
+/// A paho client on `broker` running `plan` (see the script's documentation).
+fn start_paho(broker: &TestBroker, mut plan: Value) -> Scripted {
+    plan["host"] = json!("127.0.0.1");
+    plan["port"] = json!(broker.addr().port());
+    let mut command = Command::new("python3");
+    command.arg(PAHO_SCRIPT).arg(plan.to_string());
+    Scripted::start("paho".to_owned(), command, PAHO_WAIT)
 }
 
 /// Runs a plan that needs nothing from the test while it runs; returns every event.
 async fn paho_run(broker: &TestBroker, plan: Value) -> Vec<Value> {
-    Paho::start(broker, plan).finish().await
-}
-
-/// The events of one kind, in order.
-fn of_kind<'a>(events: &'a [Value], kind: &str) -> Vec<&'a Value> {
-    events.iter().filter(|e| e["event"] == kind).collect()
+    start_paho(broker, plan).finish().await
 }
 
 /// The payloads (as text) of the "message" events.
@@ -1107,7 +1021,7 @@ async fn message_properties_from_rumqttc_reach_paho_unchanged() {
         return;
     }
     let broker = TestBroker::start();
-    let mut paho = Paho::start(
+    let mut paho = start_paho(
         &broker,
         json!({
             "client_id": "props-paho",
@@ -1445,7 +1359,7 @@ async fn server_topic_aliases_towards_paho_resolve_to_the_right_topics() {
         return;
     }
     let broker = TestBroker::start();
-    let mut paho = Paho::start(
+    let mut paho = start_paho(
         &broker,
         json!({
             "client_id": "alias-paho",
@@ -1735,7 +1649,7 @@ async fn no_local_withholds_only_the_clients_own_messages() {
         return;
     }
     let broker = TestBroker::start();
-    let mut paho = Paho::start(
+    let mut paho = start_paho(
         &broker,
         json!({
             "client_id": "no-local",
@@ -1870,7 +1784,7 @@ async fn one_publish_carries_every_matching_subscription_identifier() {
         return;
     }
     let broker = TestBroker::start();
-    let mut paho = Paho::start(
+    let mut paho = start_paho(
         &broker,
         json!({
             "client_id": "sub-ids",
@@ -2001,7 +1915,7 @@ async fn takeover_sends_disconnect_0x8e_to_paho() {
         return;
     }
     let broker = TestBroker::start();
-    let mut paho = Paho::start(
+    let mut paho = start_paho(
         &broker,
         json!({
             "client_id": "twin",
@@ -2195,7 +2109,7 @@ async fn messages_above_the_clients_maximum_packet_size_are_not_sent() {
         return;
     }
     let broker = TestBroker::start();
-    let mut paho = Paho::start(
+    let mut paho = start_paho(
         &broker,
         json!({
             "client_id": "small-reader",
@@ -2231,7 +2145,7 @@ async fn stopping_the_broker_sends_disconnect_0x8b() {
         return;
     }
     let broker = TestBroker::start();
-    let mut paho = Paho::start(
+    let mut paho = start_paho(
         &broker,
         json!({
             "client_id": "bystander",
@@ -2356,7 +2270,7 @@ async fn a_v5_subscriber_gets_a_v311_publishers_message() {
         return;
     }
     let broker = TestBroker::start();
-    let mut paho = Paho::start(
+    let mut paho = start_paho(
         &broker,
         json!({
             "client_id": "v5-sub",

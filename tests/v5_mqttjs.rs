@@ -12,6 +12,7 @@
 
 mod common;
 mod needs;
+mod scripted;
 
 use bytes::Bytes;
 use common::{TestBroker, WAIT};
@@ -21,12 +22,13 @@ use rumqttc::v5::mqttbytes::v5::{
 use rumqttc::v5::mqttbytes::QoS as V5QoS;
 use rumqttc::v5::{AsyncClient, ConnectionError, Event, MqttOptions};
 use rumqttc::Outgoing;
+use scripted::{of_kind, Scripted};
 use serde_json::{json, Value};
 use std::collections::{BTreeSet, HashMap, VecDeque};
 use std::process::Stdio;
 use std::time::Duration;
-use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader, Lines};
-use tokio::process::{Child, ChildStdin, ChildStdout, Command};
+
+use tokio::process::Command;
 use tokio::sync::mpsc;
 use tokio::time::{timeout, timeout_at, Instant};
 
@@ -158,139 +160,21 @@ async fn have_mqttjs() -> bool {
     }
 }
 
-/// One running MQTT.js client and its JSON events as they come.
-struct MqttJs {
-    name: String,
-    child: Child,
-    stdin: Option<ChildStdin>,
-    lines: Lines<BufReader<ChildStdout>>,
-    /// Every event read so far, with whether a `wait_for` has returned it.
-    events: Vec<(Value, bool)>,
-}
-
-impl MqttJs {
-    /// Starts an MQTT.js client on `broker` over `transport` running `plan` (see the script's documentation).
-    fn start(broker: &TestBroker, transport: Transport, mut plan: Value) -> MqttJs {
-        plan["url"] = json!(url(broker, transport));
-        let name = format!(
-            "MQTT.js {:?} over {transport:?}",
-            plan["client_id"].as_str().unwrap_or("")
-        );
-        let mut child = node()
-            .arg(MQTTJS_SCRIPT)
-            .arg(plan.to_string())
-            .stdin(Stdio::piped())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::inherit())
-            .spawn()
-            .expect("cannot start node");
-        let stdin = child.stdin.take();
-        let lines = BufReader::new(child.stdout.take().unwrap()).lines();
-        MqttJs {
-            name,
-            child,
-            stdin,
-            lines,
-            events: Vec::new(),
-        }
-    }
-
-    /// Reads the next event; panics on an "error" event, the end of output, or after `MQTTJS_WAIT`.
-    async fn read_event(&mut self, waiting_for: &str) -> Value {
-        let line = match timeout(MQTTJS_WAIT, self.lines.next_line()).await {
-            Err(_) => panic!(
-                "{}: nothing within {MQTTJS_WAIT:?} while waiting for {waiting_for}; events {:?}",
-                self.name,
-                self.all()
-            ),
-            Ok(Err(e)) => panic!("{}: cannot read its output: {e}", self.name),
-            Ok(Ok(None)) => panic!(
-                "{}: exited while waiting for {waiting_for}; events {:?}",
-                self.name,
-                self.all()
-            ),
-            Ok(Ok(Some(line))) => line,
-        };
-        let event: Value = serde_json::from_str(&line)
-            .unwrap_or_else(|e| panic!("{}: not JSON ({e}): {line}", self.name));
-        if event["event"] == "error" {
-            panic!(
-                "{}: {} (waiting for {waiting_for}); events {:?}",
-                self.name,
-                event["message"],
-                self.all()
-            );
-        }
-        self.events.push((event.clone(), false));
-        event
-    }
-
-    /// The next event of this kind not returned before.
-    async fn wait_for(&mut self, kind: &str) -> Value {
-        if let Some((event, taken)) = self
-            .events
-            .iter_mut()
-            .find(|(e, taken)| !*taken && e["event"] == kind)
-        {
-            *taken = true;
-            return event.clone();
-        }
-        loop {
-            let event = self.read_event(kind).await;
-            if event["event"] == kind {
-                self.events.last_mut().unwrap().1 = true;
-                return event;
-            }
-        }
-    }
-
-    /// Lets the plan's next `wait_release` step go on.
-    async fn release(&mut self) {
-        let stdin = self.stdin.as_mut().expect("stdin already closed");
-        timeout(WAIT, async {
-            stdin.write_all(b"\n").await?;
-            stdin.flush().await
-        })
-        .await
-        .expect("writing to the script's stdin timed out")
-        .expect("cannot write to the script's stdin");
-    }
-
-    /// Waits until the plan ran to its end and the process exited with success; returns every event.
-    async fn finish(mut self) -> Vec<Value> {
-        while !self.events.iter().any(|(e, _)| e["event"] == "done") {
-            self.read_event("the end of the plan").await;
-        }
-        self.stdin.take();
-        let status = timeout(MQTTJS_WAIT, self.child.wait())
-            .await
-            .unwrap_or_else(|_| panic!("{} did not exit", self.name))
-            .unwrap();
-        assert!(status.success(), "{} exited with {status}", self.name);
-        self.all()
-    }
-
-    fn all(&self) -> Vec<Value> {
-        self.events.iter().map(|(e, _)| e.clone()).collect()
-    }
-
-    /// The "message" events read so far.
-    fn messages_so_far(&self) -> usize {
-        self.events
-            .iter()
-            .filter(|(e, _)| e["event"] == "message")
-            .count()
-    }
+/// An MQTT.js client on `broker` over `transport` running `plan` (see the script's documentation).
+fn start_mqttjs(broker: &TestBroker, transport: Transport, mut plan: Value) -> Scripted {
+    plan["url"] = json!(url(broker, transport));
+    let name = format!(
+        "MQTT.js {:?} over {transport:?}",
+        plan["client_id"].as_str().unwrap_or("")
+    );
+    let mut command = node();
+    command.arg(MQTTJS_SCRIPT).arg(plan.to_string());
+    Scripted::start(name, command, MQTTJS_WAIT)
 }
 
 /// Runs a plan that needs nothing from the test while it runs; returns every event.
 async fn run(broker: &TestBroker, transport: Transport, plan: Value) -> Vec<Value> {
-    MqttJs::start(broker, transport, plan).finish().await
-}
-
-/// The events of one kind, in order.
-fn of_kind<'a>(events: &'a [Value], kind: &str) -> Vec<&'a Value> {
-    events.iter().filter(|e| e["event"] == kind).collect()
+    start_mqttjs(broker, transport, plan).finish().await
 }
 
 /// The one CONNACK of a run.
@@ -584,7 +468,7 @@ async fn the_maximum_packet_size_mqttjs_asks_for_is_respected(transport: Transpo
         return;
     }
     let broker = broker();
-    let mut client = MqttJs::start(
+    let mut client = start_mqttjs(
         &broker,
         transport,
         json!({
@@ -774,7 +658,7 @@ async fn message_properties_from_mqttjs_reach_mqttjs_and_rumqttc(transport: Tran
     let broker = broker();
     let mut rumqttc = V5::connect(&broker, "props-rumqttc").await;
     rumqttc.subscribe("props/#").await;
-    let mut sub = MqttJs::start(
+    let mut sub = start_mqttjs(
         &broker,
         transport,
         json!({
@@ -853,7 +737,7 @@ async fn message_properties_from_rumqttc_reach_mqttjs(transport: Transport) {
         return;
     }
     let broker = broker();
-    let mut sub = MqttJs::start(
+    let mut sub = start_mqttjs(
         &broker,
         transport,
         json!({
@@ -931,7 +815,7 @@ async fn request_response_through_an_mqttjs_responder(transport: Transport) {
         return;
     }
     let broker = broker();
-    let mut responder = MqttJs::start(
+    let mut responder = start_mqttjs(
         &broker,
         transport,
         json!({
@@ -1055,7 +939,7 @@ async fn publish_to_two_subscribers(
 ) -> (Vec<Value>, Vec<(String, String)>, Vec<(String, String)>) {
     let mut rumqttc = V5::connect(broker, "alias-rumqttc").await;
     rumqttc.subscribe(filter).await;
-    let mut sub = MqttJs::start(
+    let mut sub = start_mqttjs(
         broker,
         transport,
         json!({
@@ -1211,7 +1095,7 @@ async fn server_topic_aliases_resolve_to_the_right_topics_in_mqttjs(transport: T
     let sent = [
         "tr/x", "tr/x", "tr/y", "tr/z", "tr/z", "tr/x", "tr/y", "tr/y",
     ];
-    let mut sub = MqttJs::start(
+    let mut sub = start_mqttjs(
         &broker,
         transport,
         json!({
@@ -1287,7 +1171,7 @@ async fn server_topic_aliases_start_afresh_on_a_new_connection(transport: Transp
             "steps": steps,
         })
     };
-    let mut first = MqttJs::start(
+    let mut first = start_mqttjs(
         &broker,
         transport,
         client(
@@ -1366,7 +1250,7 @@ async fn no_local_withholds_only_mqttjs_own_messages(transport: Transport) {
         return;
     }
     let broker = broker();
-    let mut client = MqttJs::start(
+    let mut client = start_mqttjs(
         &broker,
         transport,
         json!({
@@ -1398,7 +1282,7 @@ async fn retain_as_published_as_mqttjs_sees_it(transport: Transport) {
         return;
     }
     let broker = broker();
-    let mut sub = MqttJs::start(
+    let mut sub = start_mqttjs(
         &broker,
         transport,
         json!({
@@ -1524,7 +1408,7 @@ async fn subscription_identifiers_as_mqttjs_reports_them(transport: Transport) {
         return;
     }
     let broker = broker();
-    let mut client = MqttJs::start(
+    let mut client = start_mqttjs(
         &broker,
         transport,
         json!({
@@ -1605,7 +1489,7 @@ async fn v311_and_v5_mqttjs_clients_share_a_topic(transport: Transport) {
             "steps": steps,
         })
     };
-    let mut v3 = MqttJs::start(
+    let mut v3 = start_mqttjs(
         &broker,
         transport,
         plan(
@@ -1615,7 +1499,7 @@ async fn v311_and_v5_mqttjs_clients_share_a_topic(transport: Transport) {
             vec![publish("mix/from3", "three one one", 1)],
         ),
     );
-    let mut v5 = MqttJs::start(
+    let mut v5 = start_mqttjs(
         &broker,
         transport,
         plan(
@@ -1682,7 +1566,7 @@ async fn takeover_sends_disconnect_0x8e_to_mqttjs(transport: Transport) {
         return;
     }
     let broker = broker();
-    let mut existing = MqttJs::start(
+    let mut existing = start_mqttjs(
         &broker,
         transport,
         json!({
@@ -1748,8 +1632,8 @@ async fn a_shared_subscription_splits_messages_between_mqttjs_members(transport:
             ],
         })
     };
-    let mut a = MqttJs::start(&broker, transport, member("member-a"));
-    let mut b = MqttJs::start(&broker, transport, member("member-b"));
+    let mut a = start_mqttjs(&broker, transport, member("member-a"));
+    let mut b = start_mqttjs(&broker, transport, member("member-b"));
     a.wait_for("ready").await;
     b.wait_for("ready").await;
     let steps: Vec<Value> = (0..COUNT)
