@@ -5,7 +5,7 @@
 
 use super::flow::{Admit, Backing, RouteCredit};
 use super::messages::*;
-use super::registry::Entry;
+use super::registry::{Entry, Registry};
 use super::router::Router;
 use super::shared::Availability;
 use crate::codec::QoS;
@@ -76,6 +76,23 @@ impl Router {
             matched.add_shared(&grant, only_shared.then_some(group));
         }
         self.matched_groups = groups;
+        let (mut fan_out, registry, matches) = self.fan_out(message, ops, now);
+        for (slot, matched) in matches.iter_mut() {
+            if let Some(entry) = registry.get_mut(*slot) {
+                fan_out.to(*slot, entry, matched);
+            }
+        }
+        !matches.is_empty()
+    }
+
+    /// The fan-out of `message`: the parts of the router it changes, lent apart from the registry and the
+    /// matches it walks, which come with it.
+    fn fan_out<'a>(
+        &'a mut self,
+        message: &'a Arc<Message>,
+        ops: &'a mut Vec<StoreOp>,
+        now: Instant,
+    ) -> (FanOut<'a>, &'a mut Registry, &'a mut SlotMap<Matched>) {
         let queue_qos0 = self.settings().queue_qos0;
         let Router {
             matches,
@@ -86,7 +103,7 @@ impl Router {
             next_message_id,
             ..
         } = self;
-        let mut fan_out = FanOut {
+        let fan_out = FanOut {
             message,
             ops,
             now,
@@ -98,12 +115,7 @@ impl Router {
             stats,
             starving,
         };
-        for (slot, matched) in matches.iter_mut() {
-            if let Some(entry) = registry.get_mut(*slot) {
-                fan_out.to(*slot, entry, matched);
-            }
-        }
-        !matches.is_empty()
+        (fan_out, registry, matches)
     }
 
     /// Keeps a retained message (or forgets the topic's, for an empty payload) in memory and in the store.
@@ -355,7 +367,6 @@ impl Router {
     fn hand_back(&mut self, msg: HandBack) {
         let mut ops = Vec::new();
         let now = Instant::now();
-        let queue_qos0 = self.settings().queue_qos0;
         for (group, message) in &msg.messages {
             let registry = &self.registry;
             let Some((slot, grant)) = self
@@ -368,28 +379,9 @@ impl Router {
                 );
                 continue;
             };
-            let Router {
-                registry,
-                outbox,
-                stats,
-                starving,
-                next_message_id,
-                ..
-            } = self;
+            let (mut fan_out, registry, _) = self.fan_out(message, &mut ops, now);
             let Some(entry) = registry.get_mut(slot) else {
                 continue;
-            };
-            let mut fan_out = FanOut {
-                message,
-                ops: &mut ops,
-                now,
-                queue_qos0,
-                body: None,
-                expiring: crate::protocol::outbound::expiring(message),
-                next_message_id,
-                outbox,
-                stats,
-                starving,
             };
             fan_out.to(slot, entry, &mut Matched::for_member(&grant, *group));
         }
