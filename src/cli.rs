@@ -156,6 +156,9 @@ pub struct ServeArgs {
     /// Password file in Mosquitto's format (key `password_file`; default none).
     #[arg(long, value_name = "FILE")]
     password_file: Option<PathBuf>,
+    /// ACL file in Mosquitto's format (key `acl_file`; default none).
+    #[arg(long, value_name = "FILE")]
+    acl_file: Option<PathBuf>,
     /// Let clients without a user name connect (key `allow_anonymous`; default true only without a password
     /// file).
     #[arg(long, value_name = "BOOL")]
@@ -201,7 +204,8 @@ impl ServeArgs {
             shared_subscriptions,
             max_session_expiry_secs,
             max_connections,
-            password_file
+            password_file,
+            acl_file
         );
         if self.allow_anonymous.is_some() {
             config.allow_anonymous = self.allow_anonymous;
@@ -284,12 +288,17 @@ async fn wait_for_signal(handle: &crate::BrokerHandle) {
     let _ = tokio::signal::ctrl_c().await;
 }
 
-/// SIGHUP: the password file read again, or why not (the previous users then stay).
+/// SIGHUP: the password and ACL files read again, or why not (the previous users or rules then stay).
 fn reload(handle: &crate::BrokerHandle) {
     match handle.reload_password_file() {
         Ok(Some(users)) => log::info!("SIGHUP: password file reloaded, {users} user(s)"),
         Ok(None) => log::info!("SIGHUP: no password file to reload"),
         Err(e) => log::error!("SIGHUP: password file not reloaded, the previous users stay: {e}"),
+    }
+    match handle.reload_acl_file() {
+        Ok(Some(rules)) => log::info!("SIGHUP: ACL file reloaded, {rules} rule(s)"),
+        Ok(None) => log::info!("SIGHUP: no ACL file to reload"),
+        Err(e) => log::error!("SIGHUP: ACL file not reloaded, the previous rules stay: {e}"),
     }
 }
 

@@ -97,6 +97,9 @@ pub struct Config {
     /// Password file in Mosquitto's format (`harbormq passwd` or `mosquitto_passwd` writes it); clients that
     /// give a user name must give its password. Empty: no password file.
     pub password_file: PathBuf,
+    /// ACL file in Mosquitto's format: what each client may publish, subscribe to and receive. Empty: no ACL
+    /// file, every client may do anything.
+    pub acl_file: PathBuf,
     /// Whether clients without a user name may connect; unset means yes while no password file is configured.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub allow_anonymous: Option<bool>,
@@ -132,6 +135,7 @@ impl Default for Config {
             max_session_expiry_secs: u32::MAX,
             max_connections: 0,
             password_file: PathBuf::new(),
+            acl_file: PathBuf::new(),
             allow_anonymous: None,
         }
     }
@@ -202,6 +206,11 @@ impl Config {
     /// The password file, or `None` when there is none.
     pub fn password_file(&self) -> Option<&Path> {
         (!self.password_file.as_os_str().is_empty()).then_some(self.password_file.as_path())
+    }
+
+    /// The ACL file, or `None` when there is none.
+    pub fn acl_file(&self) -> Option<&Path> {
+        (!self.acl_file.as_os_str().is_empty()).then_some(self.acl_file.as_path())
     }
 
     /// Whether clients without a user name are let in: as configured, else only while there is no password

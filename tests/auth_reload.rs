@@ -1,6 +1,6 @@
-//! The password file read again while the broker runs: after SIGHUP a removed user's next CONNECT is refused
-//! and a new user's accepted, while a client connected before stays connected; a damaged file changes nothing
-//! and is reported with its line. Runs the real binary.
+//! The password and ACL files read again while the broker runs: after SIGHUP a removed user's next CONNECT is
+//! refused and a new user's accepted, and connected clients follow the new ACL rules, while staying connected;
+//! a damaged file changes nothing and is reported with its line. Runs the real binary.
 
 #[allow(dead_code)]
 mod process;
@@ -84,4 +84,85 @@ async fn sighup_reads_the_password_file_again_and_keeps_connected_clients() {
         connect(port, "bob-2", "bob", "two").await.is_ok(),
         "the previous users stay"
     );
+}
+
+/// Waits for the next PUBLISH on `events`, passing over everything else.
+async fn next_publish(events: &mut EventLoop) -> rumqttc::Publish {
+    within("a PUBLISH", async {
+        loop {
+            match events.poll().await {
+                Ok(Event::Incoming(Incoming::Publish(p))) => return p,
+                Ok(_) => {}
+                Err(e) => panic!("the connection ended: {e}"),
+            }
+        }
+    })
+    .await
+}
+
+#[tokio::test]
+async fn sighup_reads_the_acl_file_again_without_dropping_clients() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("acl");
+    std::fs::write(&path, "topic read a/#\nuser writer\ntopic write #\n").unwrap();
+    let broker = BrokerProcess::start_with(
+        &dir.path().join("data"),
+        "",
+        &["--acl-file", path.to_str().unwrap()],
+    );
+    let port = broker.port();
+    let (reader, mut reader_events) = connect(port, "reader", "", "").await.unwrap();
+    let (writer, mut writer_events) = connect(port, "writer", "writer", "").await.unwrap();
+    reader.subscribe("#", QoS::AtMostOnce).await.unwrap();
+    within("SUBACK", async {
+        loop {
+            if let Ok(Event::Incoming(Incoming::SubAck(_))) = reader_events.poll().await {
+                break;
+            }
+        }
+    })
+    .await;
+    let publish = |topic: &'static str, payload: &'static str| {
+        let writer = writer.clone();
+        async move {
+            writer
+                .publish(topic, QoS::AtMostOnce, false, payload)
+                .await
+                .unwrap()
+        }
+    };
+    let pump = tokio::spawn(async move {
+        loop {
+            if writer_events.poll().await.is_err() {
+                break;
+            }
+        }
+    });
+    publish("b/1", "hidden").await;
+    publish("a/1", "shown").await;
+    assert_eq!(next_publish(&mut reader_events).await.topic, "a/1");
+
+    std::fs::write(&path, "topic read b/#\nuser writer\ntopic write #\n").unwrap();
+    broker.signal("HUP");
+    let seen = broker.wait_for_log("ACL file reloaded, 2 rule(s)", 0);
+    publish("a/2", "hidden now").await;
+    publish("b/2", "shown now").await;
+    assert_eq!(
+        next_publish(&mut reader_events).await.topic,
+        "b/2",
+        "the connected reader follows the new rules"
+    );
+
+    std::fs::write(&path, "topic read #\ntopic maybe x\n").unwrap();
+    broker.signal("HUP");
+    broker.wait_for_log("ACL file not reloaded", seen);
+    broker.wait_for_log("line 2", seen);
+    publish("a/3", "hidden still").await;
+    publish("b/3", "shown still").await;
+    assert_eq!(
+        next_publish(&mut reader_events).await.topic,
+        "b/3",
+        "the previous rules stay"
+    );
+    pump.abort();
 }

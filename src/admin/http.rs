@@ -44,6 +44,8 @@ pub struct AdminContext {
     pub connections: Arc<crate::broker::session::ConnectionCounters>,
     /// The password file's check, which `POST /api/reload` reads again.
     pub password_auth: Option<crate::auth::PasswordAuth>,
+    /// The ACL file's rules, to reload and count their refusals.
+    pub acl: Option<crate::auth::AclAuth>,
 }
 
 /// The running admin server.
@@ -231,6 +233,16 @@ async fn metrics_route(_: Authorized, ctx: Ctx) -> Result<HttpResponse, ApiError
             .connections
             .over_limit
             .load(std::sync::atomic::Ordering::Relaxed),
+        acl_denied: ctx.acl.as_ref().map(|acl| {
+            let c = acl.counters();
+            let load =
+                |n: &std::sync::atomic::AtomicU64| n.load(std::sync::atomic::Ordering::Relaxed);
+            [
+                load(&c.publish_denied),
+                load(&c.subscribe_denied),
+                load(&c.read_denied),
+            ]
+        }),
     });
     Ok(HttpResponse::Ok()
         .content_type("text/plain; version=0.0.4; charset=utf-8")
@@ -379,17 +391,26 @@ async fn list_retained(
     Ok(HttpResponse::Ok().json(rows))
 }
 
-/// Reads the password file again, as SIGHUP does: `{"password_file_users": N}` (null without a password
-/// file), or 400 with the file and line when it does not parse (the previous users then stay).
+/// Reads the password and ACL files again, as SIGHUP does: `{"password_file_users": N, "acl_file_rules": M}`
+/// (null for a file not configured), or 400 naming the file and line of one that does not parse (its previous
+/// contents then stay; the other file is still reloaded).
 #[post("/api/reload")]
 async fn reload(_: Authorized, ctx: Ctx) -> Result<HttpResponse, ApiError> {
-    let users = match &ctx.password_auth {
-        Some(auth) => auth
-            .reload()
-            .map_err(|e| ApiError::BadRequest(e.to_string()))?,
-        None => None,
-    };
-    Ok(HttpResponse::Ok().json(serde_json::json!({ "password_file_users": users })))
+    let users = ctx.password_auth.as_ref().map(|auth| auth.reload());
+    let rules = ctx.acl.as_ref().map(|acl| acl.reload());
+    let failed: Vec<String> = [&users, &rules]
+        .into_iter()
+        .flatten()
+        .filter_map(|r| r.as_ref().err().map(ToString::to_string))
+        .collect();
+    if !failed.is_empty() {
+        return Err(ApiError::BadRequest(failed.join("; ")));
+    }
+    let count = |r: Option<Result<Option<usize>, _>>| r.and_then(Result::ok).flatten();
+    Ok(HttpResponse::Ok().json(serde_json::json!({
+        "password_file_users": count(users),
+        "acl_file_rules": count(rules),
+    })))
 }
 
 #[delete("/api/retained/{topic:.*}")]

@@ -22,6 +22,8 @@ pub struct MetricFigures {
     pub refused_connects: u64,
     /// Connections closed at once because `max_connections` were open.
     pub over_limit: u64,
+    /// What the ACL file refused (publishes, subscriptions, messages not sent), when there is one.
+    pub acl_denied: Option<[u64; 3]>,
 }
 
 struct Exposition(String);
@@ -80,6 +82,17 @@ pub fn render(f: &MetricFigures) -> String {
         "Connections closed at once because max_connections were open.",
         f.over_limit,
     );
+    if let Some(denied) = f.acl_denied {
+        let name = "harbormq_acl_denied_total";
+        out.header(
+            name,
+            "counter",
+            "What the ACL file refused: publishes dropped, subscriptions refused, messages not sent to a subscriber.",
+        );
+        for (action, value) in ["publish", "subscribe", "read"].iter().zip(denied) {
+            out.sample(name, &format!("action=\"{action}\""), value);
+        }
+    }
     out.single(
         "harbormq_sessions",
         "gauge",

@@ -1,9 +1,14 @@
-//! Who may connect: Mosquitto-compatible password files (`password_file`, `allow_anonymous`), checked by an
-//! authenticate hook, and the `harbormq passwd` command that manages the files.
+//! Who may connect and what they may do: Mosquitto-compatible password files (`password_file`,
+//! `allow_anonymous`) and ACL files (`acl_file`), each checked by hooks, and the `harbormq passwd` command
+//! that manages password files.
 
+pub mod acl;
+pub mod acl_file;
 pub mod hooks;
 pub mod passwd;
 pub mod password_file;
 
+pub use acl::AclAuth;
+pub use acl_file::{AclFile, AclFileError};
 pub use hooks::PasswordAuth;
 pub use password_file::{PasswordFile, PasswordFileError, PasswordHash};

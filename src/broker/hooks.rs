@@ -3,6 +3,7 @@
 
 use crate::codec::{ConnectReturnCode, Publish, QoS, ReasonCode};
 use crate::message::Message;
+pub use crate::protocol::TopicRights;
 use crate::topic::TopicFilter;
 use std::future::Future;
 use std::pin::Pin;
@@ -114,6 +115,17 @@ pub trait Hooks: Send + Sync + 'static {
         ready(true)
     }
 
+    /// Rights over topics that the broker checks itself, synchronously: for each message the client
+    /// publishes (and its will), each message about to be sent to it, and each filter it subscribes to. For
+    /// rules held in memory, like the ACL file's; an implementation caches its answers per topic, since it is
+    /// asked once per message. Asked once a client is authenticated; `None` (the default) adds no rule.
+    /// Refusals are answered as `authorize_publish` and `authorize_subscribe` ones are, and a message the
+    /// client may not read is not sent (a stored one leaves its queue).
+    fn topic_rights(&self, client: &ClientInfo) -> Option<Box<dyn TopicRights>> {
+        let _ = client;
+        None
+    }
+
     /// Sees every message an authorized client publishes before it is routed: returns it (possibly with a
     /// new topic or payload) or `None` to drop it.
     fn on_message_publish<'a>(
@@ -170,7 +182,7 @@ pub trait Hooks: Send + Sync + 'static {
 /// only when both allow it (`then` is not asked once `first` refuses); `on_message_publish` passes the message
 /// through `first`, then `then`; an enhanced authentication method is `first`'s if it speaks it, else
 /// `then`'s; notifications reach both. The broker uses it to run its password file before the
-/// application's hooks; an application can use it to combine its own.
+/// application's hooks; an application can use it to combine its own. Topic rights of both must allow.
 pub struct Chain {
     first: std::sync::Arc<dyn Hooks>,
     then: std::sync::Arc<dyn Hooks>,
@@ -228,6 +240,18 @@ impl Hooks for Chain {
             self.first.authorize_subscribe(client, filter, qos).await
                 && self.then.authorize_subscribe(client, filter, qos).await
         })
+    }
+
+    fn topic_rights(&self, client: &ClientInfo) -> Option<Box<dyn TopicRights>> {
+        match (
+            self.first.topic_rights(client),
+            self.then.topic_rights(client),
+        ) {
+            (Some(first), Some(then)) => {
+                Some(Box::new(crate::protocol::rights::BothRights(first, then)))
+            }
+            (first, then) => first.or(then),
+        }
     }
 
     fn on_message_publish<'a>(

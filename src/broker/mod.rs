@@ -103,13 +103,27 @@ impl Broker {
         config.validate()?;
         // The password file is read before anything starts: a damaged one stops start-up, naming its line.
         let password_auth = crate::auth::PasswordAuth::from_config(&config)?;
-        let app_hooks = self.hooks.is_some();
-        let authenticate = app_hooks || password_auth.is_some();
-        let hooks: Option<Arc<dyn hooks::Hooks>> = match (password_auth.clone(), self.hooks) {
-            (Some(auth), Some(app)) => Some(Arc::new(hooks::Chain::new(Arc::new(auth), app))),
-            (Some(auth), None) => Some(Arc::new(auth)),
-            (None, app) => app,
+        // So is the ACL file.
+        let acl = match config.acl_file() {
+            Some(path) => Some(crate::auth::AclAuth::from_file(path)?),
+            None => None,
         };
+        let app_hooks = self.hooks.is_some();
+        // The built-in checks are hooks too, run before the application's: password file, then ACL file.
+        let builtin: [Option<Arc<dyn hooks::Hooks>>; 2] = [
+            password_auth
+                .clone()
+                .map(|a| Arc::new(a) as Arc<dyn hooks::Hooks>),
+            acl.clone().map(|a| Arc::new(a) as Arc<dyn hooks::Hooks>),
+        ];
+        let hooks = builtin
+            .into_iter()
+            .chain([self.hooks])
+            .flatten()
+            .reduce(|first, then| Arc::new(hooks::Chain::new(first, then)));
+        // Only the application's hooks screen every publish and subscription asynchronously; the built-in
+        // ones act at CONNECT and through the synchronous topic rights.
+        let authenticate = hooks.is_some();
         let store_config = StoreConfig {
             data_dir: config.data_dir.clone(),
             durability: config.durability()?,
@@ -184,7 +198,7 @@ impl Broker {
         };
         let listening = tcp_addr.iter().chain(ws.iter().map(|(local, _)| local));
         warn_if_open_to_anyone(&config, listening);
-        let admin = start_admin_and_sys(&config, &core, &peers, password_auth.clone());
+        let admin = start_admin_and_sys(&config, &core, &peers, password_auth.clone(), acl.clone());
         Ok(BrokerHandle {
             inner: Arc::new(Inner {
                 peers,
@@ -196,6 +210,7 @@ impl Broker {
                 inprocess,
                 admin,
                 password_auth,
+                acl,
             }),
         })
     }
@@ -220,6 +235,7 @@ fn start_admin_and_sys(
     core: &ArbiterHandle,
     peers: &SessionPeers,
     password_auth: Option<crate::auth::PasswordAuth>,
+    acl: Option<crate::auth::AclAuth>,
 ) -> Option<crate::admin::http::AdminServer> {
     let (router, retained, store) = (&peers.router, &peers.retained, &peers.store);
     if config.sys_interval_secs > 0 {
@@ -239,6 +255,7 @@ fn start_admin_and_sys(
         started: std::time::Instant::now(),
         connections: peers.counters.clone(),
         password_auth: password_auth.clone(),
+        acl: acl.clone(),
     })
 }
 
@@ -290,6 +307,8 @@ struct Inner {
     admin: Option<crate::admin::http::AdminServer>,
     /// The password file's check, to reload.
     password_auth: Option<crate::auth::PasswordAuth>,
+    /// The ACL file's rules, to reload.
+    acl: Option<crate::auth::AclAuth>,
 }
 
 /// A cloneable handle on a running broker.
@@ -305,6 +324,16 @@ impl BrokerHandle {
     pub fn reload_password_file(&self) -> Result<Option<usize>, Error> {
         match &self.inner.password_auth {
             Some(auth) => Ok(auth.reload()?),
+            None => Ok(None),
+        }
+    }
+
+    /// Reads the ACL file again (SIGHUP and `POST /api/reload` do this): every client's next check uses the
+    /// new rules, and nobody is disconnected. A file that does not parse changes nothing; the error names its
+    /// line. Returns how many rules it holds, `None` when no ACL file is configured.
+    pub fn reload_acl_file(&self) -> Result<Option<usize>, Error> {
+        match &self.inner.acl {
+            Some(acl) => Ok(acl.reload()?),
             None => Ok(None),
         }
     }

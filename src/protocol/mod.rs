@@ -8,7 +8,7 @@
 //!
 //! The parts: [`connect`] (client identifier rules), [`acks`] (answers released in order once stored),
 //! [`outbound`] (packet ids, the inflight window and the queue behind it), [`feed`] (a persistent session
-//! catching up from its stored queue), [`credit`] (flow control towards the router), [`io`] (the inputs and
+//! catching up from its stored queue), [`credit`] (flow control towards the router), [`rights`] (what a client may do with topics), [`io`] (the inputs and
 //! outputs) and [`connection`] (the state machine that uses them).
 
 pub mod acks;
@@ -18,6 +18,7 @@ pub mod credit;
 pub mod feed;
 pub mod io;
 pub mod outbound;
+pub mod rights;
 pub mod share;
 pub mod v5;
 
@@ -31,3 +32,4 @@ pub use io::{
     Registration, Request,
 };
 pub use outbound::{Delivery, Outbound, OutboundPublish, Sendable};
+pub use rights::TopicRights;

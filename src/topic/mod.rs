@@ -1,6 +1,7 @@
 //! Topic names and topic filters, validated on construction, and the subscription trie.
 //! Owns the MQTT topic rules (section 4.7 of the 3.1.1 specification); knows nothing of packets or sessions.
 
+pub mod relate;
 pub mod trie;
 
 use bytestring::ByteString;
@@ -145,28 +146,7 @@ impl TopicFilter {
 
 /// Whether `topic` matches `filter`: a direct level-by-level comparison, used where a trie would be overkill.
 pub fn matches(filter: &TopicFilter, topic: &TopicName) -> bool {
-    let mut filter_levels = filter.levels();
-    let mut topic_levels = topic.levels();
-    let mut first = true;
-    loop {
-        match (filter_levels.next(), topic_levels.next()) {
-            // "sport/#" also matches "sport" [MQTT-4.7.1-2]; a leading wildcard skips "$" topics [MQTT-4.7.2-1].
-            (Some("#"), _) => return !(first && topic.is_system()),
-            (Some("+"), Some(_)) => {
-                if first && topic.is_system() {
-                    return false;
-                }
-            }
-            (Some(f), Some(t)) => {
-                if f != t {
-                    return false;
-                }
-            }
-            (None, None) => return true,
-            _ => return false,
-        }
-        first = false;
-    }
+    relate::filter_matches(filter.as_str(), topic.as_str())
 }
 
 impl fmt::Debug for TopicName {

@@ -17,28 +17,35 @@ impl Session {
             follow_up(Input::Authenticated(Ok(())));
             return;
         };
+        let asked = hooks.clone();
         let decide = async move {
-            let decision = hooks.authenticate(&info).await;
+            let decision = asked.authenticate(&info).await;
             (decision, info)
         };
-        ctx.spawn(decide.into_actor(self).map(|(decision, info), act, ctx| {
-            let verdict = match decision {
-                AuthDecision::Allow => {
-                    act.rare().client_info = Some(Arc::new(info.client()));
-                    Ok(())
-                }
-                AuthDecision::Deny(code) => Err(code.into()),
-                AuthDecision::Refuse(code) => Err(code),
-            };
-            if verdict.is_err() {
-                act.peers
-                    .counters
-                    .refused_connects
-                    .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-            }
-            act.feed(Input::Authenticated(verdict), ctx);
-            act.wake_io();
-        }));
+        ctx.spawn(
+            decide
+                .into_actor(self)
+                .map(move |(decision, info), act, ctx| {
+                    let verdict = match decision {
+                        AuthDecision::Allow => {
+                            let client = Arc::new(info.client());
+                            act.core.grant_rights(hooks.topic_rights(&client));
+                            act.rare().client_info = Some(client);
+                            Ok(())
+                        }
+                        AuthDecision::Deny(code) => Err(code.into()),
+                        AuthDecision::Refuse(code) => Err(code),
+                    };
+                    if verdict.is_err() {
+                        act.peers
+                            .counters
+                            .refused_connects
+                            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                    }
+                    act.feed(Input::Authenticated(verdict), ctx);
+                    act.wake_io();
+                }),
+        );
     }
 
     /// Asks the enhanced authentication hook for one step of an MQTT 5.0 exchange.

@@ -94,7 +94,13 @@ impl Connection {
             out.requests.push(Request::HandBack(shared));
         }
         if reason == CloseReason::Abnormal {
-            if let Some(will) = attached.will {
+            // The will is checked against the client's rights when it is published, as any publish is.
+            let will = attached.will.filter(|will| {
+                self.rights
+                    .as_mut()
+                    .is_none_or(|rights| rights.may_publish(will.topic.as_str()))
+            });
+            if let Some(will) = will {
                 // A delay only means something for a session that outlives its connection; one that ends
                 // now publishes its will now, as the session's end comes first.
                 let outlives = attached.v5.as_ref().is_some_and(|v5| v5.session_expiry > 0);

@@ -22,7 +22,14 @@ impl Connection {
         attached.credit.consumed(deliveries.len());
         let dropped_before = attached.dropped;
         for delivery in deliveries {
-            take_delivery(attached, delivery, &self.settings, self.wall_ms, out);
+            take_delivery(
+                attached,
+                delivery,
+                &self.settings,
+                &mut self.rights,
+                self.wall_ms,
+                out,
+            );
         }
         let dropped = attached.dropped - dropped_before;
         if dropped > 0 {
@@ -37,7 +44,14 @@ impl Connection {
         let hooks = self.settings.hooks;
         if let Stage::Connected(attached) = &mut self.stage {
             for delivery in deliveries {
-                offer(attached, delivery, hooks, self.wall_ms, out);
+                offer(
+                    attached,
+                    delivery,
+                    hooks,
+                    &mut self.rights,
+                    self.wall_ms,
+                    out,
+                );
             }
         }
     }
@@ -82,7 +96,7 @@ impl Connection {
                 .as_mut()
                 .is_some_and(|s| s.take_page_entry(entry.seq));
             if new {
-                resume_entry(attached, entry, hooks, self.wall_ms, out);
+                resume_entry(attached, entry, hooks, &mut self.rights, self.wall_ms, out);
             }
         }
         if let Some(stored) = &mut attached.stored {
@@ -197,6 +211,7 @@ fn take_delivery(
     attached: &mut Attached,
     delivery: Delivery,
     settings: &Settings,
+    rights: &mut Rights,
     now_ms: u64,
     out: &mut Outputs,
 ) {
@@ -214,7 +229,7 @@ fn take_delivery(
             }
         }
     }
-    offer(attached, delivery, settings.hooks, now_ms, out);
+    offer(attached, delivery, settings.hooks, rights, now_ms, out);
 }
 
 /// The memory queue is full: drop the new message or the oldest waiting one, never a QoS 2 message.
@@ -238,10 +253,25 @@ fn overflow(attached: &mut Attached, delivery: Delivery, policy: OverflowPolicy)
     }
 }
 
-/// Offers a delivery to the window: written now, or queued until the window has room.
-fn offer(attached: &mut Attached, delivery: Delivery, hooks: bool, now_ms: u64, out: &mut Outputs) {
+/// Offers a delivery to the window: written now, or queued until the window has room. A message on a topic
+/// the client may not read (a wide subscription under the ACL file's rules) is not sent.
+fn offer(
+    attached: &mut Attached,
+    delivery: Delivery,
+    hooks: bool,
+    rights: &mut Rights,
+    now_ms: u64,
+    out: &mut Outputs,
+) {
     let max_size = max_packet_size(attached);
-    if let Err(why) = deliverable(&delivery, max_size, now_ms) {
+    let readable = rights
+        .as_mut()
+        .is_none_or(|rights| rights.may_read(delivery.message.topic.as_str()));
+    let verdict = match readable {
+        true => deliverable(&delivery, max_size, now_ms),
+        false => Err(Undeliverable::NotAuthorized),
+    };
+    if let Err(why) = verdict {
         return drop_undeliverable(&attached.client_id, delivery.seq, why, out);
     }
     if let Some(sendable) = attached.outbound.offer(delivery) {
@@ -305,6 +335,7 @@ fn max_packet_size(attached: &Attached) -> Option<SizeLimit> {
 enum Undeliverable {
     Expired,
     TooLarge,
+    NotAuthorized,
 }
 
 /// Whether a message may still go to this client: not once it has expired (section 3.3.2.3.3, for clients of
@@ -461,6 +492,7 @@ fn resume_entry(
     attached: &mut Attached,
     entry: QueuedMessage,
     hooks: bool,
+    rights: &mut Rights,
     now_ms: u64,
     out: &mut Outputs,
 ) {
@@ -477,7 +509,7 @@ fn resume_entry(
         }
         EntryState::Queued => {
             if let Some(delivery) = stored_delivery(entry, &attached.client_id) {
-                offer(attached, delivery, hooks, now_ms, out);
+                offer(attached, delivery, hooks, rights, now_ms, out);
             }
         }
     }

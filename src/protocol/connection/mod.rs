@@ -91,7 +91,12 @@ pub struct Connection {
     wall_ms: u64,
     /// An MQTT 5.0 client allows a Reason String on refusals (Request Problem Information).
     problem_information: bool,
+    /// What the client may do with topics, once the hooks said (the ACL file's rules).
+    rights: Rights,
 }
+
+/// A connection's rights over topics, if any rule limits them.
+type Rights = Option<Box<dyn crate::protocol::TopicRights>>;
 
 #[derive(Debug)]
 enum Stage {
@@ -299,7 +304,13 @@ impl Connection {
             level: ProtocolLevel::V311,
             wall_ms: now.wall_ms,
             problem_information: true,
+            rights: None,
         }
+    }
+
+    /// Limits what the client may do with topics from now on (given by the hooks once it authenticated).
+    pub fn grant_rights(&mut self, rights: Rights) {
+        self.rights = rights;
     }
 
     /// The protocol level the client speaks (3.1.1 until its CONNECT is read).

@@ -6,6 +6,7 @@ mod deliver;
 mod flow;
 mod inbound;
 mod props;
+mod rights;
 mod v5;
 
 use super::*;

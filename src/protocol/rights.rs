@@ -1,0 +1,34 @@
+//! What a connected client may do with topics, as the connection core asks it: synchronously, for each
+//! message the client publishes or is about to be sent and each filter it subscribes to. Implementations
+//! (the ACL file's) answer from memory, so the core can ask once per message without waiting.
+
+/// One client's rights over topics; the core holds one per connection, given by the hooks once the client
+/// is authenticated. Methods take `&mut self` so that an implementation can cache its answers per topic
+/// without a lock.
+pub trait TopicRights: Send + std::fmt::Debug {
+    /// Whether the client may publish to `topic` (its will message included).
+    fn may_publish(&mut self, topic: &str) -> bool;
+    /// Whether a message on `topic` may be sent to the client.
+    fn may_read(&mut self, topic: &str) -> bool;
+    /// Whether the client may subscribe to `filter` (the filter of a shared subscription, without its
+    /// `$share/{group}/`); messages of a granted filter are still screened one by one by `may_read`.
+    fn may_subscribe(&mut self, filter: &str) -> bool;
+}
+
+/// Two sets of rights that must both allow.
+#[derive(Debug)]
+pub struct BothRights(pub Box<dyn TopicRights>, pub Box<dyn TopicRights>);
+
+impl TopicRights for BothRights {
+    fn may_publish(&mut self, topic: &str) -> bool {
+        self.0.may_publish(topic) && self.1.may_publish(topic)
+    }
+
+    fn may_read(&mut self, topic: &str) -> bool {
+        self.0.may_read(topic) && self.1.may_read(topic)
+    }
+
+    fn may_subscribe(&mut self, filter: &str) -> bool {
+        self.0.may_subscribe(filter) && self.1.may_subscribe(filter)
+    }
+}
