@@ -159,6 +159,24 @@ pub struct ServeArgs {
     /// ACL file in Mosquitto's format (key `acl_file`; default none).
     #[arg(long, value_name = "FILE")]
     acl_file: Option<PathBuf>,
+    /// HTTP service asked about each CONNECT (key `http_auth_url`; default none).
+    #[arg(long, value_name = "URL")]
+    http_auth_url: Option<String>,
+    /// HTTP service asked about publish and subscribe rights (key `http_acl_url`; default none).
+    #[arg(long, value_name = "URL")]
+    http_acl_url: Option<String>,
+    /// Bound on one request to the HTTP services (key `http_timeout_ms`; default 2000).
+    #[arg(long, value_name = "MS")]
+    http_timeout_ms: Option<u64>,
+    /// Answers of the HTTP services cached (key `http_cache_entries`; default 10000).
+    #[arg(long, value_name = "N")]
+    http_cache_entries: Option<usize>,
+    /// Seconds an answer of the HTTP services is used (key `http_cache_ttl_secs`; default 60).
+    #[arg(long, value_name = "SECS")]
+    http_cache_ttl_secs: Option<u64>,
+    /// What to answer while an HTTP service is unreachable (key `http_when_unreachable`; default deny).
+    #[arg(long, value_name = "POLICY")]
+    http_when_unreachable: Option<crate::auth::http_backend::WhenUnreachable>,
     /// Let clients without a user name connect (key `allow_anonymous`; default true only without a password
     /// file).
     #[arg(long, value_name = "BOOL")]
@@ -205,7 +223,13 @@ impl ServeArgs {
             max_session_expiry_secs,
             max_connections,
             password_file,
-            acl_file
+            acl_file,
+            http_auth_url,
+            http_acl_url,
+            http_timeout_ms,
+            http_cache_entries,
+            http_cache_ttl_secs,
+            http_when_unreachable
         );
         if self.allow_anonymous.is_some() {
             config.allow_anonymous = self.allow_anonymous;

@@ -100,6 +100,21 @@ pub struct Config {
     /// ACL file in Mosquitto's format: what each client may publish, subscribe to and receive. Empty: no ACL
     /// file, every client may do anything.
     pub acl_file: PathBuf,
+    /// URL of an HTTP service POSTed each CONNECT (client id, user name, password, peer) that answers
+    /// `{"result": "allow"}` or `{"result": "deny"}`. Empty: no such service.
+    pub http_auth_url: String,
+    /// URL of an HTTP service POSTed each publish and subscription (client id, user name, action, topic) not
+    /// answered from the cache. Empty: no such service.
+    pub http_acl_url: String,
+    /// Bound on one request to the HTTP services, in milliseconds.
+    pub http_timeout_ms: u64,
+    /// Answers of the HTTP services kept, the least recently used dropped first.
+    pub http_cache_entries: usize,
+    /// Seconds an answer of the HTTP services is used before they are asked again.
+    pub http_cache_ttl_secs: u64,
+    /// What to answer while an HTTP service cannot be reached: "deny" or "last_known" (its last answer to
+    /// the same question, denying when there is none).
+    pub http_when_unreachable: crate::auth::http_backend::WhenUnreachable,
     /// Whether clients without a user name may connect; unset means yes while no password file is configured.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub allow_anonymous: Option<bool>,
@@ -136,6 +151,12 @@ impl Default for Config {
             max_connections: 0,
             password_file: PathBuf::new(),
             acl_file: PathBuf::new(),
+            http_auth_url: String::new(),
+            http_acl_url: String::new(),
+            http_timeout_ms: 2_000,
+            http_cache_entries: 10_000,
+            http_cache_ttl_secs: 60,
+            http_when_unreachable: crate::auth::http_backend::WhenUnreachable::Deny,
             allow_anonymous: None,
         }
     }
@@ -199,6 +220,12 @@ impl Config {
         }
         if self.receive_maximum == 0 {
             return Err(invalid("receive_maximum", "must be at least 1"));
+        }
+        if self.http_timeout_ms == 0 {
+            return Err(invalid("http_timeout_ms", "must be at least 1"));
+        }
+        if self.http_cache_entries == 0 {
+            return Err(invalid("http_cache_entries", "must be at least 1"));
         }
         Ok(())
     }

@@ -25,6 +25,17 @@ use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Instant;
 
+/// The built-in checks, to reload their files and report what they refused.
+#[derive(Debug, Clone, Default)]
+pub struct SecurityFigures {
+    /// The password file's check.
+    pub password_auth: Option<crate::auth::PasswordAuth>,
+    /// The ACL file's rules.
+    pub acl: Option<crate::auth::AclAuth>,
+    /// The HTTP authentication and authorisation service.
+    pub http: Option<crate::auth::HttpBackend>,
+}
+
 /// What the admin API reaches of the running broker.
 #[derive(Clone)]
 pub struct AdminContext {
@@ -43,9 +54,7 @@ pub struct AdminContext {
     /// Open connections, CONNECTs refused by the hooks, connections over `max_connections`.
     pub connections: Arc<crate::broker::session::ConnectionCounters>,
     /// The password file's check, which `POST /api/reload` reads again.
-    pub password_auth: Option<crate::auth::PasswordAuth>,
-    /// The ACL file's rules, to reload and count their refusals.
-    pub acl: Option<crate::auth::AclAuth>,
+    pub security: SecurityFigures,
 }
 
 /// The running admin server.
@@ -233,7 +242,7 @@ async fn metrics_route(_: Authorized, ctx: Ctx) -> Result<HttpResponse, ApiError
             .connections
             .over_limit
             .load(std::sync::atomic::Ordering::Relaxed),
-        acl_denied: ctx.acl.as_ref().map(|acl| {
+        acl_denied: ctx.security.acl.as_ref().map(|acl| {
             let c = acl.counters();
             let load =
                 |n: &std::sync::atomic::AtomicU64| n.load(std::sync::atomic::Ordering::Relaxed);
@@ -241,6 +250,17 @@ async fn metrics_route(_: Authorized, ctx: Ctx) -> Result<HttpResponse, ApiError
                 load(&c.publish_denied),
                 load(&c.subscribe_denied),
                 load(&c.read_denied),
+            ]
+        }),
+        http_answers: ctx.security.http.as_ref().map(|http| {
+            let c = http.counters();
+            let load =
+                |n: &std::sync::atomic::AtomicU64| n.load(std::sync::atomic::Ordering::Relaxed);
+            [
+                load(&c.allowed),
+                load(&c.denied),
+                load(&c.unreachable),
+                load(&c.cache_hits),
             ]
         }),
     });
@@ -396,8 +416,12 @@ async fn list_retained(
 /// contents then stay; the other file is still reloaded).
 #[post("/api/reload")]
 async fn reload(_: Authorized, ctx: Ctx) -> Result<HttpResponse, ApiError> {
-    let users = ctx.password_auth.as_ref().map(|auth| auth.reload());
-    let rules = ctx.acl.as_ref().map(|acl| acl.reload());
+    let users = ctx
+        .security
+        .password_auth
+        .as_ref()
+        .map(|auth| auth.reload());
+    let rules = ctx.security.acl.as_ref().map(|acl| acl.reload());
     let failed: Vec<String> = [&users, &rules]
         .into_iter()
         .flatten()

@@ -24,6 +24,9 @@ pub struct MetricFigures {
     pub over_limit: u64,
     /// What the ACL file refused (publishes, subscriptions, messages not sent), when there is one.
     pub acl_denied: Option<[u64; 3]>,
+    /// What the HTTP service answered (allow, deny, unreachable) and the answers taken from the cache, when
+    /// there is one.
+    pub http_answers: Option<[u64; 4]>,
 }
 
 struct Exposition(String);
@@ -91,6 +94,20 @@ pub fn render(f: &MetricFigures) -> String {
         );
         for (action, value) in ["publish", "subscribe", "read"].iter().zip(denied) {
             out.sample(name, &format!("action=\"{action}\""), value);
+        }
+    }
+    if let Some(answers) = f.http_answers {
+        let name = "harbormq_http_auth_answers_total";
+        out.header(
+            name,
+            "counter",
+            "Questions to the HTTP authentication service, by answer: allow, deny, unreachable, or cached.",
+        );
+        for (result, value) in ["allow", "deny", "unreachable", "cached"]
+            .iter()
+            .zip(answers)
+        {
+            out.sample(name, &format!("result=\"{result}\""), value);
         }
     }
     out.single(

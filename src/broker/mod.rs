@@ -108,21 +108,26 @@ impl Broker {
             Some(path) => Some(crate::auth::AclAuth::from_file(path)?),
             None => None,
         };
-        let app_hooks = self.hooks.is_some();
-        // The built-in checks are hooks too, run before the application's: password file, then ACL file.
-        let builtin: [Option<Arc<dyn hooks::Hooks>>; 2] = [
+        let http = crate::auth::HttpBackendConfig::from_config(&config)?;
+        // Asking a service about each publish and subscription needs the asynchronous screening the
+        // application's hooks have.
+        let app_hooks = self.hooks.is_some() || http.as_ref().is_some_and(|h| h.acl_url.is_some());
+        let http = http.map(crate::auth::HttpBackend::new);
+        // The built-in checks are hooks too, run before the application's: password file, ACL file, HTTP.
+        let builtin: [Option<Arc<dyn hooks::Hooks>>; 3] = [
             password_auth
                 .clone()
                 .map(|a| Arc::new(a) as Arc<dyn hooks::Hooks>),
             acl.clone().map(|a| Arc::new(a) as Arc<dyn hooks::Hooks>),
+            http.clone().map(|h| Arc::new(h) as Arc<dyn hooks::Hooks>),
         ];
         let hooks = builtin
             .into_iter()
             .chain([self.hooks])
             .flatten()
             .reduce(|first, then| Arc::new(hooks::Chain::new(first, then)));
-        // Only the application's hooks screen every publish and subscription asynchronously; the built-in
-        // ones act at CONNECT and through the synchronous topic rights.
+        // Only the application's hooks and the HTTP service screen every publish and subscription
+        // asynchronously; the files act at CONNECT and through the synchronous topic rights.
         let authenticate = hooks.is_some();
         let store_config = StoreConfig {
             data_dir: config.data_dir.clone(),
@@ -198,7 +203,12 @@ impl Broker {
         };
         let listening = tcp_addr.iter().chain(ws.iter().map(|(local, _)| local));
         warn_if_open_to_anyone(&config, listening);
-        let admin = start_admin_and_sys(&config, &core, &peers, password_auth.clone(), acl.clone());
+        let security = crate::admin::http::SecurityFigures {
+            password_auth: password_auth.clone(),
+            acl: acl.clone(),
+            http,
+        };
+        let admin = start_admin_and_sys(&config, &core, &peers, security);
         Ok(BrokerHandle {
             inner: Arc::new(Inner {
                 peers,
@@ -234,8 +244,7 @@ fn start_admin_and_sys(
     config: &Config,
     core: &ArbiterHandle,
     peers: &SessionPeers,
-    password_auth: Option<crate::auth::PasswordAuth>,
-    acl: Option<crate::auth::AclAuth>,
+    security: crate::admin::http::SecurityFigures,
 ) -> Option<crate::admin::http::AdminServer> {
     let (router, retained, store) = (&peers.router, &peers.retained, &peers.store);
     if config.sys_interval_secs > 0 {
@@ -254,8 +263,7 @@ fn start_admin_and_sys(
         db_path: durable.then(|| Store::db_path(&config.data_dir)),
         started: std::time::Instant::now(),
         connections: peers.counters.clone(),
-        password_auth: password_auth.clone(),
-        acl: acl.clone(),
+        security: security.clone(),
     })
 }
 
