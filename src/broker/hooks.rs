@@ -53,7 +53,8 @@ pub enum DisconnectReason {
 /// `on_message_publish` are pending, that client's session waits (keeping its packets in order) and every
 /// other client goes on. The notification hooks (`on_connected`, `on_disconnected`, `on_message_delivered`,
 /// `on_message_acked`) run detached and delay nothing. Messages published through
-/// [`BrokerHandle::publish`](crate::BrokerHandle::publish) and will messages do not pass through hooks.
+/// [`BrokerHandle::publish`](crate::BrokerHandle::publish) do not pass through hooks; will messages are
+/// checked against [`Hooks::topic_rights`] only.
 ///
 /// ```
 /// use harbormq::broker::hooks::{ready, AuthDecision, ConnectInfo, HookFuture, Hooks};
