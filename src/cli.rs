@@ -160,6 +160,33 @@ pub struct ServeArgs {
     /// file).
     #[arg(long, value_name = "BOOL")]
     allow_anonymous: Option<bool>,
+    /// MQTT over TLS listener, on once certfile and keyfile are set; "" turns it off (key `tls_bind`; default
+    /// 0.0.0.0:8883).
+    #[arg(long, value_name = "HOST:PORT")]
+    tls_bind: Option<String>,
+    /// PEM certificate chain of the TLS listeners (key `certfile`; default none: no TLS).
+    #[arg(long, value_name = "FILE")]
+    certfile: Option<PathBuf>,
+    /// PEM private key of the certificate (key `keyfile`).
+    #[arg(long, value_name = "FILE")]
+    keyfile: Option<PathBuf>,
+    /// PEM CA certificates client certificates are verified against (key `cafile`; default none).
+    #[arg(long, value_name = "FILE")]
+    cafile: Option<PathBuf>,
+    /// TLS clients must present a certificate the CA file verifies (key `require_certificate`; default false).
+    #[arg(long, value_name = "BOOL")]
+    require_certificate: Option<bool>,
+    /// The client certificate's CN (else first DNS/email name) is the user name; no password check (key
+    /// `use_identity_as_username`; default false).
+    #[arg(long, value_name = "BOOL")]
+    use_identity_as_username: Option<bool>,
+    /// MQTT over secure WebSocket listener at /mqtt, on once certfile and keyfile are set; "" turns it off (key
+    /// `wss_bind`; default 0.0.0.0:8084).
+    #[arg(long, value_name = "HOST:PORT")]
+    wss_bind: Option<String>,
+    /// Serve the admin API over https with the TLS certificate (key `admin_tls`; default false).
+    #[arg(long, value_name = "BOOL")]
+    admin_tls: Option<bool>,
 }
 
 impl ServeArgs {
@@ -201,7 +228,15 @@ impl ServeArgs {
             shared_subscriptions,
             max_session_expiry_secs,
             max_connections,
-            password_file
+            password_file,
+            tls_bind,
+            certfile,
+            keyfile,
+            cafile,
+            require_certificate,
+            use_identity_as_username,
+            wss_bind,
+            admin_tls
         );
         if self.allow_anonymous.is_some() {
             config.allow_anonymous = self.allow_anonymous;
@@ -262,7 +297,7 @@ fn serve(args: ServeArgs) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// Waits for SIGINT or SIGTERM; SIGHUP meanwhile reads the password file again.
+/// Waits for SIGINT or SIGTERM; SIGHUP meanwhile reads the password file and the TLS certificate again.
 async fn wait_for_signal(handle: &crate::BrokerHandle) {
     #[cfg(unix)]
     {
@@ -284,12 +319,17 @@ async fn wait_for_signal(handle: &crate::BrokerHandle) {
     let _ = tokio::signal::ctrl_c().await;
 }
 
-/// SIGHUP: the password file read again, or why not (the previous users then stay).
+/// SIGHUP: the password file and the TLS certificate read again, or why not (what was there then stays).
 fn reload(handle: &crate::BrokerHandle) {
     match handle.reload_password_file() {
         Ok(Some(users)) => log::info!("SIGHUP: password file reloaded, {users} user(s)"),
         Ok(None) => log::info!("SIGHUP: no password file to reload"),
         Err(e) => log::error!("SIGHUP: password file not reloaded, the previous users stay: {e}"),
+    }
+    match handle.reload_certificate() {
+        Ok(true) => log::info!("SIGHUP: TLS certificate reloaded, new connections get it"),
+        Ok(false) => {}
+        Err(e) => log::error!("SIGHUP: TLS certificate not reloaded, the previous one stays: {e}"),
     }
 }
 

@@ -44,6 +44,8 @@ pub struct AdminContext {
     pub connections: Arc<crate::broker::session::ConnectionCounters>,
     /// The password file's check, which `POST /api/reload` reads again.
     pub password_auth: Option<crate::auth::PasswordAuth>,
+    /// The TLS certificate, which `POST /api/reload` reads again.
+    pub tls: Option<Arc<crate::tls::Tls>>,
 }
 
 /// The running admin server.
@@ -65,7 +67,11 @@ impl AdminServer {
 }
 
 /// Binds `addr` and serves the admin API on one worker thread.
-pub fn serve(addr: SocketAddr, context: AdminContext) -> std::io::Result<AdminServer> {
+pub fn serve(
+    addr: SocketAddr,
+    context: AdminContext,
+    https: Option<rustls::ServerConfig>,
+) -> std::io::Result<AdminServer> {
     let listener = std::net::TcpListener::bind(addr)?;
     let local = listener.local_addr()?;
     let server = HttpServer::new(move || {
@@ -75,8 +81,11 @@ pub fn serve(addr: SocketAddr, context: AdminContext) -> std::io::Result<AdminSe
     })
     .workers(1)
     .disable_signals()
-    .shutdown_timeout(1)
-    .listen(listener)?
+    .shutdown_timeout(1);
+    let server = match https {
+        None => server.listen(listener)?,
+        Some(config) => server.listen_rustls_0_23(listener, config)?,
+    }
     .run();
     let handle = server.handle();
     actix_rt::spawn(server);
@@ -231,6 +240,10 @@ async fn metrics_route(_: Authorized, ctx: Ctx) -> Result<HttpResponse, ApiError
             .connections
             .over_limit
             .load(std::sync::atomic::Ordering::Relaxed),
+        tls_handshakes_failed: ctx
+            .connections
+            .tls_handshakes_failed
+            .load(std::sync::atomic::Ordering::Relaxed),
     });
     Ok(HttpResponse::Ok()
         .content_type("text/plain; version=0.0.4; charset=utf-8")
@@ -379,17 +392,33 @@ async fn list_retained(
     Ok(HttpResponse::Ok().json(rows))
 }
 
-/// Reads the password file again, as SIGHUP does: `{"password_file_users": N}` (null without a password
-/// file), or 400 with the file and line when it does not parse (the previous users then stay).
+/// Reads the password file and the TLS certificate again, as SIGHUP does:
+/// `{"password_file_users": N, "certificate_reloaded": B}` (null without a password file, false without
+/// TLS), or 400 naming the file and what is wrong when one cannot be used (that one then stays as it was;
+/// the other is still reloaded).
 #[post("/api/reload")]
 async fn reload(_: Authorized, ctx: Ctx) -> Result<HttpResponse, ApiError> {
     let users = match &ctx.password_auth {
-        Some(auth) => auth
-            .reload()
-            .map_err(|e| ApiError::BadRequest(e.to_string()))?,
-        None => None,
+        Some(auth) => auth.reload().map_err(|e| e.to_string()),
+        None => Ok(None),
     };
-    Ok(HttpResponse::Ok().json(serde_json::json!({ "password_file_users": users })))
+    let certificate = match &ctx.tls {
+        Some(tls) => tls.reload().map(|()| true).map_err(|e| e.to_string()),
+        None => Ok(false),
+    };
+    match (users, certificate) {
+        (Ok(users), Ok(certificate)) => Ok(HttpResponse::Ok().json(serde_json::json!({
+            "password_file_users": users,
+            "certificate_reloaded": certificate,
+        }))),
+        (users, certificate) => Err(ApiError::BadRequest(
+            [users.err(), certificate.err()]
+                .into_iter()
+                .flatten()
+                .collect::<Vec<_>>()
+                .join("; "),
+        )),
+    }
 }
 
 #[delete("/api/retained/{topic:.*}")]

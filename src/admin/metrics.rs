@@ -22,6 +22,8 @@ pub struct MetricFigures {
     pub refused_connects: u64,
     /// Connections closed at once because `max_connections` were open.
     pub over_limit: u64,
+    /// TLS connections closed because their handshake failed, timed out or found too many under way.
+    pub tls_handshakes_failed: u64,
 }
 
 struct Exposition(String);
@@ -79,6 +81,12 @@ pub fn render(f: &MetricFigures) -> String {
         "counter",
         "Connections closed at once because max_connections were open.",
         f.over_limit,
+    );
+    out.single(
+        "harbormq_tls_handshakes_failed_total",
+        "counter",
+        "TLS connections closed before MQTT: handshake failed (untrusted or missing client certificate, no common version), timed out, or too many under way.",
+        f.tls_handshakes_failed,
     );
     out.single(
         "harbormq_sessions",

@@ -103,6 +103,8 @@ impl Broker {
         config.validate()?;
         // The password file is read before anything starts: a damaged one stops start-up, naming its line.
         let password_auth = crate::auth::PasswordAuth::from_config(&config)?;
+        // So are the certificate, its key and the CA file: a missing or mismatched one stops start-up.
+        let tls = crate::tls::Tls::from_config(&config)?;
         let app_hooks = self.hooks.is_some();
         let authenticate = app_hooks || password_auth.is_some();
         let hooks: Option<Arc<dyn hooks::Hooks>> = match (password_auth.clone(), self.hooks) {
@@ -163,17 +165,25 @@ impl Broker {
         let tcp_addr = match config.bind_addr()? {
             Some(addr) => {
                 let handles = workers.iter().map(|a| a.handle()).collect();
-                let local = tcp::listen(addr, handles, peers.clone(), stop_rx.clone()).await?;
+                let local =
+                    tcp::listen(addr, handles, peers.clone(), stop_rx.clone(), None).await?;
                 log::info!("MQTT over TCP on {local}");
                 Some(local)
             }
             None => None,
         };
+        let secure = match &tls {
+            Some(tls) => {
+                let handles = workers.iter().map(|a| a.handle()).collect();
+                crate::transport::tls::listen(&config, tls, handles, &peers, &stop_rx).await?
+            }
+            None => Default::default(),
+        };
         let inprocess = core.clone();
         let ws = match config.ws_bind_addr()? {
             Some(addr) => {
                 let (local, server) =
-                    crate::web::serve(addr, peers.clone(), config.session_thread_count())?;
+                    crate::web::serve(addr, peers.clone(), config.session_thread_count(), None)?;
                 log::info!(
                     "MQTT over WebSocket on ws://{local}{}",
                     crate::web::MQTT_WS_PATH
@@ -183,8 +193,12 @@ impl Broker {
             None => None,
         };
         let listening = tcp_addr.iter().chain(ws.iter().map(|(local, _)| local));
-        warn_if_open_to_anyone(&config, listening);
-        let admin = start_admin_and_sys(&config, &core, &peers, password_auth.clone());
+        let secured = secure
+            .tls_addr
+            .iter()
+            .chain(secure.wss.iter().map(|(a, _)| a));
+        warn_if_open_to_anyone(&config, listening.chain(secured));
+        let admin = start_admin_and_sys(&config, &core, &peers, password_auth.clone(), &tls);
         Ok(BrokerHandle {
             inner: Arc::new(Inner {
                 peers,
@@ -196,6 +210,8 @@ impl Broker {
                 inprocess,
                 admin,
                 password_auth,
+                tls,
+                secure,
             }),
         })
     }
@@ -220,6 +236,7 @@ fn start_admin_and_sys(
     core: &ArbiterHandle,
     peers: &SessionPeers,
     password_auth: Option<crate::auth::PasswordAuth>,
+    tls: &Option<Arc<crate::tls::Tls>>,
 ) -> Option<crate::admin::http::AdminServer> {
     let (router, retained, store) = (&peers.router, &peers.retained, &peers.store);
     if config.sys_interval_secs > 0 {
@@ -230,7 +247,8 @@ fn start_admin_and_sys(
         });
     }
     let durable = !matches!(config.durability(), Ok(crate::store::Durability::Off));
-    crate::admin::start(config, |token| crate::admin::http::AdminContext {
+    let https = tls.as_ref().filter(|_| config.admin_tls);
+    crate::admin::start(config, https, |token| crate::admin::http::AdminContext {
         router: router.clone(),
         retained: retained.clone(),
         store: store.clone(),
@@ -239,6 +257,7 @@ fn start_admin_and_sys(
         started: std::time::Instant::now(),
         connections: peers.counters.clone(),
         password_auth: password_auth.clone(),
+        tls: tls.clone(),
     })
 }
 
@@ -290,6 +309,10 @@ struct Inner {
     admin: Option<crate::admin::http::AdminServer>,
     /// The password file's check, to reload.
     password_auth: Option<crate::auth::PasswordAuth>,
+    /// The TLS certificate, to reload.
+    tls: Option<Arc<crate::tls::Tls>>,
+    /// The TLS and secure WebSocket listeners.
+    secure: crate::transport::tls::TlsListeners,
 }
 
 /// A cloneable handle on a running broker.
@@ -307,6 +330,26 @@ impl BrokerHandle {
             Some(auth) => Ok(auth.reload()?),
             None => Ok(None),
         }
+    }
+
+    /// Reads the TLS certificate and key files again (SIGHUP and `POST /api/reload` do this): later TLS
+    /// connections get the new certificate, connected clients keep theirs. Files that cannot be used change
+    /// nothing; the error names the file and what is wrong. Returns whether TLS is configured.
+    pub fn reload_certificate(&self) -> Result<bool, Error> {
+        match &self.inner.tls {
+            Some(tls) => tls.reload().map(|()| true).map_err(Error::from),
+            None => Ok(false),
+        }
+    }
+
+    /// The address the MQTT-over-TLS listener is bound to, if it runs.
+    pub fn tls_addr(&self) -> Option<SocketAddr> {
+        self.inner.secure.tls_addr
+    }
+
+    /// The address the MQTT-over-secure-WebSocket listener is bound to, if it runs.
+    pub fn wss_addr(&self) -> Option<SocketAddr> {
+        self.inner.secure.wss.as_ref().map(|(addr, _)| *addr)
     }
 
     /// The address the TCP listener is bound to, if it runs (the real port when configured with port 0).
@@ -417,7 +460,7 @@ impl BrokerHandle {
         if let Some(admin) = &self.inner.admin {
             admin.stop().await;
         }
-        if let Some((_, server)) = &self.inner.ws {
+        for (_, server) in self.inner.ws.iter().chain(self.inner.secure.wss.iter()) {
             server.pause().await;
         }
         let told = self
@@ -437,7 +480,7 @@ impl BrokerHandle {
                 _ => break,
             }
         }
-        if let Some((_, server)) = &self.inner.ws {
+        for (_, server) in self.inner.ws.iter().chain(self.inner.secure.wss.iter()) {
             server.stop(true).await;
         }
         let worker = self.inner.worker.lock().ok().and_then(|mut w| w.take());
