@@ -110,10 +110,8 @@ pub(crate) async fn listen(
         let acceptor = Some(Arc::new(TlsAcceptor::new(tls.clone())));
         let local =
             super::tcp::listen(addr, arbiters, peers.clone(), stop.clone(), acceptor).await?;
-        log::info!(
-            "MQTT over TLS on {local} (certificate {})",
-            tls.certfile().display()
-        );
+        log::info!("TLS certificate from {}", tls.certfile().display());
+        log::info!("MQTT over TLS on {local}");
         listeners.tls_addr = Some(local);
     }
     if let Some(addr) = wss_bind {
