@@ -150,3 +150,14 @@ pub async fn connect(
         .connect(name, tcp)
         .await
 }
+
+/// The base64 SHA-256 hash of a PEM certificate's public key, as Chromium's
+/// `--ignore-certificate-errors-spki-list` takes it.
+pub fn spki_hash(cert_pem: &str) -> String {
+    use base64::Engine as _;
+    use sha2::Digest as _;
+    let der = CertificateDer::from_pem_slice(cert_pem.as_bytes()).unwrap();
+    let (_, cert) = x509_parser::parse_x509_certificate(der.as_ref()).unwrap();
+    let digest = sha2::Sha256::digest(cert.tbs_certificate.subject_pki.raw);
+    base64::engine::general_purpose::STANDARD.encode(digest)
+}
