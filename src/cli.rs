@@ -359,6 +359,36 @@ mod tests {
     }
 
     #[test]
+    fn tls_flags_set_their_keys() {
+        let cli = Cli::parse_from([
+            "harbormq",
+            "--certfile",
+            "s.crt",
+            "--keyfile",
+            "s.key",
+            "--cafile",
+            "ca.crt",
+            "--require-certificate",
+            "true",
+            "--use-identity-as-username",
+            "true",
+            "--tls-bind",
+            "127.0.0.1:8884",
+            "--wss-bind",
+            "",
+            "--admin-tls",
+            "true",
+        ]);
+        let config = cli.serve.resolve().unwrap();
+        assert_eq!(config.certfile, PathBuf::from("s.crt"));
+        assert_eq!(config.keyfile, PathBuf::from("s.key"));
+        assert_eq!(config.cafile, PathBuf::from("ca.crt"));
+        assert!(config.require_certificate && config.use_identity_as_username && config.admin_tls);
+        assert_eq!(config.tls_bind, "127.0.0.1:8884");
+        assert_eq!(config.wss_bind, "");
+    }
+
+    #[test]
     fn serve_is_the_default_command() {
         let cli = Cli::parse_from(["harbormq", "--bind", "127.0.0.1:2000"]);
         assert!(cli.command.is_none());

@@ -159,3 +159,95 @@ fn server_config(
         .with_cert_resolver(cert.clone());
     Ok(config)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The key named by the error `config` gives, or `None` when it is valid.
+    fn refused_key(config: Config) -> Option<&'static str> {
+        match validate_config(&config) {
+            Ok(()) => None,
+            Err(ConfigError::Invalid { key, .. }) => Some(key),
+            Err(other) => panic!("{other}"),
+        }
+    }
+
+    fn with_cert() -> Config {
+        Config {
+            certfile: "server.crt".into(),
+            keyfile: "server.key".into(),
+            ..Config::default()
+        }
+    }
+
+    #[test]
+    fn tls_settings_need_what_they_build_on() {
+        assert_eq!(refused_key(Config::default()), None);
+        assert_eq!(refused_key(with_cert()), None);
+        let key_only = Config {
+            keyfile: "k".into(),
+            ..Config::default()
+        };
+        assert_eq!(refused_key(key_only), Some("certfile"));
+        let cert_only = Config {
+            certfile: "c".into(),
+            ..Config::default()
+        };
+        assert_eq!(refused_key(cert_only), Some("keyfile"));
+        for (config, key) in [
+            (
+                Config {
+                    cafile: "ca".into(),
+                    ..Config::default()
+                },
+                "cafile",
+            ),
+            (
+                Config {
+                    admin_tls: true,
+                    ..Config::default()
+                },
+                "admin_tls",
+            ),
+            (
+                Config {
+                    require_certificate: true,
+                    ..with_cert()
+                },
+                "require_certificate",
+            ),
+            (
+                Config {
+                    cafile: "ca".into(),
+                    use_identity_as_username: true,
+                    ..with_cert()
+                },
+                "use_identity_as_username",
+            ),
+            (
+                Config {
+                    tls_bind: "nowhere".into(),
+                    ..with_cert()
+                },
+                "tls_bind",
+            ),
+        ] {
+            assert_eq!(refused_key(config), Some(key));
+        }
+    }
+
+    #[test]
+    fn tls_listeners_are_on_only_with_a_certificate() {
+        assert_eq!(listener_addrs(&Config::default()).unwrap(), (None, None));
+        let (tls, wss) = listener_addrs(&with_cert()).unwrap();
+        assert_eq!(tls, Some("0.0.0.0:8883".parse().unwrap()));
+        assert_eq!(wss, Some("0.0.0.0:8084".parse().unwrap()));
+        let off = Config {
+            tls_bind: String::new(),
+            wss_bind: String::new(),
+            ..with_cert()
+        };
+        assert_eq!(listener_addrs(&off).unwrap(), (None, None));
+    }
+}
