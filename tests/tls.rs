@@ -285,6 +285,7 @@ async fn use_identity_as_username_makes_the_certificate_name_the_user_name() {
     };
     std::fs::write(&config.password_file, "").unwrap();
     use_certificate(&mut config, dir.path(), &ca.server());
+    config.wss_bind = "127.0.0.1:0".to_owned();
     let seen = SeenConnects::default();
     let broker = BackgroundBroker::start_broker(Broker::new(config).hooks(seen.clone())).unwrap();
     let addr = broker.handle().tls_addr().unwrap();
@@ -313,6 +314,20 @@ async fn use_identity_as_username_makes_the_certificate_name_the_user_name() {
         .unwrap();
     assert_eq!(ack.code, ReasonCode::BAD_USERNAME_OR_PASSWORD);
     assert_eq!(seen.0.lock().unwrap().len(), 1, "the hook is not asked");
+
+    // The secure WebSocket listener takes the certificate's name the same way.
+    let wss = broker.handle().wss_addr().unwrap();
+    let ack = wss_connack(
+        wss,
+        client_config(&ca.pem(), Some(&clients.client(Some("browser-3")))),
+        Some(("mallory", "guess")),
+    )
+    .await;
+    assert_eq!(ack.code, ReasonCode::SUCCESS);
+    assert_eq!(
+        seen.0.lock().unwrap().last(),
+        Some(&(Some("browser-3".to_owned()), None, true))
+    );
     broker.stop();
 }
 
@@ -440,45 +455,49 @@ fn bad_certificates_and_keys_stop_start_up_naming_the_file() {
     assert!(error.contains("certfile"), "{error}");
 }
 
+/// Opens a secure WebSocket to `addr` with `config` and sends a 3.1.1 CONNECT with `credentials`: the
+/// CONNACK.
+async fn wss_connack(
+    addr: SocketAddr,
+    config: Arc<rustls::ClientConfig>,
+    credentials: Option<(&str, &str)>,
+) -> ConnAck {
+    use futures::{SinkExt, StreamExt};
+    use tokio_tungstenite::tungstenite::{client::IntoClientRequest, Message};
+    let url = format!("wss://localhost:{}/mqtt", addr.port());
+    let mut request = url.into_client_request().unwrap();
+    request
+        .headers_mut()
+        .insert("Sec-WebSocket-Protocol", "mqtt".parse().unwrap());
+    let tcp = tokio::net::TcpStream::connect(addr).await.unwrap();
+    let connector = tokio_tungstenite::Connector::Rustls(config);
+    let connecting =
+        tokio_tungstenite::client_async_tls_with_config(request, tcp, None, Some(connector));
+    let (mut ws, _) = timeout(WAIT, connecting).await.unwrap().unwrap();
+    let mut connect = connect_packet("wss-client", true, 30);
+    if let Some((user, password)) = credentials {
+        connect.username = Some(user.into());
+        connect.password = Some(bytes::Bytes::copy_from_slice(password.as_bytes()));
+    }
+    let mut out = BytesMut::new();
+    encode_packet(&Packet::Connect(Box::new(connect)), &mut out).unwrap();
+    ws.send(Message::Binary(out.freeze())).await.unwrap();
+    let frame = timeout(WAIT, ws.next()).await.unwrap().unwrap().unwrap();
+    let mut bytes = BytesMut::from(&frame.into_data()[..]);
+    match decode_packet(&mut bytes, Role::Client, usize::MAX).unwrap() {
+        Some(Packet::ConnAck(ack)) => ack,
+        other => panic!("expected CONNACK, got {other:?}"),
+    }
+}
+
 #[tokio::test]
 async fn secure_websocket_carries_mqtt() {
     let dir = tempfile::tempdir().unwrap();
     let ca = Ca::new("CA");
     let broker = tls_broker(&ca, dir.path(), |c| c.wss_bind = "127.0.0.1:0".to_owned());
     let addr = broker.handle().wss_addr().expect("the wss listener runs");
-    let mut request =
-        tokio_tungstenite::tungstenite::client::IntoClientRequest::into_client_request(format!(
-            "wss://localhost:{}/mqtt",
-            addr.port()
-        ))
-        .unwrap();
-    request
-        .headers_mut()
-        .insert("Sec-WebSocket-Protocol", "mqtt".parse().unwrap());
-    let tcp = tokio::net::TcpStream::connect(addr).await.unwrap();
-    let connector = tokio_tungstenite::Connector::Rustls(client_config(&ca.pem(), None));
-    let (mut ws, _) = timeout(
-        WAIT,
-        tokio_tungstenite::client_async_tls_with_config(request, tcp, None, Some(connector)),
-    )
-    .await
-    .unwrap()
-    .unwrap();
-    use futures::{SinkExt, StreamExt};
-    let mut out = BytesMut::new();
-    let connect = connect_packet("wss-client", true, 30);
-    encode_packet(&Packet::Connect(Box::new(connect)), &mut out).unwrap();
-    ws.send(tokio_tungstenite::tungstenite::Message::Binary(
-        out.freeze(),
-    ))
-    .await
-    .unwrap();
-    let frame = timeout(WAIT, ws.next()).await.unwrap().unwrap().unwrap();
-    let mut bytes = BytesMut::from(&frame.into_data()[..]);
-    match decode_packet(&mut bytes, Role::Client, usize::MAX).unwrap() {
-        Some(Packet::ConnAck(ack)) => assert_eq!(ack.code, ReasonCode::SUCCESS),
-        other => panic!("expected CONNACK, got {other:?}"),
-    }
+    let ack = wss_connack(addr, client_config(&ca.pem(), None), None).await;
+    assert_eq!(ack.code, ReasonCode::SUCCESS);
 }
 
 #[tokio::test]

@@ -85,7 +85,7 @@ pub fn render(f: &MetricFigures) -> String {
     out.single(
         "harbormq_tls_handshakes_failed_total",
         "counter",
-        "TLS connections closed before MQTT: handshake failed (untrusted or missing client certificate, no common version), timed out, or too many under way.",
+        "Connections to the MQTT-over-TLS listener closed before MQTT: handshake failed (untrusted or missing client certificate, no common version), timed out, or too many under way.",
         f.tls_handshakes_failed,
     );
     out.single(

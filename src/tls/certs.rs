@@ -36,12 +36,21 @@ pub fn read_certificates(
 }
 
 /// A PEM error in words, an unreadable file told apart from one that is not PEM.
-fn pem_reason(e: rustls::pki_types::pem::Error) -> String {
+pub(crate) fn pem_reason(e: rustls::pki_types::pem::Error) -> String {
     use rustls::pki_types::pem::Error;
+    let text = |bytes: &[u8]| String::from_utf8_lossy(bytes).trim().to_owned();
     match e {
         Error::Io(e) => format!("cannot read the file: {e}"),
         Error::NoItemsFound => "no PEM block of the expected kind in the file".to_owned(),
-        other => format!("not a valid PEM file: {other:?}"),
+        Error::MissingSectionEnd { end_marker } => format!(
+            "not a valid PEM file: a block has no `{}` line",
+            text(&end_marker)
+        ),
+        Error::IllegalSectionStart { line } => {
+            format!("not a valid PEM file: malformed line `{}`", text(&line))
+        }
+        Error::Base64Decode(e) => format!("not a valid PEM file: a block is not base64 ({e})"),
+        other => format!("not a valid PEM file: {other}"),
     }
 }
 
