@@ -80,10 +80,10 @@ pub fn start(
             return None;
         }
     };
-    let scheme = if https.is_some() { "https" } else { "http" };
+    let scheme = if https.is_some() { "HTTPS" } else { "HTTP" };
     match http::serve(addr, context(token), https.map(|tls| tls.admin_config())) {
         Ok(server) => {
-            log::info!("admin API on {scheme}://{}", server.addr());
+            log::info!("admin {scheme} API on {}", server.addr());
             Some(server)
         }
         Err(e) => {
