@@ -542,6 +542,55 @@ async fn the_admin_api_is_served_over_https_and_counts_failed_handshakes() {
         }
         assert!(tokio::time::Instant::now() < deadline, "{metrics}");
     }
+    // The admin commands speak https: trusting the CA, or (with the broker's configuration) exactly the
+    // certificate of its certfile.
+    let stats = |args: Vec<std::ffi::OsString>| {
+        tokio::task::spawn_blocking(move || {
+            Command::new(env!("CARGO_BIN_EXE_harbormq"))
+                .args(["stats", "--json", "--token", "secret"])
+                .args(args)
+                .output()
+                .unwrap()
+        })
+    };
+    let url = format!("https://127.0.0.1:{}", admin.port());
+    let ca_file = ca.write(dir.path(), "ca");
+    let other = Ca::new("other").write(dir.path(), "other");
+    let trusting = |cafile: &Path| {
+        vec![
+            "--admin".into(),
+            url.clone().into(),
+            "--admin-cafile".into(),
+            cafile.into(),
+            // Where no database is: a broker that does not answer is not read from its file instead.
+            "--data-dir".into(),
+            dir.path().join("no-data").into(),
+        ]
+    };
+    let live = |out: &std::process::Output| {
+        let json: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap_or_default();
+        out.status.success() && json["source"] == "live"
+    };
+    let out = stats(trusting(&ca_file)).await.unwrap();
+    assert!(live(&out), "{out:?}");
+    let refused = stats(trusting(&other)).await.unwrap();
+    assert!(!refused.status.success(), "{refused:?}");
+    let config_file = dir.path().join("admin.toml");
+    std::fs::write(
+        &config_file,
+        format!(
+            "admin_bind = \"{admin}\"\nadmin_tls = true\ncertfile = {:?}\nkeyfile = {:?}\ndata_dir = {:?}\n",
+            dir.path().join("server.crt"),
+            dir.path().join("server.key"),
+            dir.path().join("no-data"),
+        ),
+    )
+    .unwrap();
+    let out = stats(vec!["--config".into(), config_file.into()])
+        .await
+        .unwrap();
+    assert!(live(&out), "{out:?}");
+
     // Plain http is not served.
     let mut plain = tokio::net::TcpStream::connect(admin).await.unwrap();
     plain

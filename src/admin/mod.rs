@@ -4,6 +4,7 @@
 pub mod cli;
 pub mod client;
 pub mod http;
+pub mod https;
 pub mod metrics;
 pub mod model;
 pub mod offline;
