@@ -172,13 +172,10 @@ impl Broker {
             }
             None => None,
         };
-        let secure = match &tls {
-            Some(tls) => {
-                let handles = workers.iter().map(|a| a.handle()).collect();
-                crate::transport::tls::listen(&config, tls, handles, &peers, &stop_rx).await?
-            }
-            None => Default::default(),
-        };
+        let handles = workers.iter().map(|a| a.handle()).collect();
+        let secure =
+            crate::transport::tls::listen(&config, tls.as_ref(), handles, &peers, &stop_rx);
+        let secure = secure.await?;
         let inprocess = core.clone();
         let ws = match config.ws_bind_addr()? {
             Some(addr) => {

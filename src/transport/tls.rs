@@ -96,16 +96,19 @@ pub(crate) struct TlsListeners {
 }
 
 /// Starts the MQTT-over-TLS listener (on every session thread) and the secure WebSocket listener that
-/// `config` turns on, both with `tls`'s certificate.
+/// `config` turns on, both with `tls`'s certificate; none without TLS.
 pub(crate) async fn listen(
     config: &crate::config::Config,
-    tls: &Arc<Tls>,
+    tls: Option<&Arc<Tls>>,
     arbiters: Vec<actix_rt::ArbiterHandle>,
     peers: &Arc<SessionPeers>,
     stop: &tokio::sync::watch::Receiver<bool>,
 ) -> Result<TlsListeners, crate::error::Error> {
-    let (tls_bind, wss_bind) = crate::tls::listener_addrs(config)?;
     let mut listeners = TlsListeners::default();
+    let Some(tls) = tls else {
+        return Ok(listeners);
+    };
+    let (tls_bind, wss_bind) = crate::tls::listener_addrs(config)?;
     if let Some(addr) = tls_bind {
         let acceptor = Some(Arc::new(TlsAcceptor::new(tls.clone())));
         let local =
