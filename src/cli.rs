@@ -181,6 +181,33 @@ pub struct ServeArgs {
     /// file).
     #[arg(long, value_name = "BOOL")]
     allow_anonymous: Option<bool>,
+    /// MQTT over TLS listener, on once certfile and keyfile are set; "" turns it off (key `tls_bind`; default
+    /// 0.0.0.0:8883).
+    #[arg(long, value_name = "HOST:PORT")]
+    tls_bind: Option<String>,
+    /// PEM certificate chain of the TLS listeners (key `certfile`; default none: no TLS).
+    #[arg(long, value_name = "FILE")]
+    certfile: Option<PathBuf>,
+    /// PEM private key of the certificate (key `keyfile`).
+    #[arg(long, value_name = "FILE")]
+    keyfile: Option<PathBuf>,
+    /// PEM CA certificates client certificates are verified against (key `cafile`; default none).
+    #[arg(long, value_name = "FILE")]
+    cafile: Option<PathBuf>,
+    /// TLS clients must present a certificate the CA file verifies (key `require_certificate`; default false).
+    #[arg(long, value_name = "BOOL")]
+    require_certificate: Option<bool>,
+    /// The client certificate's CN (else first DNS/email name) is the user name; no password check (key
+    /// `use_identity_as_username`; default false).
+    #[arg(long, value_name = "BOOL")]
+    use_identity_as_username: Option<bool>,
+    /// MQTT over secure WebSocket listener at /mqtt, on once certfile and keyfile are set; "" turns it off (key
+    /// `wss_bind`; default 0.0.0.0:8084).
+    #[arg(long, value_name = "HOST:PORT")]
+    wss_bind: Option<String>,
+    /// Serve the admin API over https with the TLS certificate (key `admin_tls`; default false).
+    #[arg(long, value_name = "BOOL")]
+    admin_tls: Option<bool>,
 }
 
 impl ServeArgs {
@@ -229,7 +256,15 @@ impl ServeArgs {
             http_timeout_ms,
             http_cache_entries,
             http_cache_ttl_secs,
-            http_when_unreachable
+            http_when_unreachable,
+            tls_bind,
+            certfile,
+            keyfile,
+            cafile,
+            require_certificate,
+            use_identity_as_username,
+            wss_bind,
+            admin_tls
         );
         if self.allow_anonymous.is_some() {
             config.allow_anonymous = self.allow_anonymous;
@@ -290,7 +325,7 @@ fn serve(args: ServeArgs) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// Waits for SIGINT or SIGTERM; SIGHUP meanwhile reads the password file again.
+/// Waits for SIGINT or SIGTERM; SIGHUP meanwhile reads the password file and the TLS certificate again.
 async fn wait_for_signal(handle: &crate::BrokerHandle) {
     #[cfg(unix)]
     {
@@ -312,7 +347,8 @@ async fn wait_for_signal(handle: &crate::BrokerHandle) {
     let _ = tokio::signal::ctrl_c().await;
 }
 
-/// SIGHUP: the password and ACL files read again, or why not (the previous users or rules then stay).
+/// SIGHUP: the password and ACL files and the TLS certificate read again, or why not (what was there then
+/// stays).
 fn reload(handle: &crate::BrokerHandle) {
     match handle.reload_password_file() {
         Ok(Some(users)) => log::info!("SIGHUP: password file reloaded, {users} user(s)"),
@@ -323,6 +359,11 @@ fn reload(handle: &crate::BrokerHandle) {
         Ok(Some(rules)) => log::info!("SIGHUP: ACL file reloaded, {rules} rule(s)"),
         Ok(None) => log::info!("SIGHUP: no ACL file to reload"),
         Err(e) => log::error!("SIGHUP: ACL file not reloaded, the previous rules stay: {e}"),
+    }
+    match handle.reload_certificate() {
+        Ok(true) => log::info!("SIGHUP: TLS certificate reloaded, new connections get it"),
+        Ok(false) => {}
+        Err(e) => log::error!("SIGHUP: TLS certificate not reloaded, the previous one stays: {e}"),
     }
 }
 
@@ -349,6 +390,36 @@ mod tests {
         let config = args.resolve().unwrap();
         assert_eq!(config.bind, "127.0.0.1:1999");
         assert_eq!(config.max_inflight, 7);
+    }
+
+    #[test]
+    fn tls_flags_set_their_keys() {
+        let cli = Cli::parse_from([
+            "harbormq",
+            "--certfile",
+            "s.crt",
+            "--keyfile",
+            "s.key",
+            "--cafile",
+            "ca.crt",
+            "--require-certificate",
+            "true",
+            "--use-identity-as-username",
+            "true",
+            "--tls-bind",
+            "127.0.0.1:8884",
+            "--wss-bind",
+            "",
+            "--admin-tls",
+            "true",
+        ]);
+        let config = cli.serve.resolve().unwrap();
+        assert_eq!(config.certfile, PathBuf::from("s.crt"));
+        assert_eq!(config.keyfile, PathBuf::from("s.key"));
+        assert_eq!(config.cafile, PathBuf::from("ca.crt"));
+        assert!(config.require_certificate && config.use_identity_as_username && config.admin_tls);
+        assert_eq!(config.tls_bind, "127.0.0.1:8884");
+        assert_eq!(config.wss_bind, "");
     }
 
     #[test]

@@ -118,6 +118,26 @@ pub struct Config {
     /// Whether clients without a user name may connect; unset means yes while no password file is configured.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub allow_anonymous: Option<bool>,
+    /// Address of the MQTT-over-TLS listener ("HOST:PORT"), on only while `certfile` and `keyfile` are set; an
+    /// empty string turns it off.
+    pub tls_bind: String,
+    /// PEM certificate chain (server certificate first) of the TLS listeners; empty: no TLS.
+    pub certfile: PathBuf,
+    /// PEM private key (PKCS#8, PKCS#1 RSA or SEC1 EC) of `certfile`'s certificate.
+    pub keyfile: PathBuf,
+    /// PEM CA certificates that client certificates are verified against; empty: clients are not asked for one.
+    pub cafile: PathBuf,
+    /// Whether a TLS client must present a certificate that `cafile` verifies (needs `cafile`).
+    pub require_certificate: bool,
+    /// Whether a TLS client's certificate (subject CN, else its first DNS or email SAN) is its user name; the
+    /// CONNECT's user name and password are then ignored and the password file is not consulted (needs
+    /// `require_certificate`).
+    pub use_identity_as_username: bool,
+    /// Address of the MQTT-over-WebSocket-over-TLS listener ("HOST:PORT", path /mqtt, `certfile`'s
+    /// certificate), on only while `certfile` and `keyfile` are set; an empty string turns it off.
+    pub wss_bind: String,
+    /// Whether the admin API is served over TLS (https) with `certfile`'s certificate.
+    pub admin_tls: bool,
 }
 
 impl Default for Config {
@@ -158,6 +178,14 @@ impl Default for Config {
             http_cache_ttl_secs: 60,
             http_when_unreachable: crate::auth::http_backend::WhenUnreachable::Deny,
             allow_anonymous: None,
+            tls_bind: "0.0.0.0:8883".to_owned(),
+            certfile: PathBuf::new(),
+            keyfile: PathBuf::new(),
+            cafile: PathBuf::new(),
+            require_certificate: false,
+            use_identity_as_username: false,
+            wss_bind: "0.0.0.0:8084".to_owned(),
+            admin_tls: false,
         }
     }
 }
@@ -227,6 +255,7 @@ impl Config {
         if self.http_cache_entries == 0 {
             return Err(invalid("http_cache_entries", "must be at least 1"));
         }
+        crate::tls::validate_config(self)?;
         Ok(())
     }
 
@@ -296,7 +325,10 @@ impl Config {
 }
 
 /// A listener address: `None` when `text` is empty (the listener is off), else `text` parsed as HOST:PORT.
-fn optional_addr(key: &'static str, text: &str) -> Result<Option<SocketAddr>, ConfigError> {
+pub(crate) fn optional_addr(
+    key: &'static str,
+    text: &str,
+) -> Result<Option<SocketAddr>, ConfigError> {
     if text.is_empty() {
         return Ok(None);
     }
@@ -329,7 +361,7 @@ pub fn parse_durability(text: &str) -> Result<Durability, String> {
     }
 }
 
-fn invalid(key: &'static str, reason: impl Into<String>) -> ConfigError {
+pub(crate) fn invalid(key: &'static str, reason: impl Into<String>) -> ConfigError {
     ConfigError::Invalid {
         key,
         reason: reason.into(),

@@ -8,7 +8,8 @@
 //! - [`store`]: durable state on redb, written by one thread with group commit.
 //! - [`broker`]: the actors (a session around each connection's protocol core, the router with its
 //!   credit-based flow control, the retained store) and [`Broker`] / [`BrokerHandle`] to run them.
-//! - [`transport`]: TCP and WebSocket byte streams into sessions.
+//! - [`transport`]: TCP, TLS and WebSocket byte streams into sessions.
+//! - [`tls`]: certificates and keys read, checked and reloaded, client certificate identities.
 //! - [`web`]: what an actix-web app mounts: the MQTT-over-WebSocket route.
 //! - [`config`]: every setting, its default and its validation.
 //! - [`loadgen`]: `harbormq bench`, a load generator for any MQTT broker.
@@ -26,6 +27,7 @@ pub mod loadgen;
 pub mod message;
 pub mod protocol;
 pub mod store;
+pub mod tls;
 pub mod topic;
 pub mod transport;
 pub mod web;

@@ -1,9 +1,10 @@
 //! What an actix-web application mounts to reach the broker: the MQTT-over-WebSocket route, and the small
-//! server `harbormq serve` runs for it. Owns only the wiring; frames and sessions live in `transport::ws`.
+//! server `harbormq serve` runs for it (over TLS too). Owns only the wiring; frames and sessions live in `transport::ws`.
 
 use crate::broker::session::SessionPeers;
 use crate::broker::BrokerHandle;
 use crate::error::Error;
+use crate::tls::Tls;
 use crate::transport::ws;
 use actix_web::dev::ServerHandle;
 use actix_web::{web, App, HttpRequest, HttpServer, Route};
@@ -38,23 +39,34 @@ pub(crate) fn mqtt_ws_route(peers: Arc<SessionPeers>) -> Route {
     })
 }
 
-/// Serves MQTT over WebSocket on `addr` at [`MQTT_WS_PATH`]; returns the bound address and the server handle.
+/// Serves MQTT over WebSocket on `addr` at [`MQTT_WS_PATH`], over TLS with `tls`'s certificate when given
+/// (wss); returns the bound address and the server handle.
 pub(crate) fn serve(
     addr: SocketAddr,
     peers: Arc<SessionPeers>,
     workers: usize,
+    tls: Option<&Arc<Tls>>,
 ) -> Result<(SocketAddr, ServerHandle), Error> {
     let server =
         HttpServer::new(move || App::new().route(MQTT_WS_PATH, mqtt_ws_route(peers.clone())))
             .workers(workers.max(1))
             // The broker's owner decides when to stop; SIGINT must not stop this server behind its back.
             .disable_signals()
-            .shutdown_timeout(2)
-            .bind(addr)
-            .map_err(|source| Error::Io {
-                context: format!("cannot listen for WebSocket on {addr}"),
-                source,
-            })?;
+            .shutdown_timeout(2);
+    let failed = |source| Error::Io {
+        context: format!("cannot listen for WebSocket on {addr}"),
+        source,
+    };
+    let server = match tls {
+        None => server.bind(addr).map_err(failed)?,
+        Some(tls) => {
+            let identities = tls.clone();
+            server
+                .on_connect(move |conn, data| note_identity(&identities, conn, data))
+                .bind_rustls_0_23(addr, tls.mqtt_config())
+                .map_err(failed)?
+        }
+    };
     let local = server.addrs().first().copied().unwrap_or(addr);
     let server = server.run();
     let handle = server.handle();
@@ -64,4 +76,15 @@ pub(crate) fn serve(
         }
     });
     Ok((local, handle))
+}
+
+/// Puts the user name a secure WebSocket connection's client certificate gives (`use_identity_as_username`)
+/// where its route finds it (`HttpRequest::conn_data`).
+fn note_identity(tls: &Tls, conn: &dyn std::any::Any, data: &mut actix_web::dev::Extensions) {
+    type Stream = actix_tls::accept::rustls_0_23::TlsStream<actix_web::rt::net::TcpStream>;
+    if let Some(stream) = conn.downcast_ref::<Stream>() {
+        if let Some(identity) = tls.identity(stream.get_ref().1) {
+            data.insert(identity);
+        }
+    }
 }

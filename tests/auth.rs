@@ -341,7 +341,10 @@ async fn the_admin_api_reads_the_password_file_again() {
     let (status, body) = reload().await.unwrap();
     assert_eq!(
         (status, body.as_str()),
-        (200, r#"{"acl_file_rules":null,"password_file_users":1}"#)
+        (
+            200,
+            r#"{"acl_file_rules":null,"certificate_reloaded":false,"password_file_users":1}"#
+        )
     );
     assert_eq!(
         v311(&broker, Some("carol"), Some("c4rol")).await,

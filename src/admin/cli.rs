@@ -26,6 +26,9 @@ pub struct AdminArgs {
     /// Admin API token (default: the config's admin_token, else DATA_DIR/admin.token).
     #[arg(long, value_name = "TOKEN", global = true)]
     token: Option<String>,
+    /// CA certificates to trust for an https admin API (default: exactly the config's certfile).
+    #[arg(long, value_name = "FILE", global = true)]
+    admin_cafile: Option<PathBuf>,
 }
 
 /// `harbormq sessions ...`.
@@ -123,7 +126,7 @@ impl Target {
         let url = args
             .admin
             .clone()
-            .or_else(|| default_url(&config.admin_bind));
+            .or_else(|| default_url(&config.admin_bind, config.admin_tls));
         let token = args
             .token
             .clone()
@@ -134,6 +137,10 @@ impl Target {
                     .map(|t| t.trim().to_owned())
             });
         let client = match url {
+            Some(url) if url.starts_with("https://") => {
+                let tls = super::https::client_config(&config, args.admin_cafile.as_deref())?;
+                Some(AdminClient::with_tls(&url, token, Some(tls))?)
+            }
             Some(url) => Some(AdminClient::new(&url, token)?),
             None => None,
         };
@@ -179,15 +186,16 @@ impl Target {
     }
 }
 
-/// `http://` + the bind address, with an any-address replaced by loopback.
-fn default_url(bind: &str) -> Option<String> {
+/// `http://` (`https://` with `admin_tls`) + the bind address, with an any-address replaced by loopback.
+fn default_url(bind: &str, tls: bool) -> Option<String> {
     if bind.is_empty() {
         return None;
     }
     let host = bind
         .replacen("0.0.0.0:", "127.0.0.1:", 1)
         .replacen("[::]:", "[::1]:", 1);
-    Some(format!("http://{host}"))
+    let scheme = if tls { "https" } else { "http" };
+    Some(format!("{scheme}://{host}"))
 }
 
 /// Sends a request and decodes a JSON answer; 401 and other failures become clear errors.

@@ -1,5 +1,6 @@
 //! A minimal blocking HTTP/1.1 client for the admin API: one request per connection, bearer token, bounded waits.
-//! Speaks only what the admin server sends (plain http, fixed or chunked bodies); no TLS, no redirects.
+//! Speaks only what the admin server sends (http, or https with a given TLS configuration; fixed or chunked
+//! bodies); no redirects.
 
 use std::io::{Read as _, Write as _};
 use std::net::{SocketAddr, TcpStream, ToSocketAddrs as _};
@@ -14,8 +15,8 @@ const READ_TIMEOUT: Duration = Duration::from_secs(30);
 /// Why a request got no HTTP answer.
 #[derive(Debug, thiserror::Error)]
 pub enum ClientError {
-    /// The URL is not `http://HOST:PORT`.
-    #[error("admin URL {0:?} is not of the form http://HOST:PORT")]
+    /// The URL is not `http://HOST:PORT` (or `https://HOST:PORT` with a TLS configuration).
+    #[error("admin URL {0:?} is not of the form http://HOST:PORT (or https://HOST:PORT)")]
     BadUrl(String),
     /// Nothing answered at the address.
     #[error("the admin API at {url} is not reachable: {reason}")]
@@ -57,13 +58,25 @@ pub struct AdminClient {
     url: String,
     host: String,
     token: Option<String>,
+    /// For an https URL.
+    tls: Option<std::sync::Arc<rustls::ClientConfig>>,
 }
 
 impl AdminClient {
     /// A client for `url` (`http://HOST:PORT`, a trailing `/` allowed) sending `token` as bearer.
     pub fn new(url: &str, token: Option<String>) -> Result<AdminClient, ClientError> {
+        AdminClient::with_tls(url, token, None)
+    }
+
+    /// A client for `url`, `https://HOST:PORT` when `tls` is given (what the client trusts), else `http://`.
+    pub fn with_tls(
+        url: &str,
+        token: Option<String>,
+        tls: Option<std::sync::Arc<rustls::ClientConfig>>,
+    ) -> Result<AdminClient, ClientError> {
+        let scheme = if tls.is_some() { "https://" } else { "http://" };
         let host = url
-            .strip_prefix("http://")
+            .strip_prefix(scheme)
             .map(|rest| rest.trim_end_matches('/'))
             .filter(|h| !h.is_empty() && !h.contains('/'))
             .ok_or_else(|| ClientError::BadUrl(url.to_owned()))?;
@@ -71,6 +84,7 @@ impl AdminClient {
             url: url.trim_end_matches('/').to_owned(),
             host: host.to_owned(),
             token,
+            tls,
         })
     }
 
@@ -105,9 +119,30 @@ impl AdminClient {
             "{method} {path} HTTP/1.1\r\nHost: {}\r\n{auth}Accept: */*\r\nContent-Length: 0\r\nConnection: close\r\n\r\n",
             self.host
         );
-        stream.write_all(head.as_bytes()).map_err(io)?;
         let mut raw = Vec::new();
-        stream.read_to_end(&mut raw).map_err(io)?;
+        match &self.tls {
+            None => {
+                stream.write_all(head.as_bytes()).map_err(io)?;
+                stream.read_to_end(&mut raw).map_err(io)?;
+            }
+            Some(config) => {
+                let name = self.host.rsplit_once(':').map_or(&*self.host, |(h, _)| h);
+                let name = rustls::pki_types::ServerName::try_from(name.trim_matches(['[', ']']))
+                    .map_err(|e| unreachable(e.to_string()))?
+                    .to_owned();
+                let connection = rustls::ClientConnection::new(config.clone(), name)
+                    .map_err(|e| unreachable(e.to_string()))?;
+                let mut tls = rustls::StreamOwned::new(connection, stream);
+                tls.write_all(head.as_bytes()).map_err(io)?;
+                match tls.read_to_end(&mut raw) {
+                    // A server that closes without close_notify after its whole answer.
+                    Err(e) if e.kind() == std::io::ErrorKind::UnexpectedEof && !raw.is_empty() => {}
+                    other => {
+                        other.map_err(io)?;
+                    }
+                }
+            }
+        }
         parse_response(&raw).map_err(|reason| ClientError::Malformed {
             url: self.url.clone(),
             reason,

@@ -55,6 +55,8 @@ pub struct AdminContext {
     pub connections: Arc<crate::broker::session::ConnectionCounters>,
     /// The password file's check, which `POST /api/reload` reads again.
     pub security: SecurityFigures,
+    /// The TLS certificate, which `POST /api/reload` reads again.
+    pub tls: Option<Arc<crate::tls::Tls>>,
 }
 
 /// The running admin server.
@@ -76,7 +78,11 @@ impl AdminServer {
 }
 
 /// Binds `addr` and serves the admin API on one worker thread.
-pub fn serve(addr: SocketAddr, context: AdminContext) -> std::io::Result<AdminServer> {
+pub fn serve(
+    addr: SocketAddr,
+    context: AdminContext,
+    https: Option<rustls::ServerConfig>,
+) -> std::io::Result<AdminServer> {
     let listener = std::net::TcpListener::bind(addr)?;
     let local = listener.local_addr()?;
     let server = HttpServer::new(move || {
@@ -86,8 +92,11 @@ pub fn serve(addr: SocketAddr, context: AdminContext) -> std::io::Result<AdminSe
     })
     .workers(1)
     .disable_signals()
-    .shutdown_timeout(1)
-    .listen(listener)?
+    .shutdown_timeout(1);
+    let server = match https {
+        None => server.listen(listener)?,
+        Some(config) => server.listen_rustls_0_23(listener, config)?,
+    }
     .run();
     let handle = server.handle();
     actix_rt::spawn(server);
@@ -263,6 +272,10 @@ async fn metrics_route(_: Authorized, ctx: Ctx) -> Result<HttpResponse, ApiError
                 load(&c.cache_hits),
             ]
         }),
+        tls_handshakes_failed: ctx
+            .connections
+            .tls_handshakes_failed
+            .load(std::sync::atomic::Ordering::Relaxed),
     });
     Ok(HttpResponse::Ok()
         .content_type("text/plain; version=0.0.4; charset=utf-8")
@@ -411,21 +424,25 @@ async fn list_retained(
     Ok(HttpResponse::Ok().json(rows))
 }
 
-/// Reads the password and ACL files again, as SIGHUP does: `{"password_file_users": N, "acl_file_rules": M}`
-/// (null for a file not configured), or 400 naming the file and line of one that does not parse (its previous
-/// contents then stay; the other file is still reloaded).
+/// Reads the password and ACL files and the TLS certificate again, as SIGHUP does:
+/// `{"password_file_users": N, "acl_file_rules": M, "certificate_reloaded": B}` (null for a file not
+/// configured, false without TLS), or 400 naming the file (and line) of one that cannot be used (that one then
+/// stays as it was; the others are still reloaded).
 #[post("/api/reload")]
 async fn reload(_: Authorized, ctx: Ctx) -> Result<HttpResponse, ApiError> {
-    let users = ctx
-        .security
-        .password_auth
-        .as_ref()
-        .map(|auth| auth.reload());
-    let rules = ctx.security.acl.as_ref().map(|acl| acl.reload());
+    let security = &ctx.security;
+    let users = security.password_auth.as_ref().map(|auth| auth.reload());
+    let rules = security.acl.as_ref().map(|acl| acl.reload());
+    let certificate = ctx.tls.as_ref().map(|tls| tls.reload());
     let failed: Vec<String> = [&users, &rules]
         .into_iter()
         .flatten()
         .filter_map(|r| r.as_ref().err().map(ToString::to_string))
+        .chain(
+            certificate
+                .iter()
+                .filter_map(|r| r.as_ref().err().map(ToString::to_string)),
+        )
         .collect();
     if !failed.is_empty() {
         return Err(ApiError::BadRequest(failed.join("; ")));
@@ -434,6 +451,7 @@ async fn reload(_: Authorized, ctx: Ctx) -> Result<HttpResponse, ApiError> {
     Ok(HttpResponse::Ok().json(serde_json::json!({
         "password_file_users": count(users),
         "acl_file_rules": count(rules),
+        "certificate_reloaded": certificate.is_some(),
     })))
 }
 

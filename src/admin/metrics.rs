@@ -27,6 +27,8 @@ pub struct MetricFigures {
     /// What the HTTP service answered (allow, deny, unreachable) and the answers taken from the cache, when
     /// there is one.
     pub http_answers: Option<[u64; 4]>,
+    /// TLS connections closed because their handshake failed, timed out or found too many under way.
+    pub tls_handshakes_failed: u64,
 }
 
 struct Exposition(String);
@@ -110,6 +112,12 @@ pub fn render(f: &MetricFigures) -> String {
             out.sample(name, &format!("result=\"{result}\""), value);
         }
     }
+    out.single(
+        "harbormq_tls_handshakes_failed_total",
+        "counter",
+        "Connections to the MQTT-over-TLS listener closed before MQTT: handshake failed (untrusted or missing client certificate, no common version), timed out, or too many under way.",
+        f.tls_handshakes_failed,
+    );
     out.single(
         "harbormq_sessions",
         "gauge",

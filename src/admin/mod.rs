@@ -4,6 +4,7 @@
 pub mod cli;
 pub mod client;
 pub mod http;
+pub mod https;
 pub mod metrics;
 pub mod model;
 pub mod offline;
@@ -55,9 +56,11 @@ fn write_private(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
     std::fs::write(path, bytes)
 }
 
-/// Starts the admin API when `admin_bind` is set; a failure is logged and the broker runs without it.
+/// Starts the admin API when `admin_bind` is set, over https with `https`'s certificate when given
+/// (`admin_tls`); a failure is logged and the broker runs without it.
 pub fn start(
     config: &Config,
+    https: Option<&std::sync::Arc<crate::tls::Tls>>,
     context: impl FnOnce(String) -> http::AdminContext,
 ) -> Option<http::AdminServer> {
     let addr = match config.admin_addr() {
@@ -78,9 +81,10 @@ pub fn start(
             return None;
         }
     };
-    match http::serve(addr, context(token)) {
+    let scheme = if https.is_some() { "HTTPS" } else { "HTTP" };
+    match http::serve(addr, context(token), https.map(|tls| tls.admin_config())) {
         Ok(server) => {
-            log::info!("admin HTTP API on {}", server.addr());
+            log::info!("admin {scheme} API on {}", server.addr());
             Some(server)
         }
         Err(e) => {

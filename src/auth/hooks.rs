@@ -103,7 +103,12 @@ impl Hooks for PasswordAuth {
     /// client with one: its password must match the file's line (0x04 / 0x86 Bad user name or password
     /// otherwise, as for an unknown user). The hash is checked on the blocking pool: at the default
     /// iteration count it takes milliseconds, which the session thread's other clients must not wait for.
+    /// A user name taken from a verified TLS client certificate (`use_identity_as_username`) is let in
+    /// without the file, as Mosquitto does: the certificate is the proof.
     fn authenticate<'a>(&'a self, connect: &'a ConnectInfo) -> HookFuture<'a, AuthDecision> {
+        if connect.certificate_identity {
+            return ready(AuthDecision::Allow);
+        }
         let (Some(user), Some(file)) = (&connect.username, &self.file) else {
             return ready(match (&connect.username, self.allow_anonymous) {
                 (None, true) => AuthDecision::Allow,

@@ -364,6 +364,7 @@ mod tests {
             keep_alive_secs: 30,
             level: ProtocolLevel::V311,
             properties: None,
+            certificate_identity: false,
         }
     }
 

@@ -108,6 +108,8 @@ impl Broker {
             Some(path) => Some(crate::auth::AclAuth::from_file(path)?),
             None => None,
         };
+        // So are the certificate, its key and the CA file: a missing or mismatched one stops start-up.
+        let tls = crate::tls::Tls::from_config(&config)?;
         let http = crate::auth::HttpBackendConfig::from_config(&config)?;
         // Asking a service about each publish and subscription needs the asynchronous screening the
         // application's hooks have.
@@ -182,17 +184,22 @@ impl Broker {
         let tcp_addr = match config.bind_addr()? {
             Some(addr) => {
                 let handles = workers.iter().map(|a| a.handle()).collect();
-                let local = tcp::listen(addr, handles, peers.clone(), stop_rx.clone()).await?;
+                let local =
+                    tcp::listen(addr, handles, peers.clone(), stop_rx.clone(), None).await?;
                 log::info!("MQTT over TCP on {local}");
                 Some(local)
             }
             None => None,
         };
+        let handles = workers.iter().map(|a| a.handle()).collect();
+        let secure =
+            crate::transport::tls::listen(&config, tls.as_ref(), handles, &peers, &stop_rx);
+        let secure = secure.await?;
         let inprocess = core.clone();
         let ws = match config.ws_bind_addr()? {
             Some(addr) => {
                 let (local, server) =
-                    crate::web::serve(addr, peers.clone(), config.session_thread_count())?;
+                    crate::web::serve(addr, peers.clone(), config.session_thread_count(), None)?;
                 log::info!(
                     "MQTT over WebSocket on ws://{local}{}",
                     crate::web::MQTT_WS_PATH
@@ -202,13 +209,17 @@ impl Broker {
             None => None,
         };
         let listening = tcp_addr.iter().chain(ws.iter().map(|(local, _)| local));
-        warn_if_open_to_anyone(&config, listening);
+        let secured = secure
+            .tls_addr
+            .iter()
+            .chain(secure.wss.iter().map(|(a, _)| a));
+        warn_if_open_to_anyone(&config, listening.chain(secured));
         let security = crate::admin::http::SecurityFigures {
             password_auth: password_auth.clone(),
             acl: acl.clone(),
             http,
         };
-        let admin = start_admin_and_sys(&config, &core, &peers, security);
+        let admin = start_admin_and_sys(&config, &core, &peers, security, &tls);
         Ok(BrokerHandle {
             inner: Arc::new(Inner {
                 peers,
@@ -221,6 +232,8 @@ impl Broker {
                 admin,
                 password_auth,
                 acl,
+                tls,
+                secure,
             }),
         })
     }
@@ -245,6 +258,7 @@ fn start_admin_and_sys(
     core: &ArbiterHandle,
     peers: &SessionPeers,
     security: crate::admin::http::SecurityFigures,
+    tls: &Option<Arc<crate::tls::Tls>>,
 ) -> Option<crate::admin::http::AdminServer> {
     let (router, retained, store) = (&peers.router, &peers.retained, &peers.store);
     if config.sys_interval_secs > 0 {
@@ -255,7 +269,8 @@ fn start_admin_and_sys(
         });
     }
     let durable = !matches!(config.durability(), Ok(crate::store::Durability::Off));
-    crate::admin::start(config, |token| crate::admin::http::AdminContext {
+    let https = tls.as_ref().filter(|_| config.admin_tls);
+    crate::admin::start(config, https, |token| crate::admin::http::AdminContext {
         router: router.clone(),
         retained: retained.clone(),
         store: store.clone(),
@@ -264,6 +279,7 @@ fn start_admin_and_sys(
         started: std::time::Instant::now(),
         connections: peers.counters.clone(),
         security: security.clone(),
+        tls: tls.clone(),
     })
 }
 
@@ -317,6 +333,10 @@ struct Inner {
     password_auth: Option<crate::auth::PasswordAuth>,
     /// The ACL file's rules, to reload.
     acl: Option<crate::auth::AclAuth>,
+    /// The TLS certificate, to reload.
+    tls: Option<Arc<crate::tls::Tls>>,
+    /// The TLS and secure WebSocket listeners.
+    secure: crate::transport::tls::TlsListeners,
 }
 
 /// A cloneable handle on a running broker.
@@ -344,6 +364,26 @@ impl BrokerHandle {
             Some(acl) => Ok(acl.reload()?),
             None => Ok(None),
         }
+    }
+
+    /// Reads the TLS certificate and key files again (SIGHUP and `POST /api/reload` do this): later TLS
+    /// connections get the new certificate, connected clients keep theirs. Files that cannot be used change
+    /// nothing; the error names the file and what is wrong. Returns whether TLS is configured.
+    pub fn reload_certificate(&self) -> Result<bool, Error> {
+        match &self.inner.tls {
+            Some(tls) => tls.reload().map(|()| true).map_err(Error::from),
+            None => Ok(false),
+        }
+    }
+
+    /// The address the MQTT-over-TLS listener is bound to, if it runs.
+    pub fn tls_addr(&self) -> Option<SocketAddr> {
+        self.inner.secure.tls_addr
+    }
+
+    /// The address the MQTT-over-secure-WebSocket listener is bound to, if it runs.
+    pub fn wss_addr(&self) -> Option<SocketAddr> {
+        self.inner.secure.wss.as_ref().map(|(addr, _)| *addr)
     }
 
     /// The address the TCP listener is bound to, if it runs (the real port when configured with port 0).
@@ -454,7 +494,7 @@ impl BrokerHandle {
         if let Some(admin) = &self.inner.admin {
             admin.stop().await;
         }
-        if let Some((_, server)) = &self.inner.ws {
+        for (_, server) in self.inner.ws.iter().chain(self.inner.secure.wss.iter()) {
             server.pause().await;
         }
         let told = self
@@ -474,7 +514,7 @@ impl BrokerHandle {
                 _ => break,
             }
         }
-        if let Some((_, server)) = &self.inner.ws {
+        for (_, server) in self.inner.ws.iter().chain(self.inner.secure.wss.iter()) {
             server.stop(true).await;
         }
         let worker = self.inner.worker.lock().ok().and_then(|mut w| w.take());

@@ -60,6 +60,15 @@ pub struct CommonArgs {
     /// Password every client sends with `--username`.
     #[arg(long, requires = "username")]
     pub password: Option<String>,
+    /// Connect over TLS (give the broker's TLS port with --port, e.g. 8883).
+    #[arg(long)]
+    pub tls: bool,
+    /// PEM CA certificates to trust with --tls; the broker's certificate must name --host.
+    #[arg(long, value_name = "FILE", requires = "tls")]
+    pub cafile: Option<std::path::PathBuf>,
+    /// With --tls, take any certificate without checking it (for brokers with a self-signed one).
+    #[arg(long, requires = "tls")]
+    pub insecure: bool,
 }
 
 /// Parses `--protocol`: the protocol level byte of CONNECT.

@@ -1,6 +1,7 @@
 //! One raw MQTT client connection of the generator: connect, subscribe, buffered reads and batched writes.
 //! Owns the socket and its two buffers; knows nothing of scenarios, counting or timing.
 
+use super::tls::Stream;
 use crate::codec::properties::boxed;
 use crate::codec::{
     props, ClientId, ConnAck, Connect, MaybeProperties, Packet, PacketId, Properties,
@@ -9,8 +10,6 @@ use crate::codec::{
 use crate::topic::TopicFilter;
 use bytes::BytesMut;
 use std::io;
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use tokio::net::TcpStream;
 
 use super::wire::{self, WireError};
 
@@ -87,6 +86,8 @@ pub struct ConnectOptions {
     pub receive_maximum: Option<u16>,
     /// User name and password sent in CONNECT, if any.
     pub credentials: Option<Credentials>,
+    /// TLS, if the connection uses it.
+    pub tls: Option<super::tls::TlsClient>,
 }
 
 /// A user name and its password.
@@ -155,7 +156,7 @@ impl BrokerLimits {
 /// A connected MQTT client: the socket, bytes read but not yet decoded, bytes to write.
 #[derive(Debug)]
 pub struct Conn {
-    stream: TcpStream,
+    stream: Stream,
     rbuf: BytesMut,
     /// Packets waiting for the next `flush`.
     pub wbuf: BytesMut,
@@ -164,7 +165,8 @@ pub struct Conn {
 }
 
 impl Conn {
-    /// Opens a TCP connection with `TCP_NODELAY`, sends CONNECT and waits for CONNACK.
+    /// Opens a TCP connection with `TCP_NODELAY` (and TLS when `options` say so), sends CONNECT and waits
+    /// for CONNACK.
     ///
     /// Returns the connection and the CONNACK session-present flag.
     pub async fn connect(
@@ -172,8 +174,7 @@ impl Conn {
         client_id: &str,
         options: &ConnectOptions,
     ) -> Result<(Conn, bool), ClientError> {
-        let stream = TcpStream::connect(addr).await?;
-        stream.set_nodelay(true)?;
+        let stream = Stream::connect(addr, options.tls.as_ref()).await?;
         let mut conn = Conn {
             stream,
             rbuf: BytesMut::new(),
@@ -328,6 +329,7 @@ mod tests {
             keep_alive_secs: 0,
             receive_maximum,
             credentials: None,
+            tls: None,
         }
     }
 

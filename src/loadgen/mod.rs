@@ -1,4 +1,4 @@
-//! `harbormq bench`: a load generator that drives any MQTT 3.1, 3.1.1 or 5.0 broker over TCP, like redis-benchmark.
+//! `harbormq bench`: a load generator that drives any MQTT 3.1, 3.1.1 or 5.0 broker over TCP or TLS, like redis-benchmark.
 //! Owns its own raw pipelined clients and runtime; never imports the broker, so it measures brokers alike.
 
 mod args;
@@ -11,6 +11,7 @@ mod scenarios;
 mod subscriber;
 #[cfg(test)]
 mod test_broker;
+mod tls;
 mod tracker;
 mod wire;
 

@@ -334,6 +334,7 @@ mod tests {
                 keep_alive_secs: 0,
                 receive_maximum: Some(window),
                 credentials: None,
+                tls: None,
             };
             Conn::connect(&addr, "pub0", &options).await.unwrap().0
         });

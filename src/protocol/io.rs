@@ -31,6 +31,8 @@ pub struct Now {
 pub enum Peer {
     /// A TCP connection.
     Tcp(SocketAddr),
+    /// A TLS connection.
+    Tls(SocketAddr),
     /// A WebSocket connection (the address when the server knows it).
     WebSocket(Option<SocketAddr>),
     /// An in-process client of the embedding application.
@@ -41,6 +43,7 @@ impl fmt::Display for Peer {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
             Peer::Tcp(addr) => write!(f, "{addr}"),
+            Peer::Tls(addr) => write!(f, "{addr} (tls)"),
             Peer::WebSocket(Some(addr)) => write!(f, "{addr} (websocket)"),
             Peer::WebSocket(None) => f.write_str("(websocket)"),
             Peer::InProcess => f.write_str("(in-process)"),
@@ -202,6 +205,19 @@ pub struct ConnectInfo {
     pub level: ProtocolLevel,
     /// The CONNECT properties of an MQTT 5.0 client (User Properties, Authentication Method...).
     pub properties: crate::codec::MaybeProperties,
+    /// The user name is the TLS client certificate's identity (`use_identity_as_username`): the CONNECT's
+    /// own user name and password were set aside, and the password file does not check it.
+    pub certificate_identity: bool,
+}
+
+/// What a TLS client certificate makes the user name of a connection, on a listener that takes the
+/// certificate's identity as the user name (`use_identity_as_username`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum CertificateName {
+    /// The certificate's subject CN, else its first DNS or email subject alternative name.
+    Name(ByteString),
+    /// No certificate, or one that names nobody: the CONNECT is refused as a bad user name or password.
+    Missing,
 }
 
 /// Who a connected client is, as every hook after authentication sees it.

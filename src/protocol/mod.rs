@@ -28,8 +28,8 @@ pub use connection::{Connection, Settings, STORE_PAGE};
 pub use credit::{Credit, SESSION_CREDIT};
 pub use feed::{Feed, StoredFeed};
 pub use io::{
-    ClientInfo, CloseReason, ConnectInfo, Emit, EndCause, Input, Notification, Now, Outputs, Peer,
-    Registration, Request,
+    CertificateName, ClientInfo, CloseReason, ConnectInfo, Emit, EndCause, Input, Notification,
+    Now, Outputs, Peer, Registration, Request,
 };
 pub use outbound::{Delivery, Outbound, OutboundPublish, Sendable};
 pub use rights::TopicRights;

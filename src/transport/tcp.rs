@@ -1,6 +1,6 @@
 //! MQTT over TCP: one accept loop on each session thread, each with its own listener on the same address
 //! (SO_REUSEPORT, so the kernel spreads new connections over them), starting sessions where they are
-//! accepted. Owns no protocol logic.
+//! accepted (after the TLS handshake, on a TLS listener). Owns no protocol logic.
 
 use crate::broker::session::{ClientStream, Session, SessionPeers};
 use crate::error::Error;
@@ -21,6 +21,7 @@ pub async fn listen(
     arbiters: Vec<ArbiterHandle>,
     peers: Arc<SessionPeers>,
     stop: watch::Receiver<bool>,
+    tls: Option<Arc<super::tls::TlsAcceptor>>,
 ) -> Result<SocketAddr, Error> {
     let shared = arbiters.len() > 1;
     let first = bind(addr, shared)?;
@@ -38,10 +39,10 @@ pub async fn listen(
             context: format!("cannot hand the listener on {local} to a session thread"),
             source,
         })?;
-        let (peers, stop) = (peers.clone(), stop.clone());
+        let (peers, stop, tls) = (peers.clone(), stop.clone(), tls.clone());
         arbiter.spawn(async move {
             match TcpListener::from_std(listener) {
-                Ok(listener) => accept_loop(listener, peers, stop).await,
+                Ok(listener) => accept_loop(listener, peers, stop, tls).await,
                 Err(e) => log::error!("cannot listen on {local} on a session thread: {e}"),
             }
         });
@@ -73,6 +74,7 @@ async fn accept_loop(
     listener: TcpListener,
     peers: Arc<SessionPeers>,
     mut stop: watch::Receiver<bool>,
+    tls: Option<Arc<super::tls::TlsAcceptor>>,
 ) {
     loop {
         let accepted = tokio::select! {
@@ -80,7 +82,10 @@ async fn accept_loop(
             _ = stop.changed() => return,
         };
         match accepted {
-            Ok((stream, peer)) => start_session(stream, peer, peers.clone()),
+            Ok((stream, peer)) => match &tls {
+                None => start_session(stream, peer, peers.clone()),
+                Some(tls) => tls.start(stream, peer, peers.clone()),
+            },
             Err(e) => {
                 // Running out of file descriptors must not end the loop; back off briefly instead.
                 log::warn!("accept failed: {e}");
@@ -91,15 +96,20 @@ async fn accept_loop(
 }
 
 fn start_session(stream: TcpStream, peer: SocketAddr, peers: Arc<SessionPeers>) {
-    // Without TCP_NODELAY small packets (PUBACK, QoS 0 fan-out) wait for Nagle's timer.
-    if let Err(e) = stream.set_nodelay(true) {
-        log::warn!("{peer}: cannot set TCP_NODELAY: {e}");
-    }
+    set_nodelay(&stream, peer);
     Session::start(
         ClientStream {
             io: Box::new(stream),
             peer: Peer::Tcp(peer),
+            identity: None,
         },
         peers,
     );
+}
+
+/// Without TCP_NODELAY small packets (PUBACK, QoS 0 fan-out) wait for Nagle's timer.
+pub(crate) fn set_nodelay(stream: &TcpStream, peer: SocketAddr) {
+    if let Err(e) = stream.set_nodelay(true) {
+        log::warn!("{peer}: cannot set TCP_NODELAY: {e}");
+    }
 }

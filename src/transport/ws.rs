@@ -74,6 +74,8 @@ pub fn accept(
         ClientStream {
             io: Box::new(session_end),
             peer,
+            // On a secure WebSocket listener with `use_identity_as_username`, the TLS layer put it there.
+            identity: req.conn_data::<crate::protocol::CertificateName>().cloned(),
         },
         peers,
     );

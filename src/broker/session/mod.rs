@@ -67,6 +67,8 @@ pub struct ConnectionCounters {
     pub refused_connects: std::sync::atomic::AtomicU64,
     /// Connections closed at once because `max_connections` were open.
     pub over_limit: std::sync::atomic::AtomicU64,
+    /// TLS connections closed before MQTT: the handshake failed, timed out or found too many under way.
+    pub tls_handshakes_failed: std::sync::atomic::AtomicU64,
 }
 
 impl ConnectionCounters {
@@ -92,6 +94,8 @@ pub struct ClientStream {
     pub io: Box<dyn ClientIo>,
     /// Who it is, for logs.
     pub peer: Peer,
+    /// The user name its TLS client certificate gives, on a listener with `use_identity_as_username`.
+    pub identity: Option<protocol::CertificateName>,
 }
 
 /// Where the packets for the client go.
@@ -157,12 +161,16 @@ impl Session {
             let codec = MqttCodec::server(peers.settings.max_packet_size_bytes);
             ctx.spawn(net::NetIo::new(stream.io, codec));
             let settings = peers.settings.protocol.clone();
-            Session::with_sink(
+            let mut session = Session::with_sink(
                 settings,
                 stream.peer,
                 Sink::Wire(Outgoing::default()),
                 peers,
-            )
+            );
+            if let Some(identity) = stream.identity {
+                session.core.use_certificate_identity(identity);
+            }
+            session
         }))
     }
 

@@ -26,7 +26,7 @@ struct WorkerResult {
 
 /// Runs the connections scenario and reports connect rate, liveness and broker memory.
 pub async fn run(args: &ConnectionsArgs) -> Result<Report, ScenarioError> {
-    let ctx = Arc::new(RunCtx::new(&args.common));
+    let ctx = Arc::new(RunCtx::new(&args.common)?);
     let mut report = ctx.report("connections");
     report
         .param("connections", args.connections)

@@ -10,7 +10,7 @@ use crate::loadgen::report::Report;
 
 /// Runs the fan-in scenario and reports its figures.
 pub async fn run(args: &FanInArgs) -> Result<Report, ScenarioError> {
-    let ctx = RunCtx::new(&args.common);
+    let ctx = RunCtx::new(&args.common)?;
     let qos = qos_of(args.flow.qos);
     let mut report = ctx.report("fan-in");
     report

@@ -10,7 +10,7 @@ use crate::loadgen::report::Report;
 
 /// Runs the latency scenario and reports its percentiles.
 pub async fn run(args: &LatencyArgs) -> Result<Report, ScenarioError> {
-    let ctx = RunCtx::new(&args.common);
+    let ctx = RunCtx::new(&args.common)?;
     let qos = qos_of(args.flow.qos);
     let messages = u32::try_from(u64::from(args.rate) * args.duration).map_err(|_| {
         ScenarioError::Invalid("rate × duration exceeds 4,294,967,295 messages".into())

@@ -58,22 +58,32 @@ pub struct RunCtx {
     pub epoch: std::time::Instant,
     /// When the whole run must end.
     pub deadline: Instant,
+    /// TLS of every connection, with `--tls`.
+    pub tls: Option<super::tls::TlsClient>,
 }
 
 impl RunCtx {
-    /// A context for one run with the given options.
-    pub fn new(common: &CommonArgs) -> RunCtx {
+    /// A context for one run with the given options; fails when `--tls` cannot be set up (its CA file).
+    pub fn new(common: &CommonArgs) -> Result<RunCtx, ScenarioError> {
         let nanos = std::time::SystemTime::now()
             .duration_since(std::time::UNIX_EPOCH)
             .map(|d| d.subsec_nanos() ^ (d.as_secs() as u32))
             .unwrap_or(0);
-        RunCtx {
+        let tls = match common.tls {
+            true => Some(
+                super::tls::TlsClient::new(&common.host, common.cafile.as_deref(), common.insecure)
+                    .map_err(ScenarioError::Invalid)?,
+            ),
+            false => None,
+        };
+        Ok(RunCtx {
             addr: format!("{}:{}", common.host, common.port),
             common: common.clone(),
             run_id: format!("{:08x}", nanos ^ std::process::id().rotate_left(16)),
             epoch: std::time::Instant::now(),
             deadline: Instant::now() + Duration::from_secs(common.timeout),
-        }
+            tls,
+        })
     }
 
     /// The protocol level every client of the run speaks.
@@ -98,6 +108,7 @@ impl RunCtx {
                 username,
                 password: self.common.password.clone().unwrap_or_default(),
             }),
+            tls: self.tls.clone(),
         }
     }
 
@@ -483,7 +494,7 @@ mod tests {
     fn fan_in(args: &[&str]) -> (RunCtx, FlowArgs) {
         let argv = ["bench", "fan-in"].iter().chain(args).copied();
         match Cli::try_parse_from(argv).unwrap().bench.scenario {
-            Scenario::FanIn(a) => (RunCtx::new(&a.common), a.flow),
+            Scenario::FanIn(a) => (RunCtx::new(&a.common).unwrap(), a.flow),
             _ => unreachable!(),
         }
     }

@@ -15,7 +15,7 @@ use crate::loadgen::report::{ending_name, Report};
 
 /// Runs the persistence scenario and reports publish rate, drained count and drain rate.
 pub async fn run(args: &PersistenceArgs) -> Result<Report, ScenarioError> {
-    let ctx = RunCtx::new(&args.common);
+    let ctx = RunCtx::new(&args.common)?;
     let mut report = ctx.report("persistence");
     report
         .param("subscribers", args.subscribers)

@@ -4,10 +4,11 @@
 use super::*;
 use crate::codec::{props, ConnAck, Connect, ConnectReturnCode, ReasonCode};
 use crate::protocol::connect::{accept_connect, ConnectDecision};
-use crate::protocol::io::{CloseReason, ConnectInfo, Emit, Notification, Request};
+use crate::protocol::io::{CertificateName, CloseReason, ConnectInfo, Emit, Notification, Request};
 use crate::protocol::v5::{connack_properties, granted_session_expiry, server_keep_alive};
 use crate::store::StoreError;
 use bytes::Bytes;
+use bytestring::ByteString;
 
 impl Connection {
     pub(super) fn on_read(
@@ -105,6 +106,10 @@ impl Connection {
                 return;
             }
         };
+        let Some((username, password, certificate_identity)) = self.credentials(&connect, now, out)
+        else {
+            return;
+        };
         let joining = Box::new(Joining {
             client_id: client_id.clone(),
             clean_session: connect.clean_session,
@@ -144,18 +149,50 @@ impl Connection {
         });
         let info = ConnectInfo {
             client_id,
-            username: connect.username,
-            password: connect.password,
+            username,
+            password,
             peer: self.peer.to_string(),
             clean_session: connect.clean_session,
             keep_alive_secs: connect.keep_alive_secs,
             level: connect.level,
             properties: connect.properties.map(|p| Box::new(p.detached())),
+            certificate_identity,
         };
         if let Some(method) = props(&info.properties).authentication_method.clone() {
             return self.start_auth_exchange(joining, info, method, now, out);
         }
         self.authenticate(joining, info, out);
+    }
+
+    /// The user name and password the CONNECT is judged by, and whether the user name is a TLS client
+    /// certificate's: with `use_identity_as_username` the certificate's identity replaces what the client
+    /// sent, and a client whose certificate names nobody is refused as Mosquitto refuses it (0x04 / 0x86).
+    /// `None` once refused.
+    #[allow(clippy::type_complexity)]
+    fn credentials(
+        &mut self,
+        connect: &Connect,
+        now: Now,
+        out: &mut Outputs,
+    ) -> Option<(Option<ByteString>, Option<Bytes>, bool)> {
+        let identity = match &mut self.stage {
+            Stage::AwaitingConnect { identity, .. } => identity.take(),
+            _ => None,
+        };
+        match identity.map(|name| *name) {
+            None => Some((connect.username.clone(), connect.password.clone(), false)),
+            Some(CertificateName::Name(name)) => Some((Some(name), None, true)),
+            Some(CertificateName::Missing) => {
+                log::warn!(
+                    "client {:?} from {}: its TLS certificate names nobody (no CN, DNS or email name) to \
+                     take as the user name; CONNACK bad user name or password",
+                    connect.client_id,
+                    self.peer
+                );
+                self.refuse(ConnectReturnCode::BadUsernameOrPassword, now, out);
+                None
+            }
+        }
     }
 
     /// Asks the authenticate hook, when one runs, else registers at once.
@@ -461,7 +498,7 @@ impl Connection {
     /// The timer the core asked for has come: the CONNECT deadline, or a keepalive check.
     pub(super) fn on_timer(&mut self, now: Now, out: &mut Outputs) {
         match &self.stage {
-            Stage::AwaitingConnect { deadline } if now.instant >= *deadline => {
+            Stage::AwaitingConnect { deadline, .. } if now.instant >= *deadline => {
                 log::info!(
                     "{}: no CONNECT within {:?}, closing",
                     self.peer,
@@ -469,7 +506,7 @@ impl Connection {
                 );
                 self.close(CloseReason::Abnormal, now, out);
             }
-            Stage::AwaitingConnect { deadline } => out.timer = Some(*deadline),
+            Stage::AwaitingConnect { deadline, .. } => out.timer = Some(*deadline),
             Stage::Connected(attached) => {
                 let Some(limit) = attached.silence_limit else {
                     return;

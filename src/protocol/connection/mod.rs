@@ -17,7 +17,7 @@ mod tests;
 use super::acks::{AckQueue, Answer, Ticket, Tickets};
 use super::credit::{Credit, OUTPUT_HIGH_WATER_BYTES};
 use super::feed::StoredFeed;
-use super::io::{Input, Now, Outputs, Peer, Registration};
+use super::io::{CertificateName, Input, Now, Outputs, Peer, Registration};
 use super::outbound::{Delivery, Outbound, OutboundPublish};
 use super::v5::{ClientLimits, InboundAliases, OutboundAliases, ServerLimits};
 use crate::codec::{ClientId, DecodeError, LastWill, Packet, PacketId, ProtocolLevel, QoS};
@@ -102,6 +102,8 @@ type Rights = Option<Box<dyn crate::protocol::TopicRights>>;
 enum Stage {
     AwaitingConnect {
         deadline: Instant,
+        /// The user name a TLS client certificate gives (`use_identity_as_username`), if the listener says so.
+        identity: Option<Box<CertificateName>>,
     },
     /// Waiting for the enhanced authentication hook's next step.
     AuthStepping(Box<Joining>),
@@ -288,6 +290,14 @@ enum Awaiting {
 }
 
 impl Connection {
+    /// Makes the identity of the client's TLS certificate the user name of its CONNECT, whose own user name
+    /// and password are then set aside (`use_identity_as_username`, as in Mosquitto). Only before CONNECT.
+    pub fn use_certificate_identity(&mut self, name: CertificateName) {
+        if let Stage::AwaitingConnect { identity, .. } = &mut self.stage {
+            *identity = Some(Box::new(name));
+        }
+    }
+
     /// A new connection from `peer`; asks for a timer at the CONNECT deadline.
     pub fn new(settings: Arc<Settings>, peer: Peer, now: Now, out: &mut Outputs) -> Self {
         let deadline = now.instant + settings.connect_timeout;
@@ -295,7 +305,10 @@ impl Connection {
         Connection {
             settings,
             peer,
-            stage: Stage::AwaitingConnect { deadline },
+            stage: Stage::AwaitingConnect {
+                deadline,
+                identity: None,
+            },
             backlog: VecDeque::new(),
             pending_output: 0,
             tickets: Tickets::default(),

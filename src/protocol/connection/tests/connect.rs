@@ -347,3 +347,39 @@ fn a_registration_answered_after_the_close_is_undone() {
     assert!(matches!(h.requests()[..], [Request::Detach]));
     assert!(h.packets().is_empty());
 }
+
+#[test]
+fn a_certificate_identity_replaces_the_user_name_and_password() {
+    // use_identity_as_username, as in Mosquitto: what the client sent is set aside.
+    let mut h = Harness::with(hooked());
+    h.conn
+        .use_certificate_identity(crate::protocol::CertificateName::Name("sensor-7".into()));
+    let mut packet = connect("dev", true, 0);
+    if let Packet::Connect(c) = &mut packet {
+        c.username = Some("mallory".into());
+        c.password = Some(Bytes::from_static(b"guess"));
+    }
+    h.read(vec![packet]);
+    match &h.requests()[..] {
+        [Request::Authenticate(info)] => {
+            assert_eq!(info.username.as_deref(), Some("sensor-7"));
+            assert_eq!(info.password, None);
+            assert!(info.certificate_identity);
+        }
+        other => panic!("expected the authenticate request, got {other:?}"),
+    }
+}
+
+#[test]
+fn a_certificate_that_names_nobody_is_refused_as_a_bad_user_name() {
+    let mut h = Harness::with(hooked());
+    h.conn
+        .use_certificate_identity(crate::protocol::CertificateName::Missing);
+    h.read(vec![connect("dev", true, 0)]);
+    assert!(h.requests().is_empty(), "neither hook nor router is asked");
+    assert_eq!(
+        h.packets(),
+        vec![refused(ConnectReturnCode::BadUsernameOrPassword)]
+    );
+    assert!(h.out.close.is_some());
+}
