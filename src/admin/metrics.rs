@@ -22,6 +22,8 @@ pub struct MetricFigures {
     pub refused_connects: u64,
     /// Connections closed at once because `max_connections` were open.
     pub over_limit: u64,
+    /// Hits of every limit (issue 10), by limit.
+    pub limit_hits: Vec<(crate::protocol::Limit, u64)>,
 }
 
 struct Exposition(String);
@@ -109,6 +111,7 @@ pub fn render(f: &MetricFigures) -> String {
         r.messages_out_by_qos,
     );
     render_flow(&mut out, r, f.store.messages_dropped);
+    render_limits(&mut out, &f.limit_hits);
     render_queues_and_store(&mut out, f);
     out.0
 }
@@ -153,6 +156,33 @@ fn render_flow(out: &mut Exposition, r: &RouterStats, store_dropped: u64) {
         "counter",
         "Time publishers spent waiting for routing credit.",
         r.publisher_wait_ms as f64 / 1000.0,
+    );
+}
+
+/// One counter per limit, labelled with its setting, and the QoS 0 messages the outgoing buffer bound dropped.
+fn render_limits(out: &mut Exposition, hits: &[(crate::protocol::Limit, u64)]) {
+    use crate::protocol::Limit;
+    out.header(
+        "harbormq_limit_hits_total",
+        "counter",
+        "Times a client limit bit, by setting: a connection, CONNECT, PUBLISH or filter refused, a publisher read more slowly, a QoS 0 message dropped.",
+    );
+    for (limit, n) in hits {
+        out.sample(
+            "harbormq_limit_hits_total",
+            &format!("limit=\"{}\"", limit.name()),
+            n,
+        );
+    }
+    let dropped = hits
+        .iter()
+        .find(|(l, _)| *l == Limit::OutgoingBuffer)
+        .map_or(0, |(_, n)| *n);
+    out.single(
+        "harbormq_qos0_dropped_total",
+        "counter",
+        "QoS 0 messages dropped because their client's unwritten output was above max_outgoing_buffer_bytes.",
+        dropped,
     );
 }
 

@@ -17,6 +17,7 @@ pub mod connection;
 pub mod credit;
 pub mod feed;
 pub mod io;
+pub mod limits;
 pub mod outbound;
 pub mod share;
 pub mod v5;
@@ -30,4 +31,5 @@ pub use io::{
     ClientInfo, CloseReason, ConnectInfo, Emit, EndCause, Input, Notification, Now, Outputs, Peer,
     Registration, Request,
 };
+pub use limits::{Limit, LimitHits, Limits};
 pub use outbound::{Delivery, Outbound, OutboundPublish, Sendable};

@@ -91,6 +91,10 @@ async fn accept_loop(
 }
 
 fn start_session(stream: TcpStream, peer: SocketAddr, peers: Arc<SessionPeers>) {
+    if !peers.admits_from(peer.ip()) {
+        // Over max_connections_per_sec_per_ip: dropping the stream closes it, before any session state.
+        return;
+    }
     // Without TCP_NODELAY small packets (PUBACK, QoS 0 fan-out) wait for Nagle's timer.
     if let Err(e) = stream.set_nodelay(true) {
         log::warn!("{peer}: cannot set TCP_NODELAY: {e}");

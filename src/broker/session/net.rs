@@ -3,7 +3,8 @@
 //! timer of the connection (the core's deadline, a stalled write, the last flush on close). No MQTT rule here.
 
 use super::{Session, Sink};
-use crate::codec::MqttCodec;
+use crate::codec::{MqttCodec, Packet};
+use crate::protocol::limits::PublishPace;
 use crate::protocol::Input;
 use crate::transport::reader::PacketReader;
 use actix::prelude::*;
@@ -41,12 +42,16 @@ pin_project! {
         stalled_since: Option<Instant>,
         // When the session started closing.
         closing_since: Option<Instant>,
+        // The client's publish rate limits, when there are any.
+        pace: Option<Box<PublishPace>>,
+        // The socket is left unread until then: the client published faster than its rate.
+        paced_until: Option<Instant>,
     }
 }
 
 impl NetIo {
-    /// The byte stream of a new connection, decoding with `codec`.
-    pub fn new(io: Box<dyn ClientIo>, codec: MqttCodec) -> Self {
+    /// The byte stream of a new connection, decoding with `codec`, its PUBLISHes read at `pace`.
+    pub fn new(io: Box<dyn ClientIo>, codec: MqttCodec, pace: Option<PublishPace>) -> Self {
         NetIo {
             io,
             reader: PacketReader::new(codec),
@@ -54,6 +59,8 @@ impl NetIo {
             armed: None,
             stalled_since: None,
             closing_since: None,
+            pace: pace.map(Box::new),
+            paced_until: None,
         }
     }
 }
@@ -171,12 +178,16 @@ fn read_step(
         task.waker().wake_by_ref();
         return Step::Idle;
     }
-    if !act.core.wants_input() {
+    if !act.core.wants_input() || this.paced_until.is_some() {
+        // A paced client's bytes wait in its socket, and TCP holds it back; the timer resumes reading.
         return Step::Idle;
     }
     match this.reader.poll_batch(&mut **this.io, task) {
         Poll::Ready(Some(batch)) => {
             *reads += 1;
+            if let Some(pace) = this.pace.as_deref_mut() {
+                *this.paced_until = charge_pace(pace, &batch, act);
+            }
             act.feed(Input::Read(batch), ctx);
             Step::Again
         }
@@ -186,6 +197,31 @@ fn read_step(
         }
         Poll::Pending => Step::Idle,
     }
+}
+
+/// Charges a read's PUBLISHes (topic plus payload bytes) to the client's pace; until when reading must wait,
+/// if the client is over its rate (counted and logged, once per pause).
+fn charge_pace(
+    pace: &mut PublishPace,
+    batch: &[Result<Packet, crate::codec::DecodeError>],
+    act: &Session,
+) -> Option<Instant> {
+    let (mut messages, mut bytes) = (0u64, 0u64);
+    for packet in batch {
+        if let Ok(Packet::Publish(p)) = packet {
+            messages += 1;
+            bytes += (p.topic.as_str().len() + p.payload.len()) as u64;
+        }
+    }
+    if messages == 0 {
+        return None;
+    }
+    let now = Instant::now();
+    pace.charge(messages, bytes, now);
+    let (until, limit) = pace.hold()?;
+    let who = format_args!("client {} from {}", act.core.label(), act.core.peer());
+    act.peers.counters.limits.record(limit, 1, &who);
+    Some(until)
 }
 
 /// Writes what may leave until the socket is full.
@@ -228,7 +264,11 @@ fn fire_timer(
 ) -> bool {
     let stall = this.stalled_since.map(|s| s + WRITE_STALL_LIMIT);
     let linger = this.closing_since.map(|s| s + CLOSE_LINGER);
-    let want = [act.timer_at, stall, linger].into_iter().flatten().min();
+    let paced = *this.paced_until;
+    let want = [act.timer_at, stall, linger, paced]
+        .into_iter()
+        .flatten()
+        .min();
     if want != *this.armed {
         if let Some(deadline) = want {
             this.sleep
@@ -242,6 +282,10 @@ fn fire_timer(
     }
     *this.armed = None;
     let now = Instant::now();
+    if paced.is_some_and(|p| now >= p) {
+        // The client's rate allows reading again.
+        *this.paced_until = None;
+    }
     if act.core.is_closed() {
         return true;
     }

@@ -90,6 +90,19 @@ impl Connection {
         self.level = connect.level;
         self.problem_information =
             props(&connect.properties).request_problem_information != Some(0);
+        if let Err(limit) = self.connect_within_limits(&connect) {
+            out.limits.hit(limit);
+            log::debug!(
+                "client {:?} from {}: CONNECT over {}",
+                connect.client_id,
+                self.peer,
+                limit.name()
+            );
+            // Both are answered as Mosquitto does: 0x02 Identifier rejected before 5.0, whose CONNACK has no
+            // better code; 0x85 Client Identifier not valid in 5.0 (a keepalive is never refused there).
+            self.refuse(ConnectReturnCode::IdentifierRejected, now, out);
+            return;
+        }
         let (client_id, generated) = match accept_connect(&connect) {
             ConnectDecision::Accept {
                 client_id,
@@ -416,6 +429,8 @@ impl Connection {
             retained_after: None,
             hooked_unacked: None,
             dropped: 0,
+            subscribed: (self.settings.limits.max_subscriptions_per_client > 0)
+                .then(|| Box::new(registration.subscriptions.into_iter().collect())),
             v5: joining.v5.as_ref().map(|v5| V5Session {
                 outbound_aliases: OutboundAliases::default(),
                 limits: v5.limits.clone(),
@@ -462,7 +477,8 @@ impl Connection {
     pub(super) fn on_timer(&mut self, now: Now, out: &mut Outputs) {
         match &self.stage {
             Stage::AwaitingConnect { deadline } if now.instant >= *deadline => {
-                log::info!(
+                out.limits.hit(crate::protocol::Limit::ConnectTimeout);
+                log::debug!(
                     "{}: no CONNECT within {:?}, closing",
                     self.peer,
                     self.settings.connect_timeout
@@ -507,5 +523,28 @@ impl Joining {
             }
             self.early.push(delivery);
         }
+    }
+}
+
+impl Connection {
+    /// The limits a CONNECT must keep: `max_client_id_len_bytes` for every level, and `max_keepalive_secs` for
+    /// MQTT 3.1 and 3.1.1, whose CONNACK cannot tell the client another keepalive (5.0 gets Server Keep
+    /// Alive instead). A keepalive of 0 asks for none at all, more than any maximum below 65535.
+    fn connect_within_limits(&self, connect: &Connect) -> Result<(), crate::protocol::Limit> {
+        use crate::protocol::Limit;
+        if !self
+            .settings
+            .limits
+            .client_id_ok(connect.client_id.as_str())
+        {
+            return Err(Limit::ClientIdLength);
+        }
+        let max = self.settings.v5.max_keepalive_secs;
+        let asked = connect.keep_alive_secs;
+        let too_long = asked > max || (asked == 0 && max < u16::MAX);
+        if !connect.level.is_v5() && too_long {
+            return Err(Limit::Keepalive);
+        }
+        Ok(())
     }
 }

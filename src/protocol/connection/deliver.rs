@@ -21,14 +21,24 @@ impl Connection {
         };
         attached.credit.consumed(deliveries.len());
         let dropped_before = attached.dropped;
+        let mut unwritten = self.pending_output;
+        let bound = self.settings.limits.max_outgoing_buffer_bytes;
         for delivery in deliveries {
+            if delivery.qos == QoS::AtMostOnce {
+                // A client that does not read what it is sent cannot make the broker hold more than the bound
+                // for it: its QoS 0 messages beyond it are dropped (counted); QoS 1/2 wait behind the inflight
+                // window, and a persistent session's in the store.
+                if unwritten >= bound {
+                    out.limits.hit(crate::protocol::Limit::OutgoingBuffer);
+                    continue;
+                }
+                unwritten += approximate_size(&delivery);
+            }
             take_delivery(attached, delivery, &self.settings, self.wall_ms, out);
         }
         let dropped = attached.dropped - dropped_before;
         if dropped > 0 {
-            out.requests.push(Request::CountDropped(
-                u32::try_from(dropped).unwrap_or(u32::MAX),
-            ));
+            out.requests.push(Request::CountDropped(dropped));
         }
     }
 
@@ -217,13 +227,19 @@ fn take_delivery(
     offer(attached, delivery, settings.hooks, now_ms, out);
 }
 
+/// The bytes a QoS 0 delivery adds to the client's output: topic and payload, with room for the headers.
+fn approximate_size(delivery: &Delivery) -> usize {
+    let message = &delivery.message;
+    message.topic.as_str().len() + message.payload.len() + 8
+}
+
 /// The memory queue is full: drop the new message or the oldest waiting one, never a QoS 2 message.
 fn overflow(attached: &mut Attached, delivery: Delivery, policy: OverflowPolicy) {
     if delivery.qos == QoS::ExactlyOnce {
         attached.outbound.force_queue(delivery);
         return;
     }
-    attached.dropped += 1;
+    attached.dropped = attached.dropped.saturating_add(1);
     if policy == OverflowPolicy::DropOldest && attached.outbound.drop_oldest().is_some() {
         attached.outbound.force_queue(delivery);
     }

@@ -25,6 +25,9 @@ impl Connection {
             Err(e) => {
                 // What came before the malformed packet is still handled (and routed) first.
                 if self.settle_batch(out) {
+                    if matches!(e, DecodeError::PacketTooLarge { .. }) {
+                        out.limits.hit(crate::protocol::Limit::PacketSize);
+                    }
                     self.violation(e.reason_code(), e, now, out);
                 } else {
                     self.backlog.push_front(Err(e));
@@ -82,11 +85,25 @@ impl Connection {
             if let Err((reason, rule)) =
                 v5.accept_publish(&mut publish, limits, &attached.incoming_qos2, open)
             {
+                if reason == ReasonCode::RECEIVE_MAXIMUM_EXCEEDED {
+                    out.limits.hit(crate::protocol::Limit::ReceiveMaximum);
+                }
                 return self.violation(reason, rule, now, out);
             }
             if !payload_format_valid(publish.properties.as_deref(), &publish.payload) {
                 // Section 3.3.2.3.2: the message is refused with 0x99, and not routed.
                 return self.refuse_publish(&publish, ReasonCode::PAYLOAD_FORMAT_INVALID);
+            }
+        }
+        // A topic over `max_topic_len_bytes` or `max_topic_levels` is well formed but not accepted: an MQTT 5.0
+        // client is told 0x90 Topic Name invalid in its PUBACK/PUBREC (sections 3.4.2.1, 3.5.2.1); a QoS 0
+        // message, and any message of an earlier level (which has no refusal to send), is dropped and
+        // acknowledged as usual, as a message the hooks deny is.
+        let within = self.settings.limits.check_topic(publish.topic.as_str());
+        if let Err(limit) = within {
+            out.limits.hit(limit);
+            if attached.v5.is_some() {
+                return self.refuse_publish(&publish, ReasonCode::TOPIC_NAME_INVALID);
             }
         }
         let message = Arc::new(Message {
@@ -104,6 +121,9 @@ impl Connection {
         let track_ids = self.settings.hooks || attached.v5.is_some();
         let (qos, packet_id) = (publish.qos, publish.packet_id);
         let take = |batch: &mut InboundBatch, message| {
+            if within.is_err() {
+                return;
+            }
             batch.messages.push(message);
             if track_ids {
                 batch.ids.push((packet_id, qos));
@@ -288,6 +308,8 @@ impl Connection {
     fn subscribe(&mut self, subscribe: Subscribe, denied: &[bool], out: &mut Outputs) {
         let max_qos = self.settings.max_qos;
         let shared_on = self.settings.v5.shared_subscriptions;
+        let settings = self.settings.clone();
+        let limits = &settings.limits;
         let ticket = self.new_ticket();
         let Stage::Connected(attached) = &mut self.stage else {
             return;
@@ -319,6 +341,10 @@ impl Connection {
             if shared && share::parse(&filter).is_none() {
                 // [MQTT-4.8.2-1], [MQTT-4.8.2-2]: a share name of at least one character, then a filter.
                 return_codes.push(refuse(ReasonCode::TOPIC_FILTER_INVALID));
+                continue;
+            }
+            if let Err(reason) = admit_filter(attached, &filter, limits, out) {
+                return_codes.push(refuse(reason));
                 continue;
             }
             // [MQTT-3.9.3-1]: one return code per filter, in order; the granted QoS is capped by the broker's.
@@ -398,6 +424,11 @@ impl Connection {
         };
         // [MQTT-3.10.4-4], [MQTT-3.10.4-5]: UNSUBACK even when nothing matched; in 5.0 one reason code per
         // filter, set once the router says which subscriptions existed (`on_existing`).
+        if let Some(held) = attached.subscribed.as_mut() {
+            for filter in &unsubscribe.filters {
+                held.remove(filter);
+            }
+        }
         let mut unsuback = crate::codec::UnsubAck::from(unsubscribe.packet_id);
         let v5 = attached.v5.is_some();
         if v5 {
@@ -538,6 +569,34 @@ fn route(attached: &mut Attached, batch: InboundBatch, out: &mut Outputs) {
         ops: batch.ops,
         ticket: batch.ticket,
     });
+}
+
+/// Whether a SUBSCRIBE filter is within `max_topic_len_bytes`, `max_topic_levels` and (when it is new to the
+/// session) `max_subscriptions_per_client`; the SUBACK reason when not: 0x8F Topic Filter invalid, 0x97 Quota
+/// exceeded (section 3.9.3), 0x80 before 5.0. A filter the session holds already replaces its subscription
+/// and counts once.
+fn admit_filter(
+    attached: &mut Attached,
+    filter: &TopicFilter,
+    limits: &crate::protocol::Limits,
+    out: &mut Outputs,
+) -> Result<(), ReasonCode> {
+    if let Err(limit) = limits.check_topic(filter.as_str()) {
+        out.limits.hit(limit);
+        return Err(ReasonCode::TOPIC_FILTER_INVALID);
+    }
+    let Some(held) = attached.subscribed.as_mut() else {
+        return Ok(());
+    };
+    if held.contains(filter) {
+        return Ok(());
+    }
+    if !limits.subscription_fits(held.len()) {
+        out.limits.hit(crate::protocol::Limit::Subscriptions);
+        return Err(ReasonCode::QUOTA_EXCEEDED);
+    }
+    held.insert(filter.detached());
+    Ok(())
 }
 
 /// Moves every answer that may leave now into the outputs.
