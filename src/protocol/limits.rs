@@ -268,8 +268,9 @@ impl PublishPace {
         }
     }
 
-    /// Until when the client's socket is left unread, and which limit holds it; `None` when reading may go on.
-    pub fn hold(&self) -> Option<(Instant, Limit)> {
+    /// Until when the client's socket is left unread, and which limit holds it; `None` when reading may go on
+    /// at `now`.
+    pub fn hold(&self, now: Instant) -> Option<(Instant, Limit)> {
         let m = self
             .messages
             .and_then(|b| b.ready_at())
@@ -278,7 +279,11 @@ impl PublishPace {
             .bytes
             .and_then(|b| b.ready_at())
             .map(|t| (t, Limit::PublishRateBytes));
-        [m, b].into_iter().flatten().max_by_key(|(t, _)| *t)
+        [m, b]
+            .into_iter()
+            .flatten()
+            .max_by_key(|(t, _)| *t)
+            .filter(|(t, _)| *t > now)
     }
 }
 
@@ -334,14 +339,13 @@ mod tests {
     fn a_debt_is_paid_back_at_the_rate() {
         let t0 = Instant::now();
         let mut pace = PublishPace::new(10, 0, t0).unwrap();
-        assert_eq!(pace.hold(), None);
+        assert_eq!(pace.hold(t0), None);
         // 10 saved up, 30 taken: 20 owed, two seconds at 10 a second.
         pace.charge(30, 1_000_000, t0);
-        let (until, limit) = pace.hold().unwrap();
+        let (until, limit) = pace.hold(t0).unwrap();
         assert_eq!(limit, Limit::PublishRateMessages);
         assert_eq!(until, t0 + Duration::from_secs(2));
-        pace.charge(0, 0, until);
-        assert_eq!(pace.hold(), None);
+        assert_eq!(pace.hold(until), None, "paid back by then");
     }
 
     #[test]
@@ -350,7 +354,7 @@ mod tests {
         let mut pace = PublishPace::new(100, 1000, t0).unwrap();
         pace.charge(1, 5000, t0);
         assert_eq!(
-            pace.hold(),
+            pace.hold(t0),
             Some((t0 + Duration::from_secs(4), Limit::PublishRateBytes))
         );
         assert!(PublishPace::new(0, 0, t0).is_none());

@@ -182,12 +182,20 @@ fn read_step(
         // A paced client's bytes wait in its socket, and TCP holds it back; the timer resumes reading.
         return Step::Idle;
     }
-    match this.reader.poll_batch(&mut **this.io, task) {
+    let polled = match this.pace.as_deref_mut() {
+        None => this.reader.poll_batch(&mut **this.io, task),
+        Some(pace) => {
+            let now = Instant::now();
+            let polled = this
+                .reader
+                .poll_batch_while(&mut **this.io, task, &mut |p| charge(pace, p, now));
+            *this.paced_until = paced_until(pace, act);
+            polled
+        }
+    };
+    match polled {
         Poll::Ready(Some(batch)) => {
             *reads += 1;
-            if let Some(pace) = this.pace.as_deref_mut() {
-                *this.paced_until = charge_pace(pace, &batch, act);
-            }
             act.feed(Input::Read(batch), ctx);
             Step::Again
         }
@@ -199,26 +207,20 @@ fn read_step(
     }
 }
 
-/// Charges a read's PUBLISHes (topic plus payload bytes) to the client's pace; until when reading must wait,
-/// if the client is over its rate (counted and logged, once per pause).
-fn charge_pace(
-    pace: &mut PublishPace,
-    batch: &[Result<Packet, crate::codec::DecodeError>],
-    act: &Session,
-) -> Option<Instant> {
-    let (mut messages, mut bytes) = (0u64, 0u64);
-    for packet in batch {
-        if let Ok(Packet::Publish(p)) = packet {
-            messages += 1;
-            bytes += (p.topic.as_str().len() + p.payload.len()) as u64;
-        }
-    }
-    if messages == 0 {
-        return None;
-    }
-    let now = Instant::now();
-    pace.charge(messages, bytes, now);
-    let (until, limit) = pace.hold()?;
+/// Charges one PUBLISH (one message, its topic plus payload bytes) to the client's pace; whether the batch
+/// may go on, which it may not once the client is over its rate.
+fn charge(pace: &mut PublishPace, packet: &Packet, now: Instant) -> bool {
+    let Packet::Publish(p) = packet else {
+        return true;
+    };
+    let bytes = (p.topic.as_str().len() + p.payload.len()) as u64;
+    pace.charge(1, bytes, now);
+    pace.hold(now).is_none()
+}
+
+/// Until when reading must wait, if the client is over its rate (counted and logged, once per pause).
+fn paced_until(pace: &PublishPace, act: &Session) -> Option<Instant> {
+    let (until, limit) = pace.hold(Instant::now())?;
     let who = format_args!("client {} from {}", act.core.label(), act.core.peer());
     act.peers.counters.limits.record(limit, 1, &who);
     Some(until)
