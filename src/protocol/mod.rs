@@ -8,8 +8,9 @@
 //!
 //! The parts: [`connect`] (client identifier rules), [`acks`] (answers released in order once stored),
 //! [`outbound`] (packet ids, the inflight window and the queue behind it), [`feed`] (a persistent session
-//! catching up from its stored queue), [`credit`] (flow control towards the router), [`io`] (the inputs and
-//! outputs) and [`connection`] (the state machine that uses them).
+//! catching up from its stored queue), [`credit`] (flow control towards the router), [`limits`] (the client
+//! limits and the rate limits' token bucket), [`io`] (the inputs and outputs) and [`connection`] (the state
+//! machine that uses them).
 
 pub mod acks;
 pub mod connect;

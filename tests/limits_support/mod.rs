@@ -85,7 +85,17 @@ pub async fn with_bystander<T>(
     broker: &TestBroker,
     abuse: impl std::future::Future<Output = T>,
 ) -> (T, RoundTrips) {
-    let mut bystander = broker.client("bystander").await;
+    with_bystander_at(broker.addr().port(), abuse).await
+}
+
+/// `with_bystander` for a broker on 127.0.0.1:`port` (a broker process).
+pub async fn with_bystander_at<T>(
+    port: u16,
+    abuse: impl std::future::Future<Output = T>,
+) -> (T, RoundTrips) {
+    let mut options = rumqttc::MqttOptions::new("bystander", "127.0.0.1", port);
+    options.set_keep_alive(Duration::from_secs(30));
+    let (mut bystander, _) = Client::connect(options).await;
     bystander
         .subscribe("bystander/rtt", rumqttc::QoS::AtMostOnce)
         .await;

@@ -340,3 +340,18 @@ fn the_connect_deadline_is_not_moved_by_bytes_that_arrive() {
     );
     assert_eq!(out.limits.of(Limit::ConnectTimeout), 1);
 }
+
+#[test]
+fn one_publish_over_receive_maximum_is_counted() {
+    // `settings()` grants MQTT 5.0 clients a Receive Maximum of 3.
+    let mut h = Harness::new();
+    connect5_clean(&mut h, "r");
+    h.read(
+        (1..=4)
+            .map(|id| publish("t", QoS::AtLeastOnce, Some(id), b"x"))
+            .collect(),
+    );
+    let out = h.take();
+    assert_eq!(out.limits.of(Limit::ReceiveMaximum), 1);
+    assert!(out.close.is_some());
+}
