@@ -55,7 +55,7 @@ pub struct Config {
     pub max_inflight: usize,
     /// Messages queued per session beyond the inflight window.
     pub max_queued_messages: u64,
-    /// Payload bytes queued per persistent session.
+    /// Payload bytes queued per persistent session (and topic plus payload bytes per clean session, in memory).
     pub max_queued_bytes: u64,
     /// What a full queue does with a new message: "drop_new" or "drop_oldest".
     pub queue_overflow: String,

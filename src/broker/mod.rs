@@ -271,6 +271,7 @@ fn session_settings(
             max_topic_levels: config.max_topic_levels,
             max_subscriptions_per_client: config.max_subscriptions_per_client,
             max_outgoing_buffer_bytes: config.max_outgoing_buffer_bytes,
+            max_queued_bytes: usize::try_from(config.max_queued_bytes).unwrap_or(usize::MAX),
         },
     };
     Ok(SessionSettings {

@@ -18,6 +18,9 @@ pub struct Limits {
     pub max_subscriptions_per_client: usize,
     /// Unwritten bytes for a client above which its QoS 0 messages are dropped.
     pub max_outgoing_buffer_bytes: usize,
+    /// Topic plus payload bytes a clean session queues in memory behind its inflight window; beyond them the
+    /// overflow policy applies, as beyond `max_queued_messages`.
+    pub max_queued_bytes: usize,
 }
 
 impl Default for Limits {
@@ -28,6 +31,7 @@ impl Default for Limits {
             max_topic_levels: 128,
             max_subscriptions_per_client: 0,
             max_outgoing_buffer_bytes: 8 * 1024 * 1024,
+            max_queued_bytes: 100 * 1024 * 1024,
         }
     }
 }

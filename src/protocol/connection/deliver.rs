@@ -218,7 +218,9 @@ fn take_delivery(
             }
         }
         _ => {
-            let full = attached.outbound.queued_len() >= settings.max_queued_messages;
+            // A clean session's queue lives in memory: bounded in messages and in bytes.
+            let full = attached.outbound.queued_len() >= settings.max_queued_messages
+                || attached.outbound.queued_bytes() >= settings.limits.max_queued_bytes;
             if full && attached.outbound.would_queue(&delivery) {
                 return overflow(attached, delivery, settings.overflow);
             }

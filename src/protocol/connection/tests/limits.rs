@@ -355,3 +355,35 @@ fn one_publish_over_receive_maximum_is_counted() {
     assert_eq!(out.limits.of(Limit::ReceiveMaximum), 1);
     assert!(out.close.is_some());
 }
+
+#[test]
+fn a_clean_sessions_memory_queue_is_bounded_in_bytes_too() {
+    let mut h = limited(Limits {
+        max_queued_bytes: 20,
+        ..Limits::default()
+    });
+    h.connect_clean("q", 0);
+    // The window of 4 fills, then the queue takes messages until it holds 20 bytes ("t" and 9 bytes each).
+    let many: Vec<Delivery> = (0..10)
+        .map(|_| {
+            let mut d = delivery("t", QoS::AtLeastOnce, None);
+            d.message = message("t", QoS::AtLeastOnce, b"123456789");
+            d
+        })
+        .collect();
+    h.feed(Input::Deliveries(many));
+    let out = h.take();
+    assert_eq!(publishes(&out.emits).len(), 4, "the inflight window");
+    let dropped: u32 = out
+        .requests
+        .iter()
+        .map(|r| match r {
+            Request::CountDropped(n) => *n,
+            _ => 0,
+        })
+        .sum();
+    assert_eq!(
+        dropped, 4,
+        "two queued (20 bytes), the other four dropped and counted"
+    );
+}
