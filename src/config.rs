@@ -394,6 +394,36 @@ mod tests {
     }
 
     #[test]
+    fn limits_out_of_range_name_their_key() {
+        for (config, key) in [
+            (
+                Config {
+                    max_client_id_len_bytes: 22,
+                    ..Config::default()
+                },
+                "max_client_id_len_bytes",
+            ),
+            (
+                Config {
+                    max_topic_levels: 0,
+                    ..Config::default()
+                },
+                "max_topic_levels",
+            ),
+            (
+                Config {
+                    max_outgoing_buffer_bytes: 1024,
+                    ..Config::default()
+                },
+                "max_outgoing_buffer_bytes",
+            ),
+        ] {
+            let err = config.validate().unwrap_err().to_string();
+            assert!(err.contains(key), "{err}");
+        }
+    }
+
+    #[test]
     fn out_of_range_values_name_their_key() {
         let config = Config {
             max_qos: 3,

@@ -265,8 +265,13 @@ mod tests {
             },
             ..MetricFigures::default()
         };
+        let figures = MetricFigures {
+            limit_hits: vec![(crate::protocol::Limit::TopicLength, 2)],
+            ..figures
+        };
         let text = render(&figures);
         assert!(text.contains("harbormq_connections 3\n"), "{text}");
+        assert!(text.contains("harbormq_limit_hits_total{limit=\"max_topic_len_bytes\"} 2\n"));
         assert!(text.contains("harbormq_messages_received_total{qos=\"2\"} 3\n"));
         assert!(text.contains("harbormq_store_commit_duration_seconds_sum 2\n"));
         assert!(text.contains("harbormq_store_commit_duration_seconds_count 4\n"));
