@@ -118,7 +118,12 @@ impl Connection {
                 return;
             }
         };
+        let connect_deadline = match self.stage {
+            Stage::AwaitingConnect { deadline } => deadline,
+            _ => now.instant,
+        };
         let joining = Box::new(Joining {
+            connect_deadline,
             client_id: client_id.clone(),
             clean_session: connect.clean_session,
             level: connect.level,
@@ -486,6 +491,13 @@ impl Connection {
                 self.close(CloseReason::Abnormal, now, out);
             }
             Stage::AwaitingConnect { deadline } => out.timer = Some(*deadline),
+            // A client in an enhanced authentication exchange keeps the deadline set at the accept: it cannot
+            // hold its connection open by never sending its next AUTH.
+            Stage::Exchanging(joining) if now.instant >= joining.connect_deadline => {
+                out.limits.hit(crate::protocol::Limit::ConnectTimeout);
+                self.close(CloseReason::Abnormal, now, out);
+            }
+            Stage::Exchanging(joining) => out.timer = Some(joining.connect_deadline),
             Stage::Connected(attached) => {
                 let Some(limit) = attached.silence_limit else {
                     return;

@@ -114,6 +114,8 @@ enum Stage {
 /// What CONNECT asked for, kept while the session is being set up.
 #[derive(Debug)]
 struct Joining {
+    /// The CONNECT deadline set at the accept, which an enhanced authentication exchange must also keep.
+    connect_deadline: Instant,
     client_id: ClientId,
     clean_session: bool,
     level: ProtocolLevel,

@@ -387,3 +387,37 @@ fn a_clean_sessions_memory_queue_is_bounded_in_bytes_too() {
         "two queued (20 bytes), the other four dropped and counted"
     );
 }
+
+#[test]
+fn an_enhanced_authentication_exchange_keeps_the_connect_deadline() {
+    use crate::codec::Properties;
+    use crate::protocol::io::AuthStep;
+    let mut h = Harness::with(hooked());
+    let deadline = h.take().timer.expect("a timer at the deadline");
+    let mut connect = connect_at(ProtocolLevel::V5, "auth", 0);
+    if let Packet::Connect(c) = &mut connect {
+        c.properties = crate::codec::properties::boxed(Properties {
+            authentication_method: Some("SCRAM".into()),
+            ..Default::default()
+        });
+    }
+    h.read(vec![connect]);
+    h.feed(Input::AuthStepped(AuthStep::Continue(Bytes::from_static(
+        b"challenge",
+    ))));
+    assert!(h.conn.wants_input(), "the client's AUTH is awaited");
+    h.take();
+    // The client never answers: the timer set at the accept fires, and the connection ends there.
+    h.now = deadline - Duration::from_millis(1);
+    h.feed(Input::Timer);
+    assert!(h.out.close.is_none());
+    assert_eq!(h.take().timer, Some(deadline), "re-armed for the deadline");
+    h.now = deadline;
+    h.feed(Input::Timer);
+    let out = h.take();
+    assert!(
+        out.close.is_some(),
+        "closed at the deadline set at the accept"
+    );
+    assert_eq!(out.limits.of(Limit::ConnectTimeout), 1);
+}
