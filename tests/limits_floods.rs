@@ -52,7 +52,8 @@ async fn try_connect(addr: std::net::SocketAddr, n: usize) -> (Outcome, TcpStrea
 async fn connections_faster_than_the_rate_from_one_address_are_closed_at_once() {
     let broker = broker(|c| c.max_connections_per_sec_per_ip = 20);
     let addr = broker.addr();
-    let (outcomes, trips) = with_bystander(&broker, async {
+    let ((outcomes, took), trips) = with_bystander(&broker, async {
+        let started = Instant::now();
         let mut outcomes = Vec::new();
         let mut kept = Vec::new();
         for n in 0..60 {
@@ -60,15 +61,20 @@ async fn connections_faster_than_the_rate_from_one_address_are_closed_at_once() 
             outcomes.push(outcome);
             kept.push(stream);
         }
-        outcomes
+        (outcomes, started.elapsed())
     })
     .await;
     trips.assert_bounded();
     let accepted = outcomes.iter().filter(|o| **o == Outcome::Accepted).count();
     let closed = outcomes.len() - accepted;
-    // The bystander took one of the 20 of the first second; the rest of the burst, and what the rate refills
-    // while the 60 attempts run, get in.
-    assert!((15..=40).contains(&accepted), "{accepted} accepted");
+    // The bystander took one of the burst of 20; the rest of it, and what the rate refilled while the 60
+    // attempts ran, got in, and no more.
+    let refilled = (took.as_secs_f64() * 20.0).ceil() as usize;
+    assert!(
+        (19..=20 + refilled).contains(&accepted),
+        "{accepted} accepted in {took:?}"
+    );
+    assert!(closed > 0, "none closed in {took:?}");
     assert_eq!(
         hits(&broker, "max_connections_per_sec_per_ip").await,
         closed as f64,
@@ -189,6 +195,6 @@ async fn a_thousand_connections_without_connect_are_cut_off_at_the_deadline() {
     let shortest = lifetimes.iter().min().unwrap();
     let longest = lifetimes.iter().max().unwrap();
     assert!(*shortest >= Duration::from_millis(1900), "{shortest:?}");
-    assert!(*longest < Duration::from_secs(4), "{longest:?}");
+    assert!(*longest < Duration::from_secs(5), "{longest:?}");
     assert_eq!(hits(&broker, "connect_timeout_secs").await, FLOOD as f64);
 }
