@@ -91,17 +91,7 @@ impl Connection {
         self.problem_information =
             props(&connect.properties).request_problem_information != Some(0);
         if let Err(limit) = self.connect_within_limits(&connect) {
-            out.limits.hit(limit);
-            log::debug!(
-                "client {:?} from {}: CONNECT over {}",
-                connect.client_id,
-                self.peer,
-                limit.name()
-            );
-            // Both are answered as Mosquitto does: 0x02 Identifier rejected before 5.0, whose CONNACK has no
-            // better code; 0x85 Client Identifier not valid in 5.0 (a keepalive is never refused there).
-            self.refuse(ConnectReturnCode::IdentifierRejected, now, out);
-            return;
+            return self.refuse_over_limit(limit, now, out);
         }
         let (client_id, generated) = match accept_connect(&connect) {
             ConnectDecision::Accept {
@@ -118,12 +108,8 @@ impl Connection {
                 return;
             }
         };
-        let connect_deadline = match self.stage {
-            Stage::AwaitingConnect { deadline } => deadline,
-            _ => now.instant,
-        };
         let joining = Box::new(Joining {
-            connect_deadline,
+            connect_deadline: self.connect_deadline(now),
             client_id: client_id.clone(),
             clean_session: connect.clean_session,
             level: connect.level,
@@ -539,6 +525,22 @@ impl Joining {
 }
 
 impl Connection {
+    /// The deadline set at the accept for CONNECT.
+    fn connect_deadline(&self, now: Now) -> Instant {
+        match self.stage {
+            Stage::AwaitingConnect { deadline } => deadline,
+            _ => now.instant,
+        }
+    }
+
+    /// Refuses a CONNECT over `limit` as Mosquitto does: 0x02 Identifier rejected before 5.0, whose CONNACK
+    /// has no better code; 0x85 Client Identifier not valid in 5.0 (a keepalive is never refused there).
+    fn refuse_over_limit(&mut self, limit: crate::protocol::Limit, now: Now, out: &mut Outputs) {
+        out.limits.hit(limit);
+        log::debug!("{}: CONNECT over {}", self.peer, limit.name());
+        self.refuse(ConnectReturnCode::IdentifierRejected, now, out);
+    }
+
     /// The limits a CONNECT must keep: `max_client_id_len_bytes` for every level, and `max_keepalive_secs` for
     /// MQTT 3.1 and 3.1.1, whose CONNACK cannot tell the client another keepalive (5.0 gets Server Keep
     /// Alive instead). A keepalive of 0 asks for none at all, more than any maximum below 65535.

@@ -74,38 +74,59 @@ impl Connection {
         }
     }
 
-    fn on_publish(&mut self, mut publish: Publish, now: Now, out: &mut Outputs) {
+    /// The checks a PUBLISH passes before it is taken: the MQTT 5.0 rules (a violation closes the connection,
+    /// a payload that is not the UTF-8 it claims gets 0x99) and the topic limits. `None` once it is dealt with;
+    /// else whether its message is routed.
+    fn screen_publish(
+        &mut self,
+        publish: &mut Publish,
+        now: Now,
+        out: &mut Outputs,
+    ) -> Option<bool> {
         let limits = &self.settings.v5;
         let Stage::Connected(attached) = &mut self.stage else {
-            return;
+            return None;
         };
         if let Some(v5) = attached.v5.as_mut() {
             // Exchanges still open: QoS 2 ones awaiting PUBREL, and those whose PUBACK or PUBCOMP waits to leave.
             let open = attached.incoming_qos2.len() + attached.acks.unanswered_exchanges();
             if let Err((reason, rule)) =
-                v5.accept_publish(&mut publish, limits, &attached.incoming_qos2, open)
+                v5.accept_publish(publish, limits, &attached.incoming_qos2, open)
             {
                 if reason == ReasonCode::RECEIVE_MAXIMUM_EXCEEDED {
                     out.limits.hit(crate::protocol::Limit::ReceiveMaximum);
                 }
-                return self.violation(reason, rule, now, out);
+                self.violation(reason, rule, now, out);
+                return None;
             }
             if !payload_format_valid(publish.properties.as_deref(), &publish.payload) {
                 // Section 3.3.2.3.2: the message is refused with 0x99, and not routed.
-                return self.refuse_publish(&publish, ReasonCode::PAYLOAD_FORMAT_INVALID);
+                self.refuse_publish(publish, ReasonCode::PAYLOAD_FORMAT_INVALID);
+                return None;
             }
         }
         // A topic over `max_topic_len_bytes` or `max_topic_levels` is well formed but not accepted: an MQTT 5.0
         // client is told 0x90 Topic Name invalid in its PUBACK/PUBREC (sections 3.4.2.1, 3.5.2.1); a QoS 0
         // message, and any message of an earlier level (which has no refusal to send), is dropped and
         // acknowledged as usual, as a message the hooks deny is.
-        let within = self.settings.limits.check_topic(publish.topic.as_str());
-        if let Err(limit) = within {
-            out.limits.hit(limit);
-            if attached.v5.is_some() {
-                return self.refuse_publish(&publish, ReasonCode::TOPIC_NAME_INVALID);
-            }
+        let Err(limit) = self.settings.limits.check_topic(publish.topic.as_str()) else {
+            return Some(true);
+        };
+        out.limits.hit(limit);
+        if attached.v5.is_some() {
+            self.refuse_publish(publish, ReasonCode::TOPIC_NAME_INVALID);
+            return None;
         }
+        Some(false)
+    }
+
+    fn on_publish(&mut self, mut publish: Publish, now: Now, out: &mut Outputs) {
+        let Some(routed) = self.screen_publish(&mut publish, now, out) else {
+            return;
+        };
+        let Stage::Connected(attached) = &mut self.stage else {
+            return;
+        };
         let message = Arc::new(Message {
             topic: publish.topic,
             payload: publish.payload,
@@ -121,7 +142,7 @@ impl Connection {
         let track_ids = self.settings.hooks || attached.v5.is_some();
         let (qos, packet_id) = (publish.qos, publish.packet_id);
         let take = |batch: &mut InboundBatch, message| {
-            if within.is_err() {
+            if !routed {
                 return;
             }
             batch.messages.push(message);
@@ -327,26 +348,13 @@ impl Connection {
             false => SubscribeReturnCode::Failure,
         };
         for (i, (filter, options)) in subscribe.filters.into_iter().enumerate() {
-            if denied.get(i).copied().unwrap_or(false) {
-                // 0x87 Not authorized in 5.0, 0x80 before.
-                return_codes.push(refuse(ReasonCode::NOT_AUTHORIZED));
-                continue;
-            }
-            let shared = is_shared(&filter);
-            if shared && !shared_on {
-                // Turned off: CONNACK says so, and SUBACK refuses them with 0x9E.
-                return_codes.push(refuse(ReasonCode::SHARED_SUBSCRIPTIONS_NOT_SUPPORTED));
-                continue;
-            }
-            if shared && share::parse(&filter).is_none() {
-                // [MQTT-4.8.2-1], [MQTT-4.8.2-2]: a share name of at least one character, then a filter.
-                return_codes.push(refuse(ReasonCode::TOPIC_FILTER_INVALID));
-                continue;
-            }
-            if let Err(reason) = admit_filter(attached, &filter, limits, out) {
+            let denied = denied.get(i).copied().unwrap_or(false);
+            if let Err(reason) = screen_filter(attached, &filter, denied, shared_on, limits, out) {
+                // The reason in 5.0, 0x80 before.
                 return_codes.push(refuse(reason));
                 continue;
             }
+            let shared = is_shared(&filter);
             // [MQTT-3.9.3-1]: one return code per filter, in order; the granted QoS is capped by the broker's.
             let qos = options.qos.min(max_qos);
             return_codes.push(SubscribeReturnCode::Success(qos));
@@ -569,6 +577,30 @@ fn route(attached: &mut Attached, batch: InboundBatch, out: &mut Outputs) {
         ops: batch.ops,
         ticket: batch.ticket,
     });
+}
+
+/// Whether a SUBSCRIBE filter may be granted: not when the hooks `denied` it (0x87 Not authorized), a shared
+/// subscription while they are off (0x9E; CONNACK says so) or without a share name and a filter
+/// ([MQTT-4.8.2-1], [MQTT-4.8.2-2]: 0x8F), nor over the limits (`admit_filter`).
+fn screen_filter(
+    attached: &mut Attached,
+    filter: &TopicFilter,
+    denied: bool,
+    shared_on: bool,
+    limits: &crate::protocol::Limits,
+    out: &mut Outputs,
+) -> Result<(), ReasonCode> {
+    if denied {
+        return Err(ReasonCode::NOT_AUTHORIZED);
+    }
+    let shared = is_shared(filter);
+    if shared && !shared_on {
+        return Err(ReasonCode::SHARED_SUBSCRIPTIONS_NOT_SUPPORTED);
+    }
+    if shared && share::parse(filter).is_none() {
+        return Err(ReasonCode::TOPIC_FILTER_INVALID);
+    }
+    admit_filter(attached, filter, limits, out)
 }
 
 /// Whether a SUBSCRIBE filter is within `max_topic_len_bytes`, `max_topic_levels` and (when it is new to the
