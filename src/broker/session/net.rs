@@ -42,11 +42,15 @@ pin_project! {
         stalled_since: Option<Instant>,
         // When the session started closing.
         closing_since: Option<Instant>,
-        // The client's publish rate limits, when there are any.
-        pace: Option<Box<PublishPace>>,
-        // The socket is left unread until then: the client published faster than its rate.
-        paced_until: Option<Instant>,
+        // The client's publish rate limits, when there are any (boxed: most connections have none).
+        pace: Option<Box<Paced>>,
     }
+}
+
+/// A paced client's rate, and until when its socket is left unread (it published faster than its rate).
+struct Paced {
+    pace: PublishPace,
+    until: Option<Instant>,
 }
 
 impl NetIo {
@@ -59,8 +63,7 @@ impl NetIo {
             armed: None,
             stalled_since: None,
             closing_since: None,
-            pace: pace.map(Box::new),
-            paced_until: None,
+            pace: pace.map(|pace| Box::new(Paced { pace, until: None })),
         }
     }
 }
@@ -178,18 +181,19 @@ fn read_step(
         task.waker().wake_by_ref();
         return Step::Idle;
     }
-    if !act.core.wants_input() || this.paced_until.is_some() {
+    if !act.core.wants_input() || this.pace.as_ref().is_some_and(|p| p.until.is_some()) {
         // A paced client's bytes wait in its socket, and TCP holds it back; the timer resumes reading.
         return Step::Idle;
     }
     let polled = match this.pace.as_deref_mut() {
         None => this.reader.poll_batch(&mut **this.io, task),
-        Some(pace) => {
+        Some(paced) => {
             let now = Instant::now();
+            let pace = &mut paced.pace;
             let polled = this
                 .reader
                 .poll_batch_while(&mut **this.io, task, &mut |p| charge(pace, p, now));
-            *this.paced_until = paced_until(pace, act);
+            paced.until = paced_until(&paced.pace, act);
             polled
         }
     };
@@ -266,7 +270,7 @@ fn fire_timer(
 ) -> bool {
     let stall = this.stalled_since.map(|s| s + WRITE_STALL_LIMIT);
     let linger = this.closing_since.map(|s| s + CLOSE_LINGER);
-    let paced = *this.paced_until;
+    let paced = this.pace.as_ref().and_then(|p| p.until);
     let want = [act.timer_at, stall, linger, paced]
         .into_iter()
         .flatten()
@@ -286,7 +290,9 @@ fn fire_timer(
     let now = Instant::now();
     if paced.is_some_and(|p| now >= p) {
         // The client's rate allows reading again.
-        *this.paced_until = None;
+        if let Some(p) = this.pace.as_mut() {
+            p.until = None;
+        }
     }
     if act.core.is_closed() {
         return true;
