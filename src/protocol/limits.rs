@@ -16,7 +16,8 @@ pub struct Limits {
     pub max_topic_levels: usize,
     /// Most subscriptions a session holds (0: no limit).
     pub max_subscriptions_per_client: usize,
-    /// Unwritten bytes for a client above which its QoS 0 messages are dropped.
+    /// Unwritten bytes for a client above which its QoS 0 messages are dropped; also the most bytes of its
+    /// queue a persistent session keeps in memory (the rest is read from the store when there is room).
     pub max_outgoing_buffer_bytes: usize,
     /// Topic plus payload bytes a clean session queues in memory behind its inflight window; beyond them the
     /// overflow policy applies, as beyond `max_queued_messages`.

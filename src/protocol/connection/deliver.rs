@@ -212,7 +212,10 @@ fn take_delivery(
 ) {
     match (delivery.seq, attached.stored.as_mut()) {
         (Some(seq), Some(stored)) => {
-            let room = attached.outbound.queued_len() < PERSISTENT_QUEUE_BOUND;
+            // What does not fit in memory (in messages, or in bytes beside the outgoing buffer's bound) is read
+            // from the store when there is room again.
+            let room = attached.outbound.queued_len() < PERSISTENT_QUEUE_BOUND
+                && attached.outbound.queued_bytes() < settings.limits.max_outgoing_buffer_bytes;
             if stored.on_live(seq, room) != LiveVerdict::Take {
                 return;
             }

@@ -421,3 +421,35 @@ fn an_enhanced_authentication_exchange_keeps_the_connect_deadline() {
     );
     assert_eq!(out.limits.of(Limit::ConnectTimeout), 1);
 }
+
+#[test]
+fn a_persistent_session_keeps_at_most_the_outgoing_bound_of_its_queue_in_memory() {
+    let mut h = limited(Limits {
+        max_outgoing_buffer_bytes: 30,
+        ..Limits::default()
+    });
+    h.connect_live("p");
+    // Ten stored messages of 10 bytes (topic "t", 9 bytes of payload) arrive live.
+    let live: Vec<Delivery> = (1..=10)
+        .map(|seq| {
+            let mut d = delivery("t", QoS::AtLeastOnce, Some(seq));
+            d.message = message("t", QoS::AtLeastOnce, b"123456789");
+            d
+        })
+        .collect();
+    h.feed(Input::Deliveries(live));
+    let out = h.take();
+    assert_eq!(publishes(&out.emits).len(), 4, "the inflight window");
+    let Stage::Connected(attached) = &h.conn.stage else {
+        panic!("connected");
+    };
+    assert_eq!(
+        attached.outbound.queued_len(),
+        3,
+        "30 bytes wait in memory; the rest stays in the store, read once there is room"
+    );
+    assert!(attached
+        .stored
+        .as_ref()
+        .is_some_and(|s| s.feed() != crate::protocol::Feed::Live));
+}
