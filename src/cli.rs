@@ -135,7 +135,7 @@ pub struct ServeArgs {
     /// Seconds between $SYS/broker/... publications; 0 turns them off (key `sys_interval_secs`; default 10).
     #[arg(long, value_name = "SECS")]
     sys_interval_secs: Option<u64>,
-    /// Highest keepalive granted to an MQTT 5.0 client (key `max_keepalive_secs`; default 65535).
+    /// Highest keepalive granted; more is Server Keep Alive in 5.0, CONNACK 0x02 before (key `max_keepalive_secs`).
     #[arg(long, value_name = "SECS")]
     max_keepalive_secs: Option<u16>,
     /// Highest topic alias an MQTT 5.0 client may use; 0 turns them off (key `topic_alias_maximum`; default 64).
@@ -208,6 +208,30 @@ pub struct ServeArgs {
     /// Serve the admin API over https with the TLS certificate (key `admin_tls`; default false).
     #[arg(long, value_name = "BOOL")]
     admin_tls: Option<bool>,
+    /// New connections per second from one IP address, 0 for no limit (key `max_connections_per_sec_per_ip`).
+    #[arg(long, value_name = "N")]
+    max_connections_per_sec_per_ip: Option<u32>,
+    /// Longest client identifier in bytes (key `max_client_id_len_bytes`; default 256).
+    #[arg(long, value_name = "BYTES")]
+    max_client_id_len_bytes: Option<usize>,
+    /// Longest topic name or filter in bytes (key `max_topic_len_bytes`; default 65535).
+    #[arg(long, value_name = "BYTES")]
+    max_topic_len_bytes: Option<usize>,
+    /// Most levels of a topic name or filter (key `max_topic_levels`; default 128).
+    #[arg(long, value_name = "N")]
+    max_topic_levels: Option<usize>,
+    /// Most subscriptions per session, 0 for no limit (key `max_subscriptions_per_client`; default 0).
+    #[arg(long, value_name = "N")]
+    max_subscriptions_per_client: Option<usize>,
+    /// PUBLISHes read per second per client, 0 for no limit (key `max_publish_rate_msgs_per_sec`).
+    #[arg(long, value_name = "N")]
+    max_publish_rate_msgs_per_sec: Option<u64>,
+    /// PUBLISH bytes read per second per client, 0 for no limit (key `max_publish_rate_bytes_per_sec`).
+    #[arg(long, value_name = "BYTES")]
+    max_publish_rate_bytes_per_sec: Option<u64>,
+    /// Unwritten bytes per client above which its QoS 0 messages are dropped (key `max_outgoing_buffer_bytes`).
+    #[arg(long, value_name = "BYTES")]
+    max_outgoing_buffer_bytes: Option<usize>,
 }
 
 impl ServeArgs {
@@ -264,7 +288,15 @@ impl ServeArgs {
             require_certificate,
             use_identity_as_username,
             wss_bind,
-            admin_tls
+            admin_tls,
+            max_connections_per_sec_per_ip,
+            max_client_id_len_bytes,
+            max_topic_len_bytes,
+            max_topic_levels,
+            max_subscriptions_per_client,
+            max_publish_rate_msgs_per_sec,
+            max_publish_rate_bytes_per_sec,
+            max_outgoing_buffer_bytes
         );
         if self.allow_anonymous.is_some() {
             config.allow_anonymous = self.allow_anonymous;

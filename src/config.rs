@@ -55,7 +55,7 @@ pub struct Config {
     pub max_inflight: usize,
     /// Messages queued per session beyond the inflight window.
     pub max_queued_messages: u64,
-    /// Payload bytes queued per persistent session.
+    /// Payload bytes queued per persistent session (and topic plus payload bytes per clean session, in memory).
     pub max_queued_bytes: u64,
     /// What a full queue does with a new message: "drop_new" or "drop_oldest".
     pub queue_overflow: String,
@@ -80,8 +80,8 @@ pub struct Config {
     pub admin_token: String,
     /// Seconds between `$SYS/broker/...` publications; 0 turns them off.
     pub sys_interval_secs: u64,
-    /// Highest keepalive granted to an MQTT 5.0 client, in seconds: one asking for more (or for none) is told
-    /// this value in CONNACK's Server Keep Alive.
+    /// Highest keepalive granted, in seconds: an MQTT 5.0 client asking for more (or for none) is told this value
+    /// in CONNACK's Server Keep Alive; an earlier client asking for more is refused with CONNACK 0x02.
     pub max_keepalive_secs: u16,
     /// Highest topic alias an MQTT 5.0 client may use towards the broker (0 turns client aliases off).
     pub topic_alias_maximum: u16,
@@ -138,6 +138,23 @@ pub struct Config {
     pub wss_bind: String,
     /// Whether the admin API is served over TLS (https) with `certfile`'s certificate.
     pub admin_tls: bool,
+    /// New network connections accepted per second from one IP address (a burst of one second's worth); more
+    /// are closed at once, before CONNECT. 0: no limit.
+    pub max_connections_per_sec_per_ip: u32,
+    /// Longest client identifier accepted, in bytes; a longer one is refused (0x02 / 0x85).
+    pub max_client_id_len_bytes: usize,
+    /// Longest topic name (PUBLISH) or filter (SUBSCRIBE) accepted, in bytes.
+    pub max_topic_len_bytes: usize,
+    /// Most `/`-separated levels of a topic name or filter.
+    pub max_topic_levels: usize,
+    /// Most subscriptions per session; one more is refused in SUBACK (0x80 / 0x97). 0: no limit.
+    pub max_subscriptions_per_client: usize,
+    /// PUBLISH packets read per second from one client; a faster client's socket is read more slowly. 0: off.
+    pub max_publish_rate_msgs_per_sec: u64,
+    /// Topic plus payload bytes of PUBLISHes read per second from one client, paced likewise. 0: off.
+    pub max_publish_rate_bytes_per_sec: u64,
+    /// Bytes written for one client and not yet taken by its socket above which its QoS 0 messages are dropped.
+    pub max_outgoing_buffer_bytes: usize,
 }
 
 impl Default for Config {
@@ -186,6 +203,14 @@ impl Default for Config {
             use_identity_as_username: false,
             wss_bind: "0.0.0.0:8084".to_owned(),
             admin_tls: false,
+            max_connections_per_sec_per_ip: 0,
+            max_client_id_len_bytes: 256,
+            max_topic_len_bytes: 65_535,
+            max_topic_levels: 128,
+            max_subscriptions_per_client: 0,
+            max_publish_rate_msgs_per_sec: 0,
+            max_publish_rate_bytes_per_sec: 0,
+            max_outgoing_buffer_bytes: 8 * 1024 * 1024,
         }
     }
 }
@@ -256,6 +281,27 @@ impl Config {
             return Err(invalid("http_cache_entries", "must be at least 1"));
         }
         crate::tls::validate_config(self)?;
+        self.validate_limits()
+    }
+
+    /// The client limits of issue 10.
+    fn validate_limits(&self) -> Result<(), ConfigError> {
+        // [MQTT-3.1.3-5]: the server must allow client identifiers of 1 to 23 bytes.
+        if self.max_client_id_len_bytes < 23 {
+            return Err(invalid("max_client_id_len_bytes", "must be at least 23"));
+        }
+        if self.max_topic_len_bytes == 0 {
+            return Err(invalid("max_topic_len_bytes", "must be at least 1"));
+        }
+        if self.max_topic_levels == 0 {
+            return Err(invalid("max_topic_levels", "must be at least 1"));
+        }
+        if self.max_outgoing_buffer_bytes < 65_536 {
+            return Err(invalid(
+                "max_outgoing_buffer_bytes",
+                "must be at least 65536",
+            ));
+        }
         Ok(())
     }
 
@@ -413,6 +459,36 @@ mod tests {
         );
         assert!(parse_durability("periodic:").is_err());
         assert!(parse_durability("fast").is_err());
+    }
+
+    #[test]
+    fn limits_out_of_range_name_their_key() {
+        for (config, key) in [
+            (
+                Config {
+                    max_client_id_len_bytes: 22,
+                    ..Config::default()
+                },
+                "max_client_id_len_bytes",
+            ),
+            (
+                Config {
+                    max_topic_levels: 0,
+                    ..Config::default()
+                },
+                "max_topic_levels",
+            ),
+            (
+                Config {
+                    max_outgoing_buffer_bytes: 1024,
+                    ..Config::default()
+                },
+                "max_outgoing_buffer_bytes",
+            ),
+        ] {
+            let err = config.validate().unwrap_err().to_string();
+            assert!(err.contains(key), "{err}");
+        }
     }
 
     #[test]

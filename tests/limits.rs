@@ -1,5 +1,6 @@
-//! Limits of issue 10 that exist so far: `max_connections` closes one connection too many at once, counts it
-//! in `/metrics`, and lets a new connection in once another has ended.
+//! `max_connections` (issue 10) closes one connection too many at once, counts it in `/metrics`, and lets a new
+//! connection in once another has ended; a packet over `max_packet_size_bytes` is counted as a limit hit too.
+//! The other limits have their own files: `limits_rules.rs`, `limits_floods.rs`, `limits_memory.rs`.
 
 mod common;
 
@@ -47,6 +48,14 @@ async fn max_connections_closes_one_too_many_and_lets_one_in_once_another_ends()
         metric(&broker, "harbormq_connections_over_limit_total").await,
         "1"
     );
+    assert_eq!(
+        metric(
+            &broker,
+            "harbormq_limit_hits_total{limit=\"max_connections\"}"
+        )
+        .await,
+        "1"
+    );
 
     // The connections that were in are unaffected.
     drop(second);
@@ -74,4 +83,33 @@ async fn max_connections_closes_one_too_many_and_lets_one_in_once_another_ends()
             Ok(None) => assert!(Instant::now() < deadline, "never let in after one ended"),
         }
     }
+}
+
+#[tokio::test]
+async fn a_packet_over_the_size_limit_closes_the_connection_and_is_counted() {
+    let broker = TestBroker::start_with(|c| {
+        c.max_packet_size_bytes = 1024;
+        c.admin_bind = "127.0.0.1:0".to_owned();
+        c.admin_token = "limits-token".to_owned();
+    });
+    let (mut client, ack) = broker.raw_connected("big", true, 30).await;
+    assert_eq!(ack.code, ReasonCode::SUCCESS);
+    client
+        .send(&common::publish_packet(
+            "big/t",
+            harbormq::codec::QoS::AtMostOnce,
+            None,
+            false,
+            &[b'x'; 2048],
+        ))
+        .await;
+    assert_eq!(client.wait_closed().await, Vec::<Packet>::new());
+    assert_eq!(
+        metric(
+            &broker,
+            "harbormq_limit_hits_total{limit=\"max_packet_size_bytes\"}"
+        )
+        .await,
+        "1"
+    );
 }

@@ -276,6 +276,7 @@ async fn metrics_route(_: Authorized, ctx: Ctx) -> Result<HttpResponse, ApiError
             .connections
             .tls_handshakes_failed
             .load(std::sync::atomic::Ordering::Relaxed),
+        limit_hits: ctx.connections.limits.snapshot(),
     });
     Ok(HttpResponse::Ok()
         .content_type("text/plain; version=0.0.4; charset=utf-8")

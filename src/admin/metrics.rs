@@ -29,6 +29,8 @@ pub struct MetricFigures {
     pub http_answers: Option<[u64; 4]>,
     /// TLS connections closed because their handshake failed, timed out or found too many under way.
     pub tls_handshakes_failed: u64,
+    /// Hits of every limit (issue 10), by limit.
+    pub limit_hits: Vec<(crate::protocol::Limit, u64)>,
 }
 
 struct Exposition(String);
@@ -147,6 +149,7 @@ pub fn render(f: &MetricFigures) -> String {
         r.messages_out_by_qos,
     );
     render_flow(&mut out, r, f.store.messages_dropped);
+    render_limits(&mut out, &f.limit_hits);
     render_queues_and_store(&mut out, f);
     out.0
 }
@@ -191,6 +194,33 @@ fn render_flow(out: &mut Exposition, r: &RouterStats, store_dropped: u64) {
         "counter",
         "Time publishers spent waiting for routing credit.",
         r.publisher_wait_ms as f64 / 1000.0,
+    );
+}
+
+/// One counter per limit, labelled with its setting, and the QoS 0 messages the outgoing buffer bound dropped.
+fn render_limits(out: &mut Exposition, hits: &[(crate::protocol::Limit, u64)]) {
+    use crate::protocol::Limit;
+    out.header(
+        "harbormq_limit_hits_total",
+        "counter",
+        "Times a client limit bit, by setting: a connection, CONNECT, PUBLISH or filter refused, a publisher read more slowly, a QoS 0 message dropped.",
+    );
+    for (limit, n) in hits {
+        out.sample(
+            "harbormq_limit_hits_total",
+            &format!("limit=\"{}\"", limit.name()),
+            n,
+        );
+    }
+    let dropped = hits
+        .iter()
+        .find(|(l, _)| *l == Limit::OutgoingBuffer)
+        .map_or(0, |(_, n)| *n);
+    out.single(
+        "harbormq_qos0_dropped_total",
+        "counter",
+        "QoS 0 messages dropped because their client's unwritten output was above max_outgoing_buffer_bytes.",
+        dropped,
     );
 }
 
@@ -273,8 +303,13 @@ mod tests {
             },
             ..MetricFigures::default()
         };
+        let figures = MetricFigures {
+            limit_hits: vec![(crate::protocol::Limit::TopicLength, 2)],
+            ..figures
+        };
         let text = render(&figures);
         assert!(text.contains("harbormq_connections 3\n"), "{text}");
+        assert!(text.contains("harbormq_limit_hits_total{limit=\"max_topic_len_bytes\"} 2\n"));
         assert!(text.contains("harbormq_messages_received_total{qos=\"2\"} 3\n"));
         assert!(text.contains("harbormq_store_commit_duration_seconds_sum 2\n"));
         assert!(text.contains("harbormq_store_commit_duration_seconds_count 4\n"));

@@ -56,6 +56,8 @@ pub struct RegisterReply {
     pub previous_closed: Option<oneshot::Receiver<()>>,
     /// Highest queue position assigned so far; every position up to it is stored or already removed.
     pub queue_head: u64,
+    /// The filters of a resumed session, for `max_subscriptions_per_client` (empty when none is resumed).
+    pub subscriptions: Vec<crate::topic::TopicFilter>,
 }
 
 /// A session ends with a will to publish later (MQTT 5.0 Will Delay Interval), unless it is resumed first.

@@ -8,6 +8,7 @@
 pub mod flow;
 pub mod hooks;
 pub mod inprocess;
+pub mod limits;
 pub mod messages;
 pub mod registry;
 pub mod retained;
@@ -305,10 +306,21 @@ fn session_settings(
             max_session_expiry_secs: config.max_session_expiry_secs,
             shared_subscriptions: config.shared_subscriptions,
         },
+        limits: crate::protocol::Limits {
+            max_client_id_len_bytes: config.max_client_id_len_bytes,
+            max_topic_len_bytes: config.max_topic_len_bytes,
+            max_topic_levels: config.max_topic_levels,
+            max_subscriptions_per_client: config.max_subscriptions_per_client,
+            max_outgoing_buffer_bytes: config.max_outgoing_buffer_bytes,
+            max_queued_bytes: usize::try_from(config.max_queued_bytes).unwrap_or(usize::MAX),
+        },
     };
     Ok(SessionSettings {
         max_packet_size_bytes: config.max_packet_size_bytes,
         max_connections: config.max_connections,
+        max_connections_per_sec_per_ip: config.max_connections_per_sec_per_ip,
+        max_publish_rate_msgs_per_sec: config.max_publish_rate_msgs_per_sec,
+        max_publish_rate_bytes_per_sec: config.max_publish_rate_bytes_per_sec,
         in_process: Arc::new(crate::protocol::Settings {
             hooks: false,
             authenticate: false,

@@ -128,6 +128,7 @@ impl Router {
                 had_persistent: false,
                 previous_closed: after_delete,
                 queue_head: 0,
+                subscriptions: Vec::new(),
             };
         };
         let Some(entry) = self.registry.get_mut(slot) else {
@@ -138,6 +139,7 @@ impl Router {
                 had_persistent: false,
                 previous_closed: None,
                 queue_head: 0,
+                subscriptions: Vec::new(),
             };
         };
         // [MQTT-3.1.4-2]: the connection already using this client id is closed.
@@ -169,6 +171,7 @@ impl Router {
         entry.session_expiry = msg.session_expiry;
         entry.online = Some(online);
         let queue_head = entry.next_seq - 1;
+        let subscriptions = entry.subscriptions.filters().cloned().collect();
         if let Some(op) = cancel_will {
             self.submit(vec![op], None);
         }
@@ -178,6 +181,7 @@ impl Router {
             had_persistent,
             previous_closed,
             queue_head,
+            subscriptions,
         }
     }
 

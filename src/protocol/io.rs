@@ -112,7 +112,7 @@ pub enum Screening {
 }
 
 /// What the router said when the session registered.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Registration {
     /// A stored session is resumed (CONNACK session present) [MQTT-3.2.2-2].
     pub session_present: bool,
@@ -120,6 +120,8 @@ pub struct Registration {
     pub had_persistent: bool,
     /// Highest stored queue position assigned so far.
     pub queue_head: u64,
+    /// The filters a resumed session holds, which count against `max_subscriptions_per_client`.
+    pub subscriptions: Vec<crate::topic::TopicFilter>,
 }
 
 /// Everything the core is told.
@@ -389,6 +391,8 @@ pub struct Outputs {
     pub timer: Option<Instant>,
     /// The connection is over: write what may leave, then close it.
     pub close: Option<CloseReason>,
+    /// Limits that bit, for the owner to count and log.
+    pub limits: super::limits::LimitHits,
 }
 
 impl Outputs {
@@ -400,6 +404,7 @@ impl Outputs {
             && self.emits.is_empty()
             && self.timer.is_none()
             && self.close.is_none()
+            && self.limits.is_empty()
     }
 
     /// Empties every list, keeping their allocations for the next input.
@@ -410,6 +415,7 @@ impl Outputs {
         self.emits.clear();
         self.timer = None;
         self.close = None;
+        self.limits.clear();
     }
 
     /// The packets written, as plain packets (for tests and the in-process client).

@@ -8,8 +8,9 @@
 //!
 //! The parts: [`connect`] (client identifier rules), [`acks`] (answers released in order once stored),
 //! [`outbound`] (packet ids, the inflight window and the queue behind it), [`feed`] (a persistent session
-//! catching up from its stored queue), [`credit`] (flow control towards the router), [`rights`] (what a client may do with topics), [`io`] (the inputs and
-//! outputs) and [`connection`] (the state machine that uses them).
+//! catching up from its stored queue), [`credit`] (flow control towards the router), [`limits`] (the client
+//! limits and the rate limits' token bucket), [`rights`] (what a client may do with topics), [`io`] (the
+//! inputs and outputs) and [`connection`] (the state machine that uses them).
 
 pub mod acks;
 pub mod connect;
@@ -17,6 +18,7 @@ pub mod connection;
 pub mod credit;
 pub mod feed;
 pub mod io;
+pub mod limits;
 pub mod outbound;
 pub mod rights;
 pub mod share;
@@ -31,5 +33,6 @@ pub use io::{
     CertificateName, ClientInfo, CloseReason, ConnectInfo, Emit, EndCause, Input, Notification,
     Now, Outputs, Peer, Registration, Request,
 };
+pub use limits::{Limit, LimitHits, Limits};
 pub use outbound::{Delivery, Outbound, OutboundPublish, Sendable};
 pub use rights::TopicRights;

@@ -183,10 +183,60 @@ pub struct Outbound {
 #[derive(Debug, Default)]
 struct Window {
     inflight: BTreeMap<PacketId, Inflight>,
-    queued: VecDeque<Delivery>,
+    queued: Queued,
     /// In-flight messages that came through a shared subscription, to be handed back if the session ends
     /// before the client has them (kept apart so that the usual window entry stays small).
     shared: BTreeMap<PacketId, (ShareGroup, Arc<Message>)>,
+}
+
+/// The deliveries waiting for room in the window, in order, with their topic plus payload bytes.
+#[derive(Debug, Default)]
+struct Queued {
+    items: VecDeque<Delivery>,
+    bytes: usize,
+}
+
+/// The bytes a queued delivery holds on to.
+fn held_bytes(delivery: &Delivery) -> usize {
+    delivery.message.topic.as_str().len() + delivery.message.payload.len()
+}
+
+impl Queued {
+    fn len(&self) -> usize {
+        self.items.len()
+    }
+
+    fn is_empty(&self) -> bool {
+        self.items.is_empty()
+    }
+
+    fn push_back(&mut self, delivery: Delivery) {
+        self.bytes += held_bytes(&delivery);
+        self.items.push_back(delivery);
+    }
+
+    fn push_front(&mut self, delivery: Delivery) {
+        self.bytes += held_bytes(&delivery);
+        self.items.push_front(delivery);
+    }
+
+    fn pop_front(&mut self) -> Option<Delivery> {
+        let delivery = self.items.pop_front()?;
+        self.bytes -= held_bytes(&delivery);
+        Some(delivery)
+    }
+
+    fn remove(&mut self, index: usize) -> Option<Delivery> {
+        let delivery = self.items.remove(index)?;
+        self.bytes -= held_bytes(&delivery);
+        Some(delivery)
+    }
+
+    /// Keeps the deliveries that did not come through a shared subscription.
+    fn retain_ungrouped(&mut self) {
+        self.items.retain(|d| d.group().is_none());
+        self.bytes = self.items.iter().map(held_bytes).sum();
+    }
 }
 
 impl Outbound {
@@ -224,6 +274,11 @@ impl Outbound {
         self.window.as_ref().map_or(0, |w| w.queued.len())
     }
 
+    /// Topic plus payload bytes of the messages waiting for room in the window.
+    pub fn queued_bytes(&self) -> usize {
+        self.window.as_ref().map_or(0, |w| w.queued.bytes)
+    }
+
     /// Whether a new QoS 1/2 message would be written at once.
     pub fn has_room(&self) -> bool {
         self.inflight_len() < self.max_inflight && self.queued_len() == 0
@@ -252,7 +307,10 @@ impl Outbound {
     /// Drops the oldest queued delivery that is not QoS 2, to make room under a drop-oldest policy.
     pub fn drop_oldest(&mut self) -> Option<Delivery> {
         let queued = &mut self.window.as_mut()?.queued;
-        let index = queued.iter().position(|d| d.qos != QoS::ExactlyOnce)?;
+        let index = queued
+            .items
+            .iter()
+            .position(|d| d.qos != QoS::ExactlyOnce)?;
         queued.remove(index)
     }
 
@@ -388,12 +446,12 @@ impl Outbound {
         // A message is in `shared` until the client has it (PUBACK, or PUBREC at QoS 2).
         let mut taken: Vec<(ShareGroup, Arc<Message>)> =
             std::mem::take(&mut window.shared).into_values().collect();
-        for delivery in &window.queued {
+        for delivery in &window.queued.items {
             if let Some(group) = delivery.group() {
                 taken.push((group, delivery.message.clone()));
             }
         }
-        window.queued.retain(|d| d.group().is_none());
+        window.queued.retain_ungrouped();
         taken
     }
 

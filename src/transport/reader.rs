@@ -37,13 +37,23 @@ impl PacketReader {
         }
     }
 
-    fn decode_buffered(&mut self) -> Vec<Result<Packet, DecodeError>> {
+    fn decode_buffered(
+        &mut self,
+        more: &mut dyn FnMut(&Packet) -> bool,
+    ) -> Vec<Result<Packet, DecodeError>> {
         // Sized once for what the buffer can hold (the smallest packets acknowledgements are, four bytes), so
         // a busy connection's batch is not grown and copied packet by packet.
         let mut batch = Vec::with_capacity((self.buf.len() / 4).clamp(1, MAX_BATCH));
         while batch.len() < MAX_BATCH && !self.finished {
             match self.codec.decode(&mut self.buf) {
-                Ok(Some(packet)) => batch.push(Ok(packet)),
+                Ok(Some(packet)) => {
+                    let go_on = more(&packet);
+                    batch.push(Ok(packet));
+                    if !go_on {
+                        // The rest stays in the buffer, undecoded, for a later batch.
+                        break;
+                    }
+                }
                 Ok(None) => break,
                 Err(e) => {
                     self.finished = true;
@@ -69,8 +79,19 @@ impl PacketReader {
         io: &mut R,
         cx: &mut Context<'_>,
     ) -> Poll<Option<Vec<Result<Packet, DecodeError>>>> {
+        self.poll_batch_while(io, cx, &mut |_| true)
+    }
+
+    /// Like `poll_batch`, ending the batch after the first packet for which `more` says no (a paced client
+    /// over its rate); what follows it waits in the buffer.
+    pub fn poll_batch_while<R: AsyncRead + Unpin + ?Sized>(
+        &mut self,
+        io: &mut R,
+        cx: &mut Context<'_>,
+        more: &mut dyn FnMut(&Packet) -> bool,
+    ) -> Poll<Option<Vec<Result<Packet, DecodeError>>>> {
         loop {
-            let batch = self.decode_buffered();
+            let batch = self.decode_buffered(more);
             if !batch.is_empty() {
                 return Poll::Ready(Some(batch));
             }
@@ -138,6 +159,34 @@ mod tests {
         }
         assert_eq!(seen, (1..=1000).collect::<Vec<_>>());
         assert!(batches < 100, "{batches} batches for 4000 bytes");
+    }
+
+    #[tokio::test]
+    async fn a_batch_ends_where_its_owner_says_and_the_rest_waits() {
+        let mut bytes = BytesMut::new();
+        for _ in 0..5 {
+            encode_packet(&Packet::PingReq, &mut bytes).unwrap();
+        }
+        let mut reader = PacketReader::new(MqttCodec::server(1024));
+        let mut input: &[u8] = &bytes;
+        let mut seen = 0;
+        let first = futures::future::poll_fn(|cx| {
+            reader.poll_batch_while(&mut input, cx, &mut |_| {
+                seen += 1;
+                seen < 2
+            })
+        })
+        .await
+        .unwrap();
+        assert_eq!(
+            first.len(),
+            2,
+            "the packet that said no is the last of its batch"
+        );
+        let rest = futures::future::poll_fn(|cx| reader.poll_batch(&mut input, cx))
+            .await
+            .unwrap();
+        assert_eq!(rest.len(), 3, "what followed waited in the buffer");
     }
 
     #[tokio::test]

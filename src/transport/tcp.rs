@@ -82,6 +82,9 @@ async fn accept_loop(
             _ = stop.changed() => return,
         };
         match accepted {
+            // Over max_connections_per_sec_per_ip: dropping the stream closes it, before any session state or
+            // TLS handshake.
+            Ok((stream, peer)) if !peers.admits_from(peer.ip()) => drop(stream),
             Ok((stream, peer)) => match &tls {
                 None => start_session(stream, peer, peers.clone()),
                 Some(tls) => tls.start(stream, peer, peers.clone()),

@@ -49,6 +49,13 @@ pub fn accept(
     body: web::Payload,
     peers: Arc<SessionPeers>,
 ) -> Result<HttpResponse, actix_web::Error> {
+    if !req
+        .peer_addr()
+        .is_none_or(|addr| peers.admits_from(addr.ip()))
+    {
+        // Over max_connections_per_sec_per_ip: refused before the handshake and any session state.
+        return Ok(HttpResponse::TooManyRequests().finish());
+    }
     let protocol = match negotiate(req.headers()) {
         Ok(protocol) => protocol,
         Err(offered) => {

@@ -144,6 +144,11 @@ impl BrokerProcess {
         self.addr.port()
     }
 
+    /// The broker's process id while it runs, for reading its `/proc` figures.
+    pub fn pid(&self) -> Option<u32> {
+        self.child.as_ref().map(Child::id)
+    }
+
     /// Kills the broker with SIGKILL and reaps it; nothing of it runs afterwards.
     pub fn kill9(&mut self) {
         if let Some(mut child) = self.child.take() {

@@ -265,6 +265,7 @@ impl Session {
                     session_present: reply.session_present,
                     had_persistent: reply.had_persistent,
                     queue_head: reply.queue_head,
+                    subscriptions: reply.subscriptions,
                 },
             ))
         };

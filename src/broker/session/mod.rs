@@ -35,6 +35,12 @@ pub struct SessionSettings {
     pub max_packet_size_bytes: usize,
     /// Most network connections open at once (0: no limit).
     pub max_connections: usize,
+    /// New connections accepted per second from one IP address (0: no limit).
+    pub max_connections_per_sec_per_ip: u32,
+    /// PUBLISH packets read per second from one client (0: no limit).
+    pub max_publish_rate_msgs_per_sec: u64,
+    /// PUBLISH topic plus payload bytes read per second from one client (0: no limit).
+    pub max_publish_rate_bytes_per_sec: u64,
     /// The protocol settings of network clients.
     pub protocol: Arc<protocol::Settings>,
     /// The protocol settings of in-process clients (no hooks: the application is their author).
@@ -69,6 +75,8 @@ pub struct ConnectionCounters {
     pub over_limit: std::sync::atomic::AtomicU64,
     /// TLS connections closed before MQTT: the handshake failed, timed out or found too many under way.
     pub tls_handshakes_failed: std::sync::atomic::AtomicU64,
+    /// Hits of every limit, and the per-address connection rate.
+    pub limits: crate::broker::limits::LimitCounters,
 }
 
 impl ConnectionCounters {
@@ -150,16 +158,21 @@ impl Session {
     /// `None`, with the stream closed, when `max_connections` are open already.
     pub fn start(stream: ClientStream, peers: Arc<SessionPeers>) -> Option<Addr<Session>> {
         if !peers.counters.admit(peers.settings.max_connections) {
-            log::debug!(
-                "{:?}: closed at once, {} connections are open (max_connections)",
-                stream.peer,
-                peers.settings.max_connections
-            );
+            let who = format_args!("connection from {}", stream.peer);
+            peers
+                .counters
+                .limits
+                .record(protocol::Limit::Connections, 1, &who);
             return None;
         }
         Some(Session::create(move |ctx| {
             let codec = MqttCodec::server(peers.settings.max_packet_size_bytes);
-            ctx.spawn(net::NetIo::new(stream.io, codec));
+            let pace = protocol::limits::PublishPace::new(
+                peers.settings.max_publish_rate_msgs_per_sec,
+                peers.settings.max_publish_rate_bytes_per_sec,
+                Instant::now(),
+            );
+            ctx.spawn(net::NetIo::new(stream.io, codec, pace));
             let settings = peers.settings.protocol.clone();
             let mut session = Session::with_sink(
                 settings,
@@ -208,6 +221,9 @@ impl Session {
             out.clear();
             self.core
                 .handle(input, now(self.unwritten_bytes()), &mut out);
+            if !out.limits.is_empty() {
+                self.count_limits(&out.limits);
+            }
             self.carry_out(&mut out, ctx);
             next = FOLLOWUPS.with(|f| f.borrow_mut().pop_front());
         }
@@ -226,6 +242,12 @@ impl Session {
     /// Whether bytes wait that the socket may take now (not those waiting for a commit).
     fn ready_to_write(&self) -> bool {
         matches!(&self.sink, Sink::Wire(out) if !out.ready().is_empty())
+    }
+
+    /// Counts and logs the limits one input hit, naming the client and its peer.
+    fn count_limits(&self, hits: &protocol::LimitHits) {
+        let who = format_args!("client {} from {}", self.core.label(), self.core.peer());
+        self.peers.counters.limits.record_all(hits, &who);
     }
 
     fn rare(&mut self) -> &mut Rare {

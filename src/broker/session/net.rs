@@ -3,7 +3,8 @@
 //! timer of the connection (the core's deadline, a stalled write, the last flush on close). No MQTT rule here.
 
 use super::{Session, Sink};
-use crate::codec::MqttCodec;
+use crate::codec::{MqttCodec, Packet};
+use crate::protocol::limits::PublishPace;
 use crate::protocol::Input;
 use crate::transport::reader::PacketReader;
 use actix::prelude::*;
@@ -41,12 +42,20 @@ pin_project! {
         stalled_since: Option<Instant>,
         // When the session started closing.
         closing_since: Option<Instant>,
+        // The client's publish rate limits, when there are any (boxed: most connections have none).
+        pace: Option<Box<Paced>>,
     }
 }
 
+/// A paced client's rate, and until when its socket is left unread (it published faster than its rate).
+struct Paced {
+    pace: PublishPace,
+    until: Option<Instant>,
+}
+
 impl NetIo {
-    /// The byte stream of a new connection, decoding with `codec`.
-    pub fn new(io: Box<dyn ClientIo>, codec: MqttCodec) -> Self {
+    /// The byte stream of a new connection, decoding with `codec`, its PUBLISHes read at `pace`.
+    pub fn new(io: Box<dyn ClientIo>, codec: MqttCodec, pace: Option<PublishPace>) -> Self {
         NetIo {
             io,
             reader: PacketReader::new(codec),
@@ -54,6 +63,7 @@ impl NetIo {
             armed: None,
             stalled_since: None,
             closing_since: None,
+            pace: pace.map(|pace| Box::new(Paced { pace, until: None })),
         }
     }
 }
@@ -171,10 +181,23 @@ fn read_step(
         task.waker().wake_by_ref();
         return Step::Idle;
     }
-    if !act.core.wants_input() {
+    if !act.core.wants_input() || this.pace.as_ref().is_some_and(|p| p.until.is_some()) {
+        // A paced client's bytes wait in its socket, and TCP holds it back; the timer resumes reading.
         return Step::Idle;
     }
-    match this.reader.poll_batch(&mut **this.io, task) {
+    let polled = match this.pace.as_deref_mut() {
+        None => this.reader.poll_batch(&mut **this.io, task),
+        Some(paced) => {
+            let now = Instant::now();
+            let pace = &mut paced.pace;
+            let polled = this
+                .reader
+                .poll_batch_while(&mut **this.io, task, &mut |p| charge(pace, p, now));
+            paced.until = paced_until(&paced.pace, act);
+            polled
+        }
+    };
+    match polled {
         Poll::Ready(Some(batch)) => {
             *reads += 1;
             act.feed(Input::Read(batch), ctx);
@@ -186,6 +209,25 @@ fn read_step(
         }
         Poll::Pending => Step::Idle,
     }
+}
+
+/// Charges one PUBLISH (one message, its topic plus payload bytes) to the client's pace; whether the batch
+/// may go on, which it may not once the client is over its rate.
+fn charge(pace: &mut PublishPace, packet: &Packet, now: Instant) -> bool {
+    let Packet::Publish(p) = packet else {
+        return true;
+    };
+    let bytes = (p.topic.as_str().len() + p.payload.len()) as u64;
+    pace.charge(1, bytes, now);
+    pace.hold(now).is_none()
+}
+
+/// Until when reading must wait, if the client is over its rate (counted and logged, once per pause).
+fn paced_until(pace: &PublishPace, act: &Session) -> Option<Instant> {
+    let (until, limit) = pace.hold(Instant::now())?;
+    let who = format_args!("client {} from {}", act.core.label(), act.core.peer());
+    act.peers.counters.limits.record(limit, 1, &who);
+    Some(until)
 }
 
 /// Writes what may leave until the socket is full.
@@ -228,7 +270,11 @@ fn fire_timer(
 ) -> bool {
     let stall = this.stalled_since.map(|s| s + WRITE_STALL_LIMIT);
     let linger = this.closing_since.map(|s| s + CLOSE_LINGER);
-    let want = [act.timer_at, stall, linger].into_iter().flatten().min();
+    let paced = this.pace.as_ref().and_then(|p| p.until);
+    let want = [act.timer_at, stall, linger, paced]
+        .into_iter()
+        .flatten()
+        .min();
     if want != *this.armed {
         if let Some(deadline) = want {
             this.sleep
@@ -242,6 +288,12 @@ fn fire_timer(
     }
     *this.armed = None;
     let now = Instant::now();
+    if paced.is_some_and(|p| now >= p) {
+        // The client's rate allows reading again.
+        if let Some(p) = this.pace.as_mut() {
+            p.until = None;
+        }
+    }
     if act.core.is_closed() {
         return true;
     }

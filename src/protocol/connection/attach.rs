@@ -91,6 +91,9 @@ impl Connection {
         self.level = connect.level;
         self.problem_information =
             props(&connect.properties).request_problem_information != Some(0);
+        if let Err(limit) = self.connect_within_limits(&connect) {
+            return self.refuse_over_limit(limit, now, out);
+        }
         let (client_id, generated) = match accept_connect(&connect) {
             ConnectDecision::Accept {
                 client_id,
@@ -111,6 +114,7 @@ impl Connection {
             return;
         };
         let joining = Box::new(Joining {
+            connect_deadline: self.connect_deadline(now),
             client_id: client_id.clone(),
             clean_session: connect.clean_session,
             level: connect.level,
@@ -453,6 +457,8 @@ impl Connection {
             retained_after: None,
             hooked_unacked: None,
             dropped: 0,
+            subscribed: (self.settings.limits.max_subscriptions_per_client > 0)
+                .then(|| Box::new(registration.subscriptions.into_iter().collect())),
             v5: joining.v5.as_ref().map(|v5| V5Session {
                 outbound_aliases: OutboundAliases::default(),
                 limits: v5.limits.clone(),
@@ -499,7 +505,8 @@ impl Connection {
     pub(super) fn on_timer(&mut self, now: Now, out: &mut Outputs) {
         match &self.stage {
             Stage::AwaitingConnect { deadline, .. } if now.instant >= *deadline => {
-                log::info!(
+                out.limits.hit(crate::protocol::Limit::ConnectTimeout);
+                log::debug!(
                     "{}: no CONNECT within {:?}, closing",
                     self.peer,
                     self.settings.connect_timeout
@@ -507,6 +514,13 @@ impl Connection {
                 self.close(CloseReason::Abnormal, now, out);
             }
             Stage::AwaitingConnect { deadline, .. } => out.timer = Some(*deadline),
+            // A client in an enhanced authentication exchange keeps the deadline set at the accept: it cannot
+            // hold its connection open by never sending its next AUTH.
+            Stage::Exchanging(joining) if now.instant >= joining.connect_deadline => {
+                out.limits.hit(crate::protocol::Limit::ConnectTimeout);
+                self.close(CloseReason::Abnormal, now, out);
+            }
+            Stage::Exchanging(joining) => out.timer = Some(joining.connect_deadline),
             Stage::Connected(attached) => {
                 let Some(limit) = attached.silence_limit else {
                     return;
@@ -544,5 +558,44 @@ impl Joining {
             }
             self.early.push(delivery);
         }
+    }
+}
+
+impl Connection {
+    /// The deadline set at the accept for CONNECT.
+    fn connect_deadline(&self, now: Now) -> Instant {
+        match self.stage {
+            Stage::AwaitingConnect { deadline, .. } => deadline,
+            _ => now.instant,
+        }
+    }
+
+    /// Refuses a CONNECT over `limit` as Mosquitto does: 0x02 Identifier rejected before 5.0, whose CONNACK
+    /// has no better code; 0x85 Client Identifier not valid in 5.0 (a keepalive is never refused there).
+    fn refuse_over_limit(&mut self, limit: crate::protocol::Limit, now: Now, out: &mut Outputs) {
+        out.limits.hit(limit);
+        log::debug!("{}: CONNECT over {}", self.peer, limit.name());
+        self.refuse(ConnectReturnCode::IdentifierRejected, now, out);
+    }
+
+    /// The limits a CONNECT must keep: `max_client_id_len_bytes` for every level, and `max_keepalive_secs` for
+    /// MQTT 3.1 and 3.1.1, whose CONNACK cannot tell the client another keepalive (5.0 gets Server Keep
+    /// Alive instead). A keepalive of 0 asks for none at all, more than any maximum below 65535.
+    fn connect_within_limits(&self, connect: &Connect) -> Result<(), crate::protocol::Limit> {
+        use crate::protocol::Limit;
+        if !self
+            .settings
+            .limits
+            .client_id_ok(connect.client_id.as_str())
+        {
+            return Err(Limit::ClientIdLength);
+        }
+        let max = self.settings.v5.max_keepalive_secs;
+        let asked = connect.keep_alive_secs;
+        let too_long = asked > max || (asked == 0 && max < u16::MAX);
+        if !connect.level.is_v5() && too_long {
+            return Err(Limit::Keepalive);
+        }
+        Ok(())
     }
 }

@@ -21,7 +21,19 @@ impl Connection {
         };
         attached.credit.consumed(deliveries.len());
         let dropped_before = attached.dropped;
+        let mut unwritten = self.pending_output;
+        let bound = self.settings.limits.max_outgoing_buffer_bytes;
         for delivery in deliveries {
+            if delivery.qos == QoS::AtMostOnce {
+                // A client that does not read what it is sent cannot make the broker hold more than the bound
+                // for it: its QoS 0 messages beyond it are dropped (counted); QoS 1/2 wait behind the inflight
+                // window, and a persistent session's in the store.
+                if unwritten >= bound {
+                    out.limits.hit(crate::protocol::Limit::OutgoingBuffer);
+                    continue;
+                }
+                unwritten += approximate_size(&delivery);
+            }
             take_delivery(
                 attached,
                 delivery,
@@ -33,9 +45,7 @@ impl Connection {
         }
         let dropped = attached.dropped - dropped_before;
         if dropped > 0 {
-            out.requests.push(Request::CountDropped(
-                u32::try_from(dropped).unwrap_or(u32::MAX),
-            ));
+            out.requests.push(Request::CountDropped(dropped));
         }
     }
 
@@ -217,13 +227,18 @@ fn take_delivery(
 ) {
     match (delivery.seq, attached.stored.as_mut()) {
         (Some(seq), Some(stored)) => {
-            let room = attached.outbound.queued_len() < PERSISTENT_QUEUE_BOUND;
+            // What does not fit in memory (in messages, or in bytes beside the outgoing buffer's bound) is read
+            // from the store when there is room again.
+            let room = attached.outbound.queued_len() < PERSISTENT_QUEUE_BOUND
+                && attached.outbound.queued_bytes() < settings.limits.max_outgoing_buffer_bytes;
             if stored.on_live(seq, room) != LiveVerdict::Take {
                 return;
             }
         }
         _ => {
-            let full = attached.outbound.queued_len() >= settings.max_queued_messages;
+            // A clean session's queue lives in memory: bounded in messages and in bytes.
+            let full = attached.outbound.queued_len() >= settings.max_queued_messages
+                || attached.outbound.queued_bytes() >= settings.limits.max_queued_bytes;
             if full && attached.outbound.would_queue(&delivery) {
                 return overflow(attached, delivery, settings.overflow);
             }
@@ -232,13 +247,19 @@ fn take_delivery(
     offer(attached, delivery, settings.hooks, rights, now_ms, out);
 }
 
+/// The bytes a QoS 0 delivery adds to the client's output: topic and payload, with room for the headers.
+fn approximate_size(delivery: &Delivery) -> usize {
+    let message = &delivery.message;
+    message.topic.as_str().len() + message.payload.len() + 8
+}
+
 /// The memory queue is full: drop the new message or the oldest waiting one, never a QoS 2 message.
 fn overflow(attached: &mut Attached, delivery: Delivery, policy: OverflowPolicy) {
     if delivery.qos == QoS::ExactlyOnce {
         attached.outbound.force_queue(delivery);
         return;
     }
-    attached.dropped += 1;
+    attached.dropped = attached.dropped.saturating_add(1);
     if policy == OverflowPolicy::DropOldest && attached.outbound.drop_oldest().is_some() {
         attached.outbound.force_queue(delivery);
     }

@@ -25,6 +25,9 @@ impl Connection {
             Err(e) => {
                 // What came before the malformed packet is still handled (and routed) first.
                 if self.settle_batch(out) {
+                    if matches!(e, DecodeError::PacketTooLarge { .. }) {
+                        out.limits.hit(crate::protocol::Limit::PacketSize);
+                    }
                     self.violation(e.reason_code(), e, now, out);
                 } else {
                     self.backlog.push_front(Err(e));
@@ -71,23 +74,48 @@ impl Connection {
         }
     }
 
-    fn on_publish(&mut self, mut publish: Publish, now: Now, out: &mut Outputs) {
+    /// The checks a PUBLISH passes before it is taken: the MQTT 5.0 rules (a violation closes the connection,
+    /// a payload that is not the UTF-8 it claims gets 0x99) and the topic limits. `None` once it is dealt with;
+    /// else whether its message is routed.
+    fn screen_publish(
+        &mut self,
+        publish: &mut Publish,
+        now: Now,
+        out: &mut Outputs,
+    ) -> Option<bool> {
         let limits = &self.settings.v5;
         let Stage::Connected(attached) = &mut self.stage else {
-            return;
+            return None;
         };
         if let Some(v5) = attached.v5.as_mut() {
             // Exchanges still open: QoS 2 ones awaiting PUBREL, and those whose PUBACK or PUBCOMP waits to leave.
             let open = attached.incoming_qos2.len() + attached.acks.unanswered_exchanges();
             if let Err((reason, rule)) =
-                v5.accept_publish(&mut publish, limits, &attached.incoming_qos2, open)
+                v5.accept_publish(publish, limits, &attached.incoming_qos2, open)
             {
-                return self.violation(reason, rule, now, out);
+                if reason == ReasonCode::RECEIVE_MAXIMUM_EXCEEDED {
+                    out.limits.hit(crate::protocol::Limit::ReceiveMaximum);
+                }
+                self.violation(reason, rule, now, out);
+                return None;
             }
             if !payload_format_valid(publish.properties.as_deref(), &publish.payload) {
                 // Section 3.3.2.3.2: the message is refused with 0x99, and not routed.
-                return self.refuse_publish(&publish, ReasonCode::PAYLOAD_FORMAT_INVALID);
+                self.refuse_publish(publish, ReasonCode::PAYLOAD_FORMAT_INVALID);
+                return None;
             }
+        }
+        // A topic over `max_topic_len_bytes` or `max_topic_levels` is well formed but not accepted: an MQTT 5.0
+        // client is told 0x90 Topic Name invalid in its PUBACK/PUBREC (sections 3.4.2.1, 3.5.2.1); a QoS 0
+        // message, and any message of an earlier level (which has no refusal to send), is dropped and
+        // acknowledged as usual, as a message the hooks deny is.
+        if let Err(limit) = self.settings.limits.check_topic(publish.topic.as_str()) {
+            out.limits.hit(limit);
+            if attached.v5.is_some() {
+                self.refuse_publish(publish, ReasonCode::TOPIC_NAME_INVALID);
+                return None;
+            }
+            return Some(false);
         }
         // Rights over topics (the ACL file's): a publish the client may not make is dropped. An MQTT 5.0 client
         // is told 0x87 Not authorized; earlier ones are acknowledged as usual, having no way to be told.
@@ -96,8 +124,19 @@ impl Connection {
             .as_mut()
             .is_none_or(|rights| rights.may_publish(publish.topic.as_str()));
         if !allowed && attached.v5.is_some() {
-            return self.refuse_publish(&publish, ReasonCode::NOT_AUTHORIZED);
+            self.refuse_publish(publish, ReasonCode::NOT_AUTHORIZED);
+            return None;
         }
+        Some(allowed)
+    }
+
+    fn on_publish(&mut self, mut publish: Publish, now: Now, out: &mut Outputs) {
+        let Some(routed) = self.screen_publish(&mut publish, now, out) else {
+            return;
+        };
+        let Stage::Connected(attached) = &mut self.stage else {
+            return;
+        };
         let message = Arc::new(Message {
             topic: publish.topic,
             payload: publish.payload,
@@ -113,7 +152,7 @@ impl Connection {
         let track_ids = self.settings.hooks || attached.v5.is_some();
         let (qos, packet_id) = (publish.qos, publish.packet_id);
         let take = |batch: &mut InboundBatch, message| {
-            if !allowed {
+            if !routed {
                 return;
             }
             batch.messages.push(message);
@@ -300,6 +339,8 @@ impl Connection {
     fn subscribe(&mut self, subscribe: Subscribe, denied: &[bool], out: &mut Outputs) {
         let max_qos = self.settings.max_qos;
         let shared_on = self.settings.v5.shared_subscriptions;
+        let settings = self.settings.clone();
+        let limits = &settings.limits;
         let ticket = self.new_ticket();
         let Stage::Connected(attached) = &mut self.stage else {
             return;
@@ -317,32 +358,22 @@ impl Connection {
             false => SubscribeReturnCode::Failure,
         };
         for (i, (filter, options)) in subscribe.filters.into_iter().enumerate() {
-            if denied.get(i).copied().unwrap_or(false) {
-                // 0x87 Not authorized in 5.0, 0x80 before.
-                return_codes.push(refuse(ReasonCode::NOT_AUTHORIZED));
+            let denied = denied.get(i).copied().unwrap_or(false);
+            let screened = screen_filter(
+                attached,
+                &filter,
+                denied,
+                shared_on,
+                limits,
+                &mut self.rights,
+                out,
+            );
+            if let Err(reason) = screened {
+                // The reason in 5.0, 0x80 before.
+                return_codes.push(refuse(reason));
                 continue;
             }
             let shared = is_shared(&filter);
-            if shared && !shared_on {
-                // Turned off: CONNACK says so, and SUBACK refuses them with 0x9E.
-                return_codes.push(refuse(ReasonCode::SHARED_SUBSCRIPTIONS_NOT_SUPPORTED));
-                continue;
-            }
-            let reads = match shared {
-                true => share::parse(&filter).map(|share| share.filter),
-                false => Some(filter.clone()),
-            };
-            let Some(reads) = reads else {
-                // [MQTT-4.8.2-1], [MQTT-4.8.2-2]: a share name of at least one character, then a filter.
-                return_codes.push(refuse(ReasonCode::TOPIC_FILTER_INVALID));
-                continue;
-            };
-            if let Some(rights) = self.rights.as_mut() {
-                if !rights.may_subscribe(reads.as_str()) {
-                    return_codes.push(refuse(ReasonCode::NOT_AUTHORIZED));
-                    continue;
-                }
-            }
             // [MQTT-3.9.3-1]: one return code per filter, in order; the granted QoS is capped by the broker's.
             let qos = options.qos.min(max_qos);
             return_codes.push(SubscribeReturnCode::Success(qos));
@@ -420,6 +451,11 @@ impl Connection {
         };
         // [MQTT-3.10.4-4], [MQTT-3.10.4-5]: UNSUBACK even when nothing matched; in 5.0 one reason code per
         // filter, set once the router says which subscriptions existed (`on_existing`).
+        if let Some(held) = attached.subscribed.as_mut() {
+            for filter in &unsubscribe.filters {
+                held.remove(filter);
+            }
+        }
         let mut unsuback = crate::codec::UnsubAck::from(unsubscribe.packet_id);
         let v5 = attached.v5.is_some();
         if v5 {
@@ -560,6 +596,70 @@ fn route(attached: &mut Attached, batch: InboundBatch, out: &mut Outputs) {
         ops: batch.ops,
         ticket: batch.ticket,
     });
+}
+
+/// Whether a SUBSCRIBE filter may be granted: not when the hooks `denied` it (0x87 Not authorized), a shared
+/// subscription while they are off (0x9E; CONNACK says so) or without a share name and a filter
+/// ([MQTT-4.8.2-1], [MQTT-4.8.2-2]: 0x8F), nor over the limits (`admit_filter`).
+fn screen_filter(
+    attached: &mut Attached,
+    filter: &TopicFilter,
+    denied: bool,
+    shared_on: bool,
+    limits: &crate::protocol::Limits,
+    rights: &mut Rights,
+    out: &mut Outputs,
+) -> Result<(), ReasonCode> {
+    if denied {
+        return Err(ReasonCode::NOT_AUTHORIZED);
+    }
+    let shared = is_shared(filter);
+    if shared && !shared_on {
+        return Err(ReasonCode::SHARED_SUBSCRIPTIONS_NOT_SUPPORTED);
+    }
+    // A shared subscription is judged by its filter [MQTT-4.8.2-1], [MQTT-4.8.2-2].
+    let reads = match shared {
+        true => share::parse(filter).map(|share| share.filter),
+        false => Some(filter.clone()),
+    };
+    let Some(reads) = reads else {
+        return Err(ReasonCode::TOPIC_FILTER_INVALID);
+    };
+    // Rights over topics (the ACL file's): a filter the client may not read gets 0x87 (0x80 before 5.0).
+    if let Some(rights) = rights.as_mut() {
+        if !rights.may_subscribe(reads.as_str()) {
+            return Err(ReasonCode::NOT_AUTHORIZED);
+        }
+    }
+    admit_filter(attached, filter, limits, out)
+}
+
+/// Whether a SUBSCRIBE filter is within `max_topic_len_bytes`, `max_topic_levels` and (when it is new to the
+/// session) `max_subscriptions_per_client`; the SUBACK reason when not: 0x8F Topic Filter invalid, 0x97 Quota
+/// exceeded (section 3.9.3), 0x80 before 5.0. A filter the session holds already replaces its subscription
+/// and counts once.
+fn admit_filter(
+    attached: &mut Attached,
+    filter: &TopicFilter,
+    limits: &crate::protocol::Limits,
+    out: &mut Outputs,
+) -> Result<(), ReasonCode> {
+    if let Err(limit) = limits.check_topic(filter.as_str()) {
+        out.limits.hit(limit);
+        return Err(ReasonCode::TOPIC_FILTER_INVALID);
+    }
+    let Some(held) = attached.subscribed.as_mut() else {
+        return Ok(());
+    };
+    if held.contains(filter) {
+        return Ok(());
+    }
+    if !limits.subscription_fits(held.len()) {
+        out.limits.hit(crate::protocol::Limit::Subscriptions);
+        return Err(ReasonCode::QUOTA_EXCEEDED);
+    }
+    held.insert(filter.detached());
+    Ok(())
 }
 
 /// Moves every answer that may leave now into the outputs.

@@ -68,6 +68,8 @@ pub struct Settings {
     pub credit: u32,
     /// What MQTT 5.0 clients are offered in CONNACK.
     pub v5: ServerLimits,
+    /// Client identifier, topic, subscription and outgoing buffer limits.
+    pub limits: super::limits::Limits,
 }
 
 /// One client connection's protocol state.
@@ -119,6 +121,8 @@ enum Stage {
 /// What CONNECT asked for, kept while the session is being set up.
 #[derive(Debug)]
 struct Joining {
+    /// The CONNECT deadline set at the accept, which an enhanced authentication exchange must also keep.
+    connect_deadline: Instant,
     client_id: ClientId,
     clean_session: bool,
     level: ProtocolLevel,
@@ -221,8 +225,11 @@ struct Attached {
     /// PUBLISHes sent and not yet acknowledged, kept only for the hooks' `on_message_acked` (and only
     /// while there are some).
     hooked_unacked: HookedUnacked,
-    /// Messages dropped by the overflow policy since the session connected.
-    dropped: u64,
+    /// Messages dropped by the overflow policy since the session connected (32 bits keep the state within its
+    /// allocation size class; it saturates).
+    dropped: u32,
+    /// The filters the session holds, kept only under `max_subscriptions_per_client`.
+    subscribed: HeldFilters,
     /// MQTT 5.0 state; `None` for earlier levels. Kept in place: with the two boxed fields above, an idle
     /// 5.0 connection costs no more memory than a 3.1.1 one.
     v5: Option<V5Session>,
@@ -232,6 +239,10 @@ struct Attached {
 /// some, like `HookedUnacked`, so that an idle connection pays a pointer for each.
 #[allow(clippy::box_collection)]
 type RetainedWaiting = Option<Box<Vec<(Ticket, Vec<RetainedAfter>)>>>;
+
+/// The filters a session holds, boxed like `HookedUnacked` so that a session without a quota pays a pointer.
+#[allow(clippy::box_collection)]
+type HeldFilters = Option<Box<std::collections::HashSet<TopicFilter>>>;
 
 /// PUBLISHes sent and not yet acknowledged, by packet identifier; allocated while there are some.
 #[allow(clippy::box_collection)]

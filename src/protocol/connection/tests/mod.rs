@@ -5,6 +5,7 @@ mod connect;
 mod deliver;
 mod flow;
 mod inbound;
+mod limits;
 mod props;
 mod rights;
 mod v5;
@@ -40,6 +41,7 @@ pub(super) fn settings() -> Settings {
             topic_alias_maximum: 4,
             ..Default::default()
         },
+        limits: crate::protocol::Limits::default(),
     }
 }
 
@@ -85,6 +87,9 @@ impl Harness {
         self.out.emits.append(&mut step.emits);
         self.out.timer = step.timer.or(self.out.timer);
         self.out.close = step.close.or(self.out.close);
+        for (limit, n) in step.limits.iter() {
+            self.out.limits.add(limit, n);
+        }
     }
 
     /// Feeds one read of these packets.
@@ -183,6 +188,7 @@ pub(super) fn registered(present: bool, had: bool, head: u64) -> Input {
         session_present: present,
         had_persistent: had,
         queue_head: head,
+        subscriptions: Vec::new(),
     }))
 }
 

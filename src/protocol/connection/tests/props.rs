@@ -200,6 +200,7 @@ fn input_of(step: Step, ledger: &mut Ledger) -> Input {
                 session_present: present,
                 had_persistent: had || present,
                 queue_head: 0,
+                subscriptions: Vec::new(),
             })
         }),
         Step::Commit { pick, fail } => {
