@@ -1,15 +1,19 @@
 #!/usr/bin/env bash
-# What the security features cost, measured in one run: QoS 0 fan-in and fan-out against a plain broker and
-# against one that checks a password file and an ACL file of 1,000 rules (the rule that grants the benchmark's
-# topics last, the worst case for matching), alternating RUNS times. Prints each run's delivered rate and the
-# broker's CPU time, then the means and the ratio secured / plain.
+# What the security features cost, measured in one run: QoS 0 fan-in and fan-out against a fresh broker in
+# each of four modes, alternating RUNS times:
+#   plain     TCP, no checks
+#   secured   TCP, a password file and an ACL file of 1,000 rules (the rule that grants the benchmark's topics
+#             last, the worst case for matching)
+#   tls       TLS 1.3 (RSA 2048 certificate of a CA made here with openssl), no checks
+#   tls+sec   TLS and both files
+# Prints each run's delivered rate and the broker's CPU time, then the means and each mode's ratio to plain.
 #
 #     benches/security.sh 3
 #     benches/security.sh 3 --messages 100000      # more `harbormq bench` arguments for every run
 #
 # Environment:
 #     BIN=PATH   the harbormq binary (default: this tree's, built in release first)
-# Needs bash, jq and Linux's /proc.
+# Needs bash, jq, bc, openssl and Linux's /proc.
 
 set -euo pipefail
 
@@ -42,6 +46,16 @@ printf 'bench-password\n' | "$BIN" passwd "$TMP/passwords" bench --password-stdi
     echo "topic readwrite hmqbench/#"
 } >"$TMP/acl"
 
+# A CA and a server certificate for localhost, as the README's Security section makes them.
+(
+    cd "$TMP"
+    openssl req -x509 -newkey rsa:2048 -nodes -days 1 -subj "/CN=bench CA" -keyout ca.key -out ca.crt
+    openssl req -newkey rsa:2048 -nodes -subj "/CN=localhost" -keyout server.key -out server.csr
+    printf 'subjectAltName = DNS:localhost, IP:127.0.0.1\n' >server.ext
+    openssl x509 -req -in server.csr -CA ca.crt -CAkey ca.key -CAcreateserial -days 1 -extfile server.ext \
+        -out server.crt
+) 2>/dev/null
+
 TICKS=$(getconf CLK_TCK)
 port_open() { (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null; }
 cpu_ticks() { awk '{print $14 + $15}' "/proc/$1/stat"; }
@@ -50,28 +64,39 @@ cpu_ticks() { awk '{print $14 + $15}' "/proc/$1/stat"; }
 run() {
     local mode=$1 scenario=$2 port i before after
     shift 2
-    local serve=() auth=()
-    if [ "$mode" = secured ]; then
-        serve=(--password-file "$TMP/passwords" --acl-file "$TMP/acl")
-        auth=(--username bench --password bench-password)
-    fi
+    local serve=() client=()
+    case "$mode" in
+        secured | tls+sec)
+            serve+=(--password-file "$TMP/passwords" --acl-file "$TMP/acl")
+            client+=(--username bench --password bench-password) ;;
+    esac
     while :; do port=$((20000 + RANDOM % 12000)); port_open "$port" || break; done
+    case "$mode" in
+        tls | tls+sec)
+            # Plain TCP on the port after, for nothing but the readiness check below.
+            serve+=(--tls-bind "127.0.0.1:$port" --certfile "$TMP/server.crt" --keyfile "$TMP/server.key"
+                --bind "127.0.0.1:$((port + 1))")
+            client+=(--tls --cafile "$TMP/ca.crt" --host localhost) ;;
+        *) serve+=(--bind "127.0.0.1:$port") ;;
+    esac
     rm -rf "$TMP/data"
-    RUST_LOG=warn "$BIN" serve --bind "127.0.0.1:$port" --data-dir "$TMP/data" --ws-bind "" \
-        --admin-bind "" --sys-interval-secs 0 "${serve[@]}" >"$TMP/broker.log" 2>&1 &
+    RUST_LOG=warn "$BIN" serve --data-dir "$TMP/data" --ws-bind "" --wss-bind "" --admin-bind "" \
+        --sys-interval-secs 0 "${serve[@]}" >"$TMP/broker.log" 2>&1 &
     PID=$!
     for i in $(seq 1 150); do port_open "$port" && break; sleep 0.1; done
     before=$(cpu_ticks "$PID")
-    "$BIN" bench "$scenario" --qos 0 --port "$port" "${auth[@]}" --json --quiet "$@" >"$TMP/out.json"
+    "$BIN" bench "$scenario" --qos 0 --port "$port" "${client[@]}" --json --quiet "$@" >"$TMP/out.json"
     after=$(cpu_ticks "$PID")
     kill "$PID"; wait "$PID" 2>/dev/null || true; PID=""
     echo "$(jq -r .results.delivered_rate "$TMP/out.json") $(echo "scale=2; ($after - $before) / $TICKS" | bc)"
 }
 
+MODES=(plain secured tls tls+sec)
 for scenario in fan-in fan-out; do
-    declare -A sum=([plain]=0 [secured]=0) cpu=([plain]=0 [secured]=0)
+    declare -A sum=() cpu=()
+    for mode in "${MODES[@]}"; do sum[$mode]=0; cpu[$mode]=0; done
     for r in $(seq 1 "$RUNS"); do
-        for mode in plain secured; do
+        for mode in "${MODES[@]}"; do
             read -r rate seconds < <(run "$mode" "$scenario" "$@")
             echo "$scenario run $r $mode: $rate msg/s, broker CPU ${seconds}s"
             sum[$mode]=$(echo "${sum[$mode]} + $rate" | bc)
@@ -79,7 +104,10 @@ for scenario in fan-in fan-out; do
         done
     done
     plain=$(echo "${sum[plain]} / $RUNS" | bc)
-    secured=$(echo "${sum[secured]} / $RUNS" | bc)
-    echo "$scenario: plain $plain msg/s, secured $secured msg/s, secured / plain = $(echo "scale=3; $secured / $plain" | bc)"
+    for mode in "${MODES[@]}"; do
+        mean=$(echo "${sum[$mode]} / $RUNS" | bc)
+        echo "$scenario $mode: mean $mean msg/s, broker CPU $(echo "scale=2; ${cpu[$mode]} / $RUNS" | bc)s," \
+            "$mode / plain = $(echo "scale=3; $mean / $plain" | bc)"
+    done
     unset sum cpu
 done
