@@ -11,7 +11,7 @@ mod chromium;
 mod needs;
 
 use chromium::{
-    evaluate, find_chromium, http, page_debugger_url, wait_for_text, Browser, BROWSER_WAIT,
+    evaluate, find_chromium, http, subscribed_page, wait_for_text, Browser, BROWSER_WAIT,
 };
 use std::net::SocketAddr;
 use tokio::time::timeout;
@@ -72,28 +72,7 @@ async fn the_example_page_shows_a_message_published_over_rest() {
     let app = AppThread::start();
     let page_url = format!("http://{}/", app.addr);
     let browser = Browser::launch(&chromium, &page_url);
-    let ws_url = timeout(
-        BROWSER_WAIT,
-        page_debugger_url(browser.devtools_port, &page_url),
-    )
-    .await
-    .expect("the page never appeared in the DevTools target list");
-    let (mut devtools, _) = tokio_tungstenite::connect_async(ws_url.as_str())
-        .await
-        .unwrap();
-    let status = timeout(
-        BROWSER_WAIT,
-        evaluate(
-            &mut devtools,
-            &wait_for_text(
-                "status",
-                "text === 'subscribed' || text.startsWith('error')",
-            ),
-        ),
-    )
-    .await
-    .expect("the page did not subscribe in time");
-    assert_eq!(status, "subscribed");
+    let mut devtools = subscribed_page(browser.devtools_port, &page_url).await;
 
     let response = http(app.addr, "POST", "/publish/browser/test", "hello from REST").await;
     assert!(response.starts_with("HTTP/1.1 200"), "{response}");

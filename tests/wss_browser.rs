@@ -8,7 +8,7 @@ mod common;
 mod needs;
 mod tls_support;
 
-use chromium::{evaluate, find_chromium, page_debugger_url, wait_for_text, Browser, BROWSER_WAIT};
+use chromium::{evaluate, find_chromium, subscribed_page, wait_for_text, Browser, BROWSER_WAIT};
 use common::{Client, TestBroker};
 use rumqttc::{MqttOptions, QoS, TlsConfiguration, Transport};
 use tls_support::{client_config, spki_hash, Ca};
@@ -77,28 +77,7 @@ async fn mqtt_js_in_chromium_subscribes_over_wss() {
         &page_url,
         &[&trust, "--allow-file-access-from-files"],
     );
-    let ws_url = timeout(
-        BROWSER_WAIT,
-        page_debugger_url(browser.devtools_port, "file://"),
-    )
-    .await
-    .expect("the page never appeared in the DevTools target list");
-    let (mut devtools, _) = tokio_tungstenite::connect_async(ws_url.as_str())
-        .await
-        .unwrap();
-    let status = timeout(
-        BROWSER_WAIT,
-        evaluate(
-            &mut devtools,
-            &wait_for_text(
-                "status",
-                "text === 'subscribed' || text.startsWith('error')",
-            ),
-        ),
-    )
-    .await
-    .expect("the page did not subscribe in time");
-    assert_eq!(status, "subscribed");
+    let mut devtools = subscribed_page(browser.devtools_port, "file://").await;
 
     let tls = broker.handle().tls_addr().unwrap();
     let mut options = MqttOptions::new("publisher", "localhost", tls.port());

@@ -251,27 +251,16 @@ async fn metrics_route(_: Authorized, ctx: Ctx) -> Result<HttpResponse, ApiError
             .connections
             .over_limit
             .load(std::sync::atomic::Ordering::Relaxed),
-        acl_denied: ctx.security.acl.as_ref().map(|acl| {
-            let c = acl.counters();
-            let load =
-                |n: &std::sync::atomic::AtomicU64| n.load(std::sync::atomic::Ordering::Relaxed);
-            [
-                load(&c.publish_denied),
-                load(&c.subscribe_denied),
-                load(&c.read_denied),
-            ]
-        }),
-        http_answers: ctx.security.http.as_ref().map(|http| {
-            let c = http.counters();
-            let load =
-                |n: &std::sync::atomic::AtomicU64| n.load(std::sync::atomic::Ordering::Relaxed);
-            [
-                load(&c.allowed),
-                load(&c.denied),
-                load(&c.unreachable),
-                load(&c.cache_hits),
-            ]
-        }),
+        acl_denied: ctx
+            .security
+            .acl
+            .as_ref()
+            .map(|acl| acl.counters().snapshot()),
+        http_answers: ctx
+            .security
+            .http
+            .as_ref()
+            .map(|http| http.counters().snapshot()),
         tls_handshakes_failed: ctx
             .connections
             .tls_handshakes_failed

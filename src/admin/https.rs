@@ -4,10 +4,8 @@
 
 use crate::config::Config;
 use crate::tls::certs::{provider, read_certificates};
-use rustls::client::danger::{HandshakeSignatureValid, ServerCertVerified, ServerCertVerifier};
-use rustls::crypto::{verify_tls12_signature, verify_tls13_signature, CryptoProvider};
-use rustls::pki_types::{CertificateDer, ServerName, UnixTime};
-use rustls::{ClientConfig, DigitallySignedStruct, RootCertStore, SignatureScheme};
+use crate::tls::verifier::ExpectedCertificate;
+use rustls::{ClientConfig, RootCertStore};
 use std::path::Path;
 use std::sync::Arc;
 
@@ -35,10 +33,10 @@ pub fn client_config(config: &Config, cafile: Option<&Path>) -> anyhow::Result<A
             };
             builder
                 .dangerous()
-                .with_custom_certificate_verifier(Arc::new(Pinned {
-                    cert: pinned,
-                    provider: provider(),
-                }))
+                .with_custom_certificate_verifier(Arc::new(ExpectedCertificate::pinned(
+                    pinned,
+                    provider(),
+                )))
                 .with_no_client_auth()
         }
         None => anyhow::bail!(
@@ -47,59 +45,4 @@ pub fn client_config(config: &Config, cafile: Option<&Path>) -> anyhow::Result<A
         ),
     };
     Ok(Arc::new(config))
-}
-
-/// Accepts exactly one certificate, whatever name it carries: the broker's own, read from its `certfile`.
-/// Handshake signatures are checked as usual, so the server must hold its key.
-#[derive(Debug)]
-struct Pinned {
-    cert: CertificateDer<'static>,
-    provider: Arc<CryptoProvider>,
-}
-
-impl ServerCertVerifier for Pinned {
-    fn verify_server_cert(
-        &self,
-        end_entity: &CertificateDer<'_>,
-        _: &[CertificateDer<'_>],
-        _: &ServerName<'_>,
-        _: &[u8],
-        _: UnixTime,
-    ) -> Result<ServerCertVerified, rustls::Error> {
-        if end_entity.as_ref() == self.cert.as_ref() {
-            Ok(ServerCertVerified::assertion())
-        } else {
-            Err(rustls::Error::General(
-                "the admin API's certificate is not the one in the broker's certfile (renewed since? \
-                 reload the broker, or give --admin-cafile)"
-                    .to_owned(),
-            ))
-        }
-    }
-
-    fn verify_tls12_signature(
-        &self,
-        message: &[u8],
-        cert: &CertificateDer<'_>,
-        dss: &DigitallySignedStruct,
-    ) -> Result<HandshakeSignatureValid, rustls::Error> {
-        let algorithms = &self.provider.signature_verification_algorithms;
-        verify_tls12_signature(message, cert, dss, algorithms)
-    }
-
-    fn verify_tls13_signature(
-        &self,
-        message: &[u8],
-        cert: &CertificateDer<'_>,
-        dss: &DigitallySignedStruct,
-    ) -> Result<HandshakeSignatureValid, rustls::Error> {
-        let algorithms = &self.provider.signature_verification_algorithms;
-        verify_tls13_signature(message, cert, dss, algorithms)
-    }
-
-    fn supported_verify_schemes(&self) -> Vec<SignatureScheme> {
-        self.provider
-            .signature_verification_algorithms
-            .supported_schemes()
-    }
 }

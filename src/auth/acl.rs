@@ -4,13 +4,14 @@
 //! admin API) swaps the rules for every client at its next check, without dropping anyone.
 
 use super::acl_file::{AclFile, Subject, Want};
+use super::current::{read_setting_file, Current};
 use crate::broker::hooks::{ClientInfo, Hooks};
 use crate::config::ConfigError;
 use crate::protocol::TopicRights;
 use rustc_hash::FxHashMap;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
-use std::sync::{Arc, RwLock};
+use std::sync::Arc;
 
 /// Topics a client's cache remembers before it starts again from empty: a bound on its memory that a
 /// client publishing to ever new topics cannot push.
@@ -27,6 +28,18 @@ pub struct AclCounters {
     pub read_denied: AtomicU64,
 }
 
+impl AclCounters {
+    /// Publishes, subscriptions and messages denied, in that order.
+    pub fn snapshot(&self) -> [u64; 3] {
+        [
+            &self.publish_denied,
+            &self.subscribe_denied,
+            &self.read_denied,
+        ]
+        .map(|n| n.load(Relaxed))
+    }
+}
+
 /// The rules of an ACL file, shared by every connection. Clones share the rules, so a reload through any of
 /// them applies to all.
 #[derive(Debug, Clone)]
@@ -38,19 +51,10 @@ pub struct AclAuth {
 struct Shared {
     /// `None` for rules given in memory, which cannot be read again.
     path: Option<PathBuf>,
-    current: RwLock<Arc<AclFile>>,
+    current: Current<AclFile>,
     /// Bumped by each reload: a client whose rules are older drops its cache.
     generation: AtomicU64,
     counters: AclCounters,
-}
-
-impl Shared {
-    fn current(&self) -> Arc<AclFile> {
-        match self.current.read() {
-            Ok(file) => Arc::clone(&file),
-            Err(poisoned) => Arc::clone(&poisoned.into_inner()),
-        }
-    }
 }
 
 impl AclAuth {
@@ -68,7 +72,7 @@ impl AclAuth {
         AclAuth {
             shared: Arc::new(Shared {
                 path: None,
-                current: RwLock::new(Arc::new(file)),
+                current: Current::new(file),
                 generation: AtomicU64::new(0),
                 counters: AclCounters::default(),
             }),
@@ -84,10 +88,7 @@ impl AclAuth {
         };
         let fresh = load(path)?;
         let rules = fresh.len();
-        match self.shared.current.write() {
-            Ok(mut current) => *current = Arc::new(fresh),
-            Err(poisoned) => *poisoned.into_inner() = Arc::new(fresh),
-        }
+        self.shared.current.replace(fresh);
         self.shared.generation.fetch_add(1, Relaxed);
         Ok(Some(rules))
     }
@@ -100,21 +101,14 @@ impl AclAuth {
 
 /// Reads an ACL file; the error names the file, and the line when one is wrong.
 pub fn load(path: &Path) -> Result<AclFile, ConfigError> {
-    let text = std::fs::read_to_string(path).map_err(|e| ConfigError::Invalid {
-        key: "acl_file",
-        reason: format!("cannot read {}: {e}", path.display()),
-    })?;
-    AclFile::parse(&text).map_err(|e| ConfigError::Invalid {
-        key: "acl_file",
-        reason: format!("{}: {e}", path.display()),
-    })
+    read_setting_file("acl_file", path, AclFile::parse)
 }
 
 impl Hooks for AclAuth {
     /// The client's rights under the file's rules, with its own cache.
     fn topic_rights(&self, client: &ClientInfo) -> Option<Box<dyn TopicRights>> {
         Some(Box::new(ClientRights {
-            rules: self.shared.current(),
+            rules: self.shared.current.get(),
             generation: self.shared.generation.load(Relaxed),
             shared: Arc::clone(&self.shared),
             client_id: client.client_id.as_str().into(),
@@ -169,7 +163,7 @@ impl ClientRights {
     fn refresh(&mut self) {
         let generation = self.shared.generation.load(Relaxed);
         if generation != self.generation {
-            self.rules = self.shared.current();
+            self.rules = self.shared.current.get();
             self.generation = generation;
             self.cache.clear();
         }

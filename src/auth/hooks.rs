@@ -3,12 +3,13 @@
 //! runs both with [`Chain`](crate::broker::hooks::Chain)). It screens CONNECT only, so configuring it does not
 //! put publishes and subscriptions through the hooks.
 
+use super::current::{read_setting_file, Current};
 use super::password_file::PasswordFile;
 use crate::broker::hooks::{ready, AuthDecision, ConnectInfo, HookFuture, Hooks};
 use crate::codec::ReasonCode;
 use crate::config::{Config, ConfigError};
 use std::path::{Path, PathBuf};
-use std::sync::{Arc, RwLock};
+use std::sync::Arc;
 
 /// Who may connect, by user name and password. Clones share the file, so a reload through any of them
 /// applies to every CONNECT after it.
@@ -24,16 +25,7 @@ pub struct PasswordAuth {
 struct FileSlot {
     /// `None` for a file given in memory, which cannot be read again.
     path: Option<PathBuf>,
-    current: RwLock<Arc<PasswordFile>>,
-}
-
-impl FileSlot {
-    fn current(&self) -> Arc<PasswordFile> {
-        match self.current.read() {
-            Ok(file) => Arc::clone(&file),
-            Err(poisoned) => Arc::clone(&poisoned.into_inner()),
-        }
-    }
+    current: Current<PasswordFile>,
 }
 
 impl PasswordAuth {
@@ -44,7 +36,7 @@ impl PasswordAuth {
         let file = match config.password_file() {
             Some(path) => Some(Arc::new(FileSlot {
                 path: Some(path.to_owned()),
-                current: RwLock::new(Arc::new(load(path)?)),
+                current: Current::new(load(path)?),
             })),
             None if allow_anonymous => return Ok(None),
             None => None,
@@ -60,7 +52,7 @@ impl PasswordAuth {
         PasswordAuth {
             file: Some(Arc::new(FileSlot {
                 path: None,
-                current: RwLock::new(Arc::new(file)),
+                current: Current::new(file),
             })),
             allow_anonymous,
         }
@@ -78,24 +70,14 @@ impl PasswordAuth {
         };
         let fresh = load(path)?;
         let users = fresh.len();
-        match slot.current.write() {
-            Ok(mut current) => *current = Arc::new(fresh),
-            Err(poisoned) => *poisoned.into_inner() = Arc::new(fresh),
-        }
+        slot.current.replace(fresh);
         Ok(Some(users))
     }
 }
 
 /// Reads a password file; the error names the file, and the line when one is wrong.
 pub fn load(path: &Path) -> Result<PasswordFile, ConfigError> {
-    let text = std::fs::read_to_string(path).map_err(|e| ConfigError::Invalid {
-        key: "password_file",
-        reason: format!("cannot read {}: {e}", path.display()),
-    })?;
-    PasswordFile::parse(&text).map_err(|e| ConfigError::Invalid {
-        key: "password_file",
-        reason: format!("{}: {e}", path.display()),
-    })
+    read_setting_file("password_file", path, PasswordFile::parse)
 }
 
 impl Hooks for PasswordAuth {
@@ -115,7 +97,7 @@ impl Hooks for PasswordAuth {
                 _ => AuthDecision::Refuse(ReasonCode::NOT_AUTHORIZED),
             });
         };
-        let file = file.current();
+        let file = file.current.get();
         let user = user.to_string();
         let password = connect.password.clone().unwrap_or_default();
         Box::pin(async move {
@@ -153,7 +135,8 @@ mod tests {
                 .file
                 .as_ref()
                 .unwrap()
-                .current()
+                .current
+                .get()
                 .check(user, password)
         };
         assert!(check("alice", b"one"));

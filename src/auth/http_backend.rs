@@ -89,6 +89,19 @@ pub struct HttpBackendCounters {
     pub cache_hits: AtomicU64,
 }
 
+impl HttpBackendCounters {
+    /// Allowed, denied, unreachable and cached answers, in that order.
+    pub fn snapshot(&self) -> [u64; 4] {
+        [
+            &self.allowed,
+            &self.denied,
+            &self.unreachable,
+            &self.cache_hits,
+        ]
+        .map(|n| n.load(Relaxed))
+    }
+}
+
 /// A question, as the cache knows it. A password is kept only as its SHA-256.
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
 enum Question {

@@ -2,11 +2,10 @@
 //! with `--insecure` any certificate, for brokers with a self-signed one. Owns the byte stream of a
 //! connection, plain or encrypted; knows nothing of MQTT.
 
-use rustls::client::danger::{HandshakeSignatureValid, ServerCertVerified, ServerCertVerifier};
-use rustls::crypto::{verify_tls12_signature, verify_tls13_signature, CryptoProvider};
+use crate::tls::verifier::ExpectedCertificate;
 use rustls::pki_types::pem::PemObject;
-use rustls::pki_types::{CertificateDer, ServerName, UnixTime};
-use rustls::{ClientConfig, DigitallySignedStruct, RootCertStore, SignatureScheme};
+use rustls::pki_types::{CertificateDer, ServerName};
+use rustls::{ClientConfig, RootCertStore};
 use std::io;
 use std::path::Path;
 use std::sync::Arc;
@@ -45,7 +44,7 @@ impl TlsClient {
         let config = match (cafile, insecure) {
             (_, true) => builder
                 .dangerous()
-                .with_custom_certificate_verifier(Arc::new(AnyCertificate(provider)))
+                .with_custom_certificate_verifier(Arc::new(ExpectedCertificate::any(provider)))
                 .with_no_client_auth(),
             (Some(cafile), false) => builder
                 .with_root_certificates(roots(cafile)?)
@@ -79,56 +78,6 @@ fn roots(path: &Path) -> Result<RootCertStore, String> {
         return Err(format!("--cafile {shown}: no CERTIFICATE in the file"));
     }
     Ok(roots)
-}
-
-/// `--insecure`: any certificate is taken, while handshake signatures are still checked, so the cost
-/// measured is that of a real handshake.
-#[derive(Debug)]
-struct AnyCertificate(Arc<CryptoProvider>);
-
-impl ServerCertVerifier for AnyCertificate {
-    fn verify_server_cert(
-        &self,
-        _: &CertificateDer<'_>,
-        _: &[CertificateDer<'_>],
-        _: &ServerName<'_>,
-        _: &[u8],
-        _: UnixTime,
-    ) -> Result<ServerCertVerified, rustls::Error> {
-        Ok(ServerCertVerified::assertion())
-    }
-
-    fn verify_tls12_signature(
-        &self,
-        message: &[u8],
-        cert: &CertificateDer<'_>,
-        dss: &DigitallySignedStruct,
-    ) -> Result<HandshakeSignatureValid, rustls::Error> {
-        verify_tls12_signature(
-            message,
-            cert,
-            dss,
-            &self.0.signature_verification_algorithms,
-        )
-    }
-
-    fn verify_tls13_signature(
-        &self,
-        message: &[u8],
-        cert: &CertificateDer<'_>,
-        dss: &DigitallySignedStruct,
-    ) -> Result<HandshakeSignatureValid, rustls::Error> {
-        verify_tls13_signature(
-            message,
-            cert,
-            dss,
-            &self.0.signature_verification_algorithms,
-        )
-    }
-
-    fn supported_verify_schemes(&self) -> Vec<SignatureScheme> {
-        self.0.signature_verification_algorithms.supported_schemes()
-    }
 }
 
 /// A connection's bytes, over plain TCP or TLS.

@@ -5,6 +5,7 @@
 pub mod certs;
 pub mod identity;
 pub mod resolver;
+pub mod verifier;
 
 use crate::config::{invalid, optional_addr, Config, ConfigError};
 pub use crate::protocol::CertificateName;

@@ -148,6 +148,30 @@ pub async fn page_debugger_url(devtools_port: u16, url_prefix: &str) -> String {
     }
 }
 
+/// A DevTools connection to a page.
+pub type DevTools =
+    tokio_tungstenite::WebSocketStream<tokio_tungstenite::MaybeTlsStream<tokio::net::TcpStream>>;
+
+/// The DevTools connection of the page showing `url_prefix`, once its MQTT client reports `subscribed` (the
+/// test pages write their state into the element `status`); fails with what the page says otherwise.
+pub async fn subscribed_page(devtools_port: u16, url_prefix: &str) -> DevTools {
+    let ws_url = tokio::time::timeout(BROWSER_WAIT, page_debugger_url(devtools_port, url_prefix))
+        .await
+        .expect("the page never appeared in the DevTools target list");
+    let (mut devtools, _) = tokio_tungstenite::connect_async(ws_url.as_str())
+        .await
+        .unwrap();
+    let test = "text === 'subscribed' || text.startsWith('error')";
+    let status = tokio::time::timeout(
+        BROWSER_WAIT,
+        evaluate(&mut devtools, &wait_for_text("status", test)),
+    )
+    .await
+    .expect("the page did not subscribe in time");
+    assert_eq!(status, "subscribed");
+    devtools
+}
+
 /// Evaluates a JavaScript expression (awaiting it when it is a promise) in the page; returns its value.
 /// An evaluation cut short by the page navigating (the first one may run in the blank page Chromium starts
 /// with) is run again in the new document.
