@@ -411,4 +411,31 @@ mod tests {
                 .await
         );
     }
+
+    #[test]
+    fn a_chain_gives_topic_rights_that_both_sides_must_allow() {
+        use crate::auth::{AclAuth, AclFile};
+        let acl = |rules: &str| Arc::new(AclAuth::new(AclFile::parse(rules).unwrap()));
+        let client = ConnectInfo {
+            username: None,
+            ..connect()
+        }
+        .client();
+        let chain = Chain::new(acl("topic readwrite a/#\n"), acl("topic readwrite a/b\n"));
+        let mut rights = chain.topic_rights(&client).expect("both give rights");
+        assert!(rights.may_publish("a/b"));
+        assert!(!rights.may_publish("a/c"), "the second side refuses");
+        assert!(!rights.may_read("x"), "both refuse");
+        let one_sided = Chain::new(acl("topic read x\n"), Fixed::new(AuthDecision::Allow, true));
+        let mut rights = one_sided
+            .topic_rights(&client)
+            .expect("the first side's rights");
+        assert!(rights.may_read("x"));
+        assert!(!rights.may_read("y"));
+        let none = Chain::new(
+            Fixed::new(AuthDecision::Allow, true),
+            Fixed::new(AuthDecision::Allow, true),
+        );
+        assert!(none.topic_rights(&client).is_none());
+    }
 }
