@@ -49,6 +49,11 @@ pub fn filters_overlap(a: &str, b: &str) -> bool {
 
 /// Whether every topic `inner` matches is also matched by `outer`.
 pub fn filter_covers(outer: &str, inner: &str) -> bool {
+    // "+/#" matches every topic "#" does: one level or more, none starting with "$". Deeper down a "#" also
+    // matches its parent level, which "+" does not, so this holds at the first level only.
+    if inner == "#" && outer == "+/#" {
+        return true;
+    }
     let mut outer_levels = outer.split('/');
     let mut inner_levels = inner.split('/');
     let mut first = true;
@@ -117,5 +122,13 @@ mod tests {
         assert!(!filter_covers("a/+", "a/b/c"));
         assert!(!filter_covers("#", "$SYS/#"));
         assert!(filter_covers("$SYS/#", "$SYS/broker/+"));
+        assert!(
+            filter_covers("+/#", "#"),
+            "both match every topic not starting with $"
+        );
+        assert!(
+            !filter_covers("a/+/#", "a/#"),
+            "a/# matches a, a/+/# does not"
+        );
     }
 }
