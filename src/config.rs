@@ -284,7 +284,7 @@ impl Config {
         self.validate_limits()
     }
 
-    /// The client limits of issue 10.
+    /// The client limits: what a client may send and hold.
     fn validate_limits(&self) -> Result<(), ConfigError> {
         // [MQTT-3.1.3-5]: the server must allow client identifiers of 1 to 23 bytes.
         if self.max_client_id_len_bytes < 23 {

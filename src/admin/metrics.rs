@@ -29,7 +29,7 @@ pub struct MetricFigures {
     pub http_answers: Option<[u64; 4]>,
     /// TLS connections closed because their handshake failed, timed out or found too many under way.
     pub tls_handshakes_failed: u64,
-    /// Hits of every limit (issue 10), by limit.
+    /// Hits of every limit, by limit.
     pub limit_hits: Vec<(crate::protocol::Limit, u64)>,
 }
 

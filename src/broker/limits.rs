@@ -1,4 +1,4 @@
-//! What the broker keeps across sessions for the limits of issue 10: a counter per limit for `/metrics`, the
+//! What the broker keeps across sessions for the client limits: a counter per limit for `/metrics`, the
 //! warnings that say a limit bit (at most one line a second per limit, with how many hits it stands for), and
 //! the per-address connection rate, a fixed-size table so that a flood from many addresses cannot grow it.
 

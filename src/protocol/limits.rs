@@ -1,4 +1,4 @@
-//! The limits that keep one client from taking more than its share (issue 10, "Safe on the internet"): what
+//! The limits that keep one client from taking more than its share (so that the broker is safe to expose): what
 //! each limit is called, the checks on client identifiers and topics, the token bucket that paces connections
 //! and publishers, and the tally of hits a connection reports in its outputs. Plain values and virtual time:
 //! the owner counts, logs and carries out what the checks decide.

@@ -1,4 +1,4 @@
-//! The client limits of issue 10 in the core, in virtual time: client identifier length, keepalive before 5.0,
+//! The client limits in the core, in virtual time: client identifier length, keepalive before 5.0,
 //! topic length and levels for PUBLISH and SUBSCRIBE, the subscription quota, the outgoing buffer bound for QoS
 //! 0, and the connect deadline; each counted in the outputs.
 
