@@ -282,6 +282,12 @@ fn render_queues_and_store(out: &mut Exposition, f: &MetricFigures) {
         "Batches whose apply or commit failed.",
         s.failed_batches,
     );
+    out.single(
+        "harbormq_store_refused_requests_total",
+        "counter",
+        "Write requests refused alone (a queue entry naming a message body nobody stored); their batch went on.",
+        s.refused_requests,
+    );
 }
 
 #[cfg(test)]

@@ -8,7 +8,7 @@ use super::{OverflowPolicy, StoreError, StoreOp};
 use crate::codec::{ClientId, QoS};
 use crate::message::Message;
 use redb::{ReadableTable, Table, WriteTransaction};
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
 use std::time::Instant;
 
@@ -53,13 +53,16 @@ fn cancelled(ops: &[&StoreOp]) -> Vec<bool> {
     skip
 }
 
-/// Applies `ops` in order (minus the coalesced ones) to `txn`, updating `queues`.
+/// Applies the `requests` of a batch in order (minus the coalesced operations) to `txn`, updating `queues`.
+///
+/// Each request is checked before anything of the batch is written: one that names a message body nobody
+/// stored is refused alone, its error in the returned list at its place, and the others go on. An error while
+/// writing (I/O, a corrupt record) still fails the whole batch.
 pub(crate) fn apply_batch(
     txn: &WriteTransaction,
-    ops: &[&StoreOp],
+    requests: &[&[StoreOp]],
     queues: &mut Queues,
-) -> Result<Outcome, StoreError> {
-    let skip = cancelled(ops);
+) -> Result<(Outcome, Vec<Option<StoreError>>), StoreError> {
     let mut applier = Applier {
         t: Tables::open(txn)?,
         bodies: HashMap::new(),
@@ -67,6 +70,19 @@ pub(crate) fn apply_batch(
         now: Instant::now(),
         outcome: Outcome::default(),
     };
+    let mut stored_here = HashSet::new();
+    let mut refused = Vec::with_capacity(requests.len());
+    let mut ops = Vec::with_capacity(requests.iter().map(|r| r.len()).sum());
+    for request in requests {
+        match applier.check(request, &mut stored_here) {
+            Ok(()) => {
+                ops.extend(request.iter());
+                refused.push(None);
+            }
+            Err(e) => refused.push(Some(e)),
+        }
+    }
+    let skip = cancelled(&ops);
     for (op, skipped) in ops.iter().zip(&skip) {
         if *skipped {
             applier.outcome.coalesced += 1;
@@ -76,7 +92,7 @@ pub(crate) fn apply_batch(
         }
     }
     applier.finish_bodies()?;
-    Ok(applier.outcome)
+    Ok((applier.outcome, refused))
 }
 
 /// Every table of the schema, opened once per batch.
@@ -121,6 +137,30 @@ struct Applier<'t, 'q> {
 }
 
 impl Applier<'_, '_> {
+    /// Whether `request` can be applied: every queue entry it adds names a body that is stored, stored by an
+    /// earlier accepted request of the batch (`stored_here`), or stored by the request itself before it. The
+    /// bodies the request stores join `stored_here` once it is accepted.
+    fn check(
+        &mut self,
+        request: &[StoreOp],
+        stored_here: &mut HashSet<u64>,
+    ) -> Result<(), StoreError> {
+        let mut own = Vec::new();
+        for op in request {
+            match op {
+                StoreOp::StoreMessage { id, .. } => own.push(id.0),
+                StoreOp::Enqueue { message, .. }
+                    if !own.contains(&message.0) && !stored_here.contains(&message.0) =>
+                {
+                    self.body_size(message.0)?;
+                }
+                _ => {}
+            }
+        }
+        stored_here.extend(own);
+        Ok(())
+    }
+
     fn apply(&mut self, op: &StoreOp) -> Result<(), StoreError> {
         match op {
             StoreOp::CreateSession {

@@ -307,6 +307,8 @@ pub struct StoreStats {
     pub commits: u64,
     /// Failed batches (apply or commit errors).
     pub failed_batches: u64,
+    /// Write requests refused alone (naming a message body nobody stored) while the rest of their batch went on.
+    pub refused_requests: u64,
     /// Write requests processed.
     pub write_requests: u64,
     /// Operations applied to the tables.
@@ -323,6 +325,7 @@ pub struct StoreStats {
 struct Counters {
     commits: AtomicU64,
     failed_batches: AtomicU64,
+    refused_requests: AtomicU64,
     write_requests: AtomicU64,
     ops_applied: AtomicU64,
     ops_coalesced: AtomicU64,
@@ -340,6 +343,7 @@ impl Counters {
         StoreStats {
             commits: get(&self.commits),
             failed_batches: get(&self.failed_batches),
+            refused_requests: get(&self.refused_requests),
             write_requests: get(&self.write_requests),
             ops_applied: get(&self.ops_applied),
             ops_coalesced: get(&self.ops_coalesced),

@@ -1,4 +1,5 @@
-//! The writer thread: opens the database, then takes requests in batches, one write transaction per batch (group commit).
+//! The writer thread: opens the database, then takes requests in batches, one write transaction per batch (group commit);
+//! a request refused by its check is answered alone and the rest of its batch goes on.
 //! Owns the `Database` and the durability mode; the meaning of each operation lives in `apply`, reads in `read`.
 
 use super::apply::apply_batch;
@@ -322,7 +323,7 @@ impl Writer {
     fn process(&mut self, batch: Batch) {
         self.reopen_if_closed();
         let applied = if batch.writes.is_empty() {
-            Ok(())
+            Ok(Vec::new())
         } else {
             self.apply(&batch.writes)
         };
@@ -336,13 +337,19 @@ impl Writer {
                 }
                 _ => true,
             };
-        let result = match applied {
-            Ok(()) if commit_now => self.commit(),
-            other => other,
+        let (result, mut refused) = match applied {
+            Ok(refused) if commit_now => (self.commit(), refused),
+            Ok(refused) => (Ok(()), refused),
+            Err(e) => (Err(e), Vec::new()),
         };
-        for (_, done) in batch.writes {
+        refused.resize_with(batch.writes.len(), || None);
+        for ((_, done), refused) in batch.writes.into_iter().zip(refused) {
             if let Some(done) = done {
-                let _ = done.send(failed(&result, ()));
+                let answer = match refused {
+                    Some(error) => Err(error),
+                    None => failed(&result, ()),
+                };
+                let _ = done.send(answer);
             }
         }
         for reply in batch.flushes {
@@ -373,8 +380,13 @@ impl Writer {
         }
     }
 
-    fn apply(&mut self, writes: &[(Vec<StoreOp>, Option<Reply<()>>)]) -> Shared {
-        let ops: Vec<&StoreOp> = writes.iter().flat_map(|(ops, _)| ops.iter()).collect();
+    /// Applies the batch's writes to the open window; what each request that was refused alone failed with
+    /// (the batch's other requests go on), or the error that failed the whole batch.
+    fn apply(
+        &mut self,
+        writes: &[(Vec<StoreOp>, Option<Reply<()>>)],
+    ) -> Result<Vec<Option<StoreError>>, Arc<StoreError>> {
+        let requests: Vec<&[StoreOp]> = writes.iter().map(|(ops, _)| ops.as_slice()).collect();
         Counters::add(&self.counters.write_requests, writes.len() as u64);
         let txn = match self.txn.take() {
             Some(txn) => txn,
@@ -386,13 +398,19 @@ impl Writer {
                 Err(e) => return Err(self.fail(e, "begin")),
             },
         };
-        match apply_batch(&txn, &ops, &mut self.queues) {
-            Ok(outcome) => {
+        match apply_batch(&txn, &requests, &mut self.queues) {
+            Ok((outcome, refused)) => {
                 self.txn = Some(txn);
                 Counters::add(&self.counters.ops_applied, outcome.applied);
                 Counters::add(&self.counters.ops_coalesced, outcome.coalesced);
                 Counters::add(&self.counters.messages_dropped, outcome.dropped);
-                Ok(())
+                for error in refused.iter().flatten() {
+                    Counters::add(&self.counters.refused_requests, 1);
+                    log::error!(
+                        "store: a write request is refused, the rest of its batch goes on: {error}"
+                    );
+                }
+                Ok(refused)
             }
             Err(e) => {
                 if let Err(abort) = txn.abort() {

@@ -1,5 +1,6 @@
 //! Property test of the store against an in-memory model: random operations in random writes, some sharing one commit,
-//! with every read the store offers compared to the model after each group of writes and after each reopen.
+//! with every read the store offers compared to the model after each group of writes and after each reopen; now and
+//! then a write the store must refuse alone, without failing the others of its batch.
 
 use super::*;
 use proptest::collection::vec;
@@ -94,6 +95,28 @@ enum Submit {
 struct Group {
     submit: Submit,
     writes: Vec<Vec<Step>>,
+    /// Where a write the store must refuse alone goes among the others, if anywhere: it creates a session
+    /// and enqueues a body nobody stored, and nothing of it may be stored.
+    refused_at: Option<usize>,
+}
+
+/// A write whose queue entry names a body nobody stored: the store refuses it, and nothing of it.
+fn refused_write() -> Vec<StoreOp> {
+    vec![
+        StoreOp::CreateSession {
+            client_id: cid("refused"),
+            level: ProtocolLevel::V311,
+            now_ms: 1,
+        },
+        StoreOp::Enqueue {
+            client_id: cid(CLIENTS[0]),
+            seq: 1 << 40,
+            message: MessageId(1 << 50),
+            qos: QoS::AtLeastOnce,
+            retain: false,
+            subscription_ids: Vec::new(),
+        },
+    ]
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -526,9 +549,10 @@ fn recv<T: std::fmt::Debug>(rx: ReplyReceiver<T>) -> T {
     rx.blocking_recv().unwrap().unwrap()
 }
 
-/// Runs the writes of `group` through the store and the model alike; every write must succeed.
+/// Runs the writes of `group` through the store and the model alike; every write must succeed but the one
+/// that must be refused alone, whose batch goes on.
 fn run_group(h: &StoreHandle, model: &mut Model, group: &Group) {
-    let writes: Vec<Vec<StoreOp>> = group
+    let mut writes: Vec<Vec<StoreOp>> = group
         .writes
         .iter()
         .map(|steps| {
@@ -539,21 +563,40 @@ fn run_group(h: &StoreHandle, model: &mut Model, group: &Group) {
             ops
         })
         .collect();
+    let refused = group.refused_at.map(|at| at.min(writes.len()));
+    if let Some(at) = refused {
+        writes.insert(at, refused_write());
+    }
+    let answer = |i: usize, rx: ReplyReceiver<()>| {
+        let reply = rx.blocking_recv().unwrap();
+        if Some(i) == refused {
+            assert!(
+                matches!(reply, Err(StoreError::MissingMessage(_))),
+                "{reply:?}"
+            );
+        } else {
+            reply.unwrap();
+        }
+    };
     match group.submit {
         Submit::OneByOne => {
-            for ops in writes {
-                recv(h.write(ops));
+            for (i, ops) in writes.into_iter().enumerate() {
+                answer(i, h.write(ops));
             }
         }
         Submit::BackToBack => {
             let pending: Vec<_> = writes.into_iter().map(|ops| h.write(ops)).collect();
-            pending.into_iter().for_each(recv);
+            for (i, rx) in pending.into_iter().enumerate() {
+                answer(i, rx);
+            }
         }
         Submit::Held => {
             let release = pause(h);
             let pending: Vec<_> = writes.into_iter().map(|ops| h.write(ops)).collect();
             drop(release);
-            pending.into_iter().for_each(recv);
+            for (i, rx) in pending.into_iter().enumerate() {
+                answer(i, rx);
+            }
         }
     }
 }
@@ -690,7 +733,14 @@ fn group() -> impl Strategy<Value = Group> {
         1 => Just(Submit::BackToBack),
         2 => Just(Submit::Held),
     ];
-    (submit, vec(vec(step(), 0..5), 1..5)).prop_map(|(submit, writes)| Group { submit, writes })
+    let refused_at = prop_oneof![3 => Just(None), 1 => (0..5usize).prop_map(Some)];
+    (submit, vec(vec(step(), 0..5), 1..5), refused_at).prop_map(|(submit, writes, refused_at)| {
+        Group {
+            submit,
+            writes,
+            refused_at,
+        }
+    })
 }
 
 fn durability() -> impl Strategy<Value = Durability> {

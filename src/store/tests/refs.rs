@@ -70,7 +70,7 @@ fn a_body_nobody_references_is_not_kept() {
 }
 
 #[test]
-fn an_enqueue_of_a_missing_body_fails_the_whole_write() {
+fn an_enqueue_of_a_missing_body_refuses_its_request_and_nothing_of_it_is_stored() {
     let dir = tempfile::tempdir().unwrap();
     let (h, _, w) = open(&config(dir.path()));
     let err = write(
@@ -87,7 +87,45 @@ fn an_enqueue_of_a_missing_body_fails_the_whole_write() {
         .session("a")
         .unwrap()
         .is_none());
-    assert_eq!(h.stats().failed_batches, 1);
-    write(&h, vec![create("a", 1)]).expect("the writer keeps serving after a failed batch");
+    assert_eq!(h.stats().refused_requests, 1);
+    assert_eq!(h.stats().failed_batches, 0);
+    write(&h, vec![create("a", 1)]).expect("the writer keeps serving");
+    w.shutdown().unwrap();
+}
+
+#[test]
+fn a_refused_request_does_not_fail_the_others_of_its_batch() {
+    let dir = tempfile::tempdir().unwrap();
+    let (h, _, w) = open(&config(dir.path()));
+    let body = msg("t", b"x", QoS::AtLeastOnce);
+    let release = pause(&h);
+    let first = h.write(vec![create("a", 1), store_message(7, &body)]);
+    let bad = h.write(vec![create("b", 1), enqueue("b", 1, 42, QoS::AtLeastOnce)]);
+    // A body stored by an earlier request of the same batch is there for a later one.
+    let third = h.write(vec![create("c", 1), enqueue("c", 1, 7, QoS::AtLeastOnce)]);
+    drop(release);
+    first
+        .blocking_recv()
+        .unwrap()
+        .expect("the first request is stored");
+    let refused = bad.blocking_recv().unwrap().unwrap_err();
+    assert!(
+        matches!(refused, StoreError::MissingMessage(42)),
+        "{refused}"
+    );
+    third
+        .blocking_recv()
+        .unwrap()
+        .expect("the third request is stored");
+    assert_eq!(h.stats().commits, 1, "one batch");
+    assert_eq!(h.stats().refused_requests, 1);
+    let reader = Store::open_read_only(dir.path()).unwrap();
+    assert!(reader.session("a").unwrap().is_some());
+    assert!(
+        reader.session("b").unwrap().is_none(),
+        "nothing of the refused request"
+    );
+    assert!(reader.session("c").unwrap().is_some());
+    assert_eq!(bodies(dir.path()), 1, "the body c's entry names");
     w.shutdown().unwrap();
 }
