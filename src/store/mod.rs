@@ -220,17 +220,6 @@ pub enum StoreOp {
     },
 }
 
-impl StoreOp {
-    /// Whether this records something the client is told in the same breath (a PUBLISH under a packet id,
-    /// a PUBREL), so the packet must not leave before the record is committed.
-    pub fn announced_to_client(&self) -> bool {
-        matches!(
-            self,
-            StoreOp::MarkSent { .. } | StoreOp::MarkReleased { .. }
-        )
-    }
-}
-
 /// Where an outbound queue entry stands in its QoS handshake.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum EntryState {

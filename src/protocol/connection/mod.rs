@@ -300,6 +300,13 @@ enum Awaiting {
     SubscribeScreening(crate::codec::Subscribe),
 }
 
+/// Whether a store record holds something the client is told in the same breath (a PUBLISH under a packet
+/// id, a PUBREL): the packet must not leave before the record is committed [MQTT-4.4.0-1]. A rule about what
+/// a client has been told, so it lives here and not in the store.
+fn announced_to_client(op: &StoreOp) -> bool {
+    matches!(op, StoreOp::MarkSent { .. } | StoreOp::MarkReleased { .. })
+}
+
 impl Connection {
     /// Makes the identity of the client's TLS certificate the user name of its CONNECT, whose own user name
     /// and password are then set aside (`use_identity_as_username`, as in Mosquitto). Only before CONNECT.
@@ -377,7 +384,7 @@ impl Connection {
             Input::End(cause) => self.on_end(cause, now, out),
         }
         self.after_input(now, out);
-        if out.gate.is_none() && out.store.iter().any(StoreOp::announced_to_client) {
+        if out.gate.is_none() && out.store.iter().any(announced_to_client) {
             // [MQTT-4.4.0-1]: what these records announce must not reach the client before they are committed.
             out.gate = Some(self.new_ticket());
         }
