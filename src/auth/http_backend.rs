@@ -102,20 +102,65 @@ impl HttpBackendCounters {
     }
 }
 
-/// A question, as the cache knows it. A password is kept only as its SHA-256.
-#[derive(Debug, Clone, PartialEq, Eq, Hash)]
-enum Question {
-    Connect {
-        client_id: String,
-        username: Option<String>,
-        password: Option<[u8; 32]>,
-    },
-    Acl {
-        client_id: String,
-        username: Option<String>,
-        action: Action,
-        topic: String,
-    },
+/// A question as the cache compares it, borrowed from the connection: the kind of question, who asks, and
+/// the topic (or, for a CONNECT, the SHA-256 of the password; a password is never kept). A lookup allocates
+/// nothing; only an answer that goes into the cache owns a copy ([`StoredQuestion`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+struct Question<'a> {
+    kind: Kind,
+    client_id: &'a str,
+    username: Option<&'a str>,
+    detail: &'a [u8],
+}
+
+/// What a question is about.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+enum Kind {
+    Connect,
+    Acl(Action),
+}
+
+impl Question<'_> {
+    /// The cache's key: a hash of the question; the stored copy beside the answer tells a collision apart.
+    fn key(&self) -> u64 {
+        use std::hash::BuildHasher;
+        rustc_hash::FxBuildHasher.hash_one(self)
+    }
+
+    fn stored(&self) -> StoredQuestion {
+        StoredQuestion {
+            kind: self.kind,
+            client_id: self.client_id.into(),
+            username: self.username.map(Into::into),
+            detail: self.detail.into(),
+        }
+    }
+}
+
+/// A question kept in the cache beside its answer.
+#[derive(Debug, PartialEq, Eq)]
+struct StoredQuestion {
+    kind: Kind,
+    client_id: Box<str>,
+    username: Option<Box<str>>,
+    detail: Box<[u8]>,
+}
+
+impl StoredQuestion {
+    fn is(&self, question: &Question<'_>) -> bool {
+        self.kind == question.kind
+            && *self.client_id == *question.client_id
+            && self.username.as_deref() == question.username
+            && *self.detail == *question.detail
+    }
+}
+
+/// A cached answer: the question it answers, whether it allowed, and when the service gave it.
+#[derive(Debug)]
+struct CachedAnswer {
+    question: StoredQuestion,
+    allowed: bool,
+    at: Instant,
 }
 
 /// The right an ACL question is about.
@@ -149,7 +194,7 @@ pub struct HttpBackend {
 struct Inner {
     config: HttpBackendConfig,
     agent: ureq::Agent,
-    cache: Mutex<LruCache<Question, (bool, Instant)>>,
+    cache: Mutex<LruCache<u64, CachedAnswer>>,
     counters: HttpBackendCounters,
 }
 
@@ -188,7 +233,12 @@ impl HttpBackend {
     /// Whether `question` is allowed: from the cache while fresh, else from the service (on the blocking
     /// pool: the request blocks), else as configured for an unreachable service. `None`: unreachable and
     /// nothing to fall back on.
-    async fn ask(&self, url: &str, question: Question, body: serde_json::Value) -> Option<bool> {
+    async fn ask(
+        &self,
+        url: &str,
+        question: Question<'_>,
+        body: impl FnOnce() -> serde_json::Value,
+    ) -> Option<bool> {
         let inner = &self.inner;
         let cached = self.cached(&question);
         if let Some((allowed, at)) = cached {
@@ -197,7 +247,8 @@ impl HttpBackend {
                 return Some(allowed);
             }
         }
-        let (agent, url_owned) = (inner.agent.clone(), url.to_owned());
+        // The question's body is built only when the service is asked.
+        let (agent, url_owned, body) = (inner.agent.clone(), url.to_owned(), body());
         let verdict = tokio::task::spawn_blocking(move || post(&agent, &url_owned, &body))
             .await
             .unwrap_or(Verdict::Unreachable);
@@ -227,13 +278,23 @@ impl HttpBackend {
         };
         counter.fetch_add(1, Relaxed);
         if let Ok(mut cache) = inner.cache.lock() {
-            cache.put(question, (allowed, Instant::now()));
+            let answer = CachedAnswer {
+                question: question.stored(),
+                allowed,
+                at: Instant::now(),
+            };
+            cache.put(question.key(), answer);
         }
         Some(allowed)
     }
 
-    fn cached(&self, question: &Question) -> Option<(bool, Instant)> {
-        self.inner.cache.lock().ok()?.get(question).copied()
+    fn cached(&self, question: &Question<'_>) -> Option<(bool, Instant)> {
+        let mut cache = self.inner.cache.lock().ok()?;
+        let answer = cache.get(&question.key())?;
+        answer
+            .question
+            .is(question)
+            .then_some((answer.allowed, answer.at))
     }
 
     /// Asks the ACL URL whether `client` may `action` on `topic`; allowed when there is no ACL URL.
@@ -241,19 +302,20 @@ impl HttpBackend {
         let Some(url) = &self.inner.config.acl_url else {
             return true;
         };
-        let username = client.username.as_deref().map(str::to_owned);
-        let body = serde_json::json!({
-            "clientid": client.client_id.as_str(),
-            "username": username,
-            "peer": client.peer,
-            "action": action,
-            "topic": topic,
-        });
-        let question = Question::Acl {
-            client_id: client.client_id.as_str().to_owned(),
-            username,
-            action,
-            topic: topic.to_owned(),
+        let body = || {
+            serde_json::json!({
+                "clientid": client.client_id.as_str(),
+                "username": client.username.as_deref(),
+                "peer": client.peer,
+                "action": action,
+                "topic": topic,
+            })
+        };
+        let question = Question {
+            kind: Kind::Acl(action),
+            client_id: client.client_id.as_str(),
+            username: client.username.as_deref(),
+            detail: topic.as_bytes(),
         };
         let allowed = self.ask(url, question, body).await.unwrap_or(false);
         if !allowed {
@@ -314,19 +376,23 @@ impl Hooks for HttpBackend {
             let Some(url) = &self.inner.config.auth_url else {
                 return AuthDecision::Allow;
             };
-            let username = connect.username.as_deref().map(str::to_owned);
             let password = connect.password.as_deref();
-            let body = serde_json::json!({
-                "clientid": connect.client_id.as_str(),
-                "username": username,
-                "password": password.map(String::from_utf8_lossy),
-                "peer": connect.peer,
-                "protocol": connect.level.as_u8(),
-            });
-            let question = Question::Connect {
-                client_id: connect.client_id.as_str().to_owned(),
-                username,
-                password: password.map(|p| Sha256::digest(p).into()),
+            let body = || {
+                serde_json::json!({
+                    "clientid": connect.client_id.as_str(),
+                    "username": connect.username.as_deref(),
+                    "password": password.map(String::from_utf8_lossy),
+                    "peer": connect.peer,
+                    "protocol": connect.level.as_u8(),
+                })
+            };
+            // A password is kept only as its SHA-256; no password and an empty one differ.
+            let digest: Option<[u8; 32]> = password.map(|p| Sha256::digest(p).into());
+            let question = Question {
+                kind: Kind::Connect,
+                client_id: connect.client_id.as_str(),
+                username: connect.username.as_deref(),
+                detail: digest.as_ref().map_or(&[][..], |d| &d[..]),
             };
             match self.ask(url, question, body).await {
                 Some(true) => AuthDecision::Allow,
@@ -358,5 +424,44 @@ impl Hooks for HttpBackend {
         _qos: QoS,
     ) -> HookFuture<'a, bool> {
         Box::pin(self.may(client, Action::Subscribe, filter.as_str()))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn question<'a>(kind: Kind, user: Option<&'a str>, detail: &'a [u8]) -> Question<'a> {
+        Question {
+            kind,
+            client_id: "c",
+            username: user,
+            detail,
+        }
+    }
+
+    #[test]
+    fn a_stored_question_answers_only_the_same_question() {
+        let asked = question(Kind::Acl(Action::Publish), Some("u"), b"a/b");
+        let stored = asked.stored();
+        assert!(stored.is(&asked));
+        assert_eq!(
+            asked.key(),
+            question(Kind::Acl(Action::Publish), Some("u"), b"a/b").key()
+        );
+        for other in [
+            question(Kind::Acl(Action::Subscribe), Some("u"), b"a/b"),
+            question(Kind::Acl(Action::Publish), None, b"a/b"),
+            question(Kind::Acl(Action::Publish), Some("v"), b"a/b"),
+            question(Kind::Acl(Action::Publish), Some("u"), b"a/c"),
+            question(Kind::Connect, Some("u"), b"a/b"),
+        ] {
+            assert!(!stored.is(&other), "{other:?}");
+        }
+        // No password and an empty one are different questions.
+        let empty: [u8; 32] = Sha256::digest(b"").into();
+        assert!(!question(Kind::Connect, Some("u"), b"")
+            .stored()
+            .is(&question(Kind::Connect, Some("u"), &empty)));
     }
 }

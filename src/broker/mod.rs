@@ -113,8 +113,9 @@ impl Broker {
         let tls = crate::tls::Tls::from_config(&config)?;
         let http = crate::auth::HttpBackendConfig::from_config(&config)?;
         // Asking a service about each publish and subscription needs the asynchronous screening the
-        // application's hooks have.
-        let app_hooks = self.hooks.is_some() || http.as_ref().is_some_and(|h| h.acl_url.is_some());
+        // application's hooks have; only the application's hooks are told what happens.
+        let notify = self.hooks.is_some();
+        let screen = notify || http.as_ref().is_some_and(|h| h.acl_url.is_some());
         let http = http.map(crate::auth::HttpBackend::new);
         // The built-in checks are hooks too, run before the application's: password file, ACL file, HTTP.
         let builtin: [Option<Arc<dyn hooks::Hooks>>; 3] = [
@@ -177,7 +178,7 @@ impl Broker {
             router: router.clone(),
             retained: retained.clone(),
             store: store.clone(),
-            settings: Arc::new(session_settings(&config, app_hooks, authenticate)?),
+            settings: Arc::new(session_settings(&config, [screen, notify, authenticate])?),
             hooks,
             counters: Arc::default(),
         });
@@ -284,10 +285,11 @@ fn start_admin_and_sys(
     })
 }
 
+/// The protocol settings of `config`, with the hooks' part as `[screen, notify, authenticate]` (see
+/// [`crate::protocol::Settings`]).
 fn session_settings(
     config: &Config,
-    hooks: bool,
-    authenticate: bool,
+    [hooks, notify, authenticate]: [bool; 3],
 ) -> Result<SessionSettings, Error> {
     let protocol = crate::protocol::Settings {
         max_qos: QoS::from_u8(config.max_qos).unwrap_or(QoS::ExactlyOnce),
@@ -296,6 +298,7 @@ fn session_settings(
         overflow: config.overflow_policy()?,
         connect_timeout: Duration::from_secs(config.connect_timeout_secs),
         hooks,
+        notify,
         authenticate,
         credit: crate::protocol::SESSION_CREDIT,
         v5: crate::protocol::v5::ServerLimits {
@@ -323,6 +326,7 @@ fn session_settings(
         max_publish_rate_bytes_per_sec: config.max_publish_rate_bytes_per_sec,
         in_process: Arc::new(crate::protocol::Settings {
             hooks: false,
+            notify: false,
             authenticate: false,
             ..protocol.clone()
         }),

@@ -472,7 +472,7 @@ impl Connection {
             code: ReasonCode::SUCCESS,
             properties,
         })));
-        if self.settings.hooks {
+        if self.settings.notify {
             out.requests.push(Request::Notify(Notification::Connected {
                 session_present: registration.session_present,
             }));

@@ -19,7 +19,7 @@ impl Connection {
         now: Now,
         out: &mut Outputs,
     ) {
-        if !self.settings.hooks {
+        if !self.settings.notify {
             log::warn!(
                 "client {} from {}: authentication method {method:?} not supported; CONNACK 0x8C",
                 info.client_id,

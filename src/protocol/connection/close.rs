@@ -137,7 +137,7 @@ impl Connection {
             });
         }
         out.requests.push(Request::Detach);
-        if self.settings.hooks {
+        if self.settings.notify {
             out.requests
                 .push(Request::Notify(Notification::Disconnected(reason)));
         }

@@ -51,7 +51,7 @@ impl Connection {
 
     /// Retained messages for a new subscription, with RETAIN set [MQTT-3.3.1-8].
     pub(super) fn on_retained(&mut self, deliveries: Vec<Delivery>, out: &mut Outputs) {
-        let hooks = self.settings.hooks;
+        let hooks = self.settings.notify;
         if let Stage::Connected(attached) = &mut self.stage {
             for delivery in deliveries {
                 offer(
@@ -84,7 +84,7 @@ impl Connection {
         now: Now,
         out: &mut Outputs,
     ) {
-        let hooks = self.settings.hooks;
+        let hooks = self.settings.notify;
         let Stage::Connected(attached) = &mut self.stage else {
             return;
         };
@@ -115,7 +115,7 @@ impl Connection {
     }
 
     pub(super) fn on_outbound_puback(&mut self, id: PacketId, out: &mut Outputs) {
-        let hooks = self.settings.hooks;
+        let hooks = self.settings.notify;
         let Stage::Connected(attached) = &mut self.stage else {
             return;
         };
@@ -160,7 +160,7 @@ impl Connection {
     /// A PUBREC with an error reason code: the client refused the message (MQTT 5.0), so the exchange ends
     /// here, without PUBREL, and the message leaves the store as if completed.
     pub(super) fn on_outbound_pubrec_refused(&mut self, id: PacketId, out: &mut Outputs) {
-        let hooks = self.settings.hooks;
+        let hooks = self.settings.notify;
         let Stage::Connected(attached) = &mut self.stage else {
             return;
         };
@@ -175,7 +175,7 @@ impl Connection {
     }
 
     pub(super) fn on_outbound_pubcomp(&mut self, id: PacketId, out: &mut Outputs) {
-        let hooks = self.settings.hooks;
+        let hooks = self.settings.notify;
         let Stage::Connected(attached) = &mut self.stage else {
             return;
         };
@@ -244,7 +244,7 @@ fn take_delivery(
             }
         }
     }
-    offer(attached, delivery, settings.hooks, rights, now_ms, out);
+    offer(attached, delivery, settings.notify, rights, now_ms, out);
 }
 
 /// The bytes a QoS 0 delivery adds to the client's output: topic and payload, with room for the headers.

@@ -58,9 +58,12 @@ pub struct Settings {
     pub overflow: OverflowPolicy,
     /// Time a new connection has to send CONNECT.
     pub connect_timeout: Duration,
-    /// Whether the application registered hooks: publishes and subscriptions are then screened first, and
-    /// the hooks are told what happens.
+    /// Whether publishes and subscriptions are screened by the hooks first (the application's, or the HTTP
+    /// authorisation service's).
     pub hooks: bool,
+    /// Whether the application's hooks are told what happens (connections, deliveries, acknowledgements, ends)
+    /// and asked about MQTT 5.0 enhanced authentication.
+    pub notify: bool,
     /// Whether every CONNECT is put to the authenticate hook: when there are hooks, and when a password file
     /// is configured (which alone screens nothing else).
     pub authenticate: bool,

@@ -34,6 +34,7 @@ pub(super) fn settings() -> Settings {
         overflow: crate::store::OverflowPolicy::DropNew,
         connect_timeout: Duration::from_secs(10),
         hooks: false,
+        notify: false,
         authenticate: false,
         credit: 16,
         v5: crate::protocol::v5::ServerLimits {
@@ -209,6 +210,7 @@ pub(super) fn connect(client_id: &str, clean_session: bool, keep_alive_secs: u16
 pub(super) fn hooked() -> Settings {
     Settings {
         hooks: true,
+        notify: true,
         authenticate: true,
         ..settings()
     }

@@ -262,6 +262,7 @@ fn input_of(step: Step, ledger: &mut Ledger) -> Input {
 fn run(steps: Vec<Step>, hooks: bool) {
     let mut h = Harness::with(Settings {
         hooks,
+        notify: hooks,
         max_inflight: 2,
         max_queued_messages: 3,
         ..settings()
