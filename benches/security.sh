@@ -6,14 +6,18 @@
 #             last, the worst case for matching)
 #   tls       TLS 1.3 (RSA 2048 certificate of a CA made here with openssl), no checks
 #   tls+sec   TLS and both files
+#   http      TCP, an HTTP authentication and authorisation service (a Python responder started here that
+#             allows everything; after the first question per client and topic, answers come from the cache)
 # Prints each run's delivered rate and the broker's CPU time, then the means and each mode's ratio to plain.
 #
 #     benches/security.sh 3
 #     benches/security.sh 3 --messages 100000      # more `harbormq bench` arguments for every run
 #
 # Environment:
-#     BIN=PATH   the harbormq binary (default: this tree's, built in release first)
-# Needs bash, jq, bc, openssl and Linux's /proc.
+#     BIN=PATH                 the harbormq binary (default: this tree's, built in release first)
+#     MODES="plain secured"    the modes to run (default: all five)
+#     SCENARIOS="fan-in"       the scenarios to run (default: fan-in fan-out)
+# Needs bash, jq, bc, openssl, python3 and Linux's /proc.
 
 set -euo pipefail
 
@@ -34,7 +38,8 @@ cleanup() {
     if [ -n "$PID" ]; then kill "$PID" 2>/dev/null || true; wait "$PID" 2>/dev/null || true; fi
     rm -rf "$TMP"
 }
-trap cleanup EXIT
+HTTP_PID=""
+trap 'cleanup; [ -z "$HTTP_PID" ] || kill "$HTTP_PID" 2>/dev/null || true' EXIT
 trap 'exit 130' INT TERM
 
 # The secured broker's files: one user, 999 rules that match nothing the benchmark publishes, then the one
@@ -55,6 +60,23 @@ printf 'bench-password\n' | "$BIN" passwd "$TMP/passwords" bench --password-stdi
     openssl x509 -req -in server.csr -CA ca.crt -CAkey ca.key -CAcreateserial -days 1 -extfile server.ext \
         -out server.crt
 ) 2>/dev/null
+
+# The HTTP service: allows every question.
+cat >"$TMP/allow.py" <<'PY'
+import http.server, sys
+class Allow(http.server.BaseHTTPRequestHandler):
+    def do_POST(self):
+        self.rfile.read(int(self.headers.get("Content-Length", 0)))
+        body = b'{"result":"allow"}'
+        self.send_response(200)
+        self.send_header("Content-Type", "application/json")
+        self.send_header("Content-Length", str(len(body)))
+        self.end_headers()
+        self.wfile.write(body)
+    def log_message(self, *args):
+        pass
+http.server.ThreadingHTTPServer(("127.0.0.1", int(sys.argv[1])), Allow).serve_forever()
+PY
 
 TICKS=$(getconf CLK_TCK)
 port_open() { (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null; }
@@ -77,6 +99,9 @@ run() {
             serve+=(--tls-bind "127.0.0.1:$port" --certfile "$TMP/server.crt" --keyfile "$TMP/server.key"
                 --bind "127.0.0.1:$((port + 1))")
             client+=(--tls --cafile "$TMP/ca.crt" --host localhost) ;;
+        http)
+            serve+=(--bind "127.0.0.1:$port" --http-auth-url "http://127.0.0.1:$HTTP_PORT/auth"
+                --http-acl-url "http://127.0.0.1:$HTTP_PORT/acl") ;;
         *) serve+=(--bind "127.0.0.1:$port") ;;
     esac
     rm -rf "$TMP/data"
@@ -91,8 +116,12 @@ run() {
     echo "$(jq -r .results.delivered_rate "$TMP/out.json") $(echo "scale=2; ($after - $before) / $TICKS" | bc)"
 }
 
-MODES=(plain secured tls tls+sec)
-for scenario in fan-in fan-out; do
+read -r -a MODES <<<"${MODES:-plain secured tls tls+sec http}"
+while :; do HTTP_PORT=$((20000 + RANDOM % 12000)); port_open "$HTTP_PORT" || break; done
+python3 "$TMP/allow.py" "$HTTP_PORT" &
+HTTP_PID=$!
+for _ in $(seq 1 50); do port_open "$HTTP_PORT" && break; sleep 0.1; done
+for scenario in ${SCENARIOS:-fan-in fan-out}; do
     declare -A sum=() cpu=()
     for mode in "${MODES[@]}"; do sum[$mode]=0; cpu[$mode]=0; done
     for r in $(seq 1 "$RUNS"); do
