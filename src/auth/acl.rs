@@ -115,6 +115,8 @@ impl Hooks for AclAuth {
             username: client.username.as_deref().map(Into::into),
             peer: client.peer.as_str().into(),
             cache: FxHashMap::default(),
+            filters: Default::default(),
+            reads_free: true,
             denials: 0,
         }))
     }
@@ -131,6 +133,12 @@ struct ClientRights {
     username: Option<Box<str>>,
     peer: Box<str>,
     cache: FxHashMap<Box<str>, Decisions>,
+    /// The filters the session holds, as subscribed.
+    filters: rustc_hash::FxHashSet<Box<str>>,
+    /// Every filter the session held during this connection, under the rules it connected with, matches only
+    /// topics it may read, so `may_read_matched` need not look. Once false it stays false: a message matched
+    /// by a filter since dropped may still be on its way. A reload turns it off.
+    reads_free: bool,
     /// Denials logged so far: one line per power of two keeps a client that insists from flooding the log.
     denials: u64,
 }
@@ -166,7 +174,17 @@ impl ClientRights {
             self.rules = self.shared.current.get();
             self.generation = generation;
             self.cache.clear();
+            self.reads_free = false;
         }
+    }
+
+    /// Whether every topic `filter` matches may be read (a shared subscription's by its filter).
+    fn filter_readable(&self, filter: &str) -> bool {
+        let reads = filter
+            .strip_prefix(crate::protocol::share::SHARE_PREFIX)
+            .and_then(|rest| rest.split_once('/').map(|(_, inner)| inner))
+            .unwrap_or(filter);
+        self.rules.reads_all_of(self.subject(), reads)
     }
 
     fn decide(&mut self, topic: &str, want: Want) -> bool {
@@ -207,6 +225,11 @@ impl TopicRights for ClientRights {
         allowed
     }
 
+    fn may_read_matched(&mut self, topic: &str) -> bool {
+        self.refresh();
+        self.reads_free || self.may_read(topic)
+    }
+
     fn may_read(&mut self, topic: &str) -> bool {
         let allowed = self.decide(topic, Want::Read);
         if !allowed {
@@ -214,6 +237,19 @@ impl TopicRights for ClientRights {
             self.shared.counters.read_denied.fetch_add(1, Relaxed);
         }
         allowed
+    }
+
+    fn subscribed(&mut self, filters: &[&str]) {
+        self.refresh();
+        for filter in filters {
+            if self.filters.insert((*filter).into()) && self.reads_free {
+                self.reads_free = self.filter_readable(filter);
+            }
+        }
+    }
+
+    fn unsubscribed(&mut self, filter: &str) {
+        self.filters.remove(filter);
     }
 
     fn may_subscribe(&mut self, filter: &str) -> bool {
@@ -249,15 +285,47 @@ mod tests {
         let mut rights = acl.topic_rights(&client("c", None)).unwrap();
         assert!(rights.may_read("a/1"));
         assert!(!rights.may_read("b/1"));
+        rights.subscribed(&["a/1"]);
+        assert!(
+            rights.may_read_matched("a/1"),
+            "wholly readable: not looked up"
+        );
         std::fs::write(&path, "topic read b/#\n").unwrap();
         assert_eq!(acl.reload().unwrap(), Some(1));
         assert!(!rights.may_read("a/1"), "the cached decision is dropped");
+        assert!(
+            !rights.may_read_matched("a/1"),
+            "after a reload every message is looked up"
+        );
         assert!(rights.may_read("b/1"));
         std::fs::write(&path, "topic read b/#\nbogus\n").unwrap();
         let err = acl.reload().unwrap_err().to_string();
         assert!(err.contains("line 2"), "{err}");
         assert!(rights.may_read("b/1"), "the previous rules stay");
-        assert_eq!(acl.counters().read_denied.load(Relaxed), 2);
+        assert_eq!(acl.counters().read_denied.load(Relaxed), 3);
+    }
+
+    #[test]
+    fn reads_are_free_while_every_filter_is_wholly_readable() {
+        let acl = AclAuth::new(AclFile::parse("topic read a/#\ntopic deny a/secret\n").unwrap());
+        let mut rights = acl.topic_rights(&client("c", None)).unwrap();
+        rights.subscribed(&["a/+/x", "$share/g/a/b"]);
+        assert!(
+            rights.may_read_matched("a/secret"),
+            "no filter of the session matches it: not looked up"
+        );
+        assert!(!rights.may_read("a/secret"), "a full check still looks");
+        rights.subscribed(&["a/#"]);
+        assert!(
+            !rights.may_read_matched("a/secret"),
+            "a/# reaches a denied topic: screened"
+        );
+        assert!(rights.may_read_matched("a/ok"));
+        rights.unsubscribed("a/#");
+        assert!(
+            !rights.may_read_matched("a/secret"),
+            "still screened: a message a/# matched may be on its way"
+        );
     }
 
     #[test]

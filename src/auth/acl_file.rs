@@ -195,6 +195,25 @@ impl AclFile {
         readable
     }
 
+    /// Whether `subject` may read every topic `filter` matches, so that messages through it need no check:
+    /// no deny rule reaches any of them, and one read rule covers them all (among the client's own rules,
+    /// which are looked at first; else among the patterns). False when unsure.
+    pub fn reads_all_of(&self, subject: Subject<'_>, filter: &str) -> bool {
+        let denies =
+            |rule: &Rule, f: &str| rule.access == Access::Deny && filters_overlap(f, filter);
+        let covers =
+            |rule: &Rule, f: &str| rule.access.grants(Want::Read) && filter_covers(f, filter);
+        let own = self.own_rules(subject);
+        if own.iter().any(|r| denies(r, &r.filter)) {
+            return false;
+        }
+        if own.iter().any(|r| covers(r, &r.filter)) {
+            return true;
+        }
+        let patterns: Vec<(&Rule, String)> = self.patterns_for(subject).collect();
+        !patterns.iter().any(|(r, f)| denies(r, f)) && patterns.iter().any(|(r, f)| covers(r, f))
+    }
+
     /// The `user` section of the client's user name, or the anonymous rules for a client without one.
     fn own_rules(&self, subject: Subject<'_>) -> &[Rule] {
         match subject.username {
@@ -376,6 +395,53 @@ pattern read inbox/%u/#
         );
         assert!(acl.allows_subscription(user("x", "carol"), "inbox/carol/#"));
         assert!(!acl.allows_subscription(user("x", "carol"), "inbox/dave/#"));
+    }
+
+    #[test]
+    fn a_filter_is_wholly_readable_only_when_a_rule_covers_it_and_no_deny_reaches_it() {
+        let acl = AclFile::parse(FILE).unwrap();
+        let alice = user("a1", "alice");
+        assert!(acl.reads_all_of(alice, "alice/public/+"));
+        assert!(
+            !acl.reads_all_of(alice, "alice/+"),
+            "alice/private itself is denied"
+        );
+        assert!(
+            !acl.reads_all_of(alice, "alice/#"),
+            "alice/private/# is denied"
+        );
+        assert!(!acl.reads_all_of(alice, "#"));
+        assert!(!acl.reads_all_of(alice, "sensors/+/temp"), "write only");
+        assert!(acl.reads_all_of(anon("c"), "public/news"));
+        assert!(
+            !acl.reads_all_of(anon("c"), "public/#"),
+            "public/secret is denied"
+        );
+        assert!(
+            acl.reads_all_of(user("x", "carol"), "inbox/carol/#"),
+            "through a pattern"
+        );
+        assert!(!acl.reads_all_of(anon("x"), "inbox/carol/#"));
+        // Whatever reads_all_of says yes to, allows agrees with for each topic it matches.
+        for topic in [
+            "alice/a",
+            "alice/private/k",
+            "public/news",
+            "public/secret",
+            "inbox/carol/1",
+        ] {
+            for (subject, filter) in [
+                (alice, "alice/public/+"),
+                (anon("c"), "public/news"),
+                (user("x", "carol"), "inbox/carol/#"),
+            ] {
+                if acl.reads_all_of(subject, filter)
+                    && crate::topic::relate::filter_matches(filter, topic)
+                {
+                    assert!(acl.allows(subject, topic, Want::Read), "{filter} {topic}");
+                }
+            }
+        }
     }
 
     #[test]

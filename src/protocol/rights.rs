@@ -10,9 +10,28 @@ pub trait TopicRights: Send + std::fmt::Debug {
     fn may_publish(&mut self, topic: &str) -> bool;
     /// Whether a message on `topic` may be sent to the client.
     fn may_read(&mut self, topic: &str) -> bool;
+
+    /// Whether a message on `topic` that the router matched against the filters the session holds (see
+    /// `subscribed`) may be sent; rights that know all of them to be wholly readable need not look. The
+    /// default asks `may_read`.
+    fn may_read_matched(&mut self, topic: &str) -> bool {
+        self.may_read(topic)
+    }
     /// Whether the client may subscribe to `filter` (the filter of a shared subscription, without its
     /// `$share/{group}/`); messages of a granted filter are still screened one by one by `may_read`.
     fn may_subscribe(&mut self, filter: &str) -> bool;
+
+    /// The session now holds these filters (as subscribed, `$share/{group}/` included): granted now, or found
+    /// when it was resumed. Rights that can tell that every topic all of a session's filters match is readable
+    /// may answer `may_read_matched` without looking the topic up. The default keeps no account.
+    fn subscribed(&mut self, filters: &[&str]) {
+        let _ = filters;
+    }
+
+    /// The session no longer holds `filter`.
+    fn unsubscribed(&mut self, filter: &str) {
+        let _ = filter;
+    }
 }
 
 /// Two sets of rights that must both allow.
@@ -28,7 +47,21 @@ impl TopicRights for BothRights {
         self.0.may_read(topic) && self.1.may_read(topic)
     }
 
+    fn may_read_matched(&mut self, topic: &str) -> bool {
+        self.0.may_read_matched(topic) && self.1.may_read_matched(topic)
+    }
+
     fn may_subscribe(&mut self, filter: &str) -> bool {
         self.0.may_subscribe(filter) && self.1.may_subscribe(filter)
+    }
+
+    fn subscribed(&mut self, filters: &[&str]) {
+        self.0.subscribed(filters);
+        self.1.subscribed(filters);
+    }
+
+    fn unsubscribed(&mut self, filter: &str) {
+        self.0.unsubscribed(filter);
+        self.1.unsubscribed(filter);
     }
 }

@@ -432,6 +432,15 @@ impl Connection {
             }
             Box::new(p)
         });
+        if let Some(rights) = self.rights.as_mut() {
+            // What the resumed session's filters match is screened by what its rights know of them.
+            let filters: Vec<&str> = registration
+                .subscriptions
+                .iter()
+                .map(|f| f.as_str())
+                .collect();
+            rights.subscribed(&filters);
+        }
         self.stage = Stage::Connected(Box::new(Attached {
             client_id: joining.client_id,
             persistent,

@@ -58,7 +58,7 @@ impl Connection {
                     attached,
                     delivery,
                     hooks,
-                    &mut self.rights,
+                    (&mut self.rights, Matched::Now),
                     self.wall_ms,
                     out,
                 );
@@ -244,7 +244,16 @@ fn take_delivery(
             }
         }
     }
-    offer(attached, delivery, settings.notify, rights, now_ms, out);
+    // A stored message handed over live was matched by the router now; one beyond the stored queue's bound
+    // waits for a page, which screens it again.
+    offer(
+        attached,
+        delivery,
+        settings.notify,
+        (rights, Matched::Now),
+        now_ms,
+        out,
+    );
 }
 
 /// The bytes a QoS 0 delivery adds to the client's output: topic and payload, with room for the headers.
@@ -280,14 +289,17 @@ fn offer(
     attached: &mut Attached,
     delivery: Delivery,
     hooks: bool,
-    rights: &mut Rights,
+    rights: (&mut Rights, Matched),
     now_ms: u64,
     out: &mut Outputs,
 ) {
     let max_size = max_packet_size(attached);
-    let readable = rights
-        .as_mut()
-        .is_none_or(|rights| rights.may_read(delivery.message.topic.as_str()));
+    let (rights, matched) = rights;
+    let topic = delivery.message.topic.as_str();
+    let readable = rights.as_mut().is_none_or(|rights| match matched {
+        Matched::Now => rights.may_read_matched(topic),
+        Matched::Earlier => rights.may_read(topic),
+    });
     let verdict = match readable {
         true => deliverable(&delivery, max_size, now_ms),
         false => Err(Undeliverable::NotAuthorized),
@@ -349,6 +361,14 @@ fn max_packet_size(attached: &Attached) -> Option<SizeLimit> {
         max: v5.limits.maximum_packet_size?,
         aliases: v5.limits.topic_alias_maximum > 0,
     })
+}
+
+/// Whether a message was matched against the filters the session holds now (a delivery from the router or
+/// the retained store), or earlier (an entry of the stored queue, perhaps through a filter since dropped).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Matched {
+    Now,
+    Earlier,
 }
 
 /// Why a message is not sent to a client.
@@ -530,7 +550,14 @@ fn resume_entry(
         }
         EntryState::Queued => {
             if let Some(delivery) = stored_delivery(entry, &attached.client_id) {
-                offer(attached, delivery, hooks, rights, now_ms, out);
+                offer(
+                    attached,
+                    delivery,
+                    hooks,
+                    (rights, Matched::Earlier),
+                    now_ms,
+                    out,
+                );
             }
         }
     }

@@ -413,6 +413,10 @@ impl Connection {
                 .get_or_insert_with(Box::default)
                 .push((ticket, retained));
         }
+        if let Some(rights) = self.rights.as_mut() {
+            let filters: Vec<&str> = granted.iter().map(|(f, _)| f.as_str()).collect();
+            rights.subscribed(&filters);
+        }
         out.requests.push(Request::Subscribe {
             filters: granted,
             ticket,
@@ -454,6 +458,11 @@ impl Connection {
         if let Some(held) = attached.subscribed.as_mut() {
             for filter in &unsubscribe.filters {
                 held.remove(filter);
+            }
+        }
+        if let Some(rights) = self.rights.as_mut() {
+            for filter in &unsubscribe.filters {
+                rights.unsubscribed(filter.as_str());
             }
         }
         let mut unsuback = crate::codec::UnsubAck::from(unsubscribe.packet_id);

@@ -110,3 +110,93 @@ fn a_message_the_client_may_not_read_is_not_sent_and_leaves_the_store() {
         out.store
     );
 }
+
+/// Rights that record which filters the core says the session holds, and answer reads of matched messages
+/// from that record alone.
+#[derive(Debug, Default)]
+struct Recording {
+    held: std::sync::Arc<std::sync::Mutex<Vec<String>>>,
+}
+
+impl crate::protocol::TopicRights for Recording {
+    fn may_publish(&mut self, _: &str) -> bool {
+        true
+    }
+
+    fn may_read(&mut self, _: &str) -> bool {
+        false
+    }
+
+    fn may_read_matched(&mut self, _: &str) -> bool {
+        true
+    }
+
+    fn may_subscribe(&mut self, _: &str) -> bool {
+        true
+    }
+
+    fn subscribed(&mut self, filters: &[&str]) {
+        let mut held = self.held.lock().unwrap();
+        held.extend(filters.iter().map(|f| (*f).to_owned()));
+    }
+
+    fn unsubscribed(&mut self, filter: &str) {
+        self.held.lock().unwrap().retain(|f| f != filter);
+    }
+}
+
+#[test]
+fn the_rights_hear_of_every_filter_the_session_holds_and_screen_stored_pages_fully() {
+    let held = std::sync::Arc::default();
+    let mut h = Harness::new();
+    h.conn.grant_rights(Some(Box::new(Recording {
+        held: std::sync::Arc::clone(&held),
+    })));
+    h.read(vec![connect("r", false, 0)]);
+    h.feed(Input::Registered(Ok(Registration {
+        session_present: true,
+        had_persistent: true,
+        queue_head: 1,
+        subscriptions: vec![TopicFilter::new("old/#".to_owned()).unwrap()],
+    })));
+    h.feed(Input::IncomingQos2(Ok(Vec::new())));
+    h.take();
+    assert_eq!(
+        *held.lock().unwrap(),
+        ["old/#"],
+        "a resumed session's filters"
+    );
+    h.read(vec![subscribe(1, &[("new/+", QoS::AtMostOnce)])]);
+    let ticket = Harness::ticket_of(&h.requests());
+    h.commit(ticket);
+    assert_eq!(*held.lock().unwrap(), ["old/#", "new/+"]);
+    h.read(vec![unsubscribe(2, "old/#")]);
+    assert_eq!(*held.lock().unwrap(), ["new/+"]);
+    h.take();
+    // A live delivery was matched by the router against the filters held now: may_read_matched. A stored
+    // queue entry may come from a filter since dropped: may_read, which these rights refuse.
+    h.feed(Input::Deliveries(vec![delivery(
+        "new/a",
+        QoS::AtMostOnce,
+        None,
+    )]));
+    assert_eq!(publishes(&h.take().emits).len(), 1);
+    let entry = crate::store::QueuedMessage {
+        seq: 1,
+        message: Some(message("old/a", QoS::AtLeastOnce, b"m")),
+        qos: QoS::AtLeastOnce,
+        state: crate::store::EntryState::Queued,
+        retain: false,
+        subscription_ids: Vec::new(),
+    };
+    h.feed(Input::StorePage(Ok(vec![entry])));
+    let out = h.take();
+    assert!(
+        publishes(&out.emits).is_empty(),
+        "the stored entry is screened fully"
+    );
+    assert!(out
+        .store
+        .iter()
+        .any(|op| matches!(op, StoreOp::Remove { seq: 1, .. })));
+}
