@@ -145,6 +145,109 @@ async fn tls_1_2_and_1_3_are_served_with_ecdsa_and_ed25519_keys() {
     }
 }
 
+/// Runs openssl with `args` in `dir`; false (after `needs::missing`) when it cannot be run.
+fn openssl(dir: &Path, args: &[&str]) -> bool {
+    match std::process::Command::new("openssl")
+        .args(args)
+        .current_dir(dir)
+        .output()
+    {
+        Ok(out) => {
+            assert!(
+                out.status.success(),
+                "openssl {args:?}: {}",
+                String::from_utf8_lossy(&out.stderr)
+            );
+            true
+        }
+        Err(e) => {
+            needs::missing(&format!(
+                "cannot run openssl ({e}); install it with `apt-get install openssl`"
+            ));
+            false
+        }
+    }
+}
+
+/// An RSA 2048 CA and server certificate made with the openssl commands of the README's TLS section: the
+/// certificates users make are the ones served (rcgen cannot make RSA keys with the ring provider).
+#[tokio::test]
+async fn an_rsa_certificate_made_by_openssl_as_the_readme_says_is_served() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    let steps: [&[&str]; 3] = [
+        &[
+            "req",
+            "-x509",
+            "-newkey",
+            "rsa:2048",
+            "-nodes",
+            "-days",
+            "1",
+            "-subj",
+            "/CN=readme CA",
+            "-keyout",
+            "ca.key",
+            "-out",
+            "ca.crt",
+        ],
+        &[
+            "req",
+            "-newkey",
+            "rsa:2048",
+            "-nodes",
+            "-subj",
+            "/CN=localhost",
+            "-keyout",
+            "server.key",
+            "-out",
+            "server.csr",
+        ],
+        &[
+            "x509",
+            "-req",
+            "-in",
+            "server.csr",
+            "-CA",
+            "ca.crt",
+            "-CAkey",
+            "ca.key",
+            "-CAcreateserial",
+            "-days",
+            "1",
+            "-extfile",
+            "server.ext",
+            "-out",
+            "server.crt",
+        ],
+    ];
+    std::fs::write(
+        d.join("server.ext"),
+        "subjectAltName = DNS:localhost, IP:127.0.0.1\n",
+    )
+    .unwrap();
+    for step in steps {
+        if !openssl(d, step) {
+            return;
+        }
+    }
+    let broker = TestBroker::start_with(|c| {
+        c.certfile = d.join("server.crt");
+        c.keyfile = d.join("server.key");
+        c.tls_bind = "127.0.0.1:0".to_owned();
+        c.wss_bind = String::new();
+    });
+    let ca_pem = std::fs::read_to_string(d.join("ca.crt")).unwrap();
+    let addr = broker.handle().tls_addr().unwrap();
+    for version in [&rustls::version::TLS12, &rustls::version::TLS13] {
+        let config = client_config_with(&ca_pem, None, &[version]);
+        let mut stream = tls_support::connect(addr, config).await.unwrap();
+        assert_eq!(stream.get_ref().1.protocol_version(), Some(version.version));
+        let ack = mqtt_connect(&mut stream, None).await.unwrap();
+        assert_eq!(ack.code, ReasonCode::SUCCESS);
+    }
+}
+
 #[tokio::test]
 async fn mosquitto_clients_connect_with_cafile() {
     for program in ["mosquitto_pub", "mosquitto_sub"] {
