@@ -8,6 +8,7 @@
 // Only part of the shared helper is needed here: not its v3 clients nor the numbered-message tally.
 #[allow(dead_code)]
 mod process;
+mod v5client;
 
 use bytes::{Bytes, BytesMut};
 use harbormq::admin::client::AdminClient;
@@ -23,15 +24,15 @@ use rumqttc::v5::mqttbytes::v5::{
     SubscribeProperties, SubscribeReasonCode,
 };
 use rumqttc::v5::mqttbytes::QoS;
-use rumqttc::v5::{AsyncClient, ConnectionError, Event, MqttOptions};
+use rumqttc::v5::{Event, MqttOptions};
 use rumqttc::Outgoing;
 use std::collections::{BTreeMap, HashMap, VecDeque};
 use std::path::Path;
 use std::time::Duration;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
-use tokio::sync::mpsc;
-use tokio::time::{sleep, sleep_until, timeout, timeout_at, Instant};
+use tokio::time::{sleep, sleep_until, Instant};
+use v5client::V5;
 
 /// Window in which something a test expects not to happen must stay absent.
 const QUIET: Duration = Duration::from_millis(500);
@@ -107,83 +108,13 @@ fn persistent(port: u16, client_id: &str) -> MqttOptions {
     v5_options(port, client_id, false, Some(HOUR))
 }
 
-/// A rumqttc v5 client whose event loop runs in a task until the first connection error; it never
-/// reconnects, so a test sees exactly what the broker did. Publishes passed over are kept for later.
-struct V5 {
-    id: String,
-    handle: AsyncClient,
-    events: mpsc::UnboundedReceiver<Result<Event, ConnectionError>>,
-    task: tokio::task::JoinHandle<()>,
-    stash: VecDeque<V5Publish>,
-}
-
+/// The steps of these scenarios on rumqttc's MQTT 5.0 client (`v5client::V5`).
 impl V5 {
     /// Connects and waits for a CONNACK that accepts.
     async fn connect(options: MqttOptions) -> (V5, V5ConnAck) {
-        let id = options.client_id();
-        let (handle, mut event_loop) = AsyncClient::new(options, 64);
-        let (tx, events) = mpsc::unbounded_channel();
-        let task = tokio::spawn(async move {
-            loop {
-                let event = event_loop.poll().await;
-                let failed = event.is_err();
-                if tx.send(event).is_err() || failed {
-                    break;
-                }
-            }
-        });
-        let mut client = V5 {
-            id,
-            handle,
-            events,
-            task,
-            stash: VecDeque::new(),
-        };
-        let ack = client
-            .wait_incoming("CONNACK", |p| match p {
-                V5Packet::ConnAck(ack) => Some(ack.clone()),
-                _ => None,
-            })
-            .await;
+        let (client, ack) = V5::connect_within(options, STEP).await;
         assert_eq!(ack.code, ConnectReturnCode::Success, "{}", client.id);
         (client, ack)
-    }
-
-    /// Waits up to `STEP` for an event that `pick` accepts; incoming publishes passed over are kept.
-    async fn wait_event<T>(&mut self, what: &str, mut pick: impl FnMut(&Event) -> Option<T>) -> T {
-        let deadline = Instant::now() + STEP;
-        loop {
-            match timeout_at(deadline, self.events.recv()).await {
-                Err(_) => panic!("{}: timed out after {STEP:?} waiting for {what}", self.id),
-                Ok(None) => panic!("{}: event loop ended while waiting for {what}", self.id),
-                Ok(Some(Err(e))) => {
-                    panic!(
-                        "{}: connection ended while waiting for {what}: {e:?}",
-                        self.id
-                    )
-                }
-                Ok(Some(Ok(event))) => {
-                    if let Some(found) = pick(&event) {
-                        return found;
-                    }
-                    if let Event::Incoming(V5Packet::Publish(p)) = event {
-                        self.stash.push_back(p);
-                    }
-                }
-            }
-        }
-    }
-
-    async fn wait_incoming<T>(
-        &mut self,
-        what: &str,
-        mut pick: impl FnMut(&V5Packet) -> Option<T>,
-    ) -> T {
-        self.wait_event(what, |e| match e {
-            Event::Incoming(p) => pick(p),
-            Event::Outgoing(_) => None,
-        })
-        .await
     }
 
     /// Subscribes to `filter` (No Local off, the default) with an optional Subscription Identifier, and checks
@@ -251,17 +182,6 @@ impl V5 {
     }
 
     /// The next incoming PUBLISH.
-    async fn next_publish(&mut self) -> V5Publish {
-        if let Some(p) = self.stash.pop_front() {
-            return p;
-        }
-        self.wait_incoming("PUBLISH", |p| match p {
-            V5Packet::Publish(p) => Some(p.clone()),
-            _ => None,
-        })
-        .await
-    }
-
     /// Incoming PUBLISHes until one on `topic` with the sentinel payload (which is not returned).
     async fn publishes_until_sentinel(&mut self, topic: &str) -> Vec<V5Publish> {
         let mut got = Vec::new();
@@ -272,42 +192,6 @@ impl V5 {
             }
             got.push(p);
         }
-    }
-
-    /// Asserts that no PUBLISH arrives and the connection stays up until `deadline`.
-    async fn expect_no_publish_until(&mut self, deadline: Instant) {
-        if let Some(p) = self.stash.pop_front() {
-            panic!("{}: unexpected PUBLISH {p:?}", self.id);
-        }
-        loop {
-            match timeout_at(deadline, self.events.recv()).await {
-                Err(_) => return,
-                Ok(None) => panic!("{}: event loop ended during a quiet window", self.id),
-                Ok(Some(Err(e))) => {
-                    panic!("{}: connection ended during a quiet window: {e:?}", self.id)
-                }
-                Ok(Some(Ok(Event::Incoming(V5Packet::Publish(p))))) => {
-                    panic!("{}: unexpected PUBLISH {p:?}", self.id)
-                }
-                Ok(Some(Ok(_))) => {}
-            }
-        }
-    }
-
-    /// Sends DISCONNECT (Normal disconnection), waits until it is written, then closes the socket.
-    async fn disconnect(mut self) {
-        self.handle.disconnect().await.unwrap();
-        self.wait_event("DISCONNECT written", |e| {
-            matches!(e, Event::Outgoing(Outgoing::Disconnect)).then_some(())
-        })
-        .await;
-        self.drop_connection().await;
-    }
-
-    /// Drops the TCP connection without DISCONNECT, as a network failure would.
-    async fn drop_connection(self) {
-        self.task.abort();
-        let _ = timeout(STEP, self.task).await;
     }
 }
 
@@ -352,7 +236,7 @@ async fn store_barrier(port: u16, client_id: &str) {
     let (mut client, _) = V5::connect(persistent(port, client_id)).await;
     let filter = format!("crash5/barrier/{client_id}");
     client.subscribe(&filter, QoS::AtLeastOnce, None).await;
-    client.drop_connection().await;
+    client.kill().await;
 }
 
 // ---------------------------------------------------------------------------------------------------------
@@ -528,7 +412,7 @@ async fn publish_then_kill(
     }
     broker.kill9();
     within("the publishing task", feeder).await.unwrap();
-    client.drop_connection().await;
+    client.kill().await;
     for numbers in acked.values_mut() {
         numbers.sort_unstable();
     }
@@ -729,7 +613,7 @@ async fn retained_after_kill9(label: &str, subscription_id: Option<usize>) -> V5
         )
         .await;
     broker.kill9();
-    publisher.drop_connection().await;
+    publisher.kill().await;
 
     let broker = broker.restart(&durability());
     let options = v5_options(broker.port(), &format!("{label}-sub"), true, None);
@@ -853,7 +737,7 @@ async fn v5_session_expiry_is_kept_across_kill9() {
             .await;
     }
     broker.kill9();
-    publisher.drop_connection().await;
+    publisher.kill().await;
     assert!(
         short_offline.elapsed() < Duration::from_secs(SHORT.into()),
         "the kill came {:?} after {short} went offline, past its expiry: this run cannot check a restart \
@@ -931,7 +815,7 @@ async fn v5_message_expiry_counts_across_kill9() {
             .await;
     }
     broker.kill9();
-    publisher.drop_connection().await;
+    publisher.kill().await;
     // Time passing is what this test is about: the short message expires while the broker is down.
     sleep_until(published_at + Duration::from_millis(2500)).await;
 
@@ -1018,7 +902,7 @@ async fn drop_with_delayed_will(
     options.set_last_will(will);
     let (client, _) = V5::connect(options).await;
     let dropped_at = Instant::now();
-    client.drop_connection().await;
+    client.kill().await;
     let seen = format!("client {client_id} from ");
     broker.wait_for_line(&format!("the end of {client_id}'s connection"), 0, |line| {
         line.contains(&seen) && line.contains(" disconnected")

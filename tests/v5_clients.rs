@@ -10,6 +10,7 @@ mod needs;
 // Not every test file drives a plan that waits for the test (`release`).
 #[allow(dead_code)]
 mod scripted;
+mod v5client;
 
 use bytes::{Bytes, BytesMut};
 use common::{pid, topic, topic_filter, TestBroker, QUIET, WAIT};
@@ -25,7 +26,7 @@ use rumqttc::v5::mqttbytes::v5::{
     SubscribeReasonCode,
 };
 use rumqttc::v5::mqttbytes::QoS as V5QoS;
-use rumqttc::v5::{AsyncClient, ConnectionError, Event, MqttOptions};
+use rumqttc::v5::{ConnectionError, Event, MqttOptions};
 use rumqttc::Outgoing;
 use scripted::{of_kind, Scripted};
 use serde_json::{json, Value};
@@ -36,8 +37,8 @@ use std::time::Duration;
 use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader, Lines};
 use tokio::net::TcpStream;
 use tokio::process::{Child, ChildStdout, Command};
-use tokio::sync::mpsc;
 use tokio::time::{sleep, timeout, timeout_at, Instant};
+use v5client::V5;
 
 // ---------------------------------------------------------------------------------------------------------
 // A raw MQTT 5.0 connection over the crate's codec.
@@ -272,81 +273,16 @@ fn v5_options(broker: &TestBroker, client_id: &str) -> MqttOptions {
     options
 }
 
-/// A rumqttc v5 client whose event loop runs in a task until the first connection error; it never
-/// reconnects, so a test sees exactly what the broker did. Publishes passed over are kept for later.
-struct V5 {
-    handle: AsyncClient,
-    events: mpsc::UnboundedReceiver<Result<Event, ConnectionError>>,
-    task: tokio::task::JoinHandle<()>,
-    stash: VecDeque<V5Publish>,
-}
-
+/// The steps of these scenarios on rumqttc's MQTT 5.0 client (`v5client::V5`).
 impl V5 {
     /// Connects; the broker's refusal comes back as the error.
     async fn try_connect(options: MqttOptions) -> Result<(V5, V5ConnAck), ConnectionError> {
-        let (handle, mut event_loop) = AsyncClient::new(options, 64);
-        let (tx, events) = mpsc::unbounded_channel();
-        let task = tokio::spawn(async move {
-            loop {
-                let event = event_loop.poll().await;
-                let failed = event.is_err();
-                if tx.send(event).is_err() || failed {
-                    break;
-                }
-            }
-        });
-        let mut client = V5 {
-            handle,
-            events,
-            task,
-            stash: VecDeque::new(),
-        };
-        match timeout(WAIT, client.events.recv()).await {
-            Err(_) => panic!("no CONNACK within {WAIT:?}"),
-            Ok(None) => panic!("event loop ended before CONNACK"),
-            Ok(Some(Err(e))) => Err(e),
-            Ok(Some(Ok(Event::Incoming(V5Packet::ConnAck(ack))))) => Ok((client, ack)),
-            Ok(Some(Ok(other))) => panic!("expected CONNACK, got {other:?}"),
-        }
+        V5::try_connect_within(options, WAIT).await
     }
 
     /// Connects and panics unless the broker accepts.
     async fn connect(options: MqttOptions) -> (V5, V5ConnAck) {
-        match V5::try_connect(options).await {
-            Ok(connected) => connected,
-            Err(e) => panic!("connection refused or failed: {e:?}"),
-        }
-    }
-
-    async fn wait_event<T>(&mut self, what: &str, mut pick: impl FnMut(&Event) -> Option<T>) -> T {
-        let deadline = Instant::now() + WAIT;
-        loop {
-            match timeout_at(deadline, self.events.recv()).await {
-                Err(_) => panic!("timed out after {WAIT:?} waiting for {what}"),
-                Ok(None) => panic!("event loop ended while waiting for {what}"),
-                Ok(Some(Err(e))) => panic!("connection ended while waiting for {what}: {e:?}"),
-                Ok(Some(Ok(event))) => {
-                    if let Some(found) = pick(&event) {
-                        return found;
-                    }
-                    if let Event::Incoming(V5Packet::Publish(p)) = event {
-                        self.stash.push_back(p);
-                    }
-                }
-            }
-        }
-    }
-
-    async fn wait_incoming<T>(
-        &mut self,
-        what: &str,
-        mut pick: impl FnMut(&V5Packet) -> Option<T>,
-    ) -> T {
-        self.wait_event(what, |e| match e {
-            Event::Incoming(p) => pick(p),
-            Event::Outgoing(_) => None,
-        })
-        .await
+        V5::connect_within(options, WAIT).await
     }
 
     /// Subscribes with these filters and properties; returns the SUBACK's reason codes.
@@ -408,59 +344,9 @@ impl V5 {
             .await;
     }
 
-    async fn next_publish(&mut self) -> V5Publish {
-        if let Some(p) = self.stash.pop_front() {
-            return p;
-        }
-        self.wait_incoming("PUBLISH", |p| match p {
-            V5Packet::Publish(p) => Some(p.clone()),
-            _ => None,
-        })
-        .await
-    }
-
-    /// The next `n` PUBLISHes, in arrival order.
-    async fn next_n(&mut self, n: usize) -> Vec<V5Publish> {
-        let mut out = Vec::new();
-        for _ in 0..n {
-            out.push(self.next_publish().await);
-        }
-        out
-    }
-
     /// Asserts that no PUBLISH arrives and the connection stays up for `window`.
     async fn expect_no_publish(&mut self, window: Duration) {
-        if let Some(p) = self.stash.pop_front() {
-            panic!("unexpected PUBLISH {p:?}");
-        }
-        let deadline = Instant::now() + window;
-        loop {
-            match timeout_at(deadline, self.events.recv()).await {
-                Err(_) => return,
-                Ok(None) => panic!("event loop ended during a quiet window"),
-                Ok(Some(Err(e))) => panic!("connection ended during a quiet window: {e:?}"),
-                Ok(Some(Ok(Event::Incoming(V5Packet::Publish(p))))) => {
-                    panic!("unexpected PUBLISH {p:?}")
-                }
-                Ok(Some(Ok(_))) => {}
-            }
-        }
-    }
-
-    /// Sends DISCONNECT (Normal disconnection), waits until it is written, then closes the socket.
-    async fn disconnect(mut self) {
-        self.handle.disconnect().await.unwrap();
-        self.wait_event("DISCONNECT written", |e| {
-            matches!(e, Event::Outgoing(Outgoing::Disconnect)).then_some(())
-        })
-        .await;
-        self.kill().await;
-    }
-
-    /// Drops the connection without DISCONNECT.
-    async fn kill(self) {
-        self.task.abort();
-        let _ = timeout(WAIT, self.task).await;
+        self.expect_no_publish_until(Instant::now() + window).await;
     }
 }
 

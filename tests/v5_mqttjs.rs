@@ -13,24 +13,22 @@
 mod common;
 mod needs;
 mod scripted;
+mod v5client;
 
 use bytes::Bytes;
 use common::{TestBroker, WAIT};
-use rumqttc::v5::mqttbytes::v5::{
-    Filter, Packet as V5Packet, Publish as V5Publish, PublishProperties,
-};
+use rumqttc::v5::mqttbytes::v5::{Filter, Packet as V5Packet, PublishProperties};
 use rumqttc::v5::mqttbytes::QoS as V5QoS;
-use rumqttc::v5::{AsyncClient, ConnectionError, Event, MqttOptions};
-use rumqttc::Outgoing;
+use rumqttc::v5::{Event, MqttOptions};
 use scripted::{of_kind, Scripted};
 use serde_json::{json, Value};
-use std::collections::{BTreeSet, HashMap, VecDeque};
+use std::collections::{BTreeSet, HashMap};
 use std::process::Stdio;
 use std::time::Duration;
+use v5client::V5;
 
 use tokio::process::Command;
-use tokio::sync::mpsc;
-use tokio::time::{timeout, timeout_at, Instant};
+use tokio::time::{timeout, Instant};
 
 // ---------------------------------------------------------------------------------------------------------
 // The broker and the two transports.
@@ -241,15 +239,7 @@ fn owned_pairs(list: &[(&str, &str)]) -> Vec<(String, String)> {
 // rumqttc's MQTT 5.0 client (TCP), the other side of the scenarios that cross clients.
 // ---------------------------------------------------------------------------------------------------------
 
-/// A rumqttc v5 client whose event loop runs in a task until the first connection error; it never
-/// reconnects. Publishes passed over while waiting for something else are kept for `next_publish`.
-struct V5 {
-    handle: AsyncClient,
-    events: mpsc::UnboundedReceiver<Result<Event, ConnectionError>>,
-    task: tokio::task::JoinHandle<()>,
-    stash: VecDeque<V5Publish>,
-}
-
+/// The steps of these scenarios on rumqttc's MQTT 5.0 client (`v5client::V5`).
 impl V5 {
     /// Connects with Clean Start and a 30 s keepalive; panics unless the broker accepts.
     async fn connect(broker: &TestBroker, client_id: &str) -> V5 {
@@ -265,49 +255,7 @@ impl V5 {
         options.set_keep_alive(Duration::from_secs(30));
         options.set_max_packet_size(Some(1 << 20));
         tweak(&mut options);
-        let (handle, mut event_loop) = AsyncClient::new(options, 64);
-        let (tx, events) = mpsc::unbounded_channel();
-        let task = tokio::spawn(async move {
-            loop {
-                let event = event_loop.poll().await;
-                let failed = event.is_err();
-                if tx.send(event).is_err() || failed {
-                    break;
-                }
-            }
-        });
-        let mut client = V5 {
-            handle,
-            events,
-            task,
-            stash: VecDeque::new(),
-        };
-        match timeout(WAIT, client.events.recv()).await {
-            Err(_) => panic!("rumqttc: no CONNACK within {WAIT:?}"),
-            Ok(Some(Ok(Event::Incoming(V5Packet::ConnAck(_))))) => client,
-            Ok(other) => panic!("rumqttc: expected CONNACK, got {other:?}"),
-        }
-    }
-
-    async fn wait_event<T>(&mut self, what: &str, mut pick: impl FnMut(&Event) -> Option<T>) -> T {
-        let deadline = Instant::now() + WAIT;
-        loop {
-            match timeout_at(deadline, self.events.recv()).await {
-                Err(_) => panic!("rumqttc: timed out after {WAIT:?} waiting for {what}"),
-                Ok(None) => panic!("rumqttc: event loop ended while waiting for {what}"),
-                Ok(Some(Err(e))) => {
-                    panic!("rumqttc: connection ended while waiting for {what}: {e:?}")
-                }
-                Ok(Some(Ok(event))) => {
-                    if let Some(found) = pick(&event) {
-                        return found;
-                    }
-                    if let Event::Incoming(V5Packet::Publish(p)) = event {
-                        self.stash.push_back(p);
-                    }
-                }
-            }
-        }
+        V5::connect_within(options, WAIT).await.0
     }
 
     /// Subscribes to one filter at QoS 1 and checks the grant.
@@ -355,36 +303,6 @@ impl V5 {
             matches!(e, Event::Incoming(V5Packet::PubAck(_))).then_some(())
         })
         .await;
-    }
-
-    async fn next_publish(&mut self) -> V5Publish {
-        if let Some(p) = self.stash.pop_front() {
-            return p;
-        }
-        self.wait_event("PUBLISH", |e| match e {
-            Event::Incoming(V5Packet::Publish(p)) => Some(p.clone()),
-            _ => None,
-        })
-        .await
-    }
-
-    async fn next_n(&mut self, n: usize) -> Vec<V5Publish> {
-        let mut out = Vec::new();
-        for _ in 0..n {
-            out.push(self.next_publish().await);
-        }
-        out
-    }
-
-    /// Sends DISCONNECT, waits until it is written, then stops the event loop.
-    async fn disconnect(mut self) {
-        self.handle.disconnect().await.unwrap();
-        self.wait_event("DISCONNECT written", |e| {
-            matches!(e, Event::Outgoing(Outgoing::Disconnect)).then_some(())
-        })
-        .await;
-        self.task.abort();
-        let _ = timeout(WAIT, self.task).await;
     }
 }
 
