@@ -196,6 +196,14 @@ impl Chain {
     }
 }
 
+/// Two notifications, the second once the first is done.
+fn in_turn<'a>(first: HookFuture<'a, ()>, then: HookFuture<'a, ()>) -> HookFuture<'a, ()> {
+    Box::pin(async move {
+        first.await;
+        then.await;
+    })
+}
+
 impl Hooks for Chain {
     fn authenticate<'a>(&'a self, connect: &'a ConnectInfo) -> HookFuture<'a, AuthDecision> {
         Box::pin(async move {
@@ -273,10 +281,10 @@ impl Hooks for Chain {
         client: &'a ClientInfo,
         session_present: bool,
     ) -> HookFuture<'a, ()> {
-        Box::pin(async move {
-            self.first.on_connected(client, session_present).await;
-            self.then.on_connected(client, session_present).await;
-        })
+        in_turn(
+            self.first.on_connected(client, session_present),
+            self.then.on_connected(client, session_present),
+        )
     }
 
     fn on_disconnected<'a>(
@@ -284,10 +292,10 @@ impl Hooks for Chain {
         client: &'a ClientInfo,
         reason: DisconnectReason,
     ) -> HookFuture<'a, ()> {
-        Box::pin(async move {
-            self.first.on_disconnected(client, reason).await;
-            self.then.on_disconnected(client, reason).await;
-        })
+        in_turn(
+            self.first.on_disconnected(client, reason),
+            self.then.on_disconnected(client, reason),
+        )
     }
 
     fn on_message_delivered<'a>(
@@ -295,10 +303,10 @@ impl Hooks for Chain {
         client: &'a ClientInfo,
         publish: &'a Publish,
     ) -> HookFuture<'a, ()> {
-        Box::pin(async move {
-            self.first.on_message_delivered(client, publish).await;
-            self.then.on_message_delivered(client, publish).await;
-        })
+        in_turn(
+            self.first.on_message_delivered(client, publish),
+            self.then.on_message_delivered(client, publish),
+        )
     }
 
     fn on_message_acked<'a>(
@@ -306,10 +314,10 @@ impl Hooks for Chain {
         client: &'a ClientInfo,
         publish: &'a Publish,
     ) -> HookFuture<'a, ()> {
-        Box::pin(async move {
-            self.first.on_message_acked(client, publish).await;
-            self.then.on_message_acked(client, publish).await;
-        })
+        in_turn(
+            self.first.on_message_acked(client, publish),
+            self.then.on_message_acked(client, publish),
+        )
     }
 }
 
@@ -437,5 +445,59 @@ mod tests {
             Fixed::new(AuthDecision::Allow, true),
         );
         assert!(none.topic_rights(&client).is_none());
+    }
+
+    /// Hooks that write their name into a shared log when told of a connection or its end.
+    struct Told {
+        name: &'static str,
+        log: Arc<std::sync::Mutex<Vec<String>>>,
+    }
+
+    impl Hooks for Told {
+        fn on_connected<'a>(&'a self, _: &'a ClientInfo, present: bool) -> HookFuture<'a, ()> {
+            self.log
+                .lock()
+                .unwrap()
+                .push(format!("{} connected {present}", self.name));
+            ready(())
+        }
+
+        fn on_disconnected<'a>(
+            &'a self,
+            _: &'a ClientInfo,
+            reason: DisconnectReason,
+        ) -> HookFuture<'a, ()> {
+            self.log
+                .lock()
+                .unwrap()
+                .push(format!("{} ended {reason:?}", self.name));
+            ready(())
+        }
+    }
+
+    #[tokio::test]
+    async fn a_chain_tells_both_sides_first_then_second() {
+        let log = Arc::default();
+        let told = |name| {
+            Arc::new(Told {
+                name,
+                log: Arc::clone(&log),
+            })
+        };
+        let chain = Chain::new(told("first"), told("then"));
+        let client = connect().client();
+        chain.on_connected(&client, true).await;
+        chain
+            .on_disconnected(&client, DisconnectReason::Client)
+            .await;
+        assert_eq!(
+            *log.lock().unwrap(),
+            [
+                "first connected true",
+                "then connected true",
+                "first ended Client",
+                "then ended Client"
+            ]
+        );
     }
 }
