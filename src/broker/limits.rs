@@ -91,9 +91,11 @@ impl LimitCounters {
 type Slot = Option<(IpAddr, TokenBucket)>;
 
 /// Connection rate per source address: a token bucket per address in a direct-mapped table of `RATE_SLOTS`.
-/// An address whose slot another one holds takes it over when that one's bucket is full (it is idle), and
-/// otherwise takes it anyway: memory stays fixed, and a flood from more addresses than slots is at worst
-/// let through (`max_connections` still bounds it) rather than refusing addresses that did nothing.
+/// An address whose slot another one holds takes it over once that one's bucket is full again (it has been
+/// idle); while the holder is busy, the newcomer is let through untracked. Memory stays fixed, a busy
+/// address keeps its debt whatever else hashes to its slot (so two colliding addresses cannot reset each
+/// other's buckets), and a flood from more addresses than slots is at worst let through (`max_connections`
+/// still bounds it) rather than refusing addresses that did nothing.
 #[derive(Debug, Default)]
 struct PerIpRate {
     table: Mutex<Option<Vec<Slot>>>,
@@ -109,6 +111,7 @@ impl PerIpRate {
         let slots = table.get_or_insert_with(|| vec![None; RATE_SLOTS]);
         let bucket = match &mut slots[slot] {
             Some((held, bucket)) if *held == ip => bucket,
+            Some((_, bucket)) if !bucket.is_full(now) => return true,
             other => {
                 *other = Some((ip, TokenBucket::new(u64::from(rate), now)));
                 match other {
@@ -158,6 +161,28 @@ mod tests {
         assert!(!rate.admit(a, 2, t0), "a third in the same second");
         assert!(rate.admit(b, 2, t0), "another address is not held back");
         assert!(rate.admit(a, 2, t0 + Duration::from_millis(600)));
+    }
+
+    #[test]
+    fn an_address_sharing_a_busy_slot_cannot_reset_its_holder() {
+        let rate = PerIpRate::default();
+        let t0 = Instant::now();
+        let a: IpAddr = "10.0.0.1".parse().unwrap();
+        let slot_of = |ip: IpAddr| (rate.hasher.hash_one(ip) as usize) % RATE_SLOTS;
+        let b = (2..u32::MAX)
+            .map(|n| IpAddr::from(n.to_be_bytes()))
+            .find(|ip| *ip != a && slot_of(*ip) == slot_of(a))
+            .expect("some address shares a's slot");
+        assert!(rate.admit(a, 1, t0));
+        assert!(!rate.admit(a, 1, t0), "a is over its rate");
+        // b hashes to a's slot while a is busy: let through untracked, and a keeps its debt.
+        assert!(rate.admit(b, 1, t0));
+        assert!(rate.admit(b, 1, t0));
+        assert!(!rate.admit(a, 1, t0), "a is still over its rate");
+        // Once a has been idle for a second its slot is free for b.
+        let later = t0 + Duration::from_secs(2);
+        assert!(rate.admit(b, 1, later));
+        assert!(!rate.admit(b, 1, later), "b is tracked now");
     }
 
     #[test]

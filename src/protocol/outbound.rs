@@ -196,8 +196,8 @@ struct Queued {
     bytes: usize,
 }
 
-/// The bytes a queued delivery holds on to.
-fn held_bytes(delivery: &Delivery) -> usize {
+/// The bytes a delivery holds on to: its topic and payload.
+pub fn held_bytes(delivery: &Delivery) -> usize {
     delivery.message.topic.as_str().len() + delivery.message.payload.len()
 }
 

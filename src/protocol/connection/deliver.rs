@@ -32,7 +32,7 @@ impl Connection {
                     out.limits.hit(crate::protocol::Limit::OutgoingBuffer);
                     continue;
                 }
-                unwritten += approximate_size(&delivery);
+                unwritten += crate::protocol::outbound::held_bytes(&delivery) + PUBLISH_OVERHEAD;
             }
             take_delivery(
                 attached,
@@ -256,11 +256,9 @@ fn take_delivery(
     );
 }
 
-/// The bytes a QoS 0 delivery adds to the client's output: topic and payload, with room for the headers.
-fn approximate_size(delivery: &Delivery) -> usize {
-    let message = &delivery.message;
-    message.topic.as_str().len() + message.payload.len() + 8
-}
+/// Bytes a PUBLISH takes beyond its topic and payload, near enough for the outgoing buffer's bound: fixed
+/// header, lengths, packet id.
+const PUBLISH_OVERHEAD: usize = 8;
 
 /// The memory queue is full: drop the new message or the oldest waiting one, never a QoS 2 message.
 fn overflow(attached: &mut Attached, delivery: Delivery, policy: OverflowPolicy) {
