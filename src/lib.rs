@@ -11,7 +11,8 @@
 //! - [`transport`]: TCP, TLS and WebSocket byte streams into sessions.
 //! - [`tls`]: certificates and keys read, checked and reloaded, client certificate identities.
 //! - [`web`]: what an actix-web app mounts: the MQTT-over-WebSocket route.
-//! - [`config`]: every setting, its default and its validation.
+//! - [`auth`]: password files, ACL files and the HTTP authentication service, each as hooks.
+//! - [`config`]: every setting, its default and its validation; [`reload`]: files read again in place.
 //! - [`loadgen`]: `harbormq bench`, a load generator for any MQTT broker.
 //! - [`admin`]: the HTTP admin API and the `sessions` / `retained` / `stats` commands, live or offline.
 //! - [`cli`]: the `harbormq` command line.
@@ -26,6 +27,7 @@ pub mod error;
 pub mod loadgen;
 pub mod message;
 pub mod protocol;
+pub mod reload;
 pub mod store;
 pub mod tls;
 pub mod topic;

@@ -3,9 +3,9 @@
 //! beside the broker, with its configuration). Owns the client TLS configuration only.
 
 use crate::config::Config;
-use crate::tls::certs::{provider, read_certificates};
+use crate::tls::certs::{provider, read_certificates, read_roots};
 use crate::tls::verifier::ExpectedCertificate;
-use rustls::{ClientConfig, RootCertStore};
+use rustls::ClientConfig;
 use std::path::Path;
 use std::sync::Arc;
 
@@ -16,15 +16,9 @@ pub fn client_config(config: &Config, cafile: Option<&Path>) -> anyhow::Result<A
         .with_safe_default_protocol_versions()
         .map_err(|e| anyhow::anyhow!("no usable TLS version: {e}"))?;
     let config = match cafile {
-        Some(cafile) => {
-            let mut roots = RootCertStore::empty();
-            for cert in read_certificates("admin-cafile", cafile)? {
-                roots
-                    .add(cert)
-                    .map_err(|e| anyhow::anyhow!("--admin-cafile {}: {e}", cafile.display()))?;
-            }
-            builder.with_root_certificates(roots).with_no_client_auth()
-        }
+        Some(cafile) => builder
+            .with_root_certificates(read_roots("admin-cafile", cafile)?)
+            .with_no_client_auth(),
         None if !config.certfile.as_os_str().is_empty() => {
             let chain = read_certificates("certfile", &config.certfile)?;
             let pinned = chain.into_iter().next().map(|c| c.into_owned());

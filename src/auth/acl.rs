@@ -4,10 +4,10 @@
 //! admin API) swaps the rules for every client at its next check, without dropping anyone.
 
 use super::acl_file::{AclFile, Subject, Want};
-use super::current::{read_setting_file, Current};
 use crate::broker::hooks::{ClientInfo, Hooks};
 use crate::config::ConfigError;
 use crate::protocol::TopicRights;
+use crate::reload::{read_setting_file, Current};
 use rustc_hash::FxHashMap;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
@@ -115,7 +115,6 @@ impl Hooks for AclAuth {
             username: client.username.as_deref().map(Into::into),
             peer: client.peer.as_str().into(),
             cache: FxHashMap::default(),
-            filters: Default::default(),
             reads_free: true,
             denials: 0,
         }))
@@ -133,8 +132,6 @@ struct ClientRights {
     username: Option<Box<str>>,
     peer: Box<str>,
     cache: FxHashMap<Box<str>, Decisions>,
-    /// The filters the session holds, as subscribed.
-    filters: rustc_hash::FxHashSet<Box<str>>,
     /// Every filter the session held during this connection, under the rules it connected with, matches only
     /// topics it may read, so `may_read_matched` need not look. Once false it stays false: a message matched
     /// by a filter since dropped may still be on its way. A reload turns it off.
@@ -178,15 +175,6 @@ impl ClientRights {
         }
     }
 
-    /// Whether every topic `filter` matches may be read (a shared subscription's by its filter).
-    fn filter_readable(&self, filter: &str) -> bool {
-        let reads = filter
-            .strip_prefix(crate::protocol::share::SHARE_PREFIX)
-            .and_then(|rest| rest.split_once('/').map(|(_, inner)| inner))
-            .unwrap_or(filter);
-        self.rules.reads_all_of(self.subject(), reads)
-    }
-
     fn decide(&mut self, topic: &str, want: Want) -> bool {
         self.refresh();
         if let Some(known) = self.cache.get_mut(topic).and_then(|d| *d.slot(want)) {
@@ -200,8 +188,8 @@ impl ClientRights {
         allowed
     }
 
-    fn denied(&mut self, what: &str, topic: &str, counter: &AtomicU64) {
-        counter.fetch_add(1, Relaxed);
+    fn denied(&mut self, what: &str, topic: &str, counter: fn(&AclCounters) -> &AtomicU64) {
+        counter(&self.shared.counters).fetch_add(1, Relaxed);
         self.denials += 1;
         if self.denials.is_power_of_two() {
             log::warn!(
@@ -219,8 +207,7 @@ impl TopicRights for ClientRights {
     fn may_publish(&mut self, topic: &str) -> bool {
         let allowed = self.decide(topic, Want::Write);
         if !allowed {
-            let shared = Arc::clone(&self.shared);
-            self.denied("publish to", topic, &shared.counters.publish_denied);
+            self.denied("publish to", topic, |c| &c.publish_denied);
         }
         allowed
     }
@@ -241,23 +228,18 @@ impl TopicRights for ClientRights {
 
     fn subscribed(&mut self, filters: &[&str]) {
         self.refresh();
-        for filter in filters {
-            if self.filters.insert((*filter).into()) && self.reads_free {
-                self.reads_free = self.filter_readable(filter);
-            }
-        }
-    }
-
-    fn unsubscribed(&mut self, filter: &str) {
-        self.filters.remove(filter);
+        let subject = self.subject();
+        self.reads_free = self.reads_free
+            && filters
+                .iter()
+                .all(|filter| self.rules.reads_all_of(subject, filter));
     }
 
     fn may_subscribe(&mut self, filter: &str) -> bool {
         self.refresh();
         let allowed = self.rules.allows_subscription(self.subject(), filter);
         if !allowed {
-            let shared = Arc::clone(&self.shared);
-            self.denied("subscription to", filter, &shared.counters.subscribe_denied);
+            self.denied("subscription to", filter, |c| &c.subscribe_denied);
         }
         allowed
     }
@@ -309,7 +291,7 @@ mod tests {
     fn reads_are_free_while_every_filter_is_wholly_readable() {
         let acl = AclAuth::new(AclFile::parse("topic read a/#\ntopic deny a/secret\n").unwrap());
         let mut rights = acl.topic_rights(&client("c", None)).unwrap();
-        rights.subscribed(&["a/+/x", "$share/g/a/b"]);
+        rights.subscribed(&["a/+/x", "a/b"]);
         assert!(
             rights.may_read_matched("a/secret"),
             "no filter of the session matches it: not looked up"

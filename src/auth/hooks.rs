@@ -3,11 +3,11 @@
 //! runs both with [`Chain`](crate::broker::hooks::Chain)). It screens CONNECT only, so configuring it does not
 //! put publishes and subscriptions through the hooks.
 
-use super::current::{read_setting_file, Current};
 use super::password_file::PasswordFile;
 use crate::broker::hooks::{ready, AuthDecision, ConnectInfo, HookFuture, Hooks};
 use crate::codec::ReasonCode;
 use crate::config::{Config, ConfigError};
+use crate::reload::{read_setting_file, Current};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 

@@ -4,7 +4,6 @@
 
 pub mod acl;
 pub mod acl_file;
-pub mod current;
 pub mod hooks;
 pub mod http_backend;
 pub mod passwd;

@@ -3,9 +3,8 @@
 //! connection, plain or encrypted; knows nothing of MQTT.
 
 use crate::tls::verifier::ExpectedCertificate;
-use rustls::pki_types::pem::PemObject;
-use rustls::pki_types::{CertificateDer, ServerName};
-use rustls::{ClientConfig, RootCertStore};
+use rustls::pki_types::ServerName;
+use rustls::ClientConfig;
 use std::io;
 use std::path::Path;
 use std::sync::Arc;
@@ -37,7 +36,7 @@ impl TlsClient {
     /// Clients that connect to `host` (checked against the certificate unless `insecure`), trusting the CA
     /// certificates of `cafile`, or every certificate when `insecure`. The error names the file.
     pub fn new(host: &str, cafile: Option<&Path>, insecure: bool) -> Result<TlsClient, String> {
-        let provider = Arc::new(rustls::crypto::ring::default_provider());
+        let provider = crate::tls::certs::provider();
         let builder = ClientConfig::builder_with_provider(provider.clone())
             .with_safe_default_protocol_versions()
             .map_err(|e| e.to_string())?;
@@ -47,7 +46,9 @@ impl TlsClient {
                 .with_custom_certificate_verifier(Arc::new(ExpectedCertificate::any(provider)))
                 .with_no_client_auth(),
             (Some(cafile), false) => builder
-                .with_root_certificates(roots(cafile)?)
+                .with_root_certificates(
+                    crate::tls::certs::read_roots("cafile", cafile).map_err(|e| e.to_string())?,
+                )
                 .with_no_client_auth(),
             (None, false) => {
                 return Err("--tls needs --cafile FILE (the CA to trust) or --insecure".to_owned())
@@ -60,24 +61,6 @@ impl TlsClient {
             server_name,
         })
     }
-}
-
-/// The CA certificates of `path`.
-fn roots(path: &Path) -> Result<RootCertStore, String> {
-    let mut roots = RootCertStore::empty();
-    let shown = path.display();
-    let certs =
-        CertificateDer::pem_file_iter(path).map_err(|e| format!("--cafile {shown}: {e:?}"))?;
-    for cert in certs {
-        let cert = cert.map_err(|e| format!("--cafile {shown}: {e:?}"))?;
-        roots
-            .add(cert)
-            .map_err(|e| format!("--cafile {shown}: {e}"))?;
-    }
-    if roots.is_empty() {
-        return Err(format!("--cafile {shown}: no CERTIFICATE in the file"));
-    }
-    Ok(roots)
 }
 
 /// A connection's bytes, over plain TCP or TLS.

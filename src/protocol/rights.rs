@@ -21,14 +21,14 @@ pub trait TopicRights: Send + std::fmt::Debug {
     /// `$share/{group}/`); messages of a granted filter are still screened one by one by `may_read`.
     fn may_subscribe(&mut self, filter: &str) -> bool;
 
-    /// The session now holds these filters (as subscribed, `$share/{group}/` included): granted now, or found
-    /// when it was resumed. Rights that can tell that every topic all of a session's filters match is readable
+    /// The session now holds subscriptions matching these filters (a shared subscription's without its
+    /// `$share/{group}/`): granted now, or found when it was resumed. Rights that can tell that every topic all of a session's filters match is readable
     /// may answer `may_read_matched` without looking the topic up. The default keeps no account.
     fn subscribed(&mut self, filters: &[&str]) {
         let _ = filters;
     }
 
-    /// The session no longer holds `filter`.
+    /// The session no longer holds a subscription matching `filter` (as in `subscribed`).
     fn unsubscribed(&mut self, filter: &str) {
         let _ = filter;
     }

@@ -20,6 +20,15 @@ pub fn is_shared(filter: &TopicFilter) -> bool {
     filter.as_str().starts_with(SHARE_PREFIX)
 }
 
+/// The filter topics are matched against for a subscription to `filter`: a shared subscription's part after
+/// `$share/{group}/`, any other whole.
+pub fn matched_filter(filter: &str) -> &str {
+    filter
+        .strip_prefix(SHARE_PREFIX)
+        .and_then(|rest| rest.split_once('/'))
+        .map_or(filter, |(_, inner)| inner)
+}
+
 /// Parses a shared subscription's filter; `None` when it is not a valid one: the share name must be at least
 /// one character without `/`, `+` or `#`, and a filter must follow [MQTT-4.8.2-1] [MQTT-4.8.2-2].
 pub fn parse(filter: &TopicFilter) -> Option<ShareName> {
@@ -41,6 +50,13 @@ mod tests {
 
     fn filter(s: &str) -> TopicFilter {
         TopicFilter::new(s.to_owned()).unwrap()
+    }
+
+    #[test]
+    fn a_shared_subscription_matches_by_its_filter() {
+        assert_eq!(matched_filter("$share/g/a/+"), "a/+");
+        assert_eq!(matched_filter("a/+"), "a/+");
+        assert_eq!(matched_filter("$shared/a"), "$shared/a");
     }
 
     #[test]

@@ -35,6 +35,21 @@ pub fn read_certificates(
     Ok(certs)
 }
 
+/// The CA certificates of a PEM file, as the trust anchors of a TLS endpoint; `key` names the setting (or
+/// flag) the file comes from.
+pub fn read_roots(key: &'static str, path: &Path) -> Result<RootCertStore, ConfigError> {
+    let mut roots = RootCertStore::empty();
+    for cert in read_certificates(key, path)? {
+        roots.add(cert).map_err(|e| {
+            invalid(
+                key,
+                format!("{}: a CA certificate cannot be used: {e}", path.display()),
+            )
+        })?;
+    }
+    Ok(roots)
+}
+
 /// A PEM error in words, an unreadable file told apart from one that is not PEM.
 pub(crate) fn pem_reason(e: rustls::pki_types::pem::Error) -> String {
     use rustls::pki_types::pem::Error;
@@ -101,15 +116,7 @@ pub fn client_verifier(
     cafile: &Path,
     required: bool,
 ) -> Result<Arc<dyn rustls::server::danger::ClientCertVerifier>, ConfigError> {
-    let mut roots = RootCertStore::empty();
-    for cert in read_certificates("cafile", cafile)? {
-        roots.add(cert).map_err(|e| {
-            invalid(
-                "cafile",
-                format!("{}: a CA certificate cannot be used: {e}", cafile.display()),
-            )
-        })?;
-    }
+    let roots = read_roots("cafile", cafile)?;
     let builder = WebPkiClientVerifier::builder_with_provider(Arc::new(roots), provider());
     let builder = if required {
         builder

@@ -437,7 +437,7 @@ impl Connection {
             let filters: Vec<&str> = registration
                 .subscriptions
                 .iter()
-                .map(|f| f.as_str())
+                .map(|f| crate::protocol::share::matched_filter(f.as_str()))
                 .collect();
             rights.subscribed(&filters);
         }

@@ -414,7 +414,10 @@ impl Connection {
                 .push((ticket, retained));
         }
         if let Some(rights) = self.rights.as_mut() {
-            let filters: Vec<&str> = granted.iter().map(|(f, _)| f.as_str()).collect();
+            let filters: Vec<&str> = granted
+                .iter()
+                .map(|(f, _)| share::matched_filter(f.as_str()))
+                .collect();
             rights.subscribed(&filters);
         }
         out.requests.push(Request::Subscribe {
@@ -462,7 +465,7 @@ impl Connection {
         }
         if let Some(rights) = self.rights.as_mut() {
             for filter in &unsubscribe.filters {
-                rights.unsubscribed(filter.as_str());
+                rights.unsubscribed(share::matched_filter(filter.as_str()));
             }
         }
         let mut unsuback = crate::codec::UnsubAck::from(unsubscribe.packet_id);

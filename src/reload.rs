@@ -1,5 +1,6 @@
-//! The contents of a file that a reload replaces while the clients being checked go on with the version they
-//! hold, and reading such a file for a setting with errors that name the setting, the file and the line.
+//! The contents of a file that a reload (SIGHUP, the admin API) replaces while whoever uses them goes on with
+//! the version it holds: password and ACL files, the TLS certificate; and reading such a file for a setting,
+//! with errors that name the setting, the file and the line.
 
 use crate::config::ConfigError;
 use std::fmt::Display;
