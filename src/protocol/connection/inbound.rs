@@ -629,17 +629,14 @@ fn screen_filter(
     if shared && !shared_on {
         return Err(ReasonCode::SHARED_SUBSCRIPTIONS_NOT_SUPPORTED);
     }
-    // A shared subscription is judged by its filter [MQTT-4.8.2-1], [MQTT-4.8.2-2].
-    let reads = match shared {
-        true => share::parse(filter).map(|share| share.filter),
-        false => Some(filter.clone()),
-    };
-    let Some(reads) = reads else {
+    if shared && share::parse(filter).is_none() {
+        // [MQTT-4.8.2-1], [MQTT-4.8.2-2]: a share name of at least one character, then a filter.
         return Err(ReasonCode::TOPIC_FILTER_INVALID);
-    };
-    // Rights over topics (the ACL file's): a filter the client may not read gets 0x87 (0x80 before 5.0).
+    }
+    // Rights over topics (the ACL file's), judged by the filter messages are matched by: a filter the client
+    // may not read gets 0x87 (0x80 before 5.0).
     if let Some(rights) = rights.as_mut() {
-        if !rights.may_subscribe(reads.as_str()) {
+        if !rights.may_subscribe(share::matched_filter(filter.as_str())) {
             return Err(ReasonCode::NOT_AUTHORIZED);
         }
     }
